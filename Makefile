@@ -1,0 +1,50 @@
+# Switchyard's build, test and tool entry points. `make test` is what CI runs (.ci/run).
+SHELL := /bin/bash
+GO ?= go
+CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/switchyard
+TOOLS := $(CACHE)/tools
+STATICCHECK_VERSION := v0.6.1
+STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The one build command: the Dockerfile runs `make build` too, so CI exercises the image's exact flags.
+BUILD_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
+BIN ?= bin/switchyard
+
+INFRA := test/infra/infra.sh
+INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TEST_CASSANDRA=127.0.0.1:$${CASSANDRA_PORT:-9042}
+
+.PHONY: build test unit lint tools infra-up infra-down demo fuzz bench clean
+
+build:
+	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/switchyard
+
+$(STATICCHECK):
+	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+tools: $(STATICCHECK)
+
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+# The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail.
+test: lint build
+	@$(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
+	  status=0; $(INFRA_ENV) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -shuffle=on -count=1 -timeout 20m ./... || status=$$?; \
+	  $(INFRA) down; exit $$status
+
+# Fast feedback without the servers: integration tests skip (outside CI) with a hint.
+unit:
+	$(GO) test -race -count=1 ./...
+
+infra-up:
+	$(INFRA) up
+	@echo "export $(INFRA_ENV)"
+
+infra-down:
+	$(INFRA) down
+
+clean:
+	rm -rf bin

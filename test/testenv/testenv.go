@@ -1,0 +1,31 @@
+// Package testenv tells integration tests where the real Kafka and Cassandra servers are.
+//
+// `make test` starts both with test/infra/infra.sh and exports SWITCHYARD_TEST_KAFKA and
+// SWITCHYARD_TEST_CASSANDRA. Without them a test skips on a laptop, but fails when CI is set, so a CI
+// run can never go green by skipping the real servers.
+package testenv
+
+import (
+	"os"
+	"testing"
+)
+
+const startHint = "start real servers with `make infra-up` (or point the variable at your own server)"
+
+// Kafka returns the bootstrap address of the test Kafka broker.
+func Kafka(t testing.TB) string { return need(t, "SWITCHYARD_TEST_KAFKA") }
+
+// Cassandra returns the contact point of the test Cassandra node.
+func Cassandra(t testing.TB) string { return need(t, "SWITCHYARD_TEST_CASSANDRA") }
+
+func need(t testing.TB, name string) string {
+	t.Helper()
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s is not set but CI is: integration tests must run against real servers; %s", name, startHint)
+	}
+	t.Skipf("%s is not set: %s, then export %s=127.0.0.1:<port>", name, startHint, name)
+	return ""
+}
