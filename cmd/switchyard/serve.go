@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/admin"
+	"github.com/switchyard-events/switchyard/router/broker"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/ingress"
+	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// serveFlags are the flags of serve; those set override the configuration's settings.
+type serveFlags struct {
+	config, addr, adminAddr, logFormat, logLevel string
+	grace                                        time.Duration
+	set                                          map[string]bool
+}
+
+func (f *serveFlags) override(s *config.Settings) {
+	if f.set["addr"] {
+		s.Addr = f.addr
+	}
+	if f.set["admin-addr"] {
+		s.AdminAddr = f.adminAddr
+	}
+	if f.set["shutdown-grace"] {
+		s.ShutdownGrace = f.grace
+	}
+	if f.set["log-format"] {
+		s.LogFormat = f.logFormat
+	}
+	if f.set["log-level"] {
+		s.LogLevel = f.logLevel
+	}
+}
+
+func runServe(args []string, _, stderr io.Writer) int {
+	var f serveFlags
+	fs := newFlagSet("serve", stderr)
+	fs.StringVar(&f.config, "config", "", "configuration file or directory of YAML manifests (env SWITCHYARD_CONFIG)")
+	fs.StringVar(&f.addr, "addr", config.DefaultAddr, "broker ingress listen address (env SWITCHYARD_ADDR)")
+	fs.StringVar(&f.adminAddr, "admin-addr", config.DefaultAdminAddr, "admin listen address: probes, metrics, admin API (env SWITCHYARD_ADMIN_ADDR)")
+	fs.DurationVar(&f.grace, "shutdown-grace", config.DefaultShutdownGrace, "how long SIGTERM waits for in-flight deliveries (env SWITCHYARD_SHUTDOWN_GRACE)")
+	fs.StringVar(&f.logFormat, "log-format", "json", "json or console (env SWITCHYARD_LOG_FORMAT)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (env SWITCHYARD_LOG_LEVEL)")
+	set, err := parseWithEnv(fs, args)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	f.set = set
+	if f.config == "" {
+		fmt.Fprintln(stderr, "serve: --config is required (try --config examples/demo.yaml)")
+		return 2
+	}
+	fingerprint, _ := config.Fingerprint(f.config)
+	cfg, err := config.Load(f.config)
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
+	}
+	f.override(&cfg.Settings)
+	logger, err := newLogger(cfg.Settings.LogFormat, cfg.Settings.LogLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	defer func() { _ = logger.Sync() }()
+	if err := serve(&f, cfg, fingerprint, logger); err != nil {
+		logger.Error("serve failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func newLogger(format, level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, err
+	}
+	var zc zap.Config
+	switch format {
+	case "console":
+		zc = zap.NewDevelopmentConfig()
+		zc.Development = false
+	case "json":
+		zc = zap.NewProductionConfig()
+		zc.Sampling = nil
+	default:
+		return nil, fmt.Errorf("unknown log format %q (json or console)", format)
+	}
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.EncoderConfig.TimeKey = "ts"
+	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zc.Build()
+}
+
+// serve wires the components, runs until SIGTERM or SIGINT, and drains.
+func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Logger) error {
+	m := metrics.New()
+	results := memstore.New(cfg.Settings.MaxOutcomes)
+
+	ingressLn, err := net.Listen("tcp", cfg.Settings.Addr)
+	if err != nil {
+		return fmt.Errorf("listening for ingress: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", cfg.Settings.AdminAddr)
+	if err != nil {
+		ingressLn.Close()
+		return fmt.Errorf("listening for admin: %w", err)
+	}
+	brokerBase := "http://" + hostForURL(ingressLn.Addr())
+
+	rtr := broker.New(broker.Options{
+		Logger:    logger,
+		Deliverer: delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes}),
+		Results:   results,
+		Metrics:   m,
+		BrokerURL: func(b router.BrokerRef) string { return brokerBase + "/" + b.Namespace + "/" + b.Name },
+	})
+	rtr.Apply(cfg)
+
+	var maxBody atomic.Int64
+	maxBody.Store(cfg.Settings.MaxBodyBytes)
+	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load})
+	adm := admin.New(results, rtr, m)
+
+	ingressSrv := &http.Server{Handler: in, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	adminSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 2)
+	go func() { serveErr <- ingressSrv.Serve(ingressLn) }()
+	go func() { serveErr <- adminSrv.Serve(adminLn) }()
+	adm.SetReady(true)
+	logger.Info("switchyard serving", zap.String("version", version), zap.String("ingress", ingressLn.Addr().String()),
+		zap.String("admin", adminLn.Addr().String()), zap.Int("brokers", len(cfg.Brokers)), zap.Int("triggers", len(cfg.Triggers)))
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go config.Watch(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, func(next *config.Config) {
+		f.override(&next.Settings)
+		if next.Settings.Addr != cfg.Settings.Addr || next.Settings.AdminAddr != cfg.Settings.AdminAddr {
+			logger.Warn("listen addresses changed in the configuration: they apply at the next restart")
+		}
+		rtr.Apply(next)
+		maxBody.Store(next.Settings.MaxBodyBytes)
+		m.ConfigReloads.WithLabelValues("applied").Inc()
+		logger.Info("configuration reloaded", zap.Int("brokers", len(next.Brokers)), zap.Int("triggers", len(next.Triggers)))
+	}, func(err error) {
+		m.ConfigReloads.WithLabelValues("rejected").Inc()
+		logger.Error("configuration change rejected; still serving the previous one", zap.Error(err))
+	})
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("listener failed: %w", err)
+	}
+	stop()
+	stopWatch()
+
+	// Drain: unready first so load balancers stop sending, refuse new events with 503, let admitted
+	// ones finish within the grace period, record the rest as failed.
+	logger.Info("shutting down: draining", zap.Duration("grace", cfg.Settings.ShutdownGrace), zap.Int64("pending", rtr.Pending()))
+	adm.SetReady(false)
+	in.Drain()
+	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.Settings.ShutdownGrace)
+	defer cancel()
+	aborted := rtr.Shutdown(graceCtx)
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelClose()
+	_ = ingressSrv.Shutdown(closeCtx)
+	_ = adminSrv.Shutdown(closeCtx)
+	logger.Info("stopped", zap.Int64("recorded_as_failed", aborted))
+	return nil
+}
+
+// hostForURL turns a listener address into a host:port usable in a URL (":8080" -> localhost:8080).
+func hostForURL(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+

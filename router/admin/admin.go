@@ -1,0 +1,156 @@
+// Package admin serves the admin listener: health and readiness probes, Prometheus metrics, and the
+// read API that answers "where did my event go".
+//
+//	GET /healthz                              200 while the process runs
+//	GET /readyz                               200 once config is loaded and listeners are up; 503 when draining
+//	GET /metrics                              Prometheus text format
+//	GET /v1/events/{id}                       every trigger's outcome for the event
+//	GET /v1/triggers                          every trigger with its counters
+//	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
+package admin
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/broker"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// TriggerLister lists triggers with their counters; broker.Router implements it.
+type TriggerLister interface {
+	Triggers() []broker.TriggerStatus
+}
+
+// Server is the admin HTTP handler.
+type Server struct {
+	mux     *http.ServeMux
+	ready   atomic.Bool
+	results router.ResultStore
+	routes  TriggerLister
+}
+
+// New returns the admin handler; it reports not ready until SetReady(true).
+func New(results router.ResultStore, triggers TriggerLister, m *metrics.Metrics) *Server {
+	s := &Server{mux: http.NewServeMux(), results: results, routes: triggers}
+	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
+	s.mux.HandleFunc("GET /v1/events/{id}", s.event)
+	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
+	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
+	return s
+}
+
+// SetReady flips /readyz.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// OutcomeJSON is how the admin API shows an outcome.
+type OutcomeJSON struct {
+	EventID    string    `json:"eventId"`
+	Source     string    `json:"source"`
+	Type       string    `json:"type"`
+	Broker     string    `json:"broker"`
+	Trigger    string    `json:"trigger"`
+	Subscriber string    `json:"subscriber"`
+	Status     string    `json:"status"`
+	Attempts   int       `json:"attempts"`
+	LastCode   int       `json:"lastCode"`
+	LastError  string    `json:"lastError,omitempty"`
+	LatencyMS  float64   `json:"latencyMs"`
+	Received   time.Time `json:"received"`
+	Finished   time.Time `json:"finished"`
+	ReplyID    string    `json:"replyId,omitempty"`
+}
+
+func toJSON(o *router.Outcome) OutcomeJSON {
+	return OutcomeJSON{
+		EventID: o.EventID, Source: o.Source, Type: o.Type, Broker: o.Broker.String(), Trigger: o.Trigger.String(),
+		Subscriber: o.Subscriber, Status: string(o.Status), Attempts: o.Attempts, LastCode: o.LastCode,
+		LastError: o.LastError, LatencyMS: float64(o.Latency().Microseconds()) / 1000, Received: o.Received,
+		Finished: o.Finished, ReplyID: o.ReplyID,
+	}
+}
+
+func (s *Server) event(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	outcomes, err := s.results.EventOutcomes(r.Context(), id)
+	if err != nil {
+		http.Error(w, "reading outcomes: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	if len(outcomes) == 0 {
+		http.Error(w, "no outcome recorded for event "+strconv.Quote(id)+" (not delivered yet, matched no trigger, or forgotten)", http.StatusNotFound)
+		return
+	}
+	out := struct {
+		ID       string        `json:"id"`
+		Outcomes []OutcomeJSON `json:"outcomes"`
+	}{ID: id, Outcomes: make([]OutcomeJSON, len(outcomes))}
+	for i := range outcomes {
+		out.Outcomes[i] = toJSON(&outcomes[i])
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) triggers(w http.ResponseWriter, _ *http.Request) {
+	ts := s.routes.Triggers()
+	if ts == nil {
+		ts = []broker.TriggerStatus{}
+	}
+	writeJSON(w, struct {
+		Triggers []broker.TriggerStatus `json:"triggers"`
+	}{ts})
+}
+
+func (s *Server) triggerOutcomes(w http.ResponseWriter, r *http.Request) {
+	q := router.OutcomeQuery{
+		Trigger:    router.TriggerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")},
+		OnlyFailed: r.URL.Query().Get("failed") == "true",
+		PageToken:  r.URL.Query().Get("page"),
+	}
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 || n > 1000 {
+			http.Error(w, "limit must be an integer from 1 to 1000", http.StatusBadRequest)
+			return
+		}
+		q.Limit = n
+	}
+	outcomes, next, err := s.results.TriggerOutcomes(r.Context(), q)
+	if err != nil {
+		http.Error(w, "reading outcomes: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	out := struct {
+		Outcomes []OutcomeJSON `json:"outcomes"`
+		NextPage string        `json:"nextPage,omitempty"`
+	}{Outcomes: make([]OutcomeJSON, len(outcomes)), NextPage: next}
+	for i := range outcomes {
+		out.Outcomes[i] = toJSON(&outcomes[i])
+	}
+	writeJSON(w, out)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

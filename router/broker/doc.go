@@ -1,0 +1,10 @@
+// Package broker is the routing engine: it admits events into a broker's log (TTL, arrival time),
+// reads them back, matches them against the broker's filter index, and fans them out to one lane per
+// trigger, where they are delivered with bounded concurrency and their outcomes recorded. Replies
+// come back in through the same admission step.
+//
+// The routing table is compiled from a config.Config and swapped atomically by Apply; events in
+// flight finish under the table they started with. Per broker, one goroutine dispatches in log
+// order; per trigger, a lane runs at most Concurrency deliveries and holds at most Pending waiting
+// ones, after which the broker's dispatch waits for it (and a full queue then answers 429).
+package broker

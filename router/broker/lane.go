@@ -1,0 +1,79 @@
+package broker
+
+import (
+	"context"
+	"sync"
+
+	"golang.org/x/time/rate"
+)
+
+// lane runs one trigger's deliveries: at most max at once, in arrival order, holding at most
+// pending more. Workers are started on demand and exit when the lane is idle, so 10,000 idle
+// triggers cost no goroutines.
+type lane struct {
+	slots   chan struct{} // one per accepted task, running or waiting: submit blocks when full
+	limiter *rate.Limiter // nil: unlimited
+	run     func(ctx context.Context, t task)
+
+	mu      sync.Mutex
+	queue   []task
+	running int
+	max     int
+}
+
+func newLane(concurrency, pending int, ratePerSec float64, run func(context.Context, task)) *lane {
+	l := &lane{slots: make(chan struct{}, concurrency+pending), max: concurrency, run: run}
+	if ratePerSec > 0 {
+		burst := int(ratePerSec)
+		if burst < 1 {
+			burst = 1
+		}
+		l.limiter = rate.NewLimiter(rate.Limit(ratePerSec), burst)
+	}
+	return l
+}
+
+// submit queues t, waiting while the lane is full. It fails only when ctx ends first.
+func (l *lane) submit(ctx context.Context, t task) error {
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		select {
+		case l.slots <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	l.mu.Lock()
+	l.queue = append(l.queue, t)
+	start := l.running < l.max
+	if start {
+		l.running++
+	}
+	l.mu.Unlock()
+	if start {
+		go l.work(ctx)
+	}
+	return nil
+}
+
+func (l *lane) work(ctx context.Context) {
+	for {
+		l.mu.Lock()
+		if len(l.queue) == 0 {
+			l.running--
+			l.queue = l.queue[:0]
+			l.mu.Unlock()
+			return
+		}
+		t := l.queue[0]
+		l.queue[0] = task{}
+		l.queue = l.queue[1:]
+		l.mu.Unlock()
+		if l.limiter != nil {
+			_ = l.limiter.Wait(ctx) // on shutdown, run still records the event as failed
+		}
+		l.run(ctx, t)
+		<-l.slots
+	}
+}

@@ -1,0 +1,482 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/types"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/memqueue"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// Extensions the broker manages.
+const (
+	ExtTTL         = "knativebrokerttl"
+	ExtArrivalTime = "knativearrivaltime"
+)
+
+// Options configure a Router.
+type Options struct {
+	Logger    *zap.Logger
+	Deliverer *delivery.Deliverer
+	Results   router.ResultStore
+	Metrics   *metrics.Metrics
+	// BrokerURL returns a broker's ingress URL; it is the knativeerrordest of a reply that could
+	// not be published.
+	BrokerURL func(router.BrokerRef) string
+	// ReplyPublishTimeout bounds how long a reply waits for room in a full queue (default 5s).
+	ReplyPublishTimeout time.Duration
+}
+
+// Router runs every configured broker.
+type Router struct {
+	o      Options
+	logger *zap.Logger
+
+	runCtx    context.Context // deliveries run under it; cancelled when the shutdown grace ends
+	cancelRun context.CancelFunc
+
+	brokers atomic.Pointer[map[router.BrokerRef]*brokerState]
+	maxTTL  atomic.Int32
+
+	applyMu  sync.Mutex // serialises Apply and Shutdown
+	closing  atomic.Bool
+	pending  atomic.Int64 // events admitted whose fate is not final yet
+	dispatch sync.WaitGroup
+}
+
+// New returns a Router with no brokers; Apply gives it a configuration.
+func New(o Options) *Router {
+	if o.ReplyPublishTimeout <= 0 {
+		o.ReplyPublishTimeout = 5 * time.Second
+	}
+	r := &Router{o: o, logger: o.Logger.Named("broker")}
+	r.runCtx, r.cancelRun = context.WithCancel(context.Background())
+	empty := map[router.BrokerRef]*brokerState{}
+	r.brokers.Store(&empty)
+	return r
+}
+
+// brokerState lives as long as its broker stays configured, across reloads.
+type brokerState struct {
+	r      *Router
+	ref    router.BrokerRef
+	url    string
+	queue  *memqueue.Queue
+	events atomic.Uint64 // events dispatched, for filtered-out counts
+	routes atomic.Pointer[routes]
+}
+
+type routes struct {
+	index    *filter.Index
+	triggers []*triggerState
+}
+
+type triggerState struct {
+	cfg   *config.Trigger
+	lane  *lane
+	stats *triggerStats
+}
+
+type triggerStats struct {
+	base                                         uint64 // broker events dispatched before the trigger existed
+	matched, delivered, deadLettered, failed, rs atomic.Uint64
+	inFlight                                     atomic.Int64
+}
+
+// Apply makes cfg the routing configuration. Brokers and triggers that persist keep their queues,
+// lanes and counters; events already dispatched finish under the trigger settings they started with.
+func (r *Router) Apply(cfg *config.Config) {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if r.closing.Load() {
+		return
+	}
+	r.maxTTL.Store(cfg.Settings.MaxTTL)
+	old := *r.brokers.Load()
+	next := make(map[router.BrokerRef]*brokerState, len(cfg.Brokers))
+	byBroker := map[router.BrokerRef][]*config.Trigger{}
+	for _, t := range cfg.Triggers {
+		byBroker[t.Broker] = append(byBroker[t.Broker], t)
+	}
+	for _, bc := range cfg.Brokers {
+		b := old[bc.Ref]
+		if b == nil {
+			b = &brokerState{r: r, ref: bc.Ref, queue: memqueue.New(cfg.Settings.QueueSize)}
+			if r.o.BrokerURL != nil {
+				b.url = r.o.BrokerURL(bc.Ref)
+			}
+			r.dispatch.Add(1)
+			go func() {
+				defer r.dispatch.Done()
+				b.queue.Run(r.runCtx, b)
+			}()
+		}
+		b.routes.Store(r.buildRoutes(b, byBroker[bc.Ref]))
+		next[bc.Ref] = b
+	}
+	r.brokers.Store(&next)
+	for ref, b := range old {
+		if next[ref] == nil {
+			b.queue.Close() // its dispatcher drains what is queued under the last routes, then exits
+		}
+	}
+}
+
+func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes {
+	prev := map[router.TriggerRef]*triggerState{}
+	if old := b.routes.Load(); old != nil {
+		for _, t := range old.triggers {
+			prev[t.cfg.Ref] = t
+		}
+	}
+	rt := &routes{triggers: make([]*triggerState, len(triggers))}
+	filters := make([]filter.Filter, len(triggers))
+	for i, tc := range triggers {
+		ts := &triggerState{cfg: tc}
+		if p := prev[tc.Ref]; p != nil {
+			ts.stats = p.stats
+			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit {
+				ts.lane = p.lane // keeps an ordered trigger's order across a reload
+			}
+		} else {
+			ts.stats = &triggerStats{base: b.events.Load()}
+		}
+		if ts.lane == nil {
+			ts.lane = newLane(tc.Concurrency, tc.Pending, tc.RateLimit, r.runTask)
+		}
+		rt.triggers[i] = ts
+		filters[i] = tc.Filter
+	}
+	rt.index = filter.NewIndex(filters)
+	return rt
+}
+
+// Publish admits envs into broker ref's log, all or none. Each event gets knativearrivaltime, and
+// its knativebrokerttl (255 or the configured maximum when absent) is taken out, checked and
+// decremented. Errors: router.ErrBrokerNotFound, router.ErrTTLExpired (wrapped with detail),
+// router.ErrQueueFull, router.ErrUnavailable.
+func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*router.Envelope) error {
+	b := (*r.brokers.Load())[ref]
+	if b == nil {
+		return router.ErrBrokerNotFound
+	}
+	maxTTL := r.maxTTL.Load()
+	for i, env := range envs {
+		ttl, err := takeTTL(env.Event, maxTTL)
+		if err != nil {
+			if len(envs) > 1 {
+				return fmt.Errorf("batch event %d: %w", i, err)
+			}
+			return err
+		}
+		env.TTL = ttl
+	}
+	return r.append(ctx, b, envs)
+}
+
+// takeTTL removes the knativebrokerttl extension from e and returns what remains after this hop.
+func takeTTL(e *event.Event, maxTTL int32) (int32, error) {
+	ttl := maxTTL
+	if v, ok := e.Extensions()[ExtTTL]; ok {
+		n, err := types.ToInteger(v)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s %q is not an integer", router.ErrTTLExpired, ExtTTL, fmt.Sprint(v))
+		}
+		if n < ttl {
+			ttl = n
+		}
+		e.SetExtension(ExtTTL, nil) // deletes it
+	}
+	if ttl <= 0 {
+		return 0, fmt.Errorf("%w: %s is %d; the event has been routed too many times (a reply loop?)", router.ErrTTLExpired, ExtTTL, ttl)
+	}
+	return ttl - 1, nil
+}
+
+func (r *Router) append(ctx context.Context, b *brokerState, envs []*router.Envelope) error {
+	if r.closing.Load() {
+		return router.ErrUnavailable
+	}
+	now := time.Now()
+	arrival := now.UTC().Format(time.RFC3339Nano)
+	for _, env := range envs {
+		env.Broker = b.ref
+		env.Received = now
+		env.Partition = -1
+		env.Event.SetExtension(ExtArrivalTime, arrival)
+	}
+	r.pending.Add(int64(len(envs)))
+	if err := b.queue.Append(ctx, envs); err != nil {
+		r.pending.Add(-int64(len(envs)))
+		return err
+	}
+	return nil
+}
+
+// task is one event on its way to one trigger.
+type task struct {
+	b   *brokerState
+	t   *triggerState
+	env *router.Envelope
+	f   *fanout
+}
+
+// fanout counts the triggers an event still waits on; the last to finish releases it.
+type fanout struct {
+	remaining atomic.Int32
+	done      func()
+	r         *Router
+}
+
+func (f *fanout) finish() {
+	if f.remaining.Add(-1) == 0 {
+		f.done()
+		f.r.pending.Add(-1)
+	}
+}
+
+var matchPool = sync.Pool{New: func() any { s := make([]int32, 0, 16); return &s }}
+
+// Handle routes one envelope read from the broker's log: match, then hand it to each matching
+// trigger's lane. It returns once every lane accepted it; done is called when all are final.
+func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done func()) {
+	r := b.r
+	rt := b.routes.Load()
+	b.events.Add(1)
+	bufp := matchPool.Get().(*[]int32)
+	matches := rt.index.Match(env.Event, (*bufp)[:0])
+	if len(matches) == 0 {
+		*bufp = matches
+		matchPool.Put(bufp)
+		done()
+		r.pending.Add(-1)
+		return
+	}
+	f := &fanout{done: done, r: r}
+	f.remaining.Store(int32(len(matches)))
+	for _, i := range matches {
+		t := rt.triggers[i]
+		t.stats.matched.Add(1)
+		if err := t.lane.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
+			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()})
+			f.finish()
+		}
+	}
+	*bufp = matches
+	matchPool.Put(bufp)
+}
+
+// runTask delivers one event to one trigger and records the outcome.
+func (r *Router) runTask(ctx context.Context, tk task) {
+	defer tk.f.finish()
+	t, env := tk.t, tk.env
+	t.stats.inFlight.Add(1)
+	defer t.stats.inFlight.Add(-1)
+	inFlight := r.o.Metrics.InFlight.WithLabelValues(t.cfg.Ref.Namespace, t.cfg.Ref.Name)
+	inFlight.Inc()
+	defer inFlight.Dec()
+
+	policy := &t.cfg.Delivery
+	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
+	res := r.o.Deliverer.Deliver(ctx, req, policy)
+	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code, LastError: res.Err}
+
+	switch {
+	case res.Delivered && res.Reply == nil:
+		o.Status = router.StatusDelivered
+	case res.Delivered:
+		o.ReplyID = res.Reply.ID()
+		err := r.publishReply(ctx, tk.b, env, res.Reply)
+		switch {
+		case err == nil:
+			o.Status = router.StatusDelivered
+		case errors.Is(err, router.ErrTTLExpired):
+			// The hop limit doing its job: Knative drops such replies too.
+			o.Status = router.StatusDelivered
+			o.LastError = "reply dropped: " + err.Error()
+			r.o.Metrics.RepliesDropped.WithLabelValues(t.cfg.Ref.Namespace, t.cfg.Ref.Name).Inc()
+		default:
+			failure := delivery.Result{Code: 0, Err: "publishing the reply: " + err.Error()}
+			o.LastError = failure.Err
+			o.Status = r.deadLetter(ctx, req, policy, &failure, tk.b.url, o, router.StatusReplyFailed)
+		}
+	default:
+		o.Status = r.deadLetter(ctx, req, policy, &res, t.cfg.Subscriber, o, router.StatusFailed)
+	}
+	r.record(tk.b, t, env, o)
+}
+
+// deadLetter hands the event to the policy's dead-letter sink and returns the resulting status:
+// dead-lettered, or otherwise (no sink, or the sink failed too).
+func (r *Router) deadLetter(ctx context.Context, req *delivery.Request, p *delivery.Policy, failure *delivery.Result, dest string, o *router.Outcome, otherwise router.Status) router.Status {
+	dl, ok := r.o.Deliverer.DeadLetter(ctx, req, p, failure, dest)
+	if !ok {
+		return otherwise
+	}
+	if dl.Delivered {
+		return router.StatusDeadLettered
+	}
+	o.LastError += "; the dead-letter sink failed too: " + dl.Err
+	return otherwise
+}
+
+// publishReply admits a subscriber's reply into the same broker, carrying the original's TTL. A
+// full queue is waited on for a while: the reply is part of an event already accepted.
+func (r *Router) publishReply(ctx context.Context, b *brokerState, orig *router.Envelope, reply *event.Event) error {
+	if orig.TTL <= 0 {
+		return fmt.Errorf("%w: %s is 0 after this hop", router.ErrTTLExpired, ExtTTL)
+	}
+	reply.SetExtension(ExtTTL, nil)
+	env := &router.Envelope{Event: reply, Headers: orig.Headers, TTL: orig.TTL - 1}
+	deadline := time.Now().Add(r.o.ReplyPublishTimeout)
+	for {
+		err := r.append(ctx, b, []*router.Envelope{env})
+		if !errors.Is(err, router.ErrQueueFull) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// record completes o with what every outcome carries and stores it.
+func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o *router.Outcome) {
+	e := env.Event
+	o.EventID, o.Source, o.Type = e.ID(), e.Source(), e.Type()
+	o.Broker, o.Trigger, o.Subscriber = b.ref, t.cfg.Ref, t.cfg.Subscriber
+	o.Received, o.Finished = env.Received, time.Now()
+	if o.Status != router.StatusDelivered {
+		o.Event = e
+	}
+	ns, name := t.cfg.Ref.Namespace, t.cfg.Ref.Name
+	switch o.Status {
+	case router.StatusDelivered:
+		t.stats.delivered.Add(1)
+	case router.StatusDeadLettered:
+		t.stats.deadLettered.Add(1)
+		r.o.Metrics.DeadLettered.WithLabelValues(ns, name).Inc()
+	default:
+		t.stats.failed.Add(1)
+		r.o.Metrics.Failed.WithLabelValues(ns, name).Inc()
+		r.logger.Warn("event not delivered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
+			zap.String("status", string(o.Status)), zap.String("error", o.LastError))
+	}
+	if o.Attempts > 1 {
+		t.stats.rs.Add(uint64(o.Attempts - 1))
+		r.o.Metrics.Retries.WithLabelValues(ns, name).Add(float64(o.Attempts - 1))
+	}
+	code := o.LastCode
+	labels := []string{ns, b.ref.Name, name, o.Type, strconv.Itoa(code), metrics.CodeClass(code)}
+	r.o.Metrics.TriggerEvents.WithLabelValues(labels...).Inc()
+	r.o.Metrics.DispatchLatency.WithLabelValues(labels...).Observe(float64(o.Latency()) / float64(time.Millisecond))
+	r.o.Results.Record(o)
+}
+
+// Pending is the number of admitted events whose fate is not yet final.
+func (r *Router) Pending() int64 { return r.pending.Load() }
+
+// QueueDepth is the number of events waiting in broker ref's queue.
+func (r *Router) QueueDepth(ref router.BrokerRef) int {
+	if b := (*r.brokers.Load())[ref]; b != nil {
+		return b.queue.Len()
+	}
+	return 0
+}
+
+// Shutdown stops admitting events, waits until every admitted event's fate is final or ctx ends,
+// then aborts what is left: deliveries in progress and events still queued are recorded as failed.
+// It returns the number of events that had to be aborted.
+func (r *Router) Shutdown(ctx context.Context) int64 {
+	r.applyMu.Lock()
+	r.closing.Store(true)
+	brokers := *r.brokers.Load()
+	r.applyMu.Unlock()
+	for _, b := range brokers {
+		b.queue.Close()
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for r.pending.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			aborted := r.pending.Load()
+			r.logger.Warn("shutdown grace period over: recording unfinished events as failed", zap.Int64("events", aborted))
+			r.cancelRun()
+			r.dispatch.Wait()
+			for r.pending.Load() > 0 { // aborted deliveries return promptly once cancelled
+				<-tick.C
+			}
+			return aborted
+		case <-tick.C:
+		}
+	}
+	r.cancelRun()
+	r.dispatch.Wait()
+	return 0
+}
+
+// HasBroker reports whether ref is configured.
+func (r *Router) HasBroker(ref router.BrokerRef) bool { return (*r.brokers.Load())[ref] != nil }
+
+// TriggerStatus is a trigger's configuration summary and counters since it was first configured.
+type TriggerStatus struct {
+	Namespace    string `json:"namespace"`
+	Name         string `json:"name"`
+	Broker       string `json:"broker"`
+	Subscriber   string `json:"subscriber"`
+	Ordered      bool   `json:"ordered"`
+	Concurrency  int    `json:"concurrency"`
+	Matched      uint64 `json:"matched"`
+	FilteredOut  uint64 `json:"filteredOut"`
+	Delivered    uint64 `json:"delivered"`
+	DeadLettered uint64 `json:"deadLettered"`
+	Failed       uint64 `json:"failed"`
+	Retries      uint64 `json:"retries"`
+	InFlight     int64  `json:"inFlight"`
+}
+
+// Triggers returns every configured trigger's status, by broker and trigger name.
+func (r *Router) Triggers() []TriggerStatus {
+	var out []TriggerStatus
+	for _, b := range *r.brokers.Load() {
+		seen := b.events.Load()
+		for _, t := range b.routes.Load().triggers {
+			s := t.stats
+			matched := s.matched.Load()
+			var filtered uint64
+			if seen > s.base+matched {
+				filtered = seen - s.base - matched
+			}
+			out = append(out, TriggerStatus{
+				Namespace: t.cfg.Ref.Namespace, Name: t.cfg.Ref.Name, Broker: b.ref.Name, Subscriber: t.cfg.Subscriber,
+				Ordered: t.cfg.Ordered, Concurrency: t.cfg.Concurrency,
+				Matched: matched, FilteredOut: filtered, Delivered: s.delivered.Load(),
+				DeadLettered: s.deadLettered.Load(), Failed: s.failed.Load(), Retries: s.rs.Load(), InFlight: s.inFlight.Load(),
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}

@@ -1,0 +1,556 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/filter"
+)
+
+// Annotations Switchyard reads.
+const (
+	AnnotationBrokerClass   = "eventing.knative.dev/broker.class"
+	AnnotationExternalTopic = "kafka.eventing.knative.dev/external.topic"
+	AnnotationDeliveryOrder = "kafka.eventing.knative.dev/delivery.order"
+	AnnotationConcurrency   = "switchyard.dev/concurrency"
+	AnnotationRateLimit     = "switchyard.dev/rate-limit"
+)
+
+// Broker classes served from memory. Knative's own MT class is accepted so that its manifests work
+// unchanged; Switchyard is our class name.
+var memoryClasses = map[string]bool{"": true, "MTChannelBasedBroker": true, "Switchyard": true}
+
+var (
+	attributeName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
+	objectName    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
+)
+
+// compile validates everything parsed and builds the Config, or returns every error found.
+func (l *loader) compile(files []string) (*Config, error) {
+	cfg := &Config{Files: files}
+	defaults := l.compileSettings(&cfg.Settings)
+
+	brokers := map[router.BrokerRef]*brokerDoc{}
+	for i := range l.brokers {
+		b := &l.brokers[i]
+		ref, ok := l.objectRef(b.d, &b.m.Metadata)
+		if !ok {
+			continue
+		}
+		if prev, dup := brokers[ref]; dup {
+			l.errAt(b.d, "metadata.name", "broker %s is defined twice (first at %s:%d)", ref, prev.d.file, prev.d.line(""))
+			continue
+		}
+		brokers[ref] = b
+		class := b.m.Metadata.Annotations[AnnotationBrokerClass]
+		switch {
+		case class == "Kafka":
+			l.errAt(b.d, "metadata.annotations", "broker class Kafka needs Kafka mode, which this build does not have yet; remove the annotation to run the broker in memory")
+		case !memoryClasses[class]:
+			l.errAt(b.d, "metadata.annotations", "unknown broker class %q (Switchyard serves Switchyard, MTChannelBasedBroker and Kafka)", class)
+		}
+		if _, ok := b.m.Metadata.Annotations[AnnotationExternalTopic]; ok && class != "Kafka" {
+			l.errAt(b.d, "metadata.annotations", "%s applies to Kafka-class brokers only", AnnotationExternalTopic)
+		}
+		l.checkDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings)
+		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, File: b.d.file, Line: b.d.line("")})
+	}
+
+	triggers := map[router.TriggerRef]*triggerDoc{}
+	for i := range l.triggers {
+		t := &l.triggers[i]
+		bref, ok := l.objectRef(t.d, &t.m.Metadata)
+		if !ok {
+			continue
+		}
+		ref := router.TriggerRef(bref)
+		if prev, dup := triggers[ref]; dup {
+			l.errAt(t.d, "metadata.name", "trigger %s is defined twice (first at %s:%d)", ref, prev.d.file, prev.d.line(""))
+			continue
+		}
+		triggers[ref] = t
+		if tr := l.compileTrigger(t, ref, brokers, defaults, &cfg.Settings); tr != nil {
+			cfg.Triggers = append(cfg.Triggers, tr)
+		}
+	}
+
+	if len(l.errs) > 0 {
+		sort.SliceStable(l.errs, func(i, j int) bool {
+			if l.errs[i].File != l.errs[j].File {
+				return l.errs[i].File < l.errs[j].File
+			}
+			return l.errs[i].Line < l.errs[j].Line
+		})
+		return nil, l.errs
+	}
+	return cfg, nil
+}
+
+func (l *loader) objectRef(d *doc, m *objectMeta) (router.BrokerRef, bool) {
+	ok := true
+	if m.Name == "" {
+		l.errAt(d, "metadata.name", "must be set")
+		ok = false
+	} else if len(m.Name) > 253 || !objectName.MatchString(m.Name) {
+		l.errAt(d, "metadata.name", "%q is not a valid name (lower-case letters, digits, '-' and '.')", m.Name)
+		ok = false
+	}
+	ns := m.Namespace
+	if ns == "" {
+		ns = "default"
+	} else if len(ns) > 63 || !objectName.MatchString(ns) || strings.Contains(ns, ".") {
+		l.errAt(d, "metadata.namespace", "%q is not a valid namespace", ns)
+		ok = false
+	}
+	return router.BrokerRef{Namespace: ns, Name: m.Name}, ok
+}
+
+// compileSettings fills s from the SwitchyardConfig document (or defaults) and returns the
+// delivery defaults it sets.
+func (l *loader) compileSettings(s *Settings) deliveryFields {
+	*s = Settings{
+		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes,
+		QueueSize: DefaultQueueSize, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
+		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
+		MaxOutcomes: DefaultMaxOutcomes, ShutdownGrace: DefaultShutdownGrace,
+		ReloadInterval: DefaultReloadInterval, LogFormat: "json", LogLevel: "info",
+	}
+	if len(l.settings) == 0 {
+		return deliveryFields{}
+	}
+	for _, extra := range l.settings[1:] {
+		l.errAt(extra.d, "kind", "only one SwitchyardConfig is allowed (first at %s:%d)", l.settings[0].d.file, l.settings[0].d.line(""))
+	}
+	d, spec := l.settings[0].d, &l.settings[0].m.Spec
+	setAddr := func(path, v string, dst *string) {
+		if v == "" {
+			return
+		}
+		if _, _, err := net.SplitHostPort(v); err != nil {
+			l.errAt(d, path, "%q is not host:port (e.g. :8080 or 127.0.0.1:8080)", v)
+			return
+		}
+		*dst = v
+	}
+	setAddr("spec.ingress.addr", spec.Ingress.Addr, &s.Addr)
+	setAddr("spec.admin.addr", spec.Admin.Addr, &s.AdminAddr)
+	positive := func(path string, v *int, dst *int) {
+		if v == nil {
+			return
+		}
+		if *v <= 0 {
+			l.errAt(d, path, "must be positive, got %d", *v)
+			return
+		}
+		*dst = *v
+	}
+	if v := spec.Ingress.MaxBodyBytes; v != nil {
+		if *v <= 0 {
+			l.errAt(d, "spec.ingress.maxBodyBytes", "must be positive, got %d", *v)
+		} else {
+			s.MaxBodyBytes = *v
+		}
+	}
+	positive("spec.ingress.queueSize", spec.Ingress.QueueSize, &s.QueueSize)
+	if v := spec.Ingress.MaxTTL; v != nil {
+		if *v <= 0 {
+			l.errAt(d, "spec.ingress.maxTTL", "must be positive, got %d", *v)
+		} else {
+			s.MaxTTL = *v
+		}
+	}
+	positive("spec.triggers.concurrency", spec.Triggers.Concurrency, &s.TriggerConcurrency)
+	positive("spec.triggers.pending", spec.Triggers.Pending, &s.TriggerPending)
+	positive("spec.results.memory.maxOutcomes", spec.Results.Memory.MaxOutcomes, &s.MaxOutcomes)
+	if spec.ClusterDomain != "" {
+		s.ClusterDomain = spec.ClusterDomain
+	}
+	goDuration := func(path, v string, dst *time.Duration) {
+		if v == "" {
+			return
+		}
+		dur, err := time.ParseDuration(v)
+		if err != nil || dur <= 0 {
+			l.errAt(d, path, "%q is not a positive duration such as 30s or 1m", v)
+			return
+		}
+		*dst = dur
+	}
+	goDuration("spec.shutdownGracePeriod", spec.ShutdownGracePeriod, &s.ShutdownGrace)
+	goDuration("spec.reloadInterval", spec.ReloadInterval, &s.ReloadInterval)
+	switch spec.Log.Format {
+	case "":
+	case "json", "console":
+		s.LogFormat = spec.Log.Format
+	default:
+		l.errAt(d, "spec.log.format", "%q is not json or console", spec.Log.Format)
+	}
+	switch spec.Log.Level {
+	case "":
+	case "debug", "info", "warn", "error":
+		s.LogLevel = spec.Log.Level
+	default:
+		l.errAt(d, "spec.log.level", "%q is not debug, info, warn or error", spec.Log.Level)
+	}
+	return l.checkDelivery(d, "spec.delivery", spec.Delivery, "default", s)
+}
+
+func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers map[router.BrokerRef]*brokerDoc, defaults deliveryFields, s *Settings) *Trigger {
+	before := len(l.errs)
+	spec := &t.m.Spec
+	tr := &Trigger{Ref: ref, File: t.d.file, Line: t.d.line(""), Concurrency: s.TriggerConcurrency, Pending: s.TriggerPending}
+
+	var brokerDelivery deliveryFields
+	if spec.Broker == "" {
+		l.errAt(t.d, "spec.broker", "must name the trigger's broker")
+	} else {
+		tr.Broker = router.BrokerRef{Namespace: ref.Namespace, Name: spec.Broker}
+		if b, ok := brokers[tr.Broker]; !ok {
+			l.errAt(t.d, "spec.broker", "broker %s is not defined in this configuration", tr.Broker)
+		} else {
+			brokerDelivery = l.parseDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, tr.Broker.Namespace, s, false)
+		}
+	}
+
+	// A non-empty filters wins over filter, as in Knative.
+	switch {
+	case len(spec.Filters) > 0:
+		children := make([]filter.Filter, 0, len(spec.Filters))
+		for i := range spec.Filters {
+			if f := l.compileFilter(t.d, fmt.Sprintf("spec.filters[%d]", i), &spec.Filters[i]); f != nil {
+				children = append(children, f)
+			}
+		}
+		tr.Filter = filter.All(children...)
+	case spec.Filter != nil && len(spec.Filter.Attributes) > 0:
+		for k := range spec.Filter.Attributes {
+			if !attributeName.MatchString(k) {
+				l.errAt(t.d, "spec.filter.attributes."+k, "attribute names are lower-case letters and digits, starting with a letter")
+			}
+		}
+		tr.Filter = filter.Attributes(spec.Filter.Attributes)
+	default:
+		tr.Filter = filter.All()
+	}
+
+	if spec.Subscriber == nil {
+		l.errAt(t.d, "spec.subscriber", "must be set (uri, or ref to a Service)")
+	} else {
+		tr.Subscriber = l.resolveDestination(t.d, "spec.subscriber", spec.Subscriber, ref.Namespace, s)
+	}
+	own := l.parseDelivery(t.d, "spec.delivery", spec.Delivery, ref.Namespace, s, true)
+	tr.Delivery = resolvePolicy(defaults, brokerDelivery, own)
+
+	ann := t.m.Metadata.Annotations
+	switch ann[AnnotationDeliveryOrder] {
+	case "", "unordered":
+	case "ordered":
+		tr.Ordered, tr.Concurrency = true, 1
+	default:
+		l.errAt(t.d, "metadata.annotations", "%s must be ordered or unordered, got %q", AnnotationDeliveryOrder, ann[AnnotationDeliveryOrder])
+	}
+	if v, ok := ann[AnnotationConcurrency]; ok {
+		n, err := strconv.Atoi(v)
+		switch {
+		case err != nil || n <= 0:
+			l.errAt(t.d, "metadata.annotations", "%s must be a positive integer, got %q", AnnotationConcurrency, v)
+		case tr.Ordered && n != 1:
+			l.errAt(t.d, "metadata.annotations", "%s must be 1 (or absent) on an ordered trigger", AnnotationConcurrency)
+		default:
+			tr.Concurrency = n
+		}
+	}
+	if v, ok := ann[AnnotationRateLimit]; ok {
+		r, err := strconv.ParseFloat(v, 64)
+		if err != nil || r <= 0 {
+			l.errAt(t.d, "metadata.annotations", "%s must be a positive number of events per second, got %q", AnnotationRateLimit, v)
+		} else {
+			tr.RateLimit = r
+		}
+	}
+	if len(l.errs) > before {
+		return nil
+	}
+	return tr
+}
+
+// compileFilter compiles one object of a filters array, which must use exactly one dialect.
+func (l *loader) compileFilter(d *doc, path string, f *filterSpec) filter.Filter {
+	var set []string
+	if f.Exact != nil {
+		set = append(set, "exact")
+	}
+	if f.Prefix != nil {
+		set = append(set, "prefix")
+	}
+	if f.Suffix != nil {
+		set = append(set, "suffix")
+	}
+	if f.All != nil {
+		set = append(set, "all")
+	}
+	if f.Any != nil {
+		set = append(set, "any")
+	}
+	if f.Not != nil {
+		set = append(set, "not")
+	}
+	if f.CESQL != nil {
+		set = append(set, "cesql")
+	}
+	switch len(set) {
+	case 0:
+		l.errAt(d, path, "empty filter: set exactly one of exact, prefix, suffix, all, any, not, cesql")
+		return nil
+	case 1:
+	default:
+		l.errAt(d, path, "sets %s: a filter object takes exactly one dialect", strings.Join(set, " and "))
+		return nil
+	}
+	compare := func(dialect string, m map[string]string, build func(map[string]string) filter.Filter) filter.Filter {
+		p := path + "." + dialect
+		if len(m) == 0 {
+			l.errAt(d, p, "must name at least one attribute")
+			return nil
+		}
+		ok := true
+		for k, v := range m {
+			if !attributeName.MatchString(k) {
+				l.errAt(d, p+"."+k, "attribute names are lower-case letters and digits, starting with a letter")
+				ok = false
+			}
+			if v == "" {
+				l.errAt(d, p+"."+k, "value must not be empty")
+				ok = false
+			}
+		}
+		if !ok {
+			return nil
+		}
+		return build(m)
+	}
+	children := func(dialect string, specs []filterSpec) []filter.Filter {
+		if len(specs) == 0 {
+			l.errAt(d, path+"."+dialect, "must hold at least one filter")
+			return nil
+		}
+		out := make([]filter.Filter, 0, len(specs))
+		for i := range specs {
+			if c := l.compileFilter(d, fmt.Sprintf("%s.%s[%d]", path, dialect, i), &specs[i]); c != nil {
+				out = append(out, c)
+			}
+		}
+		if len(out) != len(specs) {
+			return nil
+		}
+		return out
+	}
+	switch set[0] {
+	case "exact":
+		return compare("exact", f.Exact, filter.Exact)
+	case "prefix":
+		return compare("prefix", f.Prefix, filter.Prefix)
+	case "suffix":
+		return compare("suffix", f.Suffix, filter.Suffix)
+	case "all":
+		if c := children("all", f.All); c != nil {
+			return filter.All(c...)
+		}
+	case "any":
+		if c := children("any", f.Any); c != nil {
+			return filter.Any(c...)
+		}
+	case "not":
+		if c := l.compileFilter(d, path+".not", f.Not); c != nil {
+			return filter.Not(c)
+		}
+	case "cesql":
+		if strings.TrimSpace(*f.CESQL) == "" {
+			l.errAt(d, path+".cesql", "expression must not be empty")
+			return nil
+		}
+		c, err := filter.CESQL(*f.CESQL)
+		if err != nil {
+			l.errAt(d, path+".cesql", "%v", err)
+			return nil
+		}
+		return c
+	}
+	return nil
+}
+
+// resolveDestination turns a Knative Destination into a URL.
+func (l *loader) resolveDestination(d *doc, path string, dst *destination, namespace string, s *Settings) string {
+	if dst.CACerts != nil {
+		l.errAt(d, path+".CACerts", "custom CA certificates per destination are not supported yet; trust the CA system-wide")
+	}
+	if dst.Audience != nil {
+		l.errAt(d, path+".audience", "OIDC audiences are not supported yet")
+	}
+	var base *url.URL
+	if r := dst.Ref; r != nil {
+		ns := r.Namespace
+		if ns == "" {
+			ns = namespace
+		}
+		switch {
+		case r.Name == "":
+			l.errAt(d, path+".ref.name", "must be set")
+			return ""
+		case r.Address != "":
+			l.errAt(d, path+".ref.address", "named addresses of Addressables are not supported; use uri")
+			return ""
+		case r.Kind == "Service" && (r.APIVersion == "v1" || r.APIVersion == "serving.knative.dev/v1"):
+			base = &url.URL{Scheme: "http", Host: r.Name + "." + ns + ".svc." + s.ClusterDomain, Path: "/"}
+		default:
+			l.errAt(d, path+".ref", "cannot resolve a ref to %s %s outside Kubernetes: refs to v1 Service and serving.knative.dev/v1 Service are supported; use uri for anything else", r.APIVersion, r.Kind)
+			return ""
+		}
+	}
+	if dst.URI == "" {
+		if base == nil {
+			l.errAt(d, path, "set uri or ref")
+			return ""
+		}
+		return base.String()
+	}
+	u, err := url.Parse(dst.URI)
+	if err != nil {
+		l.errAt(d, path+".uri", "%q is not a URL: %v", dst.URI, err)
+		return ""
+	}
+	if base != nil {
+		if u.IsAbs() {
+			l.errAt(d, path+".uri", "must be relative to the ref (e.g. /path), got %q", dst.URI)
+			return ""
+		}
+		return base.ResolveReference(u).String()
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		l.errAt(d, path+".uri", "must be an absolute http or https URL, got %q", dst.URI)
+		return ""
+	}
+	return u.String()
+}
+
+// deliveryFields is a parsed DeliverySpec: nil fields are unset, so layers merge field by field.
+type deliveryFields struct {
+	retry         *int
+	backoff       *delivery.Backoff
+	delay         *time.Duration
+	timeout       *time.Duration
+	retryAfterMax *time.Duration
+	deadLetter    *string
+	format        *delivery.Format
+}
+
+// checkDelivery validates a DeliverySpec once, reporting errors.
+func (l *loader) checkDelivery(d *doc, path string, spec *deliverySpec, namespace string, s *Settings) deliveryFields {
+	return l.parseDelivery(d, path, spec, namespace, s, true)
+}
+
+// parseDelivery parses spec; report is false when the same spec was already checked (a broker's
+// delivery is read again for each of its triggers).
+func (l *loader) parseDelivery(d *doc, path string, spec *deliverySpec, namespace string, s *Settings, report bool) deliveryFields {
+	var out deliveryFields
+	if spec == nil {
+		return out
+	}
+	sink := l
+	if !report {
+		sink = &loader{}
+	}
+	if spec.Retry != nil {
+		if *spec.Retry < 0 {
+			sink.errAt(d, path+".retry", "must not be negative, got %d", *spec.Retry)
+		} else {
+			n := int(*spec.Retry)
+			out.retry = &n
+		}
+	}
+	if spec.BackoffPolicy != nil {
+		var b delivery.Backoff
+		switch *spec.BackoffPolicy {
+		case "exponential":
+			b = delivery.Exponential
+		case "linear":
+			b = delivery.Linear
+		default:
+			sink.errAt(d, path+".backoffPolicy", "must be exponential or linear, got %q", *spec.BackoffPolicy)
+		}
+		out.backoff = &b
+	}
+	iso := func(field string, v *string) *time.Duration {
+		if v == nil {
+			return nil
+		}
+		dur, err := parseISODuration(*v)
+		if err != nil {
+			sink.errAt(d, path+"."+field, "%v", err)
+			return nil
+		}
+		return &dur
+	}
+	out.delay = iso("backoffDelay", spec.BackoffDelay)
+	out.timeout = iso("timeout", spec.Timeout)
+	if out.timeout != nil && *out.timeout == 0 {
+		sink.errAt(d, path+".timeout", "must be longer than zero")
+	}
+	out.retryAfterMax = iso("retryAfterMax", spec.RetryAfterMax)
+	if spec.Format != nil {
+		var f delivery.Format
+		switch *spec.Format {
+		case "json":
+			f = delivery.Structured
+		case "binary":
+			f = delivery.Binary
+		default:
+			sink.errAt(d, path+".format", "must be json or binary, got %q", *spec.Format)
+		}
+		out.format = &f
+	}
+	if spec.DeadLetterSink != nil {
+		u := sink.resolveDestination(d, path+".deadLetterSink", spec.DeadLetterSink, namespace, s)
+		out.deadLetter = &u
+	}
+	return out
+}
+
+// resolvePolicy merges delivery layers field by field, later layers winning, over the built-in
+// defaults. (Knative's MT broker replaces the broker's whole block with the trigger's, so a trigger
+// that sets only retry loses the broker's dead-letter sink; the Kafka broker merges, and so do we.)
+func resolvePolicy(layers ...deliveryFields) delivery.Policy {
+	p := delivery.Policy{Retry: DefaultRetry, Backoff: delivery.Exponential, Delay: DefaultBackoffDelay, Timeout: DefaultTimeout}
+	for _, f := range layers {
+		if f.retry != nil {
+			p.Retry = *f.retry
+		}
+		if f.backoff != nil {
+			p.Backoff = *f.backoff
+		}
+		if f.delay != nil {
+			p.Delay = *f.delay
+		}
+		if f.timeout != nil {
+			p.Timeout = *f.timeout
+		}
+		if f.retryAfterMax != nil {
+			p.RetryAfterMax = *f.retryAfterMax
+		}
+		if f.deadLetter != nil {
+			p.DeadLetterSink = *f.deadLetter
+		}
+		if f.format != nil {
+			p.Format = *f.format
+		}
+	}
+	return p
+}

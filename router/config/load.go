@@ -1,0 +1,204 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Files lists the YAML files a config path names: the path itself, or the *.yaml and *.yml files
+// directly in that directory, sorted. Hidden entries are skipped: a Kubernetes ConfigMap volume
+// keeps the real files in ..data and timestamped dot-directories, and links them from the top.
+func Files(path string) ([]string, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config: %w", err)
+	}
+	if !info.IsDir() {
+		return []string{path}, nil
+	}
+	entries, err := os.ReadDir(path)
+	if err != nil {
+		return nil, fmt.Errorf("reading config directory: %w", err)
+	}
+	var files []string
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		full := filepath.Join(path, name)
+		if st, err := os.Stat(full); err != nil || st.IsDir() { // follows ConfigMap symlinks
+			continue
+		}
+		files = append(files, full)
+	}
+	sort.Strings(files)
+	if len(files) == 0 {
+		return nil, fmt.Errorf("reading config: no *.yaml or *.yml files in %s", path)
+	}
+	return files, nil
+}
+
+// Load reads and validates the configuration at path (a file or a directory). On invalid input the
+// error is an Errors listing every problem found.
+func Load(path string) (*Config, error) {
+	files, err := Files(path)
+	if err != nil {
+		return nil, err
+	}
+	l := newLoader()
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("reading config: %w", err)
+		}
+		l.parseFile(f, data)
+	}
+	return l.compile(files)
+}
+
+// Parse validates one configuration file's content; name is used in error messages.
+func Parse(name string, data []byte) (*Config, error) {
+	l := newLoader()
+	l.parseFile(name, data)
+	return l.compile([]string{name})
+}
+
+// doc is one YAML document and where it came from.
+type doc struct {
+	file string
+	root *yaml.Node
+}
+
+func (d *doc) line(path string) int { return nodeAt(d.root, path).Line }
+
+type loader struct {
+	errs     Errors
+	settings []settingsDoc
+	brokers  []brokerDoc
+	triggers []triggerDoc
+}
+
+type settingsDoc struct {
+	d *doc
+	m settingsManifest
+}
+
+type brokerDoc struct {
+	d *doc
+	m brokerManifest
+}
+
+type triggerDoc struct {
+	d *doc
+	m triggerManifest
+}
+
+func newLoader() *loader { return &loader{} }
+
+func (l *loader) errAt(d *doc, path, format string, args ...any) {
+	l.errs = append(l.errs, &Error{File: d.file, Line: d.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): `)
+
+func (l *loader) parseFile(name string, data []byte) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	for {
+		var root yaml.Node
+		err := dec.Decode(&root)
+		if errors.Is(err, io.EOF) {
+			return
+		}
+		if err != nil {
+			line := 0
+			msg := strings.TrimPrefix(err.Error(), "yaml: ")
+			if m := yamlLine.FindStringSubmatch(msg); m != nil {
+				line, _ = strconv.Atoi(m[1])
+				msg = strings.Replace(msg, m[0], "", 1)
+			}
+			l.errs = append(l.errs, &Error{File: name, Line: line, Msg: "invalid YAML: " + msg})
+			return // the decoder cannot resume after a syntax error
+		}
+		if len(root.Content) == 0 || root.Content[0].Tag == "!!null" {
+			continue // an empty document, e.g. after a trailing ---
+		}
+		l.parseDoc(&doc{file: name, root: &root})
+	}
+}
+
+func (l *loader) parseDoc(d *doc) {
+	top := d.root.Content[0]
+	if top.Kind != yaml.MappingNode {
+		l.errAt(d, "", "a document must be a mapping with apiVersion and kind")
+		return
+	}
+	var tm typeMeta
+	_ = top.Decode(&tm) // non-string values simply leave these empty, reported below
+	switch {
+	case tm.APIVersion == "" || tm.Kind == "":
+		l.errAt(d, "", "a document needs apiVersion and kind")
+	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Broker":
+		var b brokerDoc
+		b.d = d
+		if l.decode(d, &b.m) {
+			l.brokers = append(l.brokers, b)
+		}
+	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Trigger":
+		var t triggerDoc
+		t.d = d
+		if l.decode(d, &t.m) {
+			l.triggers = append(l.triggers, t)
+		}
+	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "SwitchyardConfig":
+		var s settingsDoc
+		s.d = d
+		if l.decode(d, &s.m) {
+			l.settings = append(l.settings, s)
+		}
+	default:
+		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, and %s SwitchyardConfig)",
+			tm.APIVersion, tm.Kind, knativeEventingV1, switchyardV1alpha1)
+	}
+}
+
+const (
+	knativeEventingV1  = "eventing.knative.dev/v1"
+	switchyardV1alpha1 = "switchyard.dev/v1alpha1"
+)
+
+// decode checks d for unknown fields, then decodes it into v. It reports false when the document
+// has errors, which are recorded.
+func (l *loader) decode(d *doc, v any) bool {
+	before := len(l.errs)
+	unknownFields(d.root.Content[0], reflect.TypeOf(v), "", func(n *yaml.Node, path, msg string) {
+		l.errs = append(l.errs, &Error{File: d.file, Line: n.Line, Path: path, Msg: msg})
+	})
+	if err := d.root.Content[0].Decode(v); err != nil {
+		var te *yaml.TypeError
+		if !errors.As(err, &te) {
+			l.errAt(d, "", "%v", err)
+			return false
+		}
+		for _, e := range te.Errors {
+			line := 0
+			if m := yamlLine.FindStringSubmatch(e); m != nil {
+				line, _ = strconv.Atoi(m[1])
+				e = strings.Replace(e, m[0], "", 1)
+			}
+			l.errs = append(l.errs, &Error{File: d.file, Line: line, Msg: e})
+		}
+	}
+	return len(l.errs) == before
+}

@@ -1,0 +1,151 @@
+package config
+
+import "gopkg.in/yaml.v3"
+
+// The YAML shapes of the documents Switchyard reads. Field names and nesting follow Knative's API
+// exactly, so its manifests decode unchanged; every field is checked for being known before it is
+// decoded (strict.go).
+
+type typeMeta struct {
+	APIVersion string `yaml:"apiVersion"`
+	Kind       string `yaml:"kind"`
+}
+
+// objectMeta accepts what kubectl and GitOps tools leave in a manifest; only name, namespace and
+// annotations mean anything to Switchyard.
+type objectMeta struct {
+	Name              string            `yaml:"name"`
+	Namespace         string            `yaml:"namespace"`
+	Labels            map[string]string `yaml:"labels"`
+	Annotations       map[string]string `yaml:"annotations"`
+	UID               string            `yaml:"uid"`
+	ResourceVersion   string            `yaml:"resourceVersion"`
+	Generation        int64             `yaml:"generation"`
+	GenerateName      string            `yaml:"generateName"`
+	CreationTimestamp yaml.Node         `yaml:"creationTimestamp"`
+	Finalizers        []string          `yaml:"finalizers"`
+	OwnerReferences   yaml.Node         `yaml:"ownerReferences"`
+	ManagedFields     yaml.Node         `yaml:"managedFields"`
+}
+
+type brokerManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta `yaml:"metadata"`
+	Spec     brokerSpec `yaml:"spec"`
+	// Status is output of a Kubernetes controller; kept in exported manifests, ignored here.
+	Status yaml.Node `yaml:"status"`
+}
+
+type brokerSpec struct {
+	// Config names the ConfigMap a Knative broker class reads its settings from; Switchyard takes
+	// those settings from its own SwitchyardConfig instead.
+	Config   *kReference   `yaml:"config"`
+	Delivery *deliverySpec `yaml:"delivery"`
+}
+
+type triggerManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta  `yaml:"metadata"`
+	Spec     triggerSpec `yaml:"spec"`
+	Status   yaml.Node   `yaml:"status"`
+}
+
+type triggerSpec struct {
+	Broker     string         `yaml:"broker"`
+	Filter     *triggerFilter `yaml:"filter"`
+	Filters    []filterSpec   `yaml:"filters"`
+	Subscriber *destination   `yaml:"subscriber"`
+	Delivery   *deliverySpec  `yaml:"delivery"`
+}
+
+type triggerFilter struct {
+	Attributes map[string]string `yaml:"attributes"`
+}
+
+// filterSpec is one object of a trigger's filters array: exactly one dialect is set.
+type filterSpec struct {
+	Exact  map[string]string `yaml:"exact"`
+	Prefix map[string]string `yaml:"prefix"`
+	Suffix map[string]string `yaml:"suffix"`
+	All    []filterSpec      `yaml:"all"`
+	Any    []filterSpec      `yaml:"any"`
+	Not    *filterSpec       `yaml:"not"`
+	CESQL  *string           `yaml:"cesql"`
+}
+
+type destination struct {
+	Ref      *kReference `yaml:"ref"`
+	URI      string      `yaml:"uri"`
+	CACerts  *string     `yaml:"CACerts"`
+	Audience *string     `yaml:"audience"`
+}
+
+type kReference struct {
+	Kind       string `yaml:"kind"`
+	Namespace  string `yaml:"namespace"`
+	Name       string `yaml:"name"`
+	APIVersion string `yaml:"apiVersion"`
+	Group      string `yaml:"group"`
+	Address    string `yaml:"address"`
+}
+
+// deliverySpec is Knative's DeliverySpec. Durations are ISO 8601 (PT0.2S).
+type deliverySpec struct {
+	DeadLetterSink *destination `yaml:"deadLetterSink"`
+	Retry          *int32       `yaml:"retry"`
+	BackoffPolicy  *string      `yaml:"backoffPolicy"`
+	BackoffDelay   *string      `yaml:"backoffDelay"`
+	Timeout        *string      `yaml:"timeout"`
+	RetryAfterMax  *string      `yaml:"retryAfterMax"`
+	Format         *string      `yaml:"format"`
+}
+
+// settingsManifest is switchyard.dev/v1alpha1 SwitchyardConfig: the router's own settings. At most
+// one per configuration; command-line flags override it.
+type settingsManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta   `yaml:"metadata"`
+	Spec     settingsSpec `yaml:"spec"`
+}
+
+type settingsSpec struct {
+	Ingress struct {
+		// Addr is the broker ingress listener, host:port.
+		Addr string `yaml:"addr"`
+		// MaxBodyBytes bounds a request body; larger ones get 413.
+		MaxBodyBytes *int64 `yaml:"maxBodyBytes"`
+		// QueueSize bounds each in-memory broker's queue; a full queue answers 429.
+		QueueSize *int `yaml:"queueSize"`
+		// MaxTTL is the knativebrokerttl given to events that carry none, and the most any may carry.
+		MaxTTL *int32 `yaml:"maxTTL"`
+	} `yaml:"ingress"`
+	Admin struct {
+		Addr string `yaml:"addr"`
+	} `yaml:"admin"`
+	// Delivery is the default for triggers whose broker and trigger leave a field unset.
+	Delivery *deliverySpec `yaml:"delivery"`
+	Triggers struct {
+		// Concurrency bounds the deliveries in flight per trigger (annotation switchyard.dev/concurrency
+		// overrides it per trigger).
+		Concurrency *int `yaml:"concurrency"`
+		// Pending bounds the events waiting for a trigger's free delivery slot before the broker's
+		// dispatch waits for that trigger.
+		Pending *int `yaml:"pending"`
+	} `yaml:"triggers"`
+	// ClusterDomain completes subscriber refs to Services: http://{name}.{namespace}.svc.{domain}.
+	ClusterDomain string `yaml:"clusterDomain"`
+	Results       struct {
+		Memory struct {
+			// MaxOutcomes bounds the in-memory result history; the oldest are forgotten first.
+			MaxOutcomes *int `yaml:"maxOutcomes"`
+		} `yaml:"memory"`
+	} `yaml:"results"`
+	// ShutdownGracePeriod is how long SIGTERM waits for in-flight deliveries (Go duration, 30s).
+	ShutdownGracePeriod string `yaml:"shutdownGracePeriod"`
+	// ReloadInterval is how often configuration files are checked for changes (Go duration, 2s).
+	ReloadInterval string `yaml:"reloadInterval"`
+	Log            struct {
+		Format string `yaml:"format"` // json or console
+		Level  string `yaml:"level"`  // debug, info, warn, error
+	} `yaml:"log"`
+}

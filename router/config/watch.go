@@ -1,0 +1,67 @@
+package config
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"time"
+)
+
+// Fingerprint identifies the content of the configuration at path: the names and bytes of its
+// files. Comparing fingerprints catches every way a file can change, including the symlink swap of
+// a Kubernetes ConfigMap volume, which inotify-style watches on the file itself miss.
+func Fingerprint(path string) (string, error) {
+	files, err := Files(path)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			return "", err
+		}
+		_, _ = io.WriteString(h, f+"\x00")
+		_, err = io.Copy(h, fh)
+		fh.Close()
+		if err != nil {
+			return "", err
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Watch polls the configuration at path every interval, starting from the fingerprint last, and
+// loads it whenever its content changes: onLoad gets a valid configuration, onError the problems of
+// an invalid one (the caller keeps serving the old one). It returns when ctx ends.
+func Watch(ctx context.Context, path, last string, interval time.Duration, onLoad func(*Config), onError func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		fp, err := Fingerprint(path)
+		if err != nil {
+			if fp != last {
+				onError(err)
+				last = ""
+			}
+			continue
+		}
+		if fp == last {
+			continue
+		}
+		last = fp
+		cfg, err := Load(path)
+		if err != nil {
+			onError(err)
+			continue
+		}
+		onLoad(cfg)
+	}
+}

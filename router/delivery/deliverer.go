@@ -1,0 +1,297 @@
+package delivery
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/switchyard-events/switchyard/router/cehttp"
+)
+
+// Extensions set on an event sent to a dead-letter sink.
+const (
+	ExtErrorDest = "knativeerrordest"
+	ExtErrorCode = "knativeerrorcode"
+	ExtErrorData = "knativeerrordata"
+)
+
+// maxErrorData bounds the response body carried in knativeerrordata. Knative truncates the base64
+// text to 1024 characters (and panics on bodies over 768 bytes); we truncate the body before encoding.
+const maxErrorData = 1024
+
+// Deliverer sends events to subscribers. It is safe for concurrent use; all deliveries share one
+// tuned connection pool.
+type Deliverer struct {
+	client        *http.Client
+	maxReplyBytes int64
+}
+
+// Options configure a Deliverer.
+type Options struct {
+	// Transport defaults to NewTransport().
+	Transport http.RoundTripper
+	// MaxReplyBytes bounds a reply body; a longer one is a failed delivery. Default 4 MiB.
+	MaxReplyBytes int64
+}
+
+// New returns a Deliverer.
+func New(o Options) *Deliverer {
+	if o.Transport == nil {
+		o.Transport = NewTransport()
+	}
+	if o.MaxReplyBytes <= 0 {
+		o.MaxReplyBytes = 4 << 20
+	}
+	return &Deliverer{
+		client: &http.Client{
+			Transport: o.Transport,
+			// A redirect is a final answer (3xx is not retried), never followed.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		maxReplyBytes: o.MaxReplyBytes,
+	}
+}
+
+// NewTransport returns the transport deliveries share: many idle connections per subscriber so that
+// concurrent deliveries reuse connections instead of dialling.
+func NewTransport() *http.Transport {
+	return &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: 512,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+}
+
+// Request is one event to deliver.
+type Request struct {
+	URL   string
+	Event *event.Event
+	// Headers are forwarded as they are (x-request-id, traceparent, knative-*, ...).
+	Headers http.Header
+	// Namespace is sent as Kn-Namespace: the namespace of the trigger.
+	Namespace string
+}
+
+// Result is the outcome of a delivery after its retries.
+type Result struct {
+	Delivered bool
+	Attempts  int
+	// Code is the last HTTP status code; 0 when no response arrived.
+	Code int
+	// Err describes the last failure; "" when delivered.
+	Err string
+	// Body is the start of the last failed response's body (at most 1024 bytes).
+	Body []byte
+	// Reply is the CloudEvent the subscriber answered with, if any.
+	Reply *event.Event
+}
+
+// ErrorCode is the status code reported to a dead-letter sink: the last code, or 500 when no
+// response arrived (a connection error or timeout).
+func (r *Result) ErrorCode() int {
+	if r.Code == 0 {
+		return http.StatusInternalServerError
+	}
+	return r.Code
+}
+
+// Deliver sends req under policy p: attempts until one succeeds, one fails for good, the retries
+// are spent, or ctx ends. It does not dead-letter: see DeadLetter.
+func (d *Deliverer) Deliver(ctx context.Context, req *Request, p *Policy) Result {
+	var res Result
+	for n := 1; ; n++ {
+		a := d.attempt(ctx, req, p)
+		res.Attempts, res.Code, res.Err, res.Body, res.Reply = n, a.code, a.err, a.body, a.reply
+		if a.err == "" {
+			res.Delivered = true
+			res.Body = nil
+			return res
+		}
+		if !a.retryable || n > p.Retry || ctx.Err() != nil {
+			return res
+		}
+		wait := p.Wait(n)
+		if a.code == http.StatusTooManyRequests || a.code == http.StatusServiceUnavailable {
+			wait = p.RetryAfterWait(wait, a.retryAfter)
+		}
+		wait += jitter(wait)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			res.Err = fmt.Sprintf("%s; then gave up waiting to retry: %v", res.Err, ctx.Err())
+			return res
+		case <-t.C:
+		}
+	}
+}
+
+// DeadLetter sends the original event of a failed delivery to policy's dead-letter sink, with the
+// knativeerror* extensions describing failure and dest (the subscriber, or the broker for a reply
+// that could not be published). The sink gets the same retry policy. It reports false when there is
+// no sink.
+func (d *Deliverer) DeadLetter(ctx context.Context, req *Request, p *Policy, failure *Result, dest string) (Result, bool) {
+	if p.DeadLetterSink == "" {
+		return Result{}, false
+	}
+	e := req.Event.Clone()
+	e.SetExtension(ExtErrorDest, dest)
+	e.SetExtension(ExtErrorCode, strconv.Itoa(failure.ErrorCode()))
+	data := failure.Body
+	if len(data) == 0 && failure.Code == 0 {
+		data = []byte(failure.Err)
+	}
+	if len(data) > maxErrorData {
+		data = data[:maxErrorData]
+	}
+	if len(data) > 0 {
+		e.SetExtension(ExtErrorData, base64.StdEncoding.EncodeToString(data))
+	}
+	dl := &Request{URL: p.DeadLetterSink, Event: &e, Headers: req.Headers, Namespace: req.Namespace}
+	return d.Deliver(ctx, dl, p), true
+}
+
+type attemptResult struct {
+	code       int
+	err        string // "" on success
+	retryable  bool
+	retryAfter time.Duration
+	body       []byte
+	reply      *event.Event
+}
+
+func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemptResult {
+	if p.Timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, p.Timeout)
+		defer cancel()
+	}
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, req.URL, nil)
+	if err != nil {
+		return attemptResult{err: fmt.Sprintf("building request: %v", err)}
+	}
+	for k, vs := range req.Headers {
+		hreq.Header[k] = vs
+	}
+	var body []byte
+	if p.Format == Structured {
+		if body, err = cehttp.EncodeStructured(req.Event); err != nil {
+			return attemptResult{err: fmt.Sprintf("encoding event: %v", err)}
+		}
+		hreq.Header["Content-Type"] = []string{cehttp.ContentTypeStructured}
+	} else {
+		body = cehttp.WriteBinary(hreq.Header, req.Event)
+	}
+	hreq.Header["Prefer"] = []string{"reply"}
+	if req.Namespace != "" {
+		hreq.Header["Kn-Namespace"] = []string{req.Namespace}
+	}
+	hreq.ContentLength = int64(len(body))
+	if len(body) > 0 {
+		hreq.Body = io.NopCloser(bytes.NewReader(body))
+		hreq.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	} else {
+		hreq.Body = http.NoBody
+	}
+
+	resp, err := d.client.Do(hreq)
+	if err != nil {
+		msg := err.Error()
+		if errors.Is(err, context.DeadlineExceeded) && p.Timeout > 0 {
+			msg = fmt.Sprintf("no response within %s: %v", p.Timeout, err)
+		}
+		return attemptResult{err: msg, retryable: true}
+	}
+	defer resp.Body.Close()
+
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return d.readReply(resp)
+	}
+	out := attemptResult{code: resp.StatusCode, retryable: retryableCode(resp.StatusCode), retryAfter: -1}
+	out.body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorData))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
+	out.err = fmt.Sprintf("subscriber answered %d", resp.StatusCode)
+	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+	}
+	return out
+}
+
+// readReply interprets a 2xx response: no body is a plain success, a CloudEvent is a reply, and any
+// other body is a failure (Knative answers such responses with 502 Bad Gateway, and so does our
+// accounting).
+func (d *Deliverer) readReply(resp *http.Response) attemptResult {
+	body, err := io.ReadAll(io.LimitReader(resp.Body, d.maxReplyBytes+1))
+	if err != nil {
+		return attemptResult{code: http.StatusBadGateway, retryable: true, err: fmt.Sprintf("reading reply: %v", err)}
+	}
+	if int64(len(body)) > d.maxReplyBytes {
+		return attemptResult{code: http.StatusBadGateway, retryable: true, err: fmt.Sprintf("reply larger than %d bytes", d.maxReplyBytes)}
+	}
+	mode := cehttp.DetectMode(resp.Header)
+	if mode == cehttp.NotCloudEvent {
+		if len(body) == 0 {
+			return attemptResult{code: resp.StatusCode}
+		}
+		return attemptResult{code: http.StatusBadGateway, retryable: true, body: truncate(body),
+			err: fmt.Sprintf("subscriber answered %d with a body that is not a CloudEvent", resp.StatusCode)}
+	}
+	if mode == cehttp.BatchMode {
+		return attemptResult{code: http.StatusBadGateway, retryable: true, body: truncate(body),
+			err: "subscriber replied with a batch; a reply must be one CloudEvent"}
+	}
+	events, err := cehttp.Decode(resp.Header, body)
+	if err != nil {
+		return attemptResult{code: http.StatusBadGateway, retryable: true, body: truncate(body), err: "invalid reply: " + err.Error()}
+	}
+	return attemptResult{code: resp.StatusCode, reply: events[0]}
+}
+
+func truncate(b []byte) []byte {
+	if len(b) > maxErrorData {
+		return b[:maxErrorData]
+	}
+	return b
+}
+
+// retryableCode reports whether a non-2xx status is worth retrying: 404 (a subscriber still
+// starting), 408, 409, 429 and every 5xx. Other 4xx, 1xx and 3xx are final.
+func retryableCode(code int) bool {
+	switch code {
+	case http.StatusNotFound, http.StatusRequestTimeout, http.StatusConflict, http.StatusTooManyRequests:
+		return true
+	}
+	return code >= 500 && code < 600
+}
+
+// parseRetryAfter reads a Retry-After value, in seconds or as an HTTP date; -1 when absent or bad.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	if v == "" {
+		return -1
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs < 0 {
+			return -1
+		}
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		if d := t.Sub(now); d > 0 {
+			return d
+		}
+		return 0
+	}
+	return -1
+}

@@ -1,0 +1,207 @@
+// Package ingress is the Knative-compatible broker ingress: POST /{namespace}/{broker} with a
+// CloudEvent in binary, structured or batched mode, answered with the status codes Knative clients
+// expect (see docs/knative-differences.md). It decodes and validates; the broker admits and queues.
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/cehttp"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// Publisher admits events into a broker; broker.Router implements it.
+type Publisher interface {
+	// HasBroker reports whether a broker is configured.
+	HasBroker(ref router.BrokerRef) bool
+	// Publish admits envs all or none; see broker.Router.Publish for its errors.
+	Publish(ctx context.Context, ref router.BrokerRef, envs []*router.Envelope) error
+}
+
+// Options configure a Handler.
+type Options struct {
+	Publisher Publisher
+	Logger    *zap.Logger
+	Metrics   *metrics.Metrics
+	// MaxBodyBytes returns the current body limit (it can change on reload).
+	MaxBodyBytes func() int64
+	// RetryAfterSeconds is sent with 429 (default 1).
+	RetryAfterSeconds int
+}
+
+// Handler serves broker ingress.
+type Handler struct {
+	o        Options
+	logger   *zap.Logger
+	draining atomic.Bool
+}
+
+// New returns a Handler.
+func New(o Options) *Handler {
+	if o.RetryAfterSeconds <= 0 {
+		o.RetryAfterSeconds = 1
+	}
+	return &Handler{o: o, logger: o.Logger.Named("ingress")}
+}
+
+// Drain makes the handler answer 503 to every new request: the first step of a graceful shutdown.
+func (h *Handler) Drain() { h.draining.Store(true) }
+
+// ParseBrokerPath reads /{namespace}/{name} (one trailing slash allowed). found is false for "/"
+// alone (404); ok is false for any other shape (400).
+func ParseBrokerPath(path string) (ref router.BrokerRef, found, ok bool) {
+	p := strings.TrimSuffix(path, "/")
+	if p == "" {
+		return ref, false, true
+	}
+	p = strings.TrimPrefix(p, "/")
+	ns, name, two := strings.Cut(p, "/")
+	if !two || ns == "" || name == "" || strings.Contains(name, "/") {
+		return ref, true, false
+	}
+	return router.BrokerRef{Namespace: ns, Name: name}, true, true
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ref, found, ok := ParseBrokerPath(r.URL.Path)
+	switch {
+	case !found:
+		http.Error(w, "not found: send events to /{namespace}/{broker}", http.StatusNotFound)
+		return
+	case !ok:
+		http.Error(w, fmt.Sprintf("bad path %q: send events to /{namespace}/{broker}", r.URL.Path), http.StatusBadRequest)
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodOptions:
+		// The CloudEvents webhook validation handshake.
+		w.Header().Set("Allow", "POST, OPTIONS")
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+		w.Header().Set("WebHook-Allowed-Rate", "*")
+		w.WriteHeader(http.StatusOK)
+		return
+	default:
+		w.Header().Set("Allow", "POST, OPTIONS")
+		http.Error(w, fmt.Sprintf("method %s not allowed: POST CloudEvents here", r.Method), http.StatusMethodNotAllowed)
+		return
+	}
+	if h.draining.Load() {
+		h.fail(w, ref, "", http.StatusServiceUnavailable, "shutting down: send to another replica or retry")
+		return
+	}
+	if !h.o.Publisher.HasBroker(ref) {
+		http.Error(w, fmt.Sprintf("broker %s not found", ref), http.StatusNotFound)
+		return
+	}
+	body, status, msg := readBody(r, h.o.MaxBodyBytes())
+	if status != 0 {
+		h.fail(w, ref, "", status, msg)
+		return
+	}
+	events, err := cehttp.Decode(r.Header, body)
+	if err != nil {
+		h.fail(w, ref, "", http.StatusBadRequest, err.Error())
+		return
+	}
+	fwd := ForwardedHeaders(r.Header)
+	envs := make([]*router.Envelope, len(events))
+	for i, e := range events {
+		envs[i] = &router.Envelope{Event: e, Headers: fwd}
+	}
+	eventType := events[0].Type()
+	switch err := h.o.Publisher.Publish(r.Context(), ref, envs); {
+	case err == nil:
+		h.count(ref, eventType, http.StatusAccepted)
+		w.WriteHeader(http.StatusAccepted)
+	case errors.Is(err, router.ErrBrokerNotFound):
+		http.Error(w, fmt.Sprintf("broker %s not found", ref), http.StatusNotFound)
+	case errors.Is(err, router.ErrTTLExpired):
+		h.fail(w, ref, eventType, http.StatusBadRequest, err.Error())
+	case errors.Is(err, router.ErrQueueFull):
+		w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
+		h.fail(w, ref, eventType, http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity: retry later", ref))
+	default:
+		h.logger.Warn("broker cannot accept events", zap.String("broker", ref.String()), zap.Error(err))
+		h.fail(w, ref, eventType, http.StatusServiceUnavailable, fmt.Sprintf("broker %s cannot accept events now: %v", ref, err))
+	}
+}
+
+func (h *Handler) fail(w http.ResponseWriter, ref router.BrokerRef, eventType string, code int, msg string) {
+	h.count(ref, eventType, code)
+	http.Error(w, msg, code)
+}
+
+func (h *Handler) count(ref router.BrokerRef, eventType string, code int) {
+	h.o.Metrics.IngressEvents.WithLabelValues(ref.Namespace, ref.Name, eventType, strconv.Itoa(code), metrics.CodeClass(code)).Inc()
+}
+
+// readBody reads the request body up to limit bytes; a status is returned for a body too large
+// (413) or unreadable (400).
+func readBody(r *http.Request, limit int64) ([]byte, int, string) {
+	tooLarge := fmt.Sprintf("body larger than the %d-byte limit", limit)
+	if r.ContentLength > limit {
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
+	}
+	size := r.ContentLength
+	if size < 0 {
+		size = 512
+	}
+	buf := make([]byte, 0, size+1)
+	lr := io.LimitReader(r.Body, limit+1)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, http.StatusBadRequest, "reading body: " + err.Error()
+		}
+	}
+	if int64(len(buf)) > limit {
+		return nil, http.StatusRequestEntityTooLarge, tooLarge
+	}
+	return buf, 0, ""
+}
+
+// ForwardedHeaders picks the producer's headers that travel with an event to its subscribers:
+// x-request-id, retry-after, knative-*, x-b3-*, and the W3C trace context. nil when there are none.
+func ForwardedHeaders(h http.Header) http.Header {
+	var out http.Header
+	for k, vs := range h {
+		if !forwarded(k) {
+			continue
+		}
+		if out == nil {
+			out = make(http.Header, 4)
+		}
+		out[k] = vs
+	}
+	return out
+}
+
+func forwarded(canonical string) bool {
+	switch canonical {
+	case "X-Request-Id", "Retry-After", "Traceparent", "Tracestate":
+		return true
+	}
+	return hasPrefixFold(canonical, "knative-") || hasPrefixFold(canonical, "x-b3-")
+}
+
+func hasPrefixFold(s, prefix string) bool {
+	return len(s) >= len(prefix) && strings.EqualFold(s[:len(prefix)], prefix)
+}

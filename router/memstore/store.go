@@ -1,0 +1,109 @@
+// Package memstore is the embedded ResultStore: a bounded, queryable history of delivery outcomes in
+// memory. When full it forgets the oldest outcome first. It is what `switchyard serve` uses when no
+// Cassandra is configured.
+package memstore
+
+import (
+	"context"
+	"strconv"
+	"sync"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// Store keeps the last Size outcomes.
+type Store struct {
+	mu      sync.RWMutex
+	ring    []*router.Outcome
+	seq     uint64              // sequence number of the next outcome; outcome n lives in ring[n%len]
+	byEvent map[string][]uint64 // event id -> sequence numbers of its outcomes still held
+}
+
+// New returns a store that holds at most size outcomes.
+func New(size int) *Store {
+	if size <= 0 {
+		size = 1
+	}
+	return &Store{ring: make([]*router.Outcome, size), byEvent: map[string][]uint64{}}
+}
+
+// Record stores o, evicting the oldest outcome when full. It takes a lock for a few map operations
+// and never blocks on I/O.
+func (s *Store) Record(o *router.Outcome) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot := s.seq % uint64(len(s.ring))
+	if old := s.ring[slot]; old != nil {
+		s.forget(old.EventID, s.seq-uint64(len(s.ring)))
+	}
+	s.ring[slot] = o
+	s.byEvent[o.EventID] = append(s.byEvent[o.EventID], s.seq)
+	s.seq++
+}
+
+func (s *Store) forget(id string, seq uint64) {
+	seqs := s.byEvent[id]
+	for i, v := range seqs {
+		if v == seq {
+			seqs = append(seqs[:i], seqs[i+1:]...)
+			break
+		}
+	}
+	if len(seqs) == 0 {
+		delete(s.byEvent, id)
+	} else {
+		s.byEvent[id] = seqs
+	}
+}
+
+// EventOutcomes returns the held outcomes of the event with that id, oldest first.
+func (s *Store) EventOutcomes(_ context.Context, id string) ([]router.Outcome, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	seqs := s.byEvent[id]
+	out := make([]router.Outcome, 0, len(seqs))
+	for _, n := range seqs {
+		out = append(out, *s.ring[n%uint64(len(s.ring))])
+	}
+	return out, nil
+}
+
+// TriggerOutcomes pages through a trigger's outcomes, newest first. The page token is the sequence
+// number to continue below.
+func (s *Store) TriggerOutcomes(_ context.Context, q router.OutcomeQuery) ([]router.Outcome, string, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	start := s.seq
+	if q.PageToken != "" {
+		n, err := strconv.ParseUint(q.PageToken, 10, 64)
+		if err != nil {
+			return nil, "", err
+		}
+		start = min(n, s.seq)
+	}
+	oldest := uint64(0)
+	if s.seq > uint64(len(s.ring)) {
+		oldest = s.seq - uint64(len(s.ring))
+	}
+	var out []router.Outcome
+	for n := start; n > oldest; n-- {
+		o := s.ring[(n-1)%uint64(len(s.ring))]
+		if o.Trigger != q.Trigger || (q.OnlyFailed && o.Status == router.StatusDelivered) {
+			continue
+		}
+		if !q.Since.IsZero() && o.Finished.Before(q.Since) {
+			continue
+		}
+		if len(out) == limit {
+			return out, strconv.FormatUint(n, 10), nil
+		}
+		out = append(out, *o)
+	}
+	return out, "", nil
+}
+
+var _ router.ResultStore = (*Store)(nil)

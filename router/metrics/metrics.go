@@ -1,0 +1,73 @@
+// Package metrics defines every Prometheus metric Switchyard exports, in one place, with Knative's
+// label names (namespace_name, broker_name, trigger_name, event_type, response_code,
+// response_code_class) so existing dashboards need little change.
+package metrics
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+)
+
+// Metrics holds the router's metrics and the registry they are exported from.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// IngressEvents counts events received at broker ingress, by the status code answered.
+	IngressEvents *prometheus.CounterVec
+	// TriggerEvents counts final delivery outcomes per trigger, by the subscriber's last status code.
+	TriggerEvents *prometheus.CounterVec
+	// DispatchLatency is the time from admission to a trigger's final outcome, in milliseconds.
+	DispatchLatency *prometheus.HistogramVec
+	Retries         *prometheus.CounterVec
+	DeadLettered    *prometheus.CounterVec
+	Failed          *prometheus.CounterVec
+	RepliesDropped  *prometheus.CounterVec
+	InFlight        *prometheus.GaugeVec
+	ConfigReloads   *prometheus.CounterVec
+}
+
+// New creates the metrics on a fresh registry (with Go runtime and process collectors).
+func New() *Metrics {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f := func(c prometheus.Collector) { r.MustRegister(c) }
+	m := &Metrics{Registry: r}
+	m.IngressEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_broker_event_count",
+		Help: "Events received at broker ingress, by the status code answered.",
+	}, []string{"namespace_name", "broker_name", "event_type", "response_code", "response_code_class"})
+	f(m.IngressEvents)
+	triggerLabels := []string{"namespace_name", "broker_name", "trigger_name", "event_type", "response_code", "response_code_class"}
+	m.TriggerEvents = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_trigger_event_count",
+		Help: "Final delivery outcomes per trigger, by the subscriber's last status code.",
+	}, triggerLabels)
+	f(m.TriggerEvents)
+	m.DispatchLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "switchyard_trigger_event_dispatch_latencies",
+		Help:    "Milliseconds from admission to a trigger's final outcome, retries included.",
+		Buckets: []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 60000},
+	}, triggerLabels)
+	f(m.DispatchLatency)
+	byTrigger := []string{"namespace_name", "trigger_name"}
+	m.Retries = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_retries_total", Help: "Delivery attempts after the first."}, byTrigger)
+	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_dead_lettered_total", Help: "Events handed to a dead-letter sink."}, byTrigger)
+	m.Failed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_failed_total", Help: "Events neither delivered nor dead-lettered, kept in the result store."}, byTrigger)
+	m.RepliesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_replies_dropped_total", Help: "Replies dropped because their TTL was exhausted."}, byTrigger)
+	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchyard_trigger_in_flight", Help: "Deliveries in progress."}, byTrigger)
+	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_config_reloads_total", Help: "Configuration reloads, by result (applied or rejected)."}, []string{"result"})
+	for _, c := range []prometheus.Collector{m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads} {
+		f(c)
+	}
+	return m
+}
+
+// CodeClass is Knative's response_code_class label: "2xx", "4xx", ...
+func CodeClass(code int) string {
+	if code < 100 || code > 599 {
+		return "5xx"
+	}
+	return strconv.Itoa(code/100) + "xx"
+}

@@ -1,0 +1,72 @@
+package router
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Status is the final state of one event at one trigger.
+type Status string
+
+const (
+	// StatusDelivered: the subscriber answered 2xx (and its reply, if any, was published).
+	StatusDelivered Status = "delivered"
+	// StatusDeadLettered: every attempt failed and the dead-letter sink took the event.
+	StatusDeadLettered Status = "dead-lettered"
+	// StatusFailed: every attempt failed and there was no dead-letter sink, or it failed too, or
+	// the router shut down before the event could be delivered. The event is kept for redrive.
+	StatusFailed Status = "failed"
+	// StatusReplyFailed: the subscriber took the event, but its reply could not be published and
+	// could not be dead-lettered either. The event is kept for redrive.
+	StatusReplyFailed Status = "reply-failed"
+)
+
+// Outcome is what became of one event at one trigger: the unit the ResultStore records.
+type Outcome struct {
+	EventID    string
+	Source     string
+	Type       string
+	Broker     BrokerRef
+	Trigger    TriggerRef
+	Subscriber string
+	Status     Status
+	Attempts   int
+	// LastCode is the last HTTP status code seen, 0 when no response arrived.
+	LastCode  int
+	LastError string
+	Received  time.Time
+	Finished  time.Time
+	// ReplyID is the id of the reply event the subscriber sent back, if any.
+	ReplyID string
+	// Event is the event itself, kept for outcomes that are not StatusDelivered so they can be redriven.
+	Event *event.Event
+}
+
+// Latency is the time from ingress to the final outcome.
+func (o *Outcome) Latency() time.Duration { return o.Finished.Sub(o.Received) }
+
+// OutcomeQuery selects a trigger's outcomes, newest first.
+type OutcomeQuery struct {
+	Trigger TriggerRef
+	// OnlyFailed keeps outcomes that are not StatusDelivered.
+	OnlyFailed bool
+	// Since drops outcomes finished before it; zero keeps all.
+	Since time.Time
+	Limit int
+	// PageToken continues a previous query; empty starts from the newest.
+	PageToken string
+}
+
+// ResultStore keeps final delivery outcomes, so "where did my event go" has an answer.
+type ResultStore interface {
+	// Record stores o. It must not block the delivery path: implementations buffer, and they own
+	// the outcome once Record returns (its Event is not changed afterwards).
+	Record(o *Outcome)
+	// EventOutcomes returns every trigger's outcome for the event with that id.
+	EventOutcomes(ctx context.Context, id string) ([]Outcome, error)
+	// TriggerOutcomes returns one page of a trigger's outcomes and the token of the next page
+	// ("" at the end).
+	TriggerOutcomes(ctx context.Context, q OutcomeQuery) ([]Outcome, string, error)
+}

@@ -1,0 +1,67 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// BrokerRef names a broker.
+type BrokerRef struct{ Namespace, Name string }
+
+func (b BrokerRef) String() string { return b.Namespace + "/" + b.Name }
+
+// TriggerRef names a trigger.
+type TriggerRef struct{ Namespace, Name string }
+
+func (t TriggerRef) String() string { return t.Namespace + "/" + t.Name }
+
+// Envelope is one accepted event on its way through a broker, with what travels beside it.
+type Envelope struct {
+	Event *event.Event
+	// Headers is the forwarded subset of the producer's HTTP headers (x-request-id, traceparent,
+	// knative-*, ...), sent on to subscribers with the event.
+	Headers http.Header
+	Broker  BrokerRef
+	// Received is when the broker admitted the event.
+	Received time.Time
+	// TTL is what remains of the event's knativebrokerttl hop limit. The broker takes the extension
+	// out of the event at admission and keeps it here, so subscribers never see it; a reply
+	// inherits it.
+	TTL int32
+	// Partition and Offset locate the event in a Kafka log; Partition is -1 in memory.
+	Partition int32
+	Offset    int64
+}
+
+// Log is a broker's event log: ingress appends accepted events to it, and the dispatcher reads them
+// back through a Handler.
+type Log interface {
+	// Append stores envs, all or none. A nil error means they are accepted: in memory, queued; in
+	// Kafka, acknowledged by every in-sync replica. It returns ErrQueueFull or ErrUnavailable when
+	// the log cannot take them now, and never blocks for longer than ctx allows.
+	Append(ctx context.Context, envs []*Envelope) error
+}
+
+// Handler takes envelopes read back from a Log.
+type Handler interface {
+	// Handle routes env. done must be called exactly once, when env's fate is final for every
+	// trigger it matched (delivered, dead-lettered, or recorded as failed). A Kafka log commits the
+	// record's offset only then; Handle itself may return before that.
+	Handle(ctx context.Context, env *Envelope, done func())
+}
+
+// Errors a Log or the broker returns on the publish path; ingress maps each to one status code.
+var (
+	// ErrBrokerNotFound: no broker of that namespace and name is configured (404).
+	ErrBrokerNotFound = errors.New("broker not found")
+	// ErrQueueFull: the in-memory queue is at its bound; try again later (429 with Retry-After).
+	ErrQueueFull = errors.New("queue full")
+	// ErrUnavailable: the durable log cannot accept events now, or the router is shutting down (503).
+	ErrUnavailable = errors.New("unavailable")
+	// ErrTTLExpired: the event has gone round the broker too many times (400).
+	ErrTTLExpired = errors.New("event TTL exhausted")
+)
