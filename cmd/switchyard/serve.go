@@ -202,4 +202,3 @@ func hostForURL(a net.Addr) string {
 	}
 	return net.JoinHostPort(host, port)
 }
-

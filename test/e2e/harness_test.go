@@ -1,0 +1,306 @@
+// Package e2e tests the built switchyard binary from the outside: it starts `switchyard serve` on
+// 127.0.0.1 with a Knative-manifest configuration and talks to it over HTTP only, with real HTTP
+// subscribers. SWITCHYARD_BIN names the binary (make test sets it); otherwise TestMain builds one.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router/cehttp"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	binary = os.Getenv("SWITCHYARD_BIN")
+	if binary == "" {
+		dir, err := os.MkdirTemp("", "switchyard-e2e")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		binary = filepath.Join(dir, "switchyard")
+		build := exec.Command("go", "build", "-o", binary, "github.com/switchyard-events/switchyard/cmd/switchyard")
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "building switchyard:", err)
+			os.Exit(1)
+		}
+		code := m.Run()
+		os.RemoveAll(dir)
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// router is one running switchyard process.
+type router struct {
+	t         *testing.T
+	cmd       *exec.Cmd
+	dir       string
+	Ingress   string // http://127.0.0.1:port
+	Admin     string
+	log       *syncBuffer
+	exited    chan struct{}
+	exitError error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// settings is a SwitchyardConfig document prepended to every test configuration; %s are the
+// listen addresses. extra is inserted under spec.
+const settingsDoc = `apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata:
+  name: test
+spec:
+  ingress:
+    addr: %s
+%s  admin:
+    addr: %s
+  reloadInterval: 100ms
+  log:
+    level: debug
+---
+`
+
+// startRouter writes the configuration (manifests, plus ingress settings lines indented by four
+// spaces) and runs switchyard serve on it until the test ends.
+func startRouter(t *testing.T, manifests string, ingressSettings string, args ...string) *router {
+	t.Helper()
+	dir := t.TempDir()
+	ingressAddr, adminAddr := freePort(t), freePort(t)
+	cfg := fmt.Sprintf(settingsDoc, ingressAddr, ingressSettings, adminAddr) + manifests
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := &router{t: t, dir: dir, Ingress: "http://" + ingressAddr, Admin: "http://" + adminAddr, log: &syncBuffer{}, exited: make(chan struct{})}
+	r.cmd = exec.Command(binary, append([]string{"serve", "--config", dir}, args...)...)
+	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
+	if err := r.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.exitError = r.cmd.Wait(); close(r.exited) }()
+	t.Cleanup(func() {
+		_ = r.cmd.Process.Kill()
+		<-r.exited
+		if t.Failed() {
+			t.Logf("switchyard log:\n%s", r.log.String())
+		}
+	})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get(r.Admin + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return r
+			}
+		}
+		select {
+		case <-r.exited:
+			t.Fatalf("switchyard exited during start-up: %v\n%s", r.exitError, r.log.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("switchyard not ready after 15s:\n%s", r.log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// writeConfig replaces the configuration's manifests (for reload tests) by an atomic rename.
+func (r *router) writeConfig(content string) {
+	r.t.Helper()
+	tmp := filepath.Join(r.dir, ".config.yaml.tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(r.dir, "config.yaml")); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *router) signal(sig syscall.Signal) {
+	if err := r.cmd.Process.Signal(sig); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+func (r *router) wait(timeout time.Duration) error {
+	select {
+	case <-r.exited:
+		return r.exitError
+	case <-time.After(timeout):
+		r.t.Fatalf("switchyard still running after %s", timeout)
+		return nil
+	}
+}
+
+// received is one request a subscriber got.
+type received struct {
+	Header http.Header
+	Body   []byte
+	Event  *event.Event // nil when the body was not a CloudEvent
+	At     time.Time
+}
+
+// subscriber is an httptest server that records requests and answers with respond (200 and no body
+// when nil).
+type subscriber struct {
+	*httptest.Server
+	mu      sync.Mutex
+	got     []received
+	notify  chan struct{}
+	respond func(n int, req received, w http.ResponseWriter) // n counts from 1
+}
+
+func newSubscriber(t *testing.T, respond func(n int, req received, w http.ResponseWriter)) *subscriber {
+	s := &subscriber{notify: make(chan struct{}, 1<<16), respond: respond}
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rec := received{Header: r.Header.Clone(), Body: body, At: time.Now()}
+		if events, err := cehttp.Decode(r.Header.Clone(), body); err == nil && len(events) == 1 {
+			rec.Event = events[0]
+		}
+		s.mu.Lock()
+		s.got = append(s.got, rec)
+		n := len(s.got)
+		s.mu.Unlock()
+		s.notify <- struct{}{}
+		if s.respond != nil {
+			s.respond(n, rec, w)
+		} else {
+			w.WriteHeader(http.StatusOK)
+		}
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+func (s *subscriber) requests() []received {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]received(nil), s.got...)
+}
+
+// waitFor waits until the subscriber has seen at least n requests.
+func (s *subscriber) waitFor(t *testing.T, n int, timeout time.Duration) []received {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		if got := s.requests(); len(got) >= n {
+			return got
+		}
+		select {
+		case <-s.notify:
+		case <-deadline:
+			t.Fatalf("subscriber %s got %d requests, want %d", s.URL, len(s.requests()), n)
+		}
+	}
+}
+
+// quiet asserts that the subscriber gets no more than n requests within d.
+func (s *subscriber) quiet(t *testing.T, n int, d time.Duration) {
+	t.Helper()
+	time.Sleep(d)
+	if got := len(s.requests()); got != n {
+		t.Fatalf("subscriber %s got %d requests, want exactly %d", s.URL, got, n)
+	}
+}
+
+// ce builds a binary-mode request to the broker; mutate adjusts headers or body.
+type ceRequest struct {
+	Method  string
+	Headers map[string]string
+	Body    string
+}
+
+func binaryEvent(id, typ string) ceRequest {
+	return ceRequest{Method: http.MethodPost, Headers: map[string]string{
+		"Ce-Specversion": "1.0", "Ce-Id": id, "Ce-Source": "/e2e", "Ce-Type": typ, "Content-Type": "application/json",
+	}, Body: `{"hello":"world"}`}
+}
+
+func (r *router) send(t *testing.T, path string, req ceRequest) (int, http.Header, string) {
+	t.Helper()
+	method := req.Method
+	if method == "" {
+		method = http.MethodPost
+	}
+	hreq, err := http.NewRequestWithContext(context.Background(), method, r.Ingress+path, strings.NewReader(req.Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range req.Headers {
+		hreq.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(hreq)
+	if err != nil {
+		t.Fatalf("sending to %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+func (r *router) get(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(r.Admin + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// broker returns a Broker manifest and trigger returns a Trigger manifest with the given spec body.
+func brokerYAML(name string) string {
+	return fmt.Sprintf("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: %s\n  namespace: default\n---\n", name)
+}
+
+func triggerYAML(name, spec string) string {
+	return fmt.Sprintf("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: %s\n  namespace: default\nspec:\n%s---\n", name, spec)
+}

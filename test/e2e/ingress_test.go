@@ -1,0 +1,147 @@
+package e2e
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestIngressStatusCodes checks every row of the ingress table of the semantics doc that answers
+// synchronously.
+func TestIngressStatusCodes(t *testing.T) {
+	sub := newSubscriber(t, nil)
+	r := startRouter(t, brokerYAML("default")+triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n"),
+		"    maxBodyBytes: 65536\n")
+
+	missing := func(attr string) ceRequest {
+		req := binaryEvent("m-"+attr, "t")
+		delete(req.Headers, "Ce-"+strings.ToUpper(attr[:1])+attr[1:])
+		return req
+	}
+	structured := func(body string) ceRequest {
+		return ceRequest{Headers: map[string]string{"Content-Type": "application/cloudevents+json"}, Body: body}
+	}
+	cases := []struct {
+		name     string
+		path     string
+		req      ceRequest
+		want     int
+		wantBody string
+		header   map[string]string
+	}{
+		{name: "binary 1.0", path: "/default/default", req: binaryEvent("a", "t"), want: 202},
+		{name: "binary 0.3", path: "/default/default", req: func() ceRequest { r := binaryEvent("b", "t"); r.Headers["Ce-Specversion"] = "0.3"; return r }(), want: 202},
+		{name: "structured 1.0", path: "/default/default", req: structured(`{"specversion":"1.0","id":"c","source":"/s","type":"t","data":{"x":1}}`), want: 202},
+		{name: "trailing slash", path: "/default/default/", req: binaryEvent("d", "t"), want: 202},
+		{name: "query string ignored", path: "/default/default?x=1", req: binaryEvent("e", "t"), want: 202},
+		{name: "unknown specversion binary", path: "/default/default", req: func() ceRequest { r := binaryEvent("f", "t"); r.Headers["Ce-Specversion"] = "9.9"; return r }(), want: 400, wantBody: "specversion"},
+		{name: "unknown specversion structured", path: "/default/default", req: structured(`{"specversion":"2.0","id":"g","source":"/s","type":"t"}`), want: 400, wantBody: "specversion"},
+		{name: "missing id", path: "/default/default", req: missing("id"), want: 400, wantBody: "id"},
+		{name: "missing source", path: "/default/default", req: missing("source"), want: 400, wantBody: "source"},
+		{name: "missing type", path: "/default/default", req: missing("type"), want: 400, wantBody: "type"},
+		{name: "structured missing id", path: "/default/default", req: structured(`{"specversion":"1.0","source":"/s","type":"t"}`), want: 400, wantBody: "id"},
+		{name: "plain JSON", path: "/default/default", req: ceRequest{Headers: map[string]string{"Content-Type": "application/json"}, Body: `{"a":1}`}, want: 400, wantBody: "not a CloudEvent"},
+		{name: "unknown broker", path: "/default/nope", req: binaryEvent("h", "t"), want: 404, wantBody: "default/nope"},
+		{name: "root", path: "/", req: binaryEvent("i", "t"), want: 404},
+		{name: "bad shape", path: "/a/b/c", req: binaryEvent("j", "t"), want: 400},
+		{name: "one segment", path: "/default", req: binaryEvent("k", "t"), want: 400},
+		{name: "GET", path: "/default/default", req: ceRequest{Method: http.MethodGet}, want: 405, header: map[string]string{"Allow": "POST, OPTIONS"}},
+		{name: "PUT", path: "/default/default", req: ceRequest{Method: http.MethodPut}, want: 405, header: map[string]string{"Allow": "POST, OPTIONS"}},
+		{name: "OPTIONS", path: "/default/default", req: ceRequest{Method: http.MethodOptions, Headers: map[string]string{"WebHook-Request-Origin": "example.com"}}, want: 200,
+			header: map[string]string{"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "*"}},
+		{name: "too large", path: "/default/default", req: func() ceRequest { r := binaryEvent("l", "t"); r.Body = `"` + strings.Repeat("x", 70000) + `"`; return r }(), want: 413},
+		{name: "TTL exhausted", path: "/default/default", req: func() ceRequest { r := binaryEvent("m", "t"); r.Headers["Ce-Knativebrokerttl"] = "0"; return r }(), want: 400, wantBody: "knativebrokerttl"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			code, h, body := r.send(t, c.path, c.req)
+			if code != c.want {
+				t.Fatalf("status %d, want %d (body %q)", code, c.want, body)
+			}
+			if c.wantBody != "" && !strings.Contains(body, c.wantBody) {
+				t.Errorf("body %q does not mention %q", body, c.wantBody)
+			}
+			for k, v := range c.header {
+				if h.Get(k) != v {
+					t.Errorf("header %s = %q, want %q", k, h.Get(k), v)
+				}
+			}
+		})
+	}
+	// The five accepted events arrive, and nothing else.
+	sub.waitFor(t, 5, 10*time.Second)
+	sub.quiet(t, 5, 300*time.Millisecond)
+}
+
+// TestBatchedMode: a batch is validated whole, then every event is delivered; one bad event rejects
+// the batch and nothing of it is delivered.
+func TestBatchedMode(t *testing.T) {
+	sub := newSubscriber(t, nil)
+	r := startRouter(t, brokerYAML("default")+triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n"), "")
+	batch := func(body string) ceRequest {
+		return ceRequest{Headers: map[string]string{"Content-Type": "application/cloudevents-batch+json"}, Body: body}
+	}
+	code, _, body := r.send(t, "/default/default", batch(`[{"specversion":"1.0","id":"b1","source":"/s","type":"t"},{"specversion":"1.0","source":"/s","type":"t"}]`))
+	if code != 400 || !strings.Contains(body, "batch event 1") || !strings.Contains(body, "id") {
+		t.Fatalf("bad batch: %d %q, want 400 naming event 1's id", code, body)
+	}
+	code, _, body = r.send(t, "/default/default", batch(`[{"specversion":"1.0","id":"b1","source":"/s","type":"t"},{"specversion":"1.0","id":"b2","source":"/s","type":"t","data":"x"},{"specversion":"1.0","id":"b3","source":"/s","type":"t"}]`))
+	if code != 202 {
+		t.Fatalf("good batch: %d %q", code, body)
+	}
+	got := sub.waitFor(t, 3, 10*time.Second)
+	sub.quiet(t, 3, 200*time.Millisecond)
+	ids := map[string]bool{}
+	for _, g := range got {
+		ids[g.Event.ID()] = true
+	}
+	for _, id := range []string{"b1", "b2", "b3"} {
+		if !ids[id] {
+			t.Errorf("event %s not delivered; got %v", id, ids)
+		}
+	}
+}
+
+// TestQueueFullAnswers429: a bounded queue behind a stuck subscriber fills, and ingress then answers
+// 429 with Retry-After instead of accepting more than it can hold.
+func TestQueueFullAnswers429(t *testing.T) {
+	release := make(chan struct{})
+	sub := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) { <-release; w.WriteHeader(200) })
+	defer close(release)
+	r := startRouter(t, `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: stuck
+  annotations:
+    switchyard.dev/concurrency: "1"
+spec:
+  broker: default
+  subscriber:
+    uri: `+sub.URL+"\n", "    queueSize: 2\n", "--shutdown-grace=1s")
+	// Settings cannot bound trigger pending per test cheaply, so send until the queue overflows.
+	var got429 bool
+	for i := 0; i < 2000 && !got429; i++ {
+		code, h, _ := r.send(t, "/default/default", binaryEvent("q"+strconv.Itoa(i), "t"))
+		switch code {
+		case 202:
+		case 429:
+			got429 = true
+			if h.Get("Retry-After") == "" {
+				t.Errorf("429 without Retry-After")
+			}
+		default:
+			t.Fatalf("unexpected status %d", code)
+		}
+	}
+	if !got429 {
+		t.Fatal("never got 429 from a full queue")
+	}
+}
+
