@@ -197,7 +197,8 @@ func (l *loader) decode(d *doc, v any) bool {
 				line, _ = strconv.Atoi(m[1])
 				e = strings.Replace(e, m[0], "", 1)
 			}
-			l.errs = append(l.errs, &Error{File: d.file, Line: line, Msg: e})
+			path, _ := pathAtLine(d.root, line, "")
+			l.errs = append(l.errs, &Error{File: d.file, Line: line, Path: path, Msg: e})
 		}
 	}
 	return len(l.errs) == before

@@ -142,3 +142,38 @@ func mapValue(n *yaml.Node, key string) *yaml.Node {
 	}
 	return nil
 }
+
+// pathAtLine returns the field path of the first value on line below n, for errors that yaml.v3
+// reports by line only.
+func pathAtLine(n *yaml.Node, line int, path string) (string, bool) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if p, ok := pathAtLine(c, line, path); ok {
+				return p, true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key, val := n.Content[i], n.Content[i+1]
+			p := joinPath(path, key.Value)
+			if found, ok := pathAtLine(val, line, p); ok {
+				return found, true
+			}
+			if key.Line == line || val.Line == line {
+				return p, true
+			}
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := path + "[" + strconv.Itoa(i) + "]"
+			if found, ok := pathAtLine(c, line, p); ok {
+				return found, true
+			}
+			if c.Line == line {
+				return p, true
+			}
+		}
+	}
+	return "", false
+}

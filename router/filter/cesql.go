@@ -3,6 +3,7 @@ package filter
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"time"
 
 	cesql "github.com/cloudevents/sdk-go/sql/v2"
@@ -10,13 +11,16 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 )
 
-type cesqlFilter struct{ expr cesql.Expression }
+type cesqlFilter struct {
+	expr cesql.Expression
+	key  []KV // an exact requirement read from the text, for the Index
+}
 
 // CESQL compiles a CloudEvents SQL expression. It is rejected unless it yields a boolean: Knative
 // panics at delivery time on an expression such as `type`, so Switchyard refuses it at load. An
 // expression that fails to evaluate for an event (a missing attribute, say) does not pass it.
 func CESQL(expression string) (Filter, error) {
-	expr, err := cesqlparser.Parse(expression)
+	expr, err := parseCESQL(expression)
 	if err != nil {
 		return nil, fmt.Errorf("invalid CESQL expression: %w", err)
 	}
@@ -32,11 +36,39 @@ func CESQL(expression string) (Filter, error) {
 	probe.SetSource("probe")
 	probe.SetType("probe")
 	probe.SetTime(time.Unix(0, 0))
-	v, _ := expr.Evaluate(probe)
+	v, err := evaluate(expr, &probe)
 	if _, ok := v.(bool); !ok {
+		if err != nil && v == nil {
+			return nil, fmt.Errorf("CESQL expression %q cannot be evaluated: %w", expression, err)
+		}
 		return nil, fmt.Errorf("CESQL expression %q yields a %s, not a boolean", expression, cesqlTypeName(v))
 	}
-	return cesqlFilter{expr}, nil
+	f := cesqlFilter{expr: expr}
+	if kv, ok := cesqlExactKey(expression); ok {
+		f.key = []KV{kv}
+	}
+	return f, nil
+}
+
+// parseCESQL parses an expression; sdk-go's parser panics on some malformed input, which must not
+// take the router down with it.
+func parseCESQL(expression string) (expr cesql.Expression, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("malformed expression %q", expression)
+		}
+	}()
+	return cesqlparser.Parse(expression)
+}
+
+// evaluate runs expr on e, turning a panic inside the evaluator into an error.
+func evaluate(expr cesql.Expression, e *event.Event) (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("evaluation panicked: %v", p)
+		}
+	}()
+	return expr.Evaluate(*e)
 }
 
 func cesqlTypeName(v any) string {
@@ -51,7 +83,7 @@ func cesqlTypeName(v any) string {
 }
 
 func (f cesqlFilter) Match(e *event.Event) bool {
-	v, err := f.expr.Evaluate(*e)
+	v, err := evaluate(f.expr, e)
 	if err != nil {
 		return false
 	}
@@ -59,4 +91,115 @@ func (f cesqlFilter) Match(e *event.Event) bool {
 	return b
 }
 
-var _ Filter = cesqlFilter{}
+func (f cesqlFilter) requiredExact() []KV { return f.key }
+
+// cesqlExactKey finds a conjunct of the form attribute = 'literal' at the top level of an expression
+// that is a plain AND chain, such as "type = 'a' AND size > 3". Such an expression can only pass
+// events whose attribute equals the literal, so the Index may file it under that value (it still
+// evaluates the whole expression). Anything less plain (OR, XOR, NOT, escapes) is not keyed.
+func cesqlExactKey(expr string) (KV, bool) {
+	toks, ok := cesqlTokens(expr)
+	if !ok {
+		return KV{}, false
+	}
+	depth := 0
+	var conj [][]string
+	start := 0
+	for i, t := range toks {
+		switch strings.ToUpper(t) {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		case "OR", "XOR", "NOT":
+			if depth == 0 {
+				return KV{}, false
+			}
+		case "AND":
+			if depth == 0 {
+				conj = append(conj, toks[start:i])
+				start = i + 1
+			}
+		}
+	}
+	conj = append(conj, toks[start:])
+	for _, c := range conj {
+		if len(c) != 3 || c[1] != "=" {
+			continue
+		}
+		ident, lit := c[0], c[2]
+		if isQuoted(ident) {
+			ident, lit = lit, ident
+		}
+		if !isQuoted(lit) || !isIdentifier(ident) {
+			continue
+		}
+		return KV{Key: strings.ToLower(ident), Value: lit[1 : len(lit)-1]}, true
+	}
+	return KV{}, false
+}
+
+// cesqlTokens splits expr into quoted strings, parentheses, operators and words. It gives up (false)
+// on escapes, which the key extraction does not need to understand.
+func cesqlTokens(expr string) ([]string, bool) {
+	var toks []string
+	for i := 0; i < len(expr); {
+		c := expr[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
+			i++
+		case c == '\'' || c == '"':
+			j := strings.IndexByte(expr[i+1:], c)
+			if j < 0 {
+				return nil, false
+			}
+			lit := expr[i : i+j+2]
+			if strings.ContainsRune(lit, '\\') {
+				return nil, false
+			}
+			toks = append(toks, lit)
+			i += j + 2
+		case c == '(' || c == ')' || c == ',':
+			toks = append(toks, expr[i:i+1])
+			i++
+		case strings.IndexByte("=<>!+-*/%", c) >= 0:
+			j := i + 1
+			for j < len(expr) && strings.IndexByte("=<>!", expr[j]) >= 0 {
+				j++
+			}
+			toks = append(toks, expr[i:j])
+			i = j
+		default:
+			j := i + 1
+			for j < len(expr) && strings.IndexByte(" \t\n\r'\"(),=<>!+-*/%", expr[j]) < 0 {
+				j++
+			}
+			toks = append(toks, expr[i:j])
+			i = j
+		}
+	}
+	return toks, true
+}
+
+func isQuoted(t string) bool {
+	return len(t) >= 2 && (t[0] == '\'' || t[0] == '"') && t[len(t)-1] == t[0]
+}
+
+func isIdentifier(t string) bool {
+	if t == "" {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	switch strings.ToUpper(t) {
+	case "TRUE", "FALSE", "AND", "OR", "XOR", "NOT", "LIKE", "IN", "EXISTS":
+		return false
+	}
+	return !(t[0] >= '0' && t[0] <= '9')
+}
+
+var _ exactKeyer = cesqlFilter{}

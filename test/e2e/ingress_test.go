@@ -51,7 +51,11 @@ func TestIngressStatusCodes(t *testing.T) {
 		{name: "PUT", path: "/default/default", req: ceRequest{Method: http.MethodPut}, want: 405, header: map[string]string{"Allow": "POST, OPTIONS"}},
 		{name: "OPTIONS", path: "/default/default", req: ceRequest{Method: http.MethodOptions, Headers: map[string]string{"WebHook-Request-Origin": "example.com"}}, want: 200,
 			header: map[string]string{"WebHook-Allowed-Origin": "*", "WebHook-Allowed-Rate": "*"}},
-		{name: "too large", path: "/default/default", req: func() ceRequest { r := binaryEvent("l", "t"); r.Body = `"` + strings.Repeat("x", 70000) + `"`; return r }(), want: 413},
+		{name: "too large", path: "/default/default", req: func() ceRequest {
+			r := binaryEvent("l", "t")
+			r.Body = `"` + strings.Repeat("x", 70000) + `"`
+			return r
+		}(), want: 413},
 		{name: "TTL exhausted", path: "/default/default", req: func() ceRequest { r := binaryEvent("m", "t"); r.Headers["Ce-Knativebrokerttl"] = "0"; return r }(), want: 400, wantBody: "knativebrokerttl"},
 	}
 	for _, c := range cases {
@@ -144,4 +148,3 @@ spec:
 		t.Fatal("never got 429 from a full queue")
 	}
 }
-

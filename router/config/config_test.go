@@ -1,0 +1,287 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/delivery"
+)
+
+const broker = `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: ns
+`
+
+func TestParseValid(t *testing.T) {
+	cfg, err := Parse("ok.yaml", []byte(`# a Knative export, status and all
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: default
+  namespace: ns
+  annotations:
+    eventing.knative.dev/broker.class: MTChannelBasedBroker
+  uid: 1234
+  generation: 2
+spec:
+  config:
+    apiVersion: v1
+    kind: ConfigMap
+    name: config-br-default-channel
+    namespace: knative-eventing
+  delivery:
+    deadLetterSink:
+      uri: http://dls.example/
+    retry: 4
+    backoffDelay: PT1S
+status:
+  address:
+    url: http://broker-ingress.knative-eventing.svc.cluster.local/ns/default
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: orders
+  namespace: ns
+spec:
+  broker: default
+  filter:
+    attributes:
+      type: order.created
+  subscriber:
+    ref:
+      apiVersion: v1
+      kind: Service
+      name: orders-fn
+    uri: /handle
+  delivery:
+    retry: 2
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: ordered
+  namespace: ns
+  annotations:
+    kafka.eventing.knative.dev/delivery.order: ordered
+    switchyard.dev/rate-limit: "50"
+spec:
+  broker: default
+  filters:
+    - cesql: "type = 'x'"
+  subscriber:
+    uri: https://example.com/x
+  delivery:
+    backoffPolicy: linear
+    format: json
+    timeout: PT2S
+    retryAfterMax: PT1M
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata:
+  name: s
+spec:
+  ingress:
+    addr: 127.0.0.1:1234
+    maxTTL: 9
+  clusterDomain: example.local
+  delivery:
+    retry: 7
+    timeout: PT10S
+`))
+	if err != nil {
+		t.Fatalf("unexpected errors:\n%v", err)
+	}
+	if cfg.Settings.Addr != "127.0.0.1:1234" || cfg.Settings.MaxTTL != 9 || cfg.Settings.AdminAddr != DefaultAdminAddr {
+		t.Errorf("settings: %+v", cfg.Settings)
+	}
+	if len(cfg.Brokers) != 1 || cfg.Brokers[0].Ref != (router.BrokerRef{Namespace: "ns", Name: "default"}) {
+		t.Fatalf("brokers: %+v", cfg.Brokers)
+	}
+	orders, ordered := cfg.Triggers[0], cfg.Triggers[1]
+	if orders.Subscriber != "http://orders-fn.ns.svc.example.local/handle" {
+		t.Errorf("subscriber ref resolved to %q", orders.Subscriber)
+	}
+	// Field-by-field merge: trigger retry 2 over broker retry 4; broker's dead-letter sink and delay
+	// survive; timeout from the SwitchyardConfig defaults.
+	want := delivery.Policy{Retry: 2, Backoff: delivery.Exponential, Delay: time.Second, Timeout: 10 * time.Second, DeadLetterSink: "http://dls.example/"}
+	if orders.Delivery != want {
+		t.Errorf("merged delivery\n got %+v\nwant %+v", orders.Delivery, want)
+	}
+	want = delivery.Policy{Retry: 4, Backoff: delivery.Linear, Delay: time.Second, Timeout: 2 * time.Second, RetryAfterMax: time.Minute, DeadLetterSink: "http://dls.example/", Format: delivery.Structured}
+	if ordered.Delivery != want {
+		t.Errorf("merged delivery\n got %+v\nwant %+v", ordered.Delivery, want)
+	}
+	if !ordered.Ordered || ordered.Concurrency != 1 || ordered.RateLimit != 50 {
+		t.Errorf("ordered trigger: %+v", ordered)
+	}
+	e := event.New()
+	e.SetID("1")
+	e.SetSource("/s")
+	e.SetType("order.created")
+	if !orders.Filter.Match(&e) || ordered.Filter.Match(&e) {
+		t.Errorf("filters did not compile as written")
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	cfg, err := Parse("d.yaml", []byte(broker+"---\n"+`apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: t
+  namespace: ns
+spec:
+  broker: default
+  subscriber:
+    uri: http://x/
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := delivery.Policy{Retry: 10, Backoff: delivery.Exponential, Delay: 200 * time.Millisecond, Timeout: DefaultTimeout}
+	if got := cfg.Triggers[0].Delivery; got != want {
+		t.Errorf("default delivery %+v, want Knative's cluster default %+v", got, want)
+	}
+}
+
+// TestParseErrors checks exact messages: they are the user interface of a config mistake.
+func TestParseErrors(t *testing.T) {
+	trigger := func(spec string) string {
+		return broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\nspec:\n" + spec
+	}
+	cases := []struct {
+		name string
+		yaml string
+		want []string
+	}{
+		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
+			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, and switchyard.dev/v1alpha1 SwitchyardConfig)"}},
+		{"unknown field", broker + "spec:\n  deliveryy: {}\n",
+			[]string{"c.yaml:7: spec.deliveryy: unknown field (known: config, delivery)"}},
+		{"yaml syntax", "apiVersion: [\n", []string{"c.yaml:1: invalid YAML: did not find expected node content"}},
+		{"type error", broker + "spec:\n  delivery:\n    retry: lots\n",
+			[]string{"c.yaml:8: spec.delivery.retry: cannot unmarshal !!str `lots` into int32"}},
+		{"missing name", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  namespace: ns\n",
+			[]string{"c.yaml:4: metadata.name: must be set"}},
+		{"broker not found", trigger("  broker: nope\n  subscriber:\n    uri: http://x/\n"),
+			[]string{"c.yaml:13: spec.broker: broker ns/nope is not defined in this configuration"}},
+		{"empty prefix value", trigger("  broker: default\n  filters:\n    - prefix:\n        type: \"\"\n  subscriber:\n    uri: http://x/\n"),
+			[]string{"c.yaml:16: spec.filters[0].prefix.type: value must not be empty"}},
+		{"two dialects", trigger("  broker: default\n  filters:\n    - exact:\n        type: a\n      suffix:\n        type: b\n  subscriber:\n    uri: http://x/\n"),
+			[]string{"c.yaml:15: spec.filters[0]: sets exact and suffix: a filter object takes exactly one dialect"}},
+		{"non-boolean cesql", trigger("  broker: default\n  filters:\n    - cesql: type\n  subscriber:\n    uri: http://x/\n"),
+			[]string{`c.yaml:15: spec.filters[0].cesql: CESQL expression "type" is an attribute, not a boolean condition: compare it, e.g. type = 'value', or test it with EXISTS type`}},
+		{"string cesql", trigger("  broker: default\n  filters:\n    - cesql: \"'abc'\"\n  subscriber:\n    uri: http://x/\n"),
+			[]string{`c.yaml:15: spec.filters[0].cesql: CESQL expression "'abc'" yields a string, not a boolean`}},
+		{"bad attribute name", trigger("  broker: default\n  filter:\n    attributes:\n      Type: a\n  subscriber:\n    uri: http://x/\n"),
+			[]string{"c.yaml:16: spec.filter.attributes.Type: attribute names are lower-case letters and digits, starting with a letter"}},
+		{"relative uri", trigger("  broker: default\n  subscriber:\n    uri: /x\n"),
+			[]string{`c.yaml:15: spec.subscriber.uri: must be an absolute http or https URL, got "/x"`}},
+		{"ref to addressable", trigger("  broker: default\n  subscriber:\n    ref:\n      apiVersion: messaging.knative.dev/v1\n      kind: Channel\n      name: c\n"),
+			[]string{"c.yaml:16: spec.subscriber.ref: cannot resolve a ref to messaging.knative.dev/v1 Channel outside Kubernetes: refs to v1 Service and serving.knative.dev/v1 Service are supported; use uri for anything else"}},
+		{"bad delivery", trigger("  broker: default\n  subscriber:\n    uri: http://x/\n  delivery:\n    retry: -1\n    backoffPolicy: random\n    backoffDelay: 200ms\n    format: xml\n    deadLetterSink:\n      uri: dls\n"),
+			[]string{
+				"c.yaml:17: spec.delivery.retry: must not be negative, got -1",
+				`c.yaml:18: spec.delivery.backoffPolicy: must be exponential or linear, got "random"`,
+				`c.yaml:19: spec.delivery.backoffDelay: "200ms" is not an ISO 8601 duration (it must start with P), e.g. PT0.2S or PT1M30S`,
+				`c.yaml:20: spec.delivery.format: must be json or binary, got "xml"`,
+				`c.yaml:22: spec.delivery.deadLetterSink.uri: must be an absolute http or https URL, got "dls"`,
+			}},
+		{"kafka class", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: k\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n",
+			[]string{"c.yaml:6: metadata.annotations: broker class Kafka needs Kafka mode, which this build does not have yet; remove the annotation to run the broker in memory"}},
+		{"duplicate broker", broker + "---\n" + broker,
+			[]string{"c.yaml:10: metadata.name: broker ns/default is defined twice (first at c.yaml:1)"}},
+		{"bad order annotation", broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: sorted\nspec:\n  broker: default\n  subscriber:\n    uri: http://x/\n",
+			[]string{`c.yaml:13: metadata.annotations: kafka.eventing.knative.dev/delivery.order must be ordered or unordered, got "sorted"`}},
+		{"bad settings", "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata:\n  name: s\nspec:\n  ingress:\n    addr: 8080\n    queueSize: 0\n  shutdownGracePeriod: soon\n",
+			[]string{
+				`c.yaml:7: spec.ingress.addr: "8080" is not host:port (e.g. :8080 or 127.0.0.1:8080)`,
+				"c.yaml:8: spec.ingress.queueSize: must be positive, got 0",
+				`c.yaml:9: spec.shutdownGracePeriod: "soon" is not a positive duration such as 30s or 1m`,
+			}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := Parse("c.yaml", []byte(c.yaml))
+			var errs Errors
+			if !errors.As(err, &errs) {
+				t.Fatalf("got %v, want config errors", err)
+			}
+			var got []string
+			for _, e := range errs {
+				got = append(got, e.Error())
+			}
+			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
+				t.Errorf("errors\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(c.want, "\n      "))
+			}
+		})
+	}
+}
+
+func TestLoadDirectory(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a-broker.yaml", broker)
+	write("b-trigger.yml", "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\nspec:\n  broker: default\n  subscriber:\n    uri: http://x/\n")
+	write("notes.txt", "not yaml: [")
+	write(".hidden.yaml", "garbage: [")
+	cfg, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Files) != 2 || len(cfg.Triggers) != 1 {
+		t.Errorf("loaded %v with %d triggers", cfg.Files, len(cfg.Triggers))
+	}
+	// A cross-file error names the right file.
+	write("b-trigger.yml", "apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: other\nspec:\n  broker: default\n  subscriber:\n    uri: http://x/\n")
+	_, err = Load(dir)
+	if err == nil || err.Error() != filepath.Join(dir, "b-trigger.yml")+":7: spec.broker: broker other/default is not defined in this configuration" {
+		t.Errorf("got %v", err)
+	}
+}
+
+func TestISODuration(t *testing.T) {
+	good := map[string]time.Duration{
+		"PT0.2S": 200 * time.Millisecond, "PT1S": time.Second, "PT1M30S": 90 * time.Second,
+		"PT2H": 2 * time.Hour, "P1D": 24 * time.Hour, "P1DT1H": 25 * time.Hour, "P1W": 7 * 24 * time.Hour, "PT0,5S": 500 * time.Millisecond,
+	}
+	for s, want := range good {
+		if got, err := parseISODuration(s); err != nil || got != want {
+			t.Errorf("%s: got %v, %v; want %v", s, got, err, want)
+		}
+	}
+	for _, s := range []string{"", "P", "PT", "1S", "PT1", "P1M", "P1Y", "PT-1S", "PT1H1D", "PTxS", "P1S"} {
+		if _, err := parseISODuration(s); err == nil {
+			t.Errorf("%q: accepted", s)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(broker))
+	f.Add([]byte(broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\nspec:\n  broker: default\n  filters:\n    - any:\n      - cesql: \"a = 'b'\"\n  subscriber:\n    uri: http://x/\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		cfg, err := Parse("fuzz.yaml", data)
+		if err == nil && cfg == nil {
+			t.Fatal("nil config without error")
+		}
+		var errs Errors
+		if err != nil && errors.As(err, &errs) && len(errs) == 0 {
+			t.Fatal("empty error list")
+		}
+	})
+}

@@ -1,0 +1,260 @@
+package filter
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+func newEvent(typ, source string, ext map[string]any) *event.Event {
+	e := event.New()
+	e.SetID("id-1")
+	e.SetType(typ)
+	e.SetSource(source)
+	for k, v := range ext {
+		e.SetExtension(k, v)
+	}
+	return &e
+}
+
+func mustCESQL(t testing.TB, expr string) Filter {
+	f, err := CESQL(expr)
+	if err != nil {
+		t.Fatalf("CESQL(%q): %v", expr, err)
+	}
+	return f
+}
+
+func TestDialects(t *testing.T) {
+	e := newEvent("com.example.order.created", "https://shop/web", map[string]any{"region": "eu", "count": int32(5)})
+	cases := []struct {
+		name string
+		f    Filter
+		want bool
+	}{
+		{"attributes exact", Attributes(map[string]string{"type": "com.example.order.created"}), true},
+		{"attributes mismatch", Attributes(map[string]string{"type": "com.example.order"}), false},
+		{"attributes case-sensitive", Attributes(map[string]string{"type": "COM.example.order.created"}), false},
+		{"attributes anded", Attributes(map[string]string{"type": "com.example.order.created", "region": "us"}), false},
+		{"attributes empty matches present", Attributes(map[string]string{"region": ""}), true},
+		{"attributes empty fails missing ext", Attributes(map[string]string{"tenant": ""}), false},
+		{"attributes empty fails unset subject", Attributes(map[string]string{"subject": ""}), false},
+		{"attributes integer ext as string", Attributes(map[string]string{"count": "5"}), true},
+		{"attributes empty map", Attributes(nil), true},
+		{"exact", Exact(map[string]string{"region": "eu"}), true},
+		{"exact missing", Exact(map[string]string{"tenant": "a"}), false},
+		{"prefix", Prefix(map[string]string{"type": "com.example."}), true},
+		{"prefix anded", Prefix(map[string]string{"type": "com.example.", "source": "http://"}), false},
+		{"suffix", Suffix(map[string]string{"source": "/web"}), true},
+		{"suffix missing", Suffix(map[string]string{"subject": "x"}), false},
+		{"all", All(Exact(map[string]string{"region": "eu"}), Prefix(map[string]string{"type": "com."})), true},
+		{"all one fails", All(Exact(map[string]string{"region": "eu"}), Prefix(map[string]string{"type": "org."})), false},
+		{"all empty", All(), true},
+		{"any", Any(Exact(map[string]string{"region": "us"}), Suffix(map[string]string{"type": ".created"})), true},
+		{"any none", Any(Exact(map[string]string{"region": "us"})), false},
+		{"any empty", Any(), false},
+		{"not", Not(Exact(map[string]string{"region": "us"})), true},
+		{"not matching", Not(Exact(map[string]string{"region": "eu"})), false},
+		{"cesql", mustCESQL(t, "type = 'com.example.order.created' AND region = 'eu'"), true},
+		{"cesql like", mustCESQL(t, "source LIKE '%/web'"), true},
+		{"cesql exists", mustCESQL(t, "EXISTS region"), true},
+		{"cesql exists missing", mustCESQL(t, "EXISTS tenant"), false},
+		{"cesql missing attribute fails", mustCESQL(t, "tenant = 'a'"), false},
+		{"cesql negated missing attribute fails", mustCESQL(t, "NOT (tenant = 'a')"), false},
+		{"cesql integer", mustCESQL(t, "count > 4"), true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			if got := c.f.Match(e); got != c.want {
+				t.Errorf("Match = %v, want %v", got, c.want)
+			}
+		})
+	}
+}
+
+// TestStructuredNumberMatchesString: the Knative MT bug the semantics doc names: an extension sent
+// as the JSON number 5 in structured mode must match "5" like the binary-mode header does.
+func TestStructuredNumberMatchesString(t *testing.T) {
+	var e event.Event
+	if err := json.Unmarshal([]byte(`{"specversion":"1.0","id":"1","source":"/s","type":"t","count":5,"flag":true}`), &e); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []Filter{
+		Attributes(map[string]string{"count": "5"}),
+		Exact(map[string]string{"count": "5", "flag": "true"}),
+	} {
+		if !f.Match(&e) {
+			t.Errorf("%#v does not match a structured-mode number", f)
+		}
+	}
+}
+
+func TestTimeCanonicalForm(t *testing.T) {
+	e := newEvent("t", "s", nil)
+	e.SetTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	if v, ok := Attribute(e, "time"); !ok || v != "2026-01-02T03:04:05Z" {
+		t.Errorf("time attribute %q %v", v, ok)
+	}
+}
+
+func TestCESQLRejectsNonBoolean(t *testing.T) {
+	for expr, want := range map[string]string{
+		"type":                 `CESQL expression "type" is an attribute, not a boolean condition: compare it, e.g. type = 'value', or test it with EXISTS type`,
+		"'abc'":                `CESQL expression "'abc'" yields a string, not a boolean`,
+		"1 + 2":                `CESQL expression "1 + 2" yields a integer, not a boolean`,
+		"LENGTH(type)":         `CESQL expression "LENGTH(type)" yields a integer, not a boolean`,
+		"CONCAT(type, source)": `CESQL expression "CONCAT(type, source)" yields a string, not a boolean`,
+	} {
+		_, err := CESQL(expr)
+		if err == nil || err.Error() != want {
+			t.Errorf("CESQL(%q) = %v, want %q", expr, err, want)
+		}
+	}
+	if _, err := CESQL("type = "); err == nil {
+		t.Error("a syntax error was accepted")
+	}
+	for _, ok := range []string{"TRUE", "IS_INT(count)", "myext = 'x'", "LENGTH(type) > 3", "NOT EXISTS a"} {
+		if _, err := CESQL(ok); err != nil {
+			t.Errorf("CESQL(%q): %v", ok, err)
+		}
+	}
+}
+
+// TestIndexAgreesWithScan: for random filters and events, the index reports exactly the filters a
+// plain evaluation of every filter passes.
+func TestIndexAgreesWithScan(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	types := []string{"a", "b", "c", "d"}
+	regions := []string{"eu", "us"}
+	var filters []Filter
+	for i := 0; i < 300; i++ {
+		ty, rg := types[rng.IntN(len(types))], regions[rng.IntN(len(regions))]
+		switch rng.IntN(8) {
+		case 0:
+			filters = append(filters, Attributes(map[string]string{"type": ty}))
+		case 1:
+			filters = append(filters, Attributes(map[string]string{"region": rg, "type": ""}))
+		case 2:
+			filters = append(filters, All(Exact(map[string]string{"type": ty, "region": rg})))
+		case 3:
+			filters = append(filters, All(Prefix(map[string]string{"type": ty[:1]}), Exact(map[string]string{"region": rg})))
+		case 4:
+			filters = append(filters, Any(Exact(map[string]string{"type": ty}), Exact(map[string]string{"region": rg})))
+		case 5:
+			filters = append(filters, mustCESQL(t, fmt.Sprintf("type = '%s' AND EXISTS region", ty)))
+		case 6:
+			filters = append(filters, mustCESQL(t, fmt.Sprintf("type = '%s' OR region = '%s'", ty, rg)))
+		default:
+			filters = append(filters, All())
+		}
+	}
+	ix := NewIndex(filters)
+	for i := 0; i < 200; i++ {
+		ext := map[string]any{}
+		if rng.IntN(3) > 0 {
+			ext["region"] = regions[rng.IntN(len(regions))]
+		}
+		e := newEvent(types[rng.IntN(len(types))], "/s", ext)
+		var want []int32
+		for j, f := range filters {
+			if f.Match(e) {
+				want = append(want, int32(j))
+			}
+		}
+		got := ix.Match(e, nil)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("event %v: index %v, scan %v", e, got, want)
+		}
+	}
+}
+
+func benchFilters(n int, dialect string) []Filter {
+	fs := make([]Filter, n)
+	for i := range fs {
+		typ := fmt.Sprintf("com.example.type%d", i)
+		switch dialect {
+		case "attributes":
+			fs[i] = Attributes(map[string]string{"type": typ})
+		case "exact":
+			fs[i] = All(Exact(map[string]string{"type": typ}))
+		case "cesql":
+			f, err := CESQL(fmt.Sprintf("type = '%s'", typ))
+			if err != nil {
+				panic(err)
+			}
+			fs[i] = f
+		}
+	}
+	return fs
+}
+
+// BenchmarkIndexMatch routes an event that matches one trigger among n.
+func BenchmarkIndexMatch(b *testing.B) {
+	for _, dialect := range []string{"attributes", "exact", "cesql"} {
+		for _, n := range []int{1, 100, 10000} {
+			if dialect == "cesql" && n == 10000 && testing.Short() {
+				continue
+			}
+			b.Run(fmt.Sprintf("%s/triggers=%d", dialect, n), func(b *testing.B) {
+				ix := NewIndex(benchFilters(n, dialect))
+				e := newEvent("com.example.type0", "/s", nil)
+				buf := make([]int32, 0, 8)
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					buf = ix.Match(e, buf[:0])
+				}
+				if len(buf) != 1 {
+					b.Fatalf("matched %d", len(buf))
+				}
+			})
+		}
+	}
+}
+
+func FuzzCESQL(f *testing.F) {
+	for _, s := range []string{"type = 'a'", "EXISTS x AND y LIKE '%z'", "LENGTH(type) > 2", "type", "1 +", "NOT (a = b)"} {
+		f.Add(s)
+	}
+	e := newEvent("t", "/s", map[string]any{"x": "1"})
+	f.Fuzz(func(t *testing.T, expr string) {
+		flt, err := CESQL(expr)
+		if err != nil {
+			return
+		}
+		flt.Match(e) // must not panic
+	})
+}
+
+func TestCESQLExactKey(t *testing.T) {
+	cases := map[string]string{ // expression -> key=value, "" when it must not be keyed
+		"type = 'a'":                           "type=a",
+		"'a' = type":                           "type=a",
+		"TYPE = \"a\" AND size > 3":            "type=a",
+		"size > 3 and (x OR y) AND source='s'": "source=s",
+		"type = 'a' OR type = 'b'":             "",
+		"NOT type = 'a'":                       "",
+		"NOT x AND type = 'a'":                 "",
+		"(type = 'a')":                         "",
+		"type = 'it\\'s'":                      "",
+		"type <> 'a'":                          "",
+		"type = 'a' XOR b":                     "",
+		"type LIKE 'a%'":                       "",
+	}
+	for expr, want := range cases {
+		kv, ok := cesqlExactKey(expr)
+		got := ""
+		if ok {
+			got = kv.Key + "=" + kv.Value
+		}
+		if got != want {
+			t.Errorf("cesqlExactKey(%q) = %q, want %q", expr, got, want)
+		}
+	}
+}
