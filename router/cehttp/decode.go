@@ -137,6 +137,12 @@ func decodeBatch(body []byte) ([]*event.Event, error) {
 
 // validate checks e against the CloudEvents spec; sdk-go's ToEvent does not.
 func validate(e *event.Event) error {
+	// sdk-go words a missing attribute three different ways; say it one way, naming the attribute.
+	for _, a := range [...]struct{ name, value string }{{"id", e.ID()}, {"source", e.Source()}, {"type", e.Type()}} {
+		if a.value == "" {
+			return fmt.Errorf("invalid CloudEvent: %s: REQUIRED but MISSING", a.name)
+		}
+	}
 	if err := e.Validate(); err != nil {
 		return fmt.Errorf("invalid CloudEvent: %s", strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; "))
 	}

@@ -111,8 +111,7 @@ func TestLinearBackoffAndNoRetryOn400(t *testing.T) {
 		}
 		w.WriteHeader(http.StatusOK)
 	})
-	bad := newSubscriber(t, func(int, received, http.ResponseWriter) {})
-	bad.respond = func(_ int, _ received, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) }
+	bad := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) { w.WriteHeader(http.StatusBadRequest) })
 	r := startRouter(t, brokerYAML("default")+
 		triggerYAML("lin", "  broker: default\n  filter:\n    attributes:\n      type: lin\n  subscriber:\n    uri: "+lin.URL+"\n  delivery:\n    retry: 3\n    backoffPolicy: linear\n    backoffDelay: PT0.3S\n")+
 		triggerYAML("bad", "  broker: default\n  filter:\n    attributes:\n      type: bad\n  subscriber:\n    uri: "+bad.URL+"\n  delivery:\n    retry: 3\n    backoffDelay: PT0.1S\n"), "")
@@ -263,8 +262,7 @@ func TestReplyChainWith36KBEvents(t *testing.T) {
 // TestTTLEndsReplyLoop: a subscriber that answers every event with another event of the same type
 // would loop forever; the hop limit ends it after maxTTL deliveries.
 func TestTTLEndsReplyLoop(t *testing.T) {
-	var sub *subscriber
-	sub = newSubscriber(t, func(n int, req received, w http.ResponseWriter) {
+	sub := newSubscriber(t, func(n int, _ received, w http.ResponseWriter) {
 		reply := event.New()
 		reply.SetID(fmt.Sprintf("loop-%d", n))
 		reply.SetSource("/loop")

@@ -1,0 +1,244 @@
+package broker
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"go.uber.org/goleak"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/cehttp"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/ingress"
+	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// The shared HTTP transport keeps idle connections (and their goroutines) for reuse.
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+func testConfig(t testing.TB, subscriber string, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: b
+  namespace: ns
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: t
+  namespace: ns
+spec:
+  broker: b
+  filter:
+    attributes:
+      type: wanted
+  subscriber:
+    uri: %s
+  delivery:
+    retry: 0
+%s`, subscriber, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+func newRouter(results router.ResultStore) *Router {
+	return New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: results, Metrics: metrics.New()})
+}
+
+func ev(id, typ string, ext map[string]any) *router.Envelope {
+	e := event.New()
+	e.SetID(id)
+	e.SetSource("/s")
+	e.SetType(typ)
+	for k, v := range ext {
+		e.SetExtension(k, v)
+	}
+	return &router.Envelope{Event: &e}
+}
+
+func TestTakeTTL(t *testing.T) {
+	for _, c := range []struct {
+		ext     any
+		want    int32
+		expired bool
+	}{
+		{nil, 254, false},
+		{"10", 9, false},
+		{int32(1), 0, false},
+		{"0", 0, true},
+		{"-4", 0, true},
+		{"1000", 254, false}, // capped at the maximum
+		{"ten", 0, true},
+	} {
+		e := ev("1", "t", nil).Event
+		if c.ext != nil {
+			e.SetExtension(ExtTTL, c.ext)
+		}
+		got, err := takeTTL(e, 255)
+		if c.expired != (err != nil) || (err == nil && got != c.want) {
+			t.Errorf("ttl %v: got %d, %v; want %d expired=%v", c.ext, got, err, c.want, c.expired)
+		}
+		if err != nil && !errors.Is(err, router.ErrTTLExpired) {
+			t.Errorf("ttl %v: error %v is not ErrTTLExpired", c.ext, err)
+		}
+		if _, left := e.Extensions()[ExtTTL]; left && err == nil {
+			t.Errorf("ttl %v: the extension stayed in the event", c.ext)
+		}
+	}
+}
+
+func TestPublishRouteRecordShutdown(t *testing.T) {
+	var hits atomic.Int32
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.Header.Get("Ce-Id") == "fail" {
+			w.WriteHeader(http.StatusBadRequest)
+		}
+	}))
+	defer sub.Close()
+	results := memstore.New(100)
+	r := newRouter(results)
+	r.Apply(testConfig(t, sub.URL, ""))
+	ctx := context.Background()
+	ref := router.BrokerRef{Namespace: "ns", Name: "b"}
+	if err := r.Publish(ctx, router.BrokerRef{Namespace: "ns", Name: "nope"}, []*router.Envelope{ev("x", "wanted", nil)}); !errors.Is(err, router.ErrBrokerNotFound) {
+		t.Errorf("unknown broker: %v", err)
+	}
+	for _, e := range []*router.Envelope{ev("ok", "wanted", nil), ev("fail", "wanted", nil), ev("skip", "other", nil)} {
+		if err := r.Publish(ctx, ref, []*router.Envelope{e}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if aborted := r.Shutdown(shutdownCtx); aborted != 0 {
+		t.Errorf("%d events aborted", aborted)
+	}
+	if hits.Load() != 2 {
+		t.Errorf("subscriber got %d events, want 2", hits.Load())
+	}
+	for id, want := range map[string]router.Status{"ok": router.StatusDelivered, "fail": router.StatusFailed} {
+		out, _ := results.EventOutcomes(ctx, id)
+		if len(out) != 1 || out[0].Status != want {
+			t.Errorf("%s: outcomes %+v, want %s", id, out, want)
+		}
+		if want == router.StatusFailed && out[0].Event == nil {
+			t.Errorf("%s: failed outcome does not keep the event for redrive", id)
+		}
+	}
+	if out, _ := results.EventOutcomes(ctx, "skip"); len(out) != 0 {
+		t.Errorf("filtered event has outcomes %+v", out)
+	}
+	ts := r.Triggers()
+	if len(ts) != 1 || ts[0].Matched != 2 || ts[0].FilteredOut != 1 || ts[0].Delivered != 1 || ts[0].Failed != 1 {
+		t.Errorf("trigger status %+v", ts)
+	}
+	if err := r.Publish(ctx, ref, []*router.Envelope{ev("late", "wanted", nil)}); !errors.Is(err, router.ErrUnavailable) {
+		t.Errorf("publish after shutdown: %v", err)
+	}
+}
+
+// TestReloadKeepsCounters: a trigger that survives a reload keeps its counters.
+func TestReloadKeepsCounters(t *testing.T) {
+	sub := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer sub.Close()
+	r := newRouter(memstore.New(10))
+	r.Apply(testConfig(t, sub.URL, ""))
+	ref := router.BrokerRef{Namespace: "ns", Name: "b"}
+	_ = r.Publish(context.Background(), ref, []*router.Envelope{ev("1", "wanted", nil)})
+	waitPending(t, r)
+	r.Apply(testConfig(t, sub.URL+"/v2", ""))
+	_ = r.Publish(context.Background(), ref, []*router.Envelope{ev("2", "wanted", nil)})
+	waitPending(t, r)
+	ts := r.Triggers()
+	if ts[0].Delivered != 2 || ts[0].Subscriber != sub.URL+"/v2" {
+		t.Errorf("after reload: %+v", ts[0])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	r.Shutdown(ctx)
+}
+
+func waitPending(t *testing.T, r *Router) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Pending() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("events still pending")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// BenchmarkEndToEnd sends 1 KiB binary events through ingress and the router to a subscriber on
+// loopback; one op is one event accepted, routed and delivered.
+func BenchmarkEndToEnd(b *testing.B) {
+	var delivered atomic.Int64
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+	}))
+	defer sub.Close()
+	m := metrics.New()
+	r := New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: memstore.New(10000), Metrics: m})
+	r.Apply(testConfig(b, sub.URL, ""))
+	in := httptest.NewServer(ingress.New(ingress.Options{Publisher: r, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: func() int64 { return 1 << 20 }}))
+	defer in.Close()
+	e := event.New()
+	e.SetID("bench")
+	e.SetSource("/bench")
+	e.SetType("wanted")
+	_ = e.SetData("application/json", map[string]string{"payload": string(bytes.Repeat([]byte("x"), 1000))})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, in.URL+"/ns/b", nil)
+			body := cehttp.WriteBinary(req.Header, &e)
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			req.ContentLength = int64(len(body))
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	for delivered.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	b.StopTimer()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.Shutdown(ctx)
+	client.CloseIdleConnections()
+}
