@@ -39,6 +39,24 @@ test: lint build
 unit:
 	$(GO) test -race -count=1 ./...
 
+# Runs Switchyard on the demo config with the demo function it delivers to; Ctrl-C stops both.
+demo: build
+	@$(BIN) function --addr 127.0.0.1:8081 & fn=$$!; trap "kill $$fn 2>/dev/null" EXIT INT TERM; \
+	  echo "Send an event:  $(BIN) send http://127.0.0.1:8080/default/default --type com.example.order.created --source /web --data '{\"id\":1}'"; \
+	  $(BIN) serve --config examples/demo.yaml
+
+FUZZTIME ?= 15s
+FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/config:FuzzParse ./router/filter:FuzzCESQL
+
+# Each fuzz target for FUZZTIME (not part of `make test`).
+fuzz:
+	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+	  echo "== $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
+
+# Go benchmarks of the hot paths: ingress decode, filter match, delivery, end to end.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./router/...
+
 infra-up:
 	$(INFRA) up
 	@echo "export $(INFRA_ENV)"
