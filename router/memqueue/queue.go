@@ -29,6 +29,11 @@ func New(size int) *Queue {
 // Append queues envs, all or none; it never blocks. It returns router.ErrQueueFull when they don't
 // fit, and router.ErrUnavailable once the queue is closed.
 func (q *Queue) Append(_ context.Context, envs []*router.Envelope) error {
+	q.mu.RLock()
+	defer q.mu.RUnlock()
+	if q.closed {
+		return router.ErrUnavailable
+	}
 	n := int64(len(envs))
 	for {
 		cur := q.reserved.Load()
@@ -38,12 +43,6 @@ func (q *Queue) Append(_ context.Context, envs []*router.Envelope) error {
 		if q.reserved.CompareAndSwap(cur, cur+n) {
 			break
 		}
-	}
-	q.mu.RLock()
-	defer q.mu.RUnlock()
-	if q.closed {
-		q.reserved.Add(-n)
-		return router.ErrUnavailable
 	}
 	for _, e := range envs {
 		q.ch <- e // never blocks: the places were reserved

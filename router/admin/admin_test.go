@@ -1,0 +1,71 @@
+package admin
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/broker"
+	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+type fixedTriggers []broker.TriggerStatus
+
+func (f fixedTriggers) Triggers() []broker.TriggerStatus { return f }
+
+func TestAdminAPI(t *testing.T) {
+	store := memstore.New(10)
+	now := time.Now()
+	store.Record(&router.Outcome{EventID: "e1", Trigger: router.TriggerRef{Namespace: "ns", Name: "t"}, Broker: router.BrokerRef{Namespace: "ns", Name: "b"},
+		Status: router.StatusDeadLettered, Attempts: 3, LastCode: 503, Received: now.Add(-1500 * time.Microsecond), Finished: now})
+	s := New(store, fixedTriggers{{Namespace: "ns", Name: "t", Delivered: 4}}, metrics.New())
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	get := func(path string) (int, string) {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := get("/readyz"); code != 503 {
+		t.Errorf("readyz before SetReady: %d", code)
+	}
+	s.SetReady(true)
+	if code, _ := get("/readyz"); code != 200 {
+		t.Errorf("readyz after SetReady: %d", code)
+	}
+	code, body := get("/v1/events/e1")
+	var ev struct {
+		Outcomes []OutcomeJSON `json:"outcomes"`
+	}
+	if err := json.Unmarshal([]byte(body), &ev); code != 200 || err != nil || len(ev.Outcomes) != 1 {
+		t.Fatalf("event: %d %s", code, body)
+	}
+	if o := ev.Outcomes[0]; o.Status != "dead-lettered" || o.Trigger != "ns/t" || o.LatencyMS != 1.5 || o.LastCode != 503 {
+		t.Errorf("outcome %+v", o)
+	}
+	if code, body := get("/v1/events/nope"); code != 404 || !strings.Contains(body, "nope") {
+		t.Errorf("unknown event: %d %s", code, body)
+	}
+	if code, body := get("/v1/triggers"); code != 200 || !strings.Contains(body, `"delivered": 4`) {
+		t.Errorf("triggers: %d %s", code, body)
+	}
+	if code, body := get("/v1/triggers/ns/t/outcomes?failed=true"); code != 200 || !strings.Contains(body, `"e1"`) {
+		t.Errorf("trigger outcomes: %d %s", code, body)
+	}
+	if code, _ := get("/v1/triggers/ns/t/outcomes?limit=0"); code != 400 {
+		t.Errorf("limit=0: %d", code)
+	}
+	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
+		t.Errorf("metrics: %d", code)
+	}
+}

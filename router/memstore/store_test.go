@@ -1,0 +1,104 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+func outcome(id string, trigger string, status router.Status, at time.Time) *router.Outcome {
+	return &router.Outcome{EventID: id, Trigger: router.TriggerRef{Namespace: "ns", Name: trigger}, Status: status, Finished: at}
+}
+
+func TestEvictionAndEventLookup(t *testing.T) {
+	s := New(3)
+	ctx := context.Background()
+	t0 := time.Unix(1000, 0)
+	s.Record(outcome("a", "t1", router.StatusDelivered, t0))
+	s.Record(outcome("a", "t2", router.StatusFailed, t0))
+	s.Record(outcome("b", "t1", router.StatusDelivered, t0))
+	if got, _ := s.EventOutcomes(ctx, "a"); len(got) != 2 {
+		t.Fatalf("a has %d outcomes, want 2", len(got))
+	}
+	s.Record(outcome("c", "t1", router.StatusDelivered, t0)) // evicts a@t1
+	got, _ := s.EventOutcomes(ctx, "a")
+	if len(got) != 1 || got[0].Trigger.Name != "t2" {
+		t.Fatalf("after eviction a has %+v", got)
+	}
+	s.Record(outcome("d", "t1", router.StatusDelivered, t0)) // evicts a@t2
+	if got, _ := s.EventOutcomes(ctx, "a"); len(got) != 0 {
+		t.Fatalf("a still has %+v", got)
+	}
+	if len(s.byEvent) != 3 {
+		t.Errorf("index holds %d ids, want 3 (b, c, d)", len(s.byEvent))
+	}
+}
+
+func TestTriggerOutcomesPaging(t *testing.T) {
+	s := New(100)
+	ctx := context.Background()
+	t0 := time.Unix(1000, 0)
+	for i := 0; i < 10; i++ {
+		st := router.StatusDelivered
+		if i%2 == 1 {
+			st = router.StatusDeadLettered
+		}
+		s.Record(outcome(fmt.Sprint(i), "t", st, t0.Add(time.Duration(i)*time.Second)))
+		s.Record(outcome(fmt.Sprint(i), "other", st, t0))
+	}
+	var ids []string
+	token := ""
+	for page := 0; ; page++ {
+		out, next, err := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "t"}, OnlyFailed: true, Limit: 2, PageToken: token})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range out {
+			ids = append(ids, o.EventID)
+		}
+		if next == "" {
+			break
+		}
+		token = next
+		if page > 10 {
+			t.Fatal("paging does not end")
+		}
+	}
+	if fmt.Sprint(ids) != "[9 7 5 3 1]" {
+		t.Errorf("failed outcomes newest first: %v", ids)
+	}
+	out, _, _ := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "t"}, Since: t0.Add(8 * time.Second)})
+	if len(out) != 2 {
+		t.Errorf("since filter kept %d, want 2", len(out))
+	}
+	if _, _, err := s.TriggerOutcomes(ctx, router.OutcomeQuery{PageToken: "x"}); err == nil {
+		t.Error("a bad page token was accepted")
+	}
+}
+
+func TestConcurrentRecord(t *testing.T) {
+	s := New(50)
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < 500; i++ {
+				s.Record(outcome(fmt.Sprintf("%d-%d", g, i%7), "t", router.StatusDelivered, time.Now()))
+				_, _ = s.EventOutcomes(context.Background(), "0-1")
+			}
+		}(g)
+	}
+	wg.Wait()
+	held := 0
+	for _, seqs := range s.byEvent {
+		held += len(seqs)
+	}
+	if held != 50 {
+		t.Errorf("index holds %d outcomes, want the store's 50", held)
+	}
+}
