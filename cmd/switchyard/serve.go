@@ -134,6 +134,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 		BrokerURL: func(b router.BrokerRef) string { return brokerBase + "/" + b.Namespace + "/" + b.Name },
 	})
 	rtr.Apply(cfg)
+	m.RegisterQueueDepth(rtr.QueueDepths)
 
 	var maxBody atomic.Int64
 	maxBody.Store(cfg.Settings.MaxBodyBytes)

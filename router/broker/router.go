@@ -392,12 +392,14 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 // Pending is the number of admitted events whose fate is not yet final.
 func (r *Router) Pending() int64 { return r.pending.Load() }
 
-// QueueDepth is the number of events waiting in broker ref's queue.
-func (r *Router) QueueDepth(ref router.BrokerRef) int {
-	if b := (*r.brokers.Load())[ref]; b != nil {
-		return b.queue.Len()
+// QueueDepths reports every broker's queue length.
+func (r *Router) QueueDepths() []metrics.QueueDepth {
+	brokers := *r.brokers.Load()
+	out := make([]metrics.QueueDepth, 0, len(brokers))
+	for ref, b := range brokers {
+		out = append(out, metrics.QueueDepth{Namespace: ref.Namespace, Broker: ref.Name, Depth: b.queue.Len()})
 	}
-	return 0
+	return out
 }
 
 // Shutdown stops admitting events, waits until every admitted event's fate is final or ctx ends,

@@ -71,3 +71,32 @@ func CodeClass(code int) string {
 	}
 	return strconv.Itoa(code/100) + "xx"
 }
+
+// QueueDepth is one broker's queue length at scrape time.
+type QueueDepth struct {
+	Namespace, Broker string
+	Depth             int
+}
+
+// queueDepthCollector reads queue depths when Prometheus scrapes, so brokers added or removed by a
+// reload need no bookkeeping here.
+type queueDepthCollector struct {
+	desc  *prometheus.Desc
+	depth func() []QueueDepth
+}
+
+// RegisterQueueDepth exports switchyard_broker_queue_depth from depth, called at each scrape.
+func (m *Metrics) RegisterQueueDepth(depth func() []QueueDepth) {
+	m.Registry.MustRegister(&queueDepthCollector{
+		desc:  prometheus.NewDesc("switchyard_broker_queue_depth", "Events waiting in a broker's queue.", []string{"namespace_name", "broker_name"}, nil),
+		depth: depth,
+	})
+}
+
+func (c *queueDepthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *queueDepthCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, q := range c.depth() {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(q.Depth), q.Namespace, q.Broker)
+	}
+}
