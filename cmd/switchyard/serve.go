@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
 // serveFlags are the flags of serve; those set override the configuration's settings.
@@ -138,7 +139,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 
 	var maxBody atomic.Int64
 	maxBody.Store(cfg.Settings.MaxBodyBytes)
-	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load})
+	var auth atomic.Pointer[senderauth.Authenticator]
+	auth.Store(senderauth.New(cfg.Auth))
+	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load})
 	adm := admin.New(results, rtr, m)
 
 	ingressSrv := &http.Server{Handler: in, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -161,6 +164,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 		}
 		rtr.Apply(next)
 		maxBody.Store(next.Settings.MaxBodyBytes)
+		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
 		logger.Info("configuration reloaded", zap.Int("brokers", len(next.Brokers)), zap.Int("triggers", len(next.Triggers)))
 	}, func(err error) {

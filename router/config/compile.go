@@ -1,9 +1,12 @@
 package config
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -13,6 +16,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
 // Annotations Switchyard reads.
@@ -37,6 +41,9 @@ var (
 func (l *loader) compile(files []string) (*Config, error) {
 	cfg := &Config{Files: files}
 	defaults := l.compileSettings(&cfg.Settings)
+	if len(l.settings) > 0 {
+		cfg.Auth = l.compileAuth(l.settings[0].d, l.settings[0].m.Spec.Ingress.Auth)
+	}
 
 	brokers := map[router.BrokerRef]*brokerDoc{}
 	for i := range l.brokers {
@@ -553,4 +560,88 @@ func resolvePolicy(layers ...deliveryFields) delivery.Policy {
 		}
 	}
 	return p
+}
+
+// compileAuth validates sender-authentication policies and reads their secrets. Errors name the
+// file or variable, never its content.
+func (l *loader) compileAuth(d *doc, specs []authSpec) []senderauth.Policy {
+	var out []senderauth.Policy
+	for i, a := range specs {
+		path := fmt.Sprintf("spec.ingress.auth[%d]", i)
+		p := senderauth.Policy{Brokers: a.Brokers}
+		if len(a.Brokers) == 0 {
+			l.errAt(d, path+".brokers", "must name at least one broker (namespace/name or namespace/*)")
+		}
+		for j, b := range a.Brokers {
+			ns, name, ok := strings.Cut(b, "/")
+			if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+				l.errAt(d, fmt.Sprintf("%s.brokers[%d]", path, j), "%q is not namespace/name or namespace/*", b)
+			}
+		}
+		for j := range a.Tokens {
+			if v, ok := l.readSecret(d, fmt.Sprintf("%s.tokens[%d]", path, j), &a.Tokens[j]); ok {
+				p.Tokens = append(p.Tokens, v)
+			}
+		}
+		if j := a.JWT; j != nil {
+			p.JWT = &senderauth.JWT{Issuer: j.Issuer, Audiences: j.Audiences, Subjects: j.Subjects}
+			switch {
+			case j.HMACSecret != nil && j.PublicKeyFile != "":
+				l.errAt(d, path+".jwt", "set hmacSecret or publicKeyFile, not both")
+			case j.HMACSecret != nil:
+				if v, ok := l.readSecret(d, path+".jwt.hmacSecret", j.HMACSecret); ok {
+					p.JWT.Key = v
+				}
+			case j.PublicKeyFile != "":
+				pemBytes, err := os.ReadFile(j.PublicKeyFile)
+				if err != nil {
+					l.errAt(d, path+".jwt.publicKeyFile", "cannot read %s: %v", j.PublicKeyFile, errors.Unwrap(err))
+					break
+				}
+				key, err := senderauth.ParsePublicKey(pemBytes)
+				if err != nil {
+					l.errAt(d, path+".jwt.publicKeyFile", "%s: %v", j.PublicKeyFile, err)
+					break
+				}
+				p.JWT.Key = key
+			default:
+				l.errAt(d, path+".jwt", "needs hmacSecret or publicKeyFile to verify signatures")
+			}
+		}
+		if len(a.Tokens) == 0 && a.JWT == nil {
+			l.errAt(d, path, "set tokens, jwt, or both")
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// readSecret reads a secret from its file or environment variable.
+func (l *loader) readSecret(d *doc, path string, s *secretValue) ([]byte, bool) {
+	switch {
+	case s.File != "" && s.Env != "":
+		l.errAt(d, path, "set file or env, not both")
+	case s.File != "":
+		b, err := os.ReadFile(s.File)
+		if err != nil {
+			l.errAt(d, path+".file", "cannot read %s: %v", s.File, errors.Unwrap(err))
+			return nil, false
+		}
+		b = bytes.TrimRight(b, "\r\n")
+		if len(b) == 0 {
+			l.errAt(d, path+".file", "%s is empty", s.File)
+			return nil, false
+		}
+		return b, true
+	case s.Env != "":
+		v := os.Getenv(s.Env)
+		if v == "" {
+			l.errAt(d, path+".env", "environment variable %s is not set", s.Env)
+			return nil, false
+		}
+		return []byte(v), true
+	default:
+		l.errAt(d, path, "set file or env")
+	}
+	return nil, false
 }

@@ -118,6 +118,8 @@ type settingsSpec struct {
 		QueueSize *int `yaml:"queueSize"`
 		// MaxTTL is the knativebrokerttl given to events that carry none, and the most any may carry.
 		MaxTTL *int32 `yaml:"maxTTL"`
+		// Auth lists sender-authentication policies; brokers no policy names are open.
+		Auth []authSpec `yaml:"auth"`
 	} `yaml:"ingress"`
 	Admin struct {
 		Addr string `yaml:"addr"`
@@ -148,4 +150,24 @@ type settingsSpec struct {
 		Format string `yaml:"format"` // json or console
 		Level  string `yaml:"level"`  // debug, info, warn, error
 	} `yaml:"log"`
+}
+
+// authSpec protects brokers with bearer tokens and/or JWTs.
+type authSpec struct {
+	// Brokers are "namespace/name" or "namespace/*".
+	Brokers []string      `yaml:"brokers"`
+	Tokens  []secretValue `yaml:"tokens"`
+	JWT     *struct {
+		Issuer        string       `yaml:"issuer"`
+		Audiences     []string     `yaml:"audiences"`
+		Subjects      []string     `yaml:"subjects"`
+		HMACSecret    *secretValue `yaml:"hmacSecret"`
+		PublicKeyFile string       `yaml:"publicKeyFile"`
+	} `yaml:"jwt"`
+}
+
+// secretValue names where a secret is read from, never the secret itself.
+type secretValue struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
 }

@@ -6,6 +6,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
 // Config is a loaded, validated configuration: what the router runs. It is immutable once Load
@@ -14,6 +15,8 @@ type Config struct {
 	Settings Settings
 	Brokers  []*Broker
 	Triggers []*Trigger
+	// Auth are the sender-authentication policies, secrets read.
+	Auth []senderauth.Policy
 	// Files are the files read, in the order read.
 	Files []string
 }

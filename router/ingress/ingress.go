@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
 // Publisher admits events into a broker; broker.Router implements it.
@@ -37,6 +38,8 @@ type Options struct {
 	MaxBodyBytes func() int64
 	// RetryAfterSeconds is sent with 429 (default 1).
 	RetryAfterSeconds int
+	// Auth returns the current sender authentication (it can change on reload); nil allows all.
+	Auth func() *senderauth.Authenticator
 }
 
 // Handler serves broker ingress.
@@ -103,6 +106,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !h.o.Publisher.HasBroker(ref) {
 		http.Error(w, fmt.Sprintf("broker %s not found", ref), http.StatusNotFound)
 		return
+	}
+	if h.o.Auth != nil {
+		if d := h.o.Auth().Check(ref, r.Header); d.Status != 0 {
+			if d.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+			}
+			h.fail(w, ref, "", d.Status, d.Reason)
+			return
+		}
 	}
 	body, status, msg := readBody(r, h.o.MaxBodyBytes())
 	if status != 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -274,4 +275,63 @@ func TestTTLEndsReplyLoop(t *testing.T) {
 	r.send(t, "/default/default", binaryEvent("loop-0", "loop"))
 	sub.waitFor(t, 5, 10*time.Second)
 	sub.quiet(t, 5, 500*time.Millisecond)
+}
+
+// TestExactlyOnceSourceToSink mirrors Knative's source-to-sink test: every accepted event reaches
+// its destination exactly once, also when some are rejected by the subscriber and the dead-letter
+// sink itself fails the first attempt of each.
+func TestExactlyOnceSourceToSink(t *testing.T) {
+	const n = 200
+	sink := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		if strings.HasSuffix(req.Event.ID(), "-bad") {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
+	})
+	var dlsMu sync.Mutex
+	dlsSeen := map[string]bool{}
+	dls := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		dlsMu.Lock()
+		first := !dlsSeen[req.Event.ID()]
+		dlsSeen[req.Event.ID()] = true
+		dlsMu.Unlock()
+		if first {
+			w.WriteHeader(http.StatusServiceUnavailable) // flaky: every first attempt fails
+		}
+	})
+	r := startRouter(t, brokerYAML("default")+triggerYAML("sink", "  broker: default\n  subscriber:\n    uri: "+sink.URL+"\n  delivery:\n    retry: 3\n    backoffDelay: PT0.01S\n    deadLetterSink:\n      uri: "+dls.URL+"\n"), "")
+	bad := 0
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("once-%d", i)
+		if i%10 == 0 {
+			id += "-bad"
+			bad++
+		}
+		if code, _, body := r.send(t, "/default/default", binaryEvent(id, "t")); code != 202 {
+			t.Fatalf("send %s: %d %s", id, code, body)
+		}
+	}
+	sink.waitFor(t, n, 20*time.Second)
+	dls.waitFor(t, 2*bad, 20*time.Second)
+	sink.quiet(t, n, 300*time.Millisecond)
+	count := map[string]int{}
+	for _, req := range sink.requests() {
+		count[req.Event.ID()]++
+	}
+	dlsCount := map[string]int{}
+	for _, req := range dls.requests() {
+		dlsCount[req.Event.ID()]++
+	}
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("once-%d", i)
+		if i%10 == 0 {
+			id += "-bad"
+			if count[id] != 1 || dlsCount[id] != 2 {
+				t.Errorf("%s: subscriber %d times (want 1), dead-letter sink %d attempts (want 2: one flaky, one accepted)", id, count[id], dlsCount[id])
+			}
+			continue
+		}
+		if count[id] != 1 || dlsCount[id] != 0 {
+			t.Errorf("%s: subscriber %d times, dead-letter sink %d times; want exactly once to the subscriber", id, count[id], dlsCount[id])
+		}
+	}
 }

@@ -1,6 +1,9 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"net/http"
 	"strconv"
 	"strings"
@@ -147,4 +150,50 @@ spec:
 	if !got429 {
 		t.Fatal("never got 429 from a full queue")
 	}
+}
+
+// TestSenderAuth: a protected broker answers 401 without a valid bearer token (with
+// WWW-Authenticate), 403 for a verified JWT whose subject is not allowed, and 202 otherwise; other
+// brokers stay open.
+func TestSenderAuth(t *testing.T) {
+	t.Setenv("SY_TEST_TOKEN", "let-me-in")
+	t.Setenv("SY_TEST_HMAC", "jwt-hmac-secret")
+	sub := newSubscriber(t, nil)
+	r := startRouter(t, brokerYAML("secure")+brokerYAML("open")+
+		triggerYAML("s", "  broker: secure\n  subscriber:\n    uri: "+sub.URL+"\n"),
+		"    auth:\n      - brokers: [default/secure]\n        tokens:\n          - env: SY_TEST_TOKEN\n        jwt:\n          issuer: test\n          subjects: [producer]\n          hmacSecret:\n            env: SY_TEST_HMAC\n")
+	jwt := func(sub string) string {
+		enc := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
+		signed := enc(`{"alg":"HS256"}`) + "." + enc(`{"iss":"test","sub":"`+sub+`"}`)
+		m := hmac.New(sha256.New, []byte("jwt-hmac-secret"))
+		m.Write([]byte(signed))
+		return signed + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	for _, c := range []struct {
+		name, path, auth string
+		want             int
+	}{
+		{"no token", "/default/secure", "", 401},
+		{"wrong token", "/default/secure", "Bearer nope", 401},
+		{"static token", "/default/secure", "Bearer let-me-in", 202},
+		{"jwt", "/default/secure", "Bearer " + jwt("producer"), 202},
+		{"jwt wrong subject", "/default/secure", "Bearer " + jwt("someone"), 403},
+		{"open broker", "/default/open", "", 202},
+	} {
+		req := binaryEvent("a-"+c.name, "t")
+		if c.auth != "" {
+			req.Headers["Authorization"] = c.auth
+		}
+		code, h, body := r.send(t, c.path, req)
+		if code != c.want {
+			t.Errorf("%s: %d %q, want %d", c.name, code, body, c.want)
+		}
+		if code == 401 && h.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: 401 without WWW-Authenticate", c.name)
+		}
+		if strings.Contains(body, "let-me-in") || strings.Contains(body, "jwt-hmac-secret") {
+			t.Errorf("%s: the answer leaks a secret: %q", c.name, body)
+		}
+	}
+	sub.waitFor(t, 2, 5*time.Second)
 }

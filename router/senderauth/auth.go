@@ -1,0 +1,286 @@
+// Package senderauth decides whether a producer may publish to a broker: static bearer tokens and
+// JWTs (HMAC, RSA, ECDSA or Ed25519 signed) with issuer, audience and subject checks. It is off
+// unless a SwitchyardConfig names brokers to protect. Missing or invalid credentials are 401; a
+// valid token whose subject is not allowed is 403. Secrets never appear in errors.
+package senderauth
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/hmac"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/subtle"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"hash"
+	"math/big"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// Policy protects the brokers it names.
+type Policy struct {
+	// Brokers are "namespace/name" or "namespace/*".
+	Brokers []string
+	// Tokens are accepted static bearer tokens.
+	Tokens [][]byte
+	// JWT, when set, accepts JSON Web Tokens it verifies.
+	JWT *JWT
+}
+
+// JWT describes the tokens a policy accepts.
+type JWT struct {
+	Issuer    string
+	Audiences []string
+	// Subjects allowed to publish; empty allows any verified token.
+	Subjects []string
+	// Key is an HMAC secret ([]byte) or a public key (*rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey).
+	Key any
+}
+
+// Decision is the outcome of a check.
+type Decision struct {
+	Status int // 0 allowed, 401 or 403
+	Reason string
+}
+
+// Authenticator holds the policies of one configuration; immutable.
+type Authenticator struct {
+	policies []Policy
+	now      func() time.Time
+}
+
+// New returns an Authenticator for policies; with none, every request is allowed.
+func New(policies []Policy) *Authenticator {
+	return &Authenticator{policies: policies, now: time.Now}
+}
+
+func (p *Policy) covers(ref router.BrokerRef) bool {
+	for _, b := range p.Brokers {
+		ns, name, _ := strings.Cut(b, "/")
+		if ns == ref.Namespace && (name == "*" || name == ref.Name) {
+			return true
+		}
+	}
+	return false
+}
+
+// Check decides whether the request h may publish to ref.
+func (a *Authenticator) Check(ref router.BrokerRef, h http.Header) Decision {
+	var p *Policy
+	for i := range a.policies {
+		if a.policies[i].covers(ref) {
+			p = &a.policies[i]
+			break
+		}
+	}
+	if p == nil {
+		return Decision{}
+	}
+	auth := h.Get("Authorization")
+	scheme, token, _ := strings.Cut(auth, " ")
+	if auth == "" || !strings.EqualFold(scheme, "bearer") || token == "" {
+		return Decision{http.StatusUnauthorized, fmt.Sprintf("broker %s requires an Authorization: Bearer token", ref)}
+	}
+	for _, t := range p.Tokens {
+		if subtle.ConstantTimeCompare(t, []byte(token)) == 1 {
+			return Decision{}
+		}
+	}
+	if p.JWT == nil {
+		return Decision{http.StatusUnauthorized, "the bearer token is not one this broker accepts"}
+	}
+	claims, err := p.JWT.verify(token, a.now())
+	if err != nil {
+		return Decision{http.StatusUnauthorized, "invalid token: " + err.Error()}
+	}
+	if len(p.JWT.Subjects) > 0 && !slices.Contains(p.JWT.Subjects, claims.Subject) {
+		return Decision{http.StatusForbidden, fmt.Sprintf("subject %q may not publish to broker %s", claims.Subject, ref)}
+	}
+	return Decision{}
+}
+
+type claims struct {
+	Issuer    string          `json:"iss"`
+	Subject   string          `json:"sub"`
+	Audience  json.RawMessage `json:"aud"`
+	ExpiresAt *float64        `json:"exp"`
+	NotBefore *float64        `json:"nbf"`
+}
+
+// leeway tolerates clock skew between the token issuer and us.
+const leeway = time.Minute
+
+func (j *JWT) verify(token string, now time.Time) (*claims, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return nil, errors.New("not a JWT (want header.payload.signature)")
+	}
+	var header struct {
+		Alg string `json:"alg"`
+	}
+	if err := decodeSegment(parts[0], &header); err != nil {
+		return nil, fmt.Errorf("header: %w", err)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return nil, errors.New("signature is not base64url")
+	}
+	if err := verifySignature(header.Alg, j.Key, []byte(parts[0]+"."+parts[1]), sig); err != nil {
+		return nil, err
+	}
+	var c claims
+	if err := decodeSegment(parts[1], &c); err != nil {
+		return nil, fmt.Errorf("payload: %w", err)
+	}
+	if c.ExpiresAt != nil && now.After(time.Unix(int64(*c.ExpiresAt), 0).Add(leeway)) {
+		return nil, errors.New("expired")
+	}
+	if c.NotBefore != nil && now.Add(leeway).Before(time.Unix(int64(*c.NotBefore), 0)) {
+		return nil, errors.New("not valid yet")
+	}
+	if j.Issuer != "" && c.Issuer != j.Issuer {
+		return nil, fmt.Errorf("issuer %q is not %q", c.Issuer, j.Issuer)
+	}
+	if len(j.Audiences) > 0 && !audienceMatches(c.Audience, j.Audiences) {
+		return nil, errors.New("audience does not name this router")
+	}
+	return &c, nil
+}
+
+func decodeSegment(seg string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return errors.New("not base64url")
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return errors.New("not JSON")
+	}
+	return nil
+}
+
+func audienceMatches(raw json.RawMessage, want []string) bool {
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return slices.Contains(want, one)
+	}
+	var many []string
+	if json.Unmarshal(raw, &many) == nil {
+		for _, a := range many {
+			if slices.Contains(want, a) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// verifySignature checks sig over signed with key under alg. The algorithm must fit the key's
+// type, so a token cannot pick "none" or HMAC-with-the-public-key.
+func verifySignature(alg string, key any, signed, sig []byte) error {
+	hashOf := func(h crypto.Hash) []byte {
+		var hh hash.Hash
+		switch h {
+		case crypto.SHA384:
+			hh = sha512.New384()
+		case crypto.SHA512:
+			hh = sha512.New()
+		default:
+			hh = sha256.New()
+		}
+		hh.Write(signed)
+		return hh.Sum(nil)
+	}
+	bad := errors.New("signature does not verify")
+	hashes := map[string]crypto.Hash{"256": crypto.SHA256, "384": crypto.SHA384, "512": crypto.SHA512}
+	if len(alg) != 5 && alg != "EdDSA" {
+		return fmt.Errorf("algorithm %q is not accepted", alg)
+	}
+	switch k := key.(type) {
+	case []byte:
+		h, ok := hashes[strings.TrimPrefix(alg, "HS")]
+		if !strings.HasPrefix(alg, "HS") || !ok {
+			return fmt.Errorf("algorithm %q does not fit an HMAC key", alg)
+		}
+		var mac hash.Hash
+		switch h {
+		case crypto.SHA384:
+			mac = hmac.New(sha512.New384, k)
+		case crypto.SHA512:
+			mac = hmac.New(sha512.New, k)
+		default:
+			mac = hmac.New(sha256.New, k)
+		}
+		mac.Write(signed)
+		if !hmac.Equal(mac.Sum(nil), sig) {
+			return bad
+		}
+	case *rsa.PublicKey:
+		h, ok := hashes[alg[2:]]
+		switch {
+		case !ok:
+			return fmt.Errorf("algorithm %q does not fit an RSA key", alg)
+		case strings.HasPrefix(alg, "RS"):
+			if rsa.VerifyPKCS1v15(k, h, hashOf(h), sig) != nil {
+				return bad
+			}
+		case strings.HasPrefix(alg, "PS"):
+			if rsa.VerifyPSS(k, h, hashOf(h), sig, nil) != nil {
+				return bad
+			}
+		default:
+			return fmt.Errorf("algorithm %q does not fit an RSA key", alg)
+		}
+	case *ecdsa.PublicKey:
+		h, ok := hashes[strings.TrimPrefix(alg, "ES")]
+		if !strings.HasPrefix(alg, "ES") || !ok {
+			return fmt.Errorf("algorithm %q does not fit an ECDSA key", alg)
+		}
+		size := (k.Curve.Params().BitSize + 7) / 8
+		if len(sig) != 2*size {
+			return bad
+		}
+		r, s := new(big.Int).SetBytes(sig[:size]), new(big.Int).SetBytes(sig[size:])
+		if !ecdsa.Verify(k, hashOf(h), r, s) {
+			return bad
+		}
+	case ed25519.PublicKey:
+		if alg != "EdDSA" {
+			return fmt.Errorf("algorithm %q does not fit an Ed25519 key", alg)
+		}
+		if !ed25519.Verify(k, signed, sig) {
+			return bad
+		}
+	default:
+		return errors.New("no usable key configured")
+	}
+	return nil
+}
+
+// ParsePublicKey reads a PEM "PUBLIC KEY" (PKIX: RSA, ECDSA or Ed25519).
+func ParsePublicKey(pemBytes []byte) (any, error) {
+	block, _ := pem.Decode(pemBytes)
+	if block == nil {
+		return nil, errors.New("no PEM block found")
+	}
+	key, err := x509.ParsePKIXPublicKey(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("not a PKIX public key: %w", err)
+	}
+	switch key.(type) {
+	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
+		return key, nil
+	}
+	return nil, fmt.Errorf("unsupported key type %T", key)
+}
