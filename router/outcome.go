@@ -67,6 +67,9 @@ type ResultStore interface {
 	// EventOutcomes returns every trigger's outcome for the event with that id.
 	EventOutcomes(ctx context.Context, id string) ([]Outcome, error)
 	// TriggerOutcomes returns one page of a trigger's outcomes and the token of the next page
-	// ("" at the end).
+	// ("" at the end). With OnlyFailed, outcomes already redriven are left out.
 	TriggerOutcomes(ctx context.Context, q OutcomeQuery) ([]Outcome, string, error)
+	// Redriven takes o (as returned by TriggerOutcomes or EventOutcomes) off its trigger's failed
+	// list once its event has been re-queued; its history stays.
+	Redriven(ctx context.Context, o *Outcome) error
 }

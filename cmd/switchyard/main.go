@@ -4,6 +4,8 @@
 //	switchyard validate --config PATH    check a configuration exactly as serve would load it
 //	switchyard send URL --type T ...     send one CloudEvent and print the answer
 //	switchyard function --addr ADDR      a tiny demo subscriber that prints what it receives
+//	switchyard events get ID             every trigger's outcome for an event (asks a running router)
+//	switchyard redrive --trigger NS/NAME re-queue a trigger's failed events (asks a running router)
 //	switchyard version
 //
 // Every flag can also be set through an environment variable: --admin-addr is
@@ -27,6 +29,8 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"validate": runValidate,
 	"send":     runSend,
 	"function": runFunction,
+	"events":   runEvents,
+	"redrive":  runRedrive,
 	"version": func(_ []string, stdout, _ io.Writer) int {
 		fmt.Fprintln(stdout, "switchyard", version)
 		return 0
@@ -49,6 +53,8 @@ commands:
   validate   check a configuration:           switchyard validate --config PATH
   send       send a CloudEvent:               switchyard send http://localhost:8080/default/default --type T --source S
   function   run a demo subscriber function:  switchyard function --addr 127.0.0.1:8081
+  events     where did an event go:           switchyard events get ID
+  redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME [--since T] [--event ID]
   version    print the version
 
 Run 'switchyard <command> -h' for a command's flags.

@@ -7,10 +7,13 @@
 //	GET /v1/events/{id}                       every trigger's outcome for the event
 //	GET /v1/triggers                          every trigger with its counters
 //	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
+//	POST /v1/triggers/{ns}/{name}/redrive     re-queue failed events to the trigger (?event=ID or ?since=RFC3339)
 package admin
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -23,9 +26,10 @@ import (
 	"github.com/switchyard-events/switchyard/router/metrics"
 )
 
-// TriggerLister lists triggers with their counters; broker.Router implements it.
-type TriggerLister interface {
+// Routes is what the admin API needs of the router; broker.Router implements it.
+type Routes interface {
 	Triggers() []broker.TriggerStatus
+	Redrive(ctx context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error)
 }
 
 // Server is the admin HTTP handler.
@@ -33,11 +37,11 @@ type Server struct {
 	mux     *http.ServeMux
 	ready   atomic.Bool
 	results router.ResultStore
-	routes  TriggerLister
+	routes  Routes
 }
 
 // New returns the admin handler; it reports not ready until SetReady(true).
-func New(results router.ResultStore, triggers TriggerLister, m *metrics.Metrics) *Server {
+func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Server {
 	s := &Server{mux: http.NewServeMux(), results: results, routes: triggers}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
@@ -45,6 +49,7 @@ func New(results router.ResultStore, triggers TriggerLister, m *metrics.Metrics)
 	s.mux.HandleFunc("GET /v1/events/{id}", s.event)
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
+	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
 	return s
 }
 
@@ -146,6 +151,32 @@ func (s *Server) triggerOutcomes(w http.ResponseWriter, r *http.Request) {
 		out.Outcomes[i] = toJSON(&outcomes[i])
 	}
 	writeJSON(w, out)
+}
+
+func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
+	ref := router.TriggerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
+	q := broker.RedriveQuery{EventID: r.URL.Query().Get("event")}
+	if v := r.URL.Query().Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			http.Error(w, "since must be an RFC 3339 time such as 2026-11-22T08:00:00Z", http.StatusBadRequest)
+			return
+		}
+		q.Since = t
+	}
+	n, err := s.routes.Redrive(r.Context(), ref, q)
+	switch {
+	case errors.Is(err, broker.ErrTriggerNotFound):
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, "redrive: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	writeJSON(w, struct {
+		Trigger  string `json:"trigger"`
+		Redriven int    `json:"redriven"`
+	}{ref.String(), n})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,6 +19,13 @@ import (
 type fixedTriggers []broker.TriggerStatus
 
 func (f fixedTriggers) Triggers() []broker.TriggerStatus { return f }
+
+func (f fixedTriggers) Redrive(_ context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error) {
+	if ref.Name != "t" {
+		return 0, broker.ErrTriggerNotFound
+	}
+	return len(q.EventID), nil
+}
 
 func TestAdminAPI(t *testing.T) {
 	store := memstore.New(10)
@@ -64,6 +72,24 @@ func TestAdminAPI(t *testing.T) {
 	}
 	if code, _ := get("/v1/triggers/ns/t/outcomes?limit=0"); code != 400 {
 		t.Errorf("limit=0: %d", code)
+	}
+	post := func(path string) (int, string) {
+		resp, err := http.Post(srv.URL+path, "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := post("/v1/triggers/ns/t/redrive?event=abc"); code != 200 || !strings.Contains(body, `"redriven": 3`) {
+		t.Errorf("redrive: %d %s", code, body)
+	}
+	if code, _ := post("/v1/triggers/ns/nope/redrive"); code != 404 {
+		t.Errorf("redrive of an unknown trigger: %d", code)
+	}
+	if code, _ := post("/v1/triggers/ns/t/redrive?since=yesterday"); code != 400 {
+		t.Errorf("redrive with a bad since: %d", code)
 	}
 	if code, body := get("/metrics"); code != 200 || !strings.Contains(body, "go_goroutines") {
 		t.Errorf("metrics: %d", code)

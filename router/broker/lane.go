@@ -11,7 +11,8 @@ import (
 // pending more. Workers are started on demand and exit when the lane is idle, so 10,000 idle
 // triggers cost no goroutines.
 type lane struct {
-	slots   chan struct{} // one per accepted task, running or waiting: submit blocks when full
+	ctx     context.Context // deliveries run under it (the router's), whoever submitted them
+	slots   chan struct{}   // one per accepted task, running or waiting: submit blocks when full
 	limiter *rate.Limiter // nil: unlimited
 	run     func(ctx context.Context, t task)
 
@@ -21,8 +22,8 @@ type lane struct {
 	max     int
 }
 
-func newLane(concurrency, pending int, ratePerSec float64, run func(context.Context, task)) *lane {
-	l := &lane{slots: make(chan struct{}, concurrency+pending), max: concurrency, run: run}
+func newLane(ctx context.Context, concurrency, pending int, ratePerSec float64, run func(context.Context, task)) *lane {
+	l := &lane{ctx: ctx, slots: make(chan struct{}, concurrency+pending), max: concurrency, run: run}
 	if ratePerSec > 0 {
 		burst := int(ratePerSec)
 		if burst < 1 {
@@ -33,7 +34,8 @@ func newLane(concurrency, pending int, ratePerSec float64, run func(context.Cont
 	return l
 }
 
-// submit queues t, waiting while the lane is full. It fails only when ctx ends first.
+// submit queues t, waiting while the lane is full. It fails only when ctx ends first; ctx bounds
+// the wait, not the delivery.
 func (l *lane) submit(ctx context.Context, t task) error {
 	select {
 	case l.slots <- struct{}{}:
@@ -52,12 +54,12 @@ func (l *lane) submit(ctx context.Context, t task) error {
 	}
 	l.mu.Unlock()
 	if start {
-		go l.work(ctx)
+		go l.work()
 	}
 	return nil
 }
 
-func (l *lane) work(ctx context.Context) {
+func (l *lane) work() {
 	for {
 		l.mu.Lock()
 		if len(l.queue) == 0 {
@@ -71,9 +73,9 @@ func (l *lane) work(ctx context.Context) {
 		l.queue = l.queue[1:]
 		l.mu.Unlock()
 		if l.limiter != nil {
-			_ = l.limiter.Wait(ctx) // on shutdown, run still records the event as failed
+			_ = l.limiter.Wait(l.ctx) // on shutdown, run still records the event as failed
 		}
-		l.run(ctx, t)
+		l.run(l.ctx, t)
 		<-l.slots
 	}
 }

@@ -17,6 +17,8 @@ type Store struct {
 	ring    []*router.Outcome
 	seq     uint64              // sequence number of the next outcome; outcome n lives in ring[n%len]
 	byEvent map[string][]uint64 // event id -> sequence numbers of its outcomes still held
+	// redriven marks failed outcomes taken off their trigger's failed list.
+	redriven map[*router.Outcome]bool
 }
 
 // New returns a store that holds at most size outcomes.
@@ -24,7 +26,7 @@ func New(size int) *Store {
 	if size <= 0 {
 		size = 1
 	}
-	return &Store{ring: make([]*router.Outcome, size), byEvent: map[string][]uint64{}}
+	return &Store{ring: make([]*router.Outcome, size), byEvent: map[string][]uint64{}, redriven: map[*router.Outcome]bool{}}
 }
 
 // Record stores o, evicting the oldest outcome when full. It takes a lock for a few map operations
@@ -35,6 +37,7 @@ func (s *Store) Record(o *router.Outcome) {
 	slot := s.seq % uint64(len(s.ring))
 	if old := s.ring[slot]; old != nil {
 		s.forget(old.EventID, s.seq-uint64(len(s.ring)))
+		delete(s.redriven, old)
 	}
 	s.ring[slot] = o
 	s.byEvent[o.EventID] = append(s.byEvent[o.EventID], s.seq)
@@ -92,7 +95,7 @@ func (s *Store) TriggerOutcomes(_ context.Context, q router.OutcomeQuery) ([]rou
 	var out []router.Outcome
 	for n := start; n > oldest; n-- {
 		o := s.ring[(n-1)%uint64(len(s.ring))]
-		if o.Trigger != q.Trigger || (q.OnlyFailed && o.Status == router.StatusDelivered) {
+		if o.Trigger != q.Trigger || (q.OnlyFailed && (o.Status == router.StatusDelivered || s.redriven[o])) {
 			continue
 		}
 		if !q.Since.IsZero() && o.Finished.Before(q.Since) {
@@ -104,6 +107,19 @@ func (s *Store) TriggerOutcomes(_ context.Context, q router.OutcomeQuery) ([]rou
 		out = append(out, *o)
 	}
 	return out, "", nil
+}
+
+// Redriven marks the held outcome equal to o (same event, trigger and run) as redriven.
+func (s *Store) Redriven(_ context.Context, o *router.Outcome) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.byEvent[o.EventID] {
+		held := s.ring[n%uint64(len(s.ring))]
+		if held.Trigger == o.Trigger && held.Received.Equal(o.Received) {
+			s.redriven[held] = true
+		}
+	}
+	return nil
 }
 
 var _ router.ResultStore = (*Store)(nil)
