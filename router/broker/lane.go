@@ -13,7 +13,7 @@ import (
 type lane struct {
 	ctx     context.Context // deliveries run under it (the router's), whoever submitted them
 	slots   chan struct{}   // one per accepted task, running or waiting: submit blocks when full
-	limiter *rate.Limiter // nil: unlimited
+	limiter *rate.Limiter   // nil: unlimited
 	run     func(ctx context.Context, t task)
 
 	mu      sync.Mutex
