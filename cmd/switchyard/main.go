@@ -6,6 +6,7 @@
 //	switchyard function --addr ADDR      a tiny demo subscriber that prints what it receives
 //	switchyard events get ID             every trigger's outcome for an event (asks a running router)
 //	switchyard redrive --trigger NS/NAME re-queue a trigger's failed events (asks a running router)
+//	switchyard migrate --config PATH     create the Cassandra keyspace and tables
 //	switchyard version
 //
 // Every flag can also be set through an environment variable: --admin-addr is
@@ -31,6 +32,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"function": runFunction,
 	"events":   runEvents,
 	"redrive":  runRedrive,
+	"migrate":  runMigrate,
 	"version": func(_ []string, stdout, _ io.Writer) int {
 		fmt.Fprintln(stdout, "switchyard", version)
 		return 0
@@ -55,6 +57,7 @@ commands:
   function   run a demo subscriber function:  switchyard function --addr 127.0.0.1:8081
   events     where did an event go:           switchyard events get ID
   redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME [--since T] [--event ID]
+  migrate    create the Cassandra schema:     switchyard migrate --config PATH [--cassandra-hosts H]
   version    print the version
 
 Run 'switchyard <command> -h' for a command's flags.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os/signal"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -20,16 +21,15 @@ import (
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/ingress"
-	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
 // serveFlags are the flags of serve; those set override the configuration's settings.
 type serveFlags struct {
-	config, addr, adminAddr, logFormat, logLevel string
-	grace                                        time.Duration
-	set                                          map[string]bool
+	config, addr, adminAddr, logFormat, logLevel, cassandraHosts string
+	grace                                                        time.Duration
+	set                                                          map[string]bool
 }
 
 func (f *serveFlags) override(s *config.Settings) {
@@ -48,6 +48,19 @@ func (f *serveFlags) override(s *config.Settings) {
 	if f.set["log-level"] {
 		s.LogLevel = f.logLevel
 	}
+	overrideCassandraHosts(s, f.set["cassandra-hosts"], f.cassandraHosts)
+}
+
+// overrideCassandraHosts applies --cassandra-hosts: it names the hosts, and turns the Cassandra
+// result store on when the configuration did not.
+func overrideCassandraHosts(s *config.Settings, set bool, hosts string) {
+	if !set || hosts == "" {
+		return
+	}
+	if s.Cassandra == nil {
+		s.Cassandra = &config.Cassandra{}
+	}
+	s.Cassandra.Hosts = strings.Split(hosts, ",")
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
@@ -59,6 +72,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&f.grace, "shutdown-grace", config.DefaultShutdownGrace, "how long SIGTERM waits for in-flight deliveries (env SWITCHYARD_SHUTDOWN_GRACE)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or console (env SWITCHYARD_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (env SWITCHYARD_LOG_LEVEL)")
+	fs.StringVar(&f.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra hosts for the result store; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
@@ -114,7 +128,15 @@ func newLogger(format, level string) (*zap.Logger, error) {
 // serve wires the components, runs until SIGTERM or SIGINT, and drains.
 func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Logger) error {
 	m := metrics.New()
-	results := memstore.New(cfg.Settings.MaxOutcomes)
+	results, closeResults, err := openResults(&cfg.Settings, logger, m.Registry)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := closeResults(); err != nil {
+			logger.Error("closing the result store", zap.Error(err))
+		}
+	}()
 
 	ingressLn, err := net.Listen("tcp", cfg.Settings.Addr)
 	if err != nil {
@@ -159,8 +181,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	defer stopWatch()
 	go config.Watch(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, func(next *config.Config) {
 		f.override(&next.Settings)
-		if next.Settings.Addr != cfg.Settings.Addr || next.Settings.AdminAddr != cfg.Settings.AdminAddr {
-			logger.Warn("listen addresses changed in the configuration: they apply at the next restart")
+		if next.Settings.Addr != cfg.Settings.Addr || next.Settings.AdminAddr != cfg.Settings.AdminAddr ||
+			(next.Settings.Cassandra == nil) != (cfg.Settings.Cassandra == nil) {
+			logger.Warn("listen addresses and the result store apply at the next restart, not on reload")
 		}
 		rtr.Apply(next)
 		maxBody.Store(next.Settings.MaxBodyBytes)

@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -17,10 +15,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
-	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
-	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
 )
@@ -190,55 +186,4 @@ func waitPending(t *testing.T, r *Router) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// BenchmarkEndToEnd sends 1 KiB binary events through ingress and the router to a subscriber on
-// loopback; one op is one event accepted, routed and delivered.
-func BenchmarkEndToEnd(b *testing.B) {
-	var delivered atomic.Int64
-	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		delivered.Add(1)
-	}))
-	defer sub.Close()
-	m := metrics.New()
-	r := New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: memstore.New(10000), Metrics: m})
-	r.Apply(testConfig(b, sub.URL, ""))
-	in := httptest.NewServer(ingress.New(ingress.Options{Publisher: r, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: func() int64 { return 1 << 20 }}))
-	defer in.Close()
-	e := event.New()
-	e.SetID("bench")
-	e.SetSource("/bench")
-	e.SetType("wanted")
-	_ = e.SetData("application/json", map[string]string{"payload": string(bytes.Repeat([]byte("x"), 1000))})
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			req, _ := http.NewRequest(http.MethodPost, in.URL+"/ns/b", nil)
-			body := cehttp.WriteBinary(req.Header, &e)
-			req.Body = io.NopCloser(bytes.NewReader(body))
-			req.ContentLength = int64(len(body))
-			resp, err := client.Do(req)
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != http.StatusAccepted {
-				b.Errorf("status %d", resp.StatusCode)
-				return
-			}
-		}
-	})
-	for delivered.Load() < int64(b.N) {
-		time.Sleep(time.Millisecond)
-	}
-	b.StopTimer()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	r.Shutdown(ctx)
-	client.CloseIdleConnections()
 }

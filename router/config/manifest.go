@@ -141,6 +141,8 @@ type settingsSpec struct {
 			// MaxOutcomes bounds the in-memory result history; the oldest are forgotten first.
 			MaxOutcomes *int `yaml:"maxOutcomes"`
 		} `yaml:"memory"`
+		// Cassandra, when set, stores outcomes in Cassandra instead of memory.
+		Cassandra *cassandraSpec `yaml:"cassandra"`
 	} `yaml:"results"`
 	// ShutdownGracePeriod is how long SIGTERM waits for in-flight deliveries (Go duration, 30s).
 	ShutdownGracePeriod string `yaml:"shutdownGracePeriod"`
@@ -170,4 +172,31 @@ type authSpec struct {
 type secretValue struct {
 	File string `yaml:"file"`
 	Env  string `yaml:"env"`
+}
+
+// cassandraSpec configures the Cassandra result store (sinks/cassandra).
+type cassandraSpec struct {
+	Hosts             []string     `yaml:"hosts"`
+	Keyspace          string       `yaml:"keyspace"`
+	Replication       string       `yaml:"replication"`
+	Consistency       string       `yaml:"consistency"`
+	LocalDC           string       `yaml:"localDC"`
+	DisableHostLookup bool         `yaml:"disableHostLookup"`
+	Username          *secretValue `yaml:"username"`
+	Password          *secretValue `yaml:"password"`
+	TLS               *struct {
+		CAFile             string `yaml:"caFile"`
+		CertFile           string `yaml:"certFile"`
+		KeyFile            string `yaml:"keyFile"`
+		ServerName         string `yaml:"serverName"`
+		InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
+	} `yaml:"tls"`
+	Retention string `yaml:"retention"` // Go duration, 168h
+	Bucket    string `yaml:"bucket"`    // Go duration, 1h
+	Writers   *int   `yaml:"writers"`
+	Buffer    *int   `yaml:"buffer"`
+	Journal   struct {
+		Dir      string `yaml:"dir"`
+		MaxBytes *int64 `yaml:"maxBytes"`
+	} `yaml:"journal"`
 }

@@ -37,6 +37,31 @@ type Settings struct {
 	ReloadInterval     time.Duration
 	LogFormat          string
 	LogLevel           string
+	// Cassandra is set when outcomes go to Cassandra instead of memory.
+	Cassandra *Cassandra
+}
+
+// Cassandra are the settings of the Cassandra result store; zero values mean the store's defaults.
+type Cassandra struct {
+	Hosts              []string
+	Keyspace           string
+	Replication        string
+	Consistency        string
+	LocalDC            string
+	DisableHostLookup  bool
+	Username, Password string
+	// TLS is nil for plain connections.
+	TLS               *TLSFiles
+	Retention, Bucket time.Duration
+	Writers, Buffer   int
+	JournalDir        string
+	JournalMaxBytes   int64
+}
+
+// TLSFiles names the PEM files of a TLS client configuration.
+type TLSFiles struct {
+	CAFile, CertFile, KeyFile, ServerName string
+	InsecureSkipVerify                    bool
 }
 
 // Defaults of Settings and of delivery, used where the configuration says nothing.

@@ -99,7 +99,7 @@ spec:
     addr: %s
 %s  admin:
     addr: %s
-  reloadInterval: 100ms
+%s  reloadInterval: 100ms
   log:
     level: debug
 ---
@@ -109,9 +109,15 @@ spec:
 // spaces) and runs switchyard serve on it until the test ends.
 func startRouter(t *testing.T, manifests string, ingressSettings string, args ...string) *router {
 	t.Helper()
-	dir := t.TempDir()
+	return startRouterIn(t, t.TempDir(), manifests, ingressSettings, "", args...)
+}
+
+// startRouterIn is startRouter with the configuration in dir and more settings lines under spec
+// (indented by two spaces).
+func startRouterIn(t *testing.T, dir, manifests, ingressSettings, specSettings string, args ...string) *router {
+	t.Helper()
 	ingressAddr, adminAddr := freePort(t), freePort(t)
-	cfg := fmt.Sprintf(settingsDoc, ingressAddr, ingressSettings, adminAddr) + manifests
+	cfg := fmt.Sprintf(settingsDoc, ingressAddr, ingressSettings, adminAddr, specSettings) + manifests
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -303,4 +309,15 @@ func brokerYAML(name string) string {
 
 func triggerYAML(name, spec string) string {
 	return fmt.Sprintf("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: %s\n  namespace: default\nspec:\n%s---\n", name, spec)
+}
+
+func (r *router) post(t *testing.T, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Post(r.Admin+path, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
 }

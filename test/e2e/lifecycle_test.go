@@ -18,7 +18,7 @@ import (
 func TestHotReload(t *testing.T) {
 	a, b := newSubscriber(t, nil), newSubscriber(t, nil)
 	settings := func(r *router) string {
-		return fmt.Sprintf(settingsDoc, strings.TrimPrefix(r.Ingress, "http://"), "", strings.TrimPrefix(r.Admin, "http://"))
+		return fmt.Sprintf(settingsDoc, strings.TrimPrefix(r.Ingress, "http://"), "", strings.TrimPrefix(r.Admin, "http://"), "")
 	}
 	r := startRouter(t, brokerYAML("default")+triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+a.URL+"\n"), "")
 	r.send(t, "/default/default", binaryEvent("h1", "x"))
@@ -58,7 +58,7 @@ func TestConfigMapSymlinkSwap(t *testing.T) {
 		if err := os.MkdirAll(vdir, 0o755); err != nil {
 			t.Fatal(err)
 		}
-		cfg := fmt.Sprintf(settingsDoc, ingress, "", admin) + brokerYAML("default") + triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+uri+"\n")
+		cfg := fmt.Sprintf(settingsDoc, ingress, "", admin, "") + brokerYAML("default") + triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+uri+"\n")
 		if err := os.WriteFile(filepath.Join(vdir, "config.yaml"), []byte(cfg), 0o644); err != nil {
 			t.Fatal(err)
 		}

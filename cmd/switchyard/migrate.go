@@ -1,0 +1,55 @@
+package main
+
+import (
+	"fmt"
+	"io"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/sinks/cassandra"
+)
+
+// runMigrate creates the Cassandra keyspace and tables the configuration's result store needs. It
+// is idempotent; serve does the same at start-up.
+func runMigrate(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("migrate", stderr)
+	path := fs.String("config", "", "configuration file or directory (env SWITCHYARD_CONFIG)")
+	hosts := fs.String("cassandra-hosts", "", "comma-separated Cassandra hosts; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
+	set, err := parseWithEnv(fs, args)
+	if err != nil {
+		return 2
+	}
+	var settings config.Settings
+	if *path != "" {
+		cfg, err := config.Load(*path)
+		if err != nil {
+			printConfigError(stderr, err)
+			return 1
+		}
+		settings = cfg.Settings
+	}
+	overrideCassandraHosts(&settings, set["cassandra-hosts"], *hosts)
+	if settings.Cassandra == nil {
+		fmt.Fprintln(stderr, "migrate: no Cassandra configured: set spec.results.cassandra in a SwitchyardConfig or --cassandra-hosts")
+		return 2
+	}
+	cfg, err := cassandraConfig(settings.Cassandra, zap.NewNop(), nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "migrate:", err)
+		return 1
+	}
+	if err := cassandra.Migrate(cfg); err != nil {
+		fmt.Fprintln(stderr, "migrate:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "schema of keyspace %s is up to date\n", orDefault(settings.Cassandra.Keyspace, "switchyard"))
+	return 0
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/sinks/cassandra"
+)
+
+// openResults returns the configured ResultStore: Cassandra when configured, else memory. close
+// flushes it and must run after the router has stopped recording.
+func openResults(s *config.Settings, logger *zap.Logger, reg prometheus.Registerer) (store router.ResultStore, close func() error, err error) {
+	if s.Cassandra == nil {
+		return memstore.New(s.MaxOutcomes), func() error { return nil }, nil
+	}
+	cfg, err := cassandraConfig(s.Cassandra, logger, reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs, err := cassandra.Open(cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cassandra result store: %w", err)
+	}
+	return cs, cs.Close, nil
+}
+
+// cassandraConfig maps the configuration's settings onto the store's.
+func cassandraConfig(c *config.Cassandra, logger *zap.Logger, reg prometheus.Registerer) (cassandra.Config, error) {
+	cfg := cassandra.Config{
+		Hosts: c.Hosts, Keyspace: c.Keyspace, Replication: c.Replication, Consistency: c.Consistency,
+		LocalDC: c.LocalDC, DisableHostLookup: c.DisableHostLookup, Username: c.Username, Password: c.Password,
+		Retention: c.Retention, Bucket: c.Bucket, Writers: c.Writers, Buffer: c.Buffer,
+		JournalDir: c.JournalDir, JournalMaxBytes: c.JournalMaxBytes, Logger: logger, Registerer: reg,
+	}
+	if cfg.JournalDir == "" {
+		cfg.JournalDir = filepath.Join(os.TempDir(), "switchyard-results-journal")
+	}
+	if t := c.TLS; t != nil {
+		tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+		if t.CAFile != "" {
+			pem, err := os.ReadFile(t.CAFile)
+			if err != nil {
+				return cfg, fmt.Errorf("cassandra tls: %w", err)
+			}
+			tc.RootCAs = x509.NewCertPool()
+			if !tc.RootCAs.AppendCertsFromPEM(pem) {
+				return cfg, errors.New("cassandra tls: " + t.CAFile + " holds no PEM certificate")
+			}
+		}
+		if t.CertFile != "" {
+			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+			if err != nil {
+				return cfg, fmt.Errorf("cassandra tls: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{cert}
+		}
+		cfg.TLS = tc
+	}
+	return cfg, nil
+}

@@ -1,0 +1,181 @@
+package cassandra
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// journal is an append-only file of records that could not be written to Cassandra yet. Appends
+// and truncation happen under mu; the replayer reads what was appended before it started without
+// holding mu, so appends go on while it writes to Cassandra.
+//
+// Lock order: journal.mu is never held while calling Cassandra.
+type journal struct {
+	path     string
+	maxBytes int64
+
+	mu       sync.Mutex
+	space    *sync.Cond // signalled when the journal shrinks
+	f        *os.File
+	size     int64 // bytes in the file
+	replayed int64 // bytes from the start already written to Cassandra
+	records  int64 // records not yet replayed
+	lastSync time.Time
+}
+
+const journalFile = "outcomes.journal"
+
+func openJournal(dir string, maxBytes int64) (*journal, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("creating journal directory: %w", err)
+	}
+	path := filepath.Join(dir, journalFile)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("opening journal: %w", err)
+	}
+	j := &journal{path: path, maxBytes: maxBytes, f: f}
+	j.space = sync.NewCond(&j.mu)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	j.size = st.Size()
+	if j.size > 0 {
+		n, err := countLines(path)
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		j.records = n
+	}
+	return j, nil
+}
+
+func countLines(path string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var n int64
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 64<<10), 64<<20)
+	for sc.Scan() {
+		n++
+	}
+	return n, sc.Err()
+}
+
+// active reports whether records wait in the journal: new records must then queue behind them.
+func (j *journal) active() bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.size > j.replayed
+}
+
+// append adds r, waiting while the journal is at its bound (the backpressure that reaches ingress
+// as 429) or until stop is closed.
+func (j *journal) append(r *record, stop <-chan struct{}) error {
+	line, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	for j.size-j.replayed+int64(len(line)) > j.maxBytes && j.size > j.replayed {
+		select {
+		case <-stop:
+			return errors.New("journal full at shutdown")
+		default:
+		}
+		j.space.Wait()
+	}
+	if _, err := j.f.Write(line); err != nil {
+		return fmt.Errorf("appending to journal: %w", err)
+	}
+	j.size += int64(len(line))
+	j.records++
+	if time.Since(j.lastSync) > time.Second {
+		_ = j.f.Sync()
+		j.lastSync = time.Now()
+	}
+	return nil
+}
+
+// pending returns the records appended but not replayed, oldest first, with the offset each ends at.
+func (j *journal) pending() ([]*record, []int64, error) {
+	j.mu.Lock()
+	from, to := j.replayed, j.size
+	j.mu.Unlock()
+	if from == to {
+		return nil, nil, nil
+	}
+	f, err := os.Open(j.path)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer f.Close()
+	rd := bufio.NewReaderSize(io.NewSectionReader(f, from, to-from), 64<<10)
+	var recs []*record
+	var ends []int64
+	pos := from
+	for {
+		line, err := rd.ReadBytes('\n')
+		if len(line) > 0 && line[len(line)-1] == '\n' {
+			pos += int64(len(line))
+			var r record
+			if json.Unmarshal(line, &r) == nil { // a torn last line from a crash is skipped
+				recs = append(recs, &r)
+				ends = append(ends, pos)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	return recs, ends, nil
+}
+
+// replayedUpTo records that everything before offset is in Cassandra; once all of it is, the file
+// is truncated.
+func (j *journal) replayedUpTo(offset int64, n int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.replayed = offset
+	j.records -= n
+	if j.replayed == j.size {
+		if err := j.f.Truncate(0); err == nil {
+			j.size, j.replayed, j.records = 0, 0, 0
+		}
+	}
+	j.space.Broadcast()
+}
+
+func (j *journal) stats() (bytes, records int64) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.size - j.replayed, j.records
+}
+
+func (j *journal) wakeAll() {
+	j.mu.Lock()
+	j.space.Broadcast()
+	j.mu.Unlock()
+}
+
+func (j *journal) close() error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	_ = j.f.Sync()
+	return j.f.Close()
+}

@@ -1,0 +1,554 @@
+package cassandra
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gocql/gocql"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// Config configures a Store.
+type Config struct {
+	Hosts []string
+	// Keyspace is created when missing, with Replication (a CQL map literal).
+	Keyspace    string
+	Replication string
+	// Consistency of reads and writes, e.g. LOCAL_QUORUM (default) or ONE.
+	Consistency string
+	// LocalDC prefers that datacenter's nodes.
+	LocalDC            string
+	Username, Password string
+	TLS                *tls.Config
+	// DisableHostLookup talks to Hosts only, never to the addresses nodes advertise (for proxies
+	// and NAT).
+	DisableHostLookup bool
+	// Retention is the TTL of every row (default 7 days).
+	Retention time.Duration
+	// Bucket is the time span of one per-trigger partition (default 1 hour).
+	Bucket time.Duration
+	// Writers write concurrently (default 16); Buffer outcomes wait for them (default 10,000).
+	Writers int
+	Buffer  int
+	// JournalDir holds outcomes Cassandra could not take yet; JournalMaxBytes bounds it (1 GiB).
+	JournalDir      string
+	JournalMaxBytes int64
+	// Timeout bounds each query (default 5s).
+	Timeout time.Duration
+	Logger  *zap.Logger
+	// Registerer receives the store's metrics (nil: not exported).
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) setDefaults() {
+	if c.Keyspace == "" {
+		c.Keyspace = "switchyard"
+	}
+	if c.Replication == "" {
+		c.Replication = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+	}
+	if c.Consistency == "" {
+		c.Consistency = "LOCAL_QUORUM"
+	}
+	if c.Retention <= 0 {
+		c.Retention = 7 * 24 * time.Hour
+	}
+	if c.Bucket <= 0 {
+		c.Bucket = time.Hour
+	}
+	if c.Writers <= 0 {
+		c.Writers = 16
+	}
+	if c.Buffer <= 0 {
+		c.Buffer = 10000
+	}
+	if c.JournalMaxBytes <= 0 {
+		c.JournalMaxBytes = 1 << 30
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 5 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+}
+
+var keyspaceName = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
+
+// Validate reports configuration mistakes.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Hosts) == 0 {
+		errs = append(errs, errors.New("hosts: at least one Cassandra host is needed"))
+	}
+	if c.Keyspace != "" && !keyspaceName.MatchString(c.Keyspace) {
+		errs = append(errs, fmt.Errorf("keyspace: %q is not a valid keyspace name", c.Keyspace))
+	}
+	if c.Consistency != "" {
+		if _, err := gocql.ParseConsistencyWrapper(c.Consistency); err != nil {
+			errs = append(errs, fmt.Errorf("consistency: %q is not a consistency level", c.Consistency))
+		}
+	}
+	if c.JournalDir == "" {
+		errs = append(errs, errors.New("journal.dir: a directory for outcomes waiting for Cassandra is needed"))
+	}
+	return errors.Join(errs...)
+}
+
+// Store writes outcomes to Cassandra and answers queries from it.
+type Store struct {
+	cfg     Config
+	logger  *zap.Logger
+	session atomic.Pointer[gocql.Session]
+	journal *journal
+	in      chan *router.Outcome
+	stop    chan struct{}
+	writers sync.WaitGroup
+	bg      sync.WaitGroup
+	closed  atomic.Bool
+	m       storeMetrics
+	// failingSince is when replays started failing; owned by the maintain goroutine.
+	failingSince time.Time
+}
+
+// reconnectAfter is how long replays may fail before the session is replaced. gocql reconnects a
+// lost node by itself only slowly, and not at all when it was the only contact point.
+const reconnectAfter = 5 * time.Second
+
+type storeMetrics struct {
+	written, writeErrors, journaled prometheus.Counter
+}
+
+// Open starts a Store. It does not need Cassandra to be up: until it is, outcomes go to the
+// journal and queries fail; a background loop connects and creates the schema when it can.
+func Open(cfg Config) (*Store, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	j, err := openJournal(cfg.JournalDir, cfg.JournalMaxBytes)
+	if err != nil {
+		return nil, err
+	}
+	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan *router.Outcome, cfg.Buffer), stop: make(chan struct{})}
+	s.registerMetrics(cfg.Registerer)
+	if err := s.connect(); err != nil {
+		s.logger.Warn("cassandra not reachable yet: outcomes go to the journal until it is", zap.Error(err))
+	}
+	for i := 0; i < cfg.Writers; i++ {
+		s.writers.Add(1)
+		go s.writeLoop()
+	}
+	s.bg.Add(1)
+	go s.maintain()
+	return s, nil
+}
+
+func (s *Store) registerMetrics(reg prometheus.Registerer) {
+	s.m.written = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_results_written_total", Help: "Outcomes written to Cassandra (journal replays included)."})
+	s.m.writeErrors = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_results_write_errors_total", Help: "Failed writes to Cassandra; the outcome went to the journal."})
+	s.m.journaled = prometheus.NewCounter(prometheus.CounterOpts{Name: "switchyard_results_journaled_total", Help: "Outcomes appended to the journal."})
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(s.m.written, s.m.writeErrors, s.m.journaled,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_results_journal_bytes", Help: "Bytes of outcomes waiting in the journal."},
+			func() float64 { b, _ := s.journal.stats(); return float64(b) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_results_journal_records", Help: "Outcomes waiting in the journal."},
+			func() float64 { _, n := s.journal.stats(); return float64(n) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_results_buffer_length", Help: "Outcomes waiting for a writer."},
+			func() float64 { return float64(len(s.in)) }))
+}
+
+// newCluster returns the gocql configuration for cfg: protocol v4 (gocql's "v5" is an old beta
+// framing that Cassandra 5 rejects).
+func newCluster(cfg *Config) *gocql.ClusterConfig {
+	c := gocql.NewCluster(cfg.Hosts...)
+	c.ProtoVersion = 4
+	c.Consistency = gocql.ParseConsistency(cfg.Consistency)
+	c.Timeout = cfg.Timeout
+	c.ConnectTimeout = cfg.Timeout
+	c.ReconnectInterval = 2 * time.Second
+	c.DisableInitialHostLookup = cfg.DisableHostLookup
+	c.Logger = gocqlLogger{cfg.Logger.Named("gocql")}
+	if cfg.LocalDC != "" {
+		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.DCAwareRoundRobinPolicy(cfg.LocalDC))
+	} else {
+		c.PoolConfig.HostSelectionPolicy = gocql.TokenAwareHostPolicy(gocql.RoundRobinHostPolicy())
+	}
+	if cfg.Username != "" {
+		c.Authenticator = gocql.PasswordAuthenticator{Username: cfg.Username, Password: cfg.Password}
+	}
+	if cfg.TLS != nil {
+		c.SslOpts = &gocql.SslOptions{Config: cfg.TLS, EnableHostVerification: !cfg.TLS.InsecureSkipVerify}
+	}
+	return c
+}
+
+// Migrate creates the keyspace and tables when missing. It is idempotent and safe to run from
+// several processes at once.
+func Migrate(cfg Config) error {
+	cfg.setDefaults()
+	session, err := newCluster(&cfg).CreateSession()
+	if err != nil {
+		return fmt.Errorf("connecting to cassandra: %w", err)
+	}
+	defer session.Close()
+	return migrate(session, &cfg)
+}
+
+func (s *Store) connect() error {
+	if s.session.Load() != nil {
+		return nil
+	}
+	session, err := newCluster(&s.cfg).CreateSession()
+	if err != nil {
+		return fmt.Errorf("connecting to cassandra %v: %w", s.cfg.Hosts, err)
+	}
+	if err := migrate(session, &s.cfg); err != nil {
+		session.Close()
+		return err
+	}
+	s.session.Store(session)
+	s.logger.Info("connected to cassandra", zap.Strings("hosts", s.cfg.Hosts), zap.String("keyspace", s.cfg.Keyspace))
+	return nil
+}
+
+// Record queues o for writing. It waits only when both the buffer and the journal are full.
+func (s *Store) Record(o *router.Outcome) {
+	if s.closed.Load() {
+		s.logger.Error("outcome recorded after close: journaling it directly", zap.String("event_id", o.EventID))
+		s.persist(o)
+		return
+	}
+	s.in <- o
+}
+
+func (s *Store) writeLoop() {
+	defer s.writers.Done()
+	for o := range s.in {
+		s.persist(o)
+	}
+}
+
+// persist writes o to Cassandra, or to the journal when records wait there already (to keep
+// their order) or when the write fails.
+func (s *Store) persist(o *router.Outcome) {
+	r, err := toRecord(o)
+	if err != nil {
+		s.logger.Error("outcome cannot be encoded", zap.Error(err))
+		return
+	}
+	if !s.journal.active() {
+		err := s.insert(context.Background(), r)
+		if err == nil {
+			s.m.written.Inc()
+			return
+		}
+		s.m.writeErrors.Inc()
+		s.logger.Warn("writing outcome to cassandra failed: journaling it", zap.String("event_id", r.EventID), zap.Error(err))
+	}
+	if err := s.journal.append(r, s.stop); err != nil {
+		s.logger.Error("outcome lost: neither cassandra nor the journal took it", zap.String("event_id", r.EventID), zap.Error(err))
+		return
+	}
+	s.m.journaled.Inc()
+}
+
+var errNoSession = errors.New("cassandra is not connected")
+
+func (s *Store) insert(ctx context.Context, r *record) error {
+	session := s.session.Load()
+	if session == nil {
+		return errNoSession
+	}
+	ks, ttl := s.cfg.Keyspace, int(s.cfg.Retention/time.Second)
+	latency := r.Finished.Sub(r.Received).Microseconds()
+	var blob []byte
+	if len(r.Event) > 0 {
+		blob = r.Event
+	}
+	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, blob, ttl).
+		WithContext(ctx).Idempotent(true).Exec()
+	if err != nil {
+		return err
+	}
+	bucket := r.Finished.Truncate(s.cfg.Bucket)
+	err = session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, ttl).
+		WithContext(ctx).Idempotent(true).Exec()
+	if err != nil || r.Status == string(router.StatusDelivered) {
+		return err
+	}
+	return session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
+		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, blob, ttl).
+		WithContext(ctx).Idempotent(true).Exec()
+}
+
+// maintain connects when not connected and replays the journal when Cassandra answers.
+func (s *Store) maintain() {
+	defer s.bg.Done()
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if s.session.Load() == nil {
+			if err := s.connect(); err != nil {
+				continue
+			}
+		}
+		s.replay()
+	}
+}
+
+// replay writes journaled records to Cassandra, oldest first, stopping at the first failure.
+func (s *Store) replay() {
+	recs, ends, err := s.journal.pending()
+	if err != nil {
+		s.logger.Error("reading the journal", zap.Error(err))
+		return
+	}
+	if len(recs) == 0 {
+		return
+	}
+	done := 0
+	for i, r := range recs {
+		if err := s.insert(context.Background(), r); err != nil {
+			s.replayFailed(err)
+			break
+		}
+		s.failingSince = time.Time{}
+		s.m.written.Inc()
+		done = i + 1
+	}
+	if done > 0 {
+		s.journal.replayedUpTo(ends[done-1], int64(done))
+		bytes, left := s.journal.stats()
+		s.logger.Info("replayed journaled outcomes to cassandra", zap.Int("records", done), zap.Int64("left", left), zap.Int64("left_bytes", bytes))
+	}
+}
+
+// replayFailed replaces the session once replays have failed for reconnectAfter, so that the next
+// maintain tick connects afresh.
+func (s *Store) replayFailed(err error) {
+	if s.failingSince.IsZero() {
+		s.failingSince = time.Now()
+		return
+	}
+	if time.Since(s.failingSince) < reconnectAfter {
+		return
+	}
+	s.failingSince = time.Time{}
+	if old := s.session.Swap(nil); old != nil {
+		s.logger.Warn("cassandra unreachable: reconnecting", zap.Error(err))
+		old.Close()
+	}
+}
+
+// Close writes what is buffered (to Cassandra or the journal), then stops. Journaled records stay
+// on disk for the next start.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.in)
+	s.writers.Wait()
+	close(s.stop)
+	s.journal.wakeAll()
+	s.bg.Wait()
+	s.replay()
+	if session := s.session.Load(); session != nil {
+		session.Close()
+	}
+	bytes, n := s.journal.stats()
+	if n > 0 {
+		s.logger.Warn("outcomes wait in the journal for the next start", zap.Int64("records", n), zap.Int64("bytes", bytes), zap.String("journal", s.journal.path))
+	}
+	return s.journal.close()
+}
+
+const columns = "event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, reply_id"
+
+func scanRecord(scan func(...any) error, withEvent bool) (*record, error) {
+	var r record
+	dest := []any{&r.EventID, &r.Trigger, &r.Received, &r.Broker, &r.Source, &r.Type, &r.Subscriber, &r.Status, &r.Attempts, &r.LastCode, &r.LastError, &r.Finished, &r.ReplyID}
+	var blob []byte
+	if withEvent {
+		dest = append(dest, &blob)
+	}
+	if err := scan(dest...); err != nil {
+		return nil, err
+	}
+	r.Event = blob
+	return &r, nil
+}
+
+// EventOutcomes answers Q1: every trigger's outcomes of one event.
+func (s *Store) EventOutcomes(ctx context.Context, id string) ([]router.Outcome, error) {
+	session := s.session.Load()
+	if session == nil {
+		return nil, errNoSession
+	}
+	iter := session.Query(`SELECT `+columns+`, event FROM `+s.cfg.Keyspace+`.outcomes_by_event WHERE event_id = ?`, id).WithContext(ctx).Iter()
+	sc := iter.Scanner()
+	var out []router.Outcome
+	for sc.Next() {
+		r, err := scanRecord(sc.Scan, true)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r.outcome())
+	}
+	return out, sc.Err()
+}
+
+// pageToken continues a trigger query: the bucket reached and Cassandra's paging state in it.
+type pageToken struct {
+	Bucket int64  `json:"b"`
+	State  []byte `json:"s,omitempty"`
+}
+
+// TriggerOutcomes answers Q2 and Q3 (and Q4, with events), newest first, walking the trigger's time
+// buckets back to Since or the retention horizon.
+func (s *Store) TriggerOutcomes(ctx context.Context, q router.OutcomeQuery) ([]router.Outcome, string, error) {
+	session := s.session.Load()
+	if session == nil {
+		return nil, "", errNoSession
+	}
+	limit := q.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	table, cols := "outcomes_by_trigger", columns
+	if q.OnlyFailed {
+		table, cols = "failed_by_trigger", columns+", event"
+	}
+	now := time.Now().UTC()
+	tok := pageToken{Bucket: now.Truncate(s.cfg.Bucket).UnixMilli()}
+	if q.PageToken != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(q.PageToken)
+		if err != nil || json.Unmarshal(raw, &tok) != nil {
+			return nil, "", errors.New("invalid page token")
+		}
+	}
+	oldest := now.Add(-s.cfg.Retention)
+	if q.Since.After(oldest) {
+		oldest = q.Since
+	}
+	trigger := q.Trigger.String()
+	var out []router.Outcome
+	for bucket := time.UnixMilli(tok.Bucket).UTC(); !bucket.Before(oldest.Truncate(s.cfg.Bucket)); bucket = bucket.Add(-s.cfg.Bucket) {
+		stmt := `SELECT ` + cols + ` FROM ` + s.cfg.Keyspace + `.` + table + ` WHERE trigger = ? AND bucket = ?`
+		args := []any{trigger, bucket}
+		if !q.Since.IsZero() {
+			stmt += ` AND finished >= ?`
+			args = append(args, q.Since)
+		}
+		iter := session.Query(stmt, args...).WithContext(ctx).PageSize(limit - len(out)).PageState(tok.State).Iter()
+		next := iter.PageState()
+		sc := iter.Scanner()
+		for sc.Next() {
+			r, err := scanRecord(sc.Scan, q.OnlyFailed)
+			if err != nil {
+				return nil, "", err
+			}
+			out = append(out, r.outcome())
+		}
+		if err := sc.Err(); err != nil {
+			return nil, "", err
+		}
+		tok.State = nil
+		if len(next) > 0 {
+			tok = pageToken{Bucket: bucket.UnixMilli(), State: next}
+			if len(out) >= limit {
+				return out, encodeToken(tok), nil
+			}
+			bucket = bucket.Add(s.cfg.Bucket) // undo the loop's step: this bucket has another page
+			continue
+		}
+		if len(out) >= limit {
+			return out, encodeToken(pageToken{Bucket: bucket.Add(-s.cfg.Bucket).UnixMilli()}), nil
+		}
+	}
+	return out, "", nil
+}
+
+func encodeToken(t pageToken) string {
+	b, _ := json.Marshal(t)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Redriven removes o from its trigger's failed list (Q3/Q4); its history in Q1 and Q2 stays.
+func (s *Store) Redriven(ctx context.Context, o *router.Outcome) error {
+	session := s.session.Load()
+	if session == nil {
+		return errNoSession
+	}
+	finished := o.Finished.UTC().Truncate(time.Millisecond)
+	return session.Query(`DELETE FROM `+s.cfg.Keyspace+`.failed_by_trigger WHERE trigger = ? AND bucket = ? AND finished = ? AND event_id = ? AND received = ?`,
+		o.Trigger.String(), finished.Truncate(s.cfg.Bucket), finished, o.EventID, o.Received.UTC().Truncate(time.Millisecond)).
+		WithContext(ctx).Idempotent(true).Exec()
+}
+
+// migrate creates the keyspace and tables when missing (see docs/cassandra.md).
+func migrate(session *gocql.Session, cfg *Config) error {
+	ks, ttl := cfg.Keyspace, int(cfg.Retention/time.Second)
+	shared := `trigger text, bucket timestamp, finished timestamp, event_id text, received timestamp,
+		broker text, source text, type text, subscriber text, status text, attempts int, last_code int,
+		last_error text, latency_us bigint, reply_id text`
+	stmts := []struct{ name, cql string }{
+		{"keyspace " + ks, `CREATE KEYSPACE IF NOT EXISTS ` + ks + ` WITH replication = ` + cfg.Replication},
+		{"table outcomes_by_event", `CREATE TABLE IF NOT EXISTS ` + ks + `.outcomes_by_event (
+			event_id text, trigger text, received timestamp, broker text, source text, type text,
+			subscriber text, status text, attempts int, last_code int, last_error text, finished timestamp,
+			latency_us bigint, reply_id text, event blob,
+			PRIMARY KEY ((event_id), trigger, received)) WITH default_time_to_live = ` + fmt.Sprint(ttl)},
+		{"table outcomes_by_trigger", `CREATE TABLE IF NOT EXISTS ` + ks + `.outcomes_by_trigger (` + shared + `,
+			PRIMARY KEY ((trigger, bucket), finished, event_id, received))
+			WITH CLUSTERING ORDER BY (finished DESC, event_id ASC, received ASC) AND default_time_to_live = ` + fmt.Sprint(ttl)},
+		{"table failed_by_trigger", `CREATE TABLE IF NOT EXISTS ` + ks + `.failed_by_trigger (` + shared + `, event blob,
+			PRIMARY KEY ((trigger, bucket), finished, event_id, received))
+			WITH CLUSTERING ORDER BY (finished DESC, event_id ASC, received ASC) AND default_time_to_live = ` + fmt.Sprint(ttl)},
+	}
+	for _, stmt := range stmts {
+		if err := session.Query(stmt.cql).Exec(); err != nil {
+			return fmt.Errorf("creating %s: %w", stmt.name, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err := session.AwaitSchemaAgreement(ctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("waiting for schema agreement: %w", err)
+		}
+	}
+	return nil
+}
+
+// gocqlLogger sends gocql's own messages (reconnects, dial errors) to zap instead of the standard
+// logger.
+type gocqlLogger struct{ l *zap.Logger }
+
+func (g gocqlLogger) Print(v ...any) { g.l.Warn(strings.TrimSpace(fmt.Sprint(v...))) }
+func (g gocqlLogger) Printf(format string, v ...any) {
+	g.l.Warn(strings.TrimSpace(fmt.Sprintf(format, v...)))
+}
+func (g gocqlLogger) Println(v ...any) { g.l.Warn(strings.TrimSpace(fmt.Sprintln(v...))) }
+
+var _ router.ResultStore = (*Store)(nil)

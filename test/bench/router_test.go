@@ -1,0 +1,111 @@
+// Package bench measures the router as a whole. The Go benchmarks here run in-process; the
+// side-by-side harness against other proxies is `make bench` (see docs/performance.md).
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/broker"
+	"github.com/switchyard-events/switchyard/router/cehttp"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/ingress"
+	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/sinks/cassandra"
+	"github.com/switchyard-events/switchyard/test/testenv"
+)
+
+// BenchmarkEndToEnd sends 1 KiB binary events through ingress and the router to a subscriber on
+// loopback; one op is one event accepted, routed, delivered and recorded. The store variants show
+// what recording outcomes in Cassandra costs against memory.
+func BenchmarkEndToEnd(b *testing.B) {
+	b.Run("store=memory", func(b *testing.B) { benchEndToEnd(b, memstore.New(100000), nil) })
+	b.Run("store=cassandra", func(b *testing.B) {
+		cs, err := cassandra.Open(cassandra.Config{Hosts: []string{testenv.Cassandra(b)}, Keyspace: "sy_bench_e2e", Consistency: "ONE", JournalDir: b.TempDir(), DisableHostLookup: true})
+		if err != nil {
+			b.Fatal(err)
+		}
+		benchEndToEnd(b, cs, cs.Close)
+	})
+}
+
+func benchEndToEnd(b *testing.B, results router.ResultStore, closeStore func() error) {
+	var delivered atomic.Int64
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		delivered.Add(1)
+	}))
+	defer sub.Close()
+	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b
+  filter: {attributes: {type: wanted}}
+  subscriber: {uri: %s}
+`, sub.URL)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := metrics.New()
+	r := broker.New(broker.Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: results, Metrics: m})
+	r.Apply(cfg)
+	in := httptest.NewServer(ingress.New(ingress.Options{Publisher: r, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: func() int64 { return 1 << 20 }}))
+	defer in.Close()
+	e := event.New()
+	e.SetID("bench")
+	e.SetSource("/bench")
+	e.SetType("wanted")
+	_ = e.SetData("application/json", map[string]string{"payload": string(bytes.Repeat([]byte("x"), 1000))})
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			req, _ := http.NewRequest(http.MethodPost, in.URL+"/ns/b", nil)
+			body := cehttp.WriteBinary(req.Header, &e)
+			req.Body = io.NopCloser(bytes.NewReader(body))
+			req.ContentLength = int64(len(body))
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
+	for delivered.Load() < int64(b.N) {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r.Shutdown(ctx)
+	if closeStore != nil {
+		_ = closeStore() // every outcome written before the clock stops
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	client.CloseIdleConnections()
+}
