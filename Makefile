@@ -46,9 +46,10 @@ demo: build
 	  $(BIN) serve --config examples/demo.yaml
 
 FUZZTIME ?= 15s
-FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/config:FuzzParse ./router/filter:FuzzCESQL
+FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/config:FuzzParse ./router/filter:FuzzCESQL ./sources/webhook:FuzzProviders
 
-# Each fuzz target for FUZZTIME (not part of `make test`).
+# Each fuzz target for FUZZTIME (not part of `make test`): CloudEvents decoding, config loading,
+# CESQL, webhook verification and mapping.
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "== $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done

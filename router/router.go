@@ -54,6 +54,16 @@ type Handler interface {
 	Handle(ctx context.Context, env *Envelope, done func())
 }
 
+// Publisher admits events into a broker: what ingress and every source hand events to.
+// broker.Router implements it.
+type Publisher interface {
+	// HasBroker reports whether a broker is configured.
+	HasBroker(ref BrokerRef) bool
+	// Publish admits envs all or none. Errors: ErrBrokerNotFound, ErrTTLExpired (wrapped),
+	// ErrQueueFull, ErrUnavailable.
+	Publish(ctx context.Context, ref BrokerRef, envs []*Envelope) error
+}
+
 // Errors a Log or the broker returns on the publish path; ingress maps each to one status code.
 var (
 	// ErrBrokerNotFound: no broker of that namespace and name is configured (404).

@@ -23,13 +23,14 @@ import (
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
+	"github.com/switchyard-events/switchyard/sources/webhook"
 )
 
 // serveFlags are the flags of serve; those set override the configuration's settings.
 type serveFlags struct {
-	config, addr, adminAddr, logFormat, logLevel, cassandraHosts string
-	grace                                                        time.Duration
-	set                                                          map[string]bool
+	config, addr, adminAddr, logFormat, logLevel, cassandraHosts, secretsDir string
+	grace                                                                    time.Duration
+	set                                                                      map[string]bool
 }
 
 func (f *serveFlags) override(s *config.Settings) {
@@ -72,6 +73,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&f.grace, "shutdown-grace", config.DefaultShutdownGrace, "how long SIGTERM waits for in-flight deliveries (env SWITCHYARD_SHUTDOWN_GRACE)")
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or console (env SWITCHYARD_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (env SWITCHYARD_LOG_LEVEL)")
+	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
 	fs.StringVar(&f.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra hosts for the result store; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
@@ -149,9 +151,10 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	}
 	brokerBase := "http://" + hostForURL(ingressLn.Addr())
 
+	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes})
 	rtr := broker.New(broker.Options{
 		Logger:    logger,
-		Deliverer: delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes}),
+		Deliverer: deliverer,
 		Results:   results,
 		Metrics:   m,
 		BrokerURL: func(b router.BrokerRef) string { return brokerBase + "/" + b.Namespace + "/" + b.Name },
@@ -164,16 +167,27 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	var auth atomic.Pointer[senderauth.Authenticator]
 	auth.Store(senderauth.New(cfg.Auth))
 	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load})
+	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load})
+	hooks.Apply(cfg.Webhooks)
 	adm := admin.New(results, rtr, m)
 
-	ingressSrv := &http.Server{Handler: in, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	// One listener for producers: webhook sources under /webhooks/{ns}/{name}, brokers elsewhere.
+	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if webhook.Owns(r.URL.Path) {
+			hooks.ServeHTTP(w, r)
+			return
+		}
+		in.ServeHTTP(w, r)
+	})
+	ingressSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	adminSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- ingressSrv.Serve(ingressLn) }()
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
 	adm.SetReady(true)
 	logger.Info("switchyard serving", zap.String("version", version), zap.String("ingress", ingressLn.Addr().String()),
-		zap.String("admin", adminLn.Addr().String()), zap.Int("brokers", len(cfg.Brokers)), zap.Int("triggers", len(cfg.Triggers)))
+		zap.String("admin", adminLn.Addr().String()), zap.Int("brokers", len(cfg.Brokers)), zap.Int("triggers", len(cfg.Triggers)),
+		zap.Int("webhook_sources", len(cfg.Webhooks)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -186,6 +200,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 			logger.Warn("listen addresses and the result store apply at the next restart, not on reload")
 		}
 		rtr.Apply(next)
+		hooks.Apply(next.Webhooks)
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()

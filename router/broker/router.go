@@ -437,6 +437,8 @@ func (r *Router) Shutdown(ctx context.Context) int64 {
 // HasBroker reports whether ref is configured.
 func (r *Router) HasBroker(ref router.BrokerRef) bool { return (*r.brokers.Load())[ref] != nil }
 
+var _ router.Publisher = (*Router)(nil)
+
 // TriggerStatus is a trigger's configuration summary and counters since it was first configured.
 type TriggerStatus struct {
 	Namespace    string `json:"namespace"`

@@ -90,6 +90,8 @@ func (l *loader) compile(files []string) (*Config, error) {
 		}
 	}
 
+	cfg.Webhooks = l.compileWebhooks(brokers, &cfg.Settings)
+
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {
 			if l.errs[i].File != l.errs[j].File {

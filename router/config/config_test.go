@@ -165,7 +165,7 @@ func TestParseErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, and switchyard.dev/v1alpha1 SwitchyardConfig)"}},
+			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, sources.knative.dev/v1alpha1 GitHubSource, and switchyard.dev/v1alpha1 SwitchyardConfig and WebhookSource)"}},
 		{"unknown field", broker + "spec:\n  deliveryy: {}\n",
 			[]string{"c.yaml:7: spec.deliveryy: unknown field (known: config, delivery)"}},
 		{"yaml syntax", "apiVersion: [\n", []string{"c.yaml:1: invalid YAML: did not find expected node content"}},
@@ -284,4 +284,69 @@ func FuzzParse(f *testing.F) {
 			t.Fatal("empty error list")
 		}
 	})
+}
+
+func TestWebhookSources(t *testing.T) {
+	good := broker + `---
+apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: pay, namespace: ns}
+spec:
+  provider: stripe
+  secrets:
+    - secretKeyRef: {name: s, key: k}
+    - env: OLD
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+  timestampTolerance: 300s
+---
+apiVersion: sources.knative.dev/v1alpha1
+kind: GitHubSource
+metadata: {name: gh, namespace: ns}
+spec:
+  eventTypes: [push]
+  ownerAndRepository: acme/shop
+  accessToken: {secretKeyRef: {name: gh, key: accessToken}}
+  secretToken: {secretKeyRef: {name: gh, key: secretToken}}
+  sink: {uri: "http://example.com/hook"}
+`
+	cfg, err := Parse("w.yaml", []byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Webhooks) != 2 {
+		t.Fatalf("webhooks: %+v", cfg.Webhooks)
+	}
+	pay, gh := cfg.Webhooks[0], cfg.Webhooks[1]
+	if pay.Provider != "stripe" || pay.Tolerance != 300*time.Second || pay.DedupWindow != 10*time.Minute || len(pay.Secrets) != 2 ||
+		pay.Sink.Broker == nil || *pay.Sink.Broker != (router.BrokerRef{Namespace: "ns", Name: "default"}) {
+		t.Errorf("stripe source: %+v", pay)
+	}
+	if gh.Provider != "github" || gh.Source != "https://github.com/acme/shop" || gh.Sink.URI != "http://example.com/hook" ||
+		gh.Secrets[0] != (SecretRef{Name: "gh", Key: "secretToken"}) {
+		t.Errorf("GitHubSource: %+v", gh)
+	}
+
+	bad := broker + `---
+apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: a, namespace: ns}
+spec:
+  provider: bitbucket
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: nope}}
+---
+apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: b, namespace: ns}
+spec:
+  provider: generic
+  sink: {uri: "http://x/"}
+`
+	_, err = Parse("w.yaml", []byte(bad))
+	want := `w.yaml:11: spec.provider: "bitbucket" is not a provider (github, gitlab, stripe, slack, standardwebhooks, generic)
+w.yaml:11: spec.secrets: a bitbucket webhook needs at least one secret to verify requests
+w.yaml:12: spec.sink.ref: broker ns/nope is not defined in this configuration
+w.yaml:18: spec.generic: the generic provider needs generic.verification (hmac, bearer, or none said explicitly)`
+	if err == nil || err.Error() != want {
+		t.Errorf("errors\n got: %v\nwant: %s", err, want)
+	}
 }

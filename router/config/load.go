@@ -88,6 +88,18 @@ type loader struct {
 	settings []settingsDoc
 	brokers  []brokerDoc
 	triggers []triggerDoc
+	webhooks []webhookDoc
+	github   []gitHubDoc
+}
+
+type webhookDoc struct {
+	d *doc
+	m webhookSourceManifest
+}
+
+type gitHubDoc struct {
+	d *doc
+	m gitHubSourceManifest
 }
 
 type settingsDoc struct {
@@ -167,15 +179,26 @@ func (l *loader) parseDoc(d *doc) {
 		if l.decode(d, &s.m) {
 			l.settings = append(l.settings, s)
 		}
+	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "WebhookSource":
+		w := webhookDoc{d: d}
+		if l.decode(d, &w.m) {
+			l.webhooks = append(l.webhooks, w)
+		}
+	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
+		g := gitHubDoc{d: d}
+		if l.decode(d, &g.m) {
+			l.github = append(l.github, g)
+		}
 	default:
-		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, and %s SwitchyardConfig)",
-			tm.APIVersion, tm.Kind, knativeEventingV1, switchyardV1alpha1)
+		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, and %s SwitchyardConfig and WebhookSource)",
+			tm.APIVersion, tm.Kind, knativeEventingV1, knativeSourcesV1alpha1, switchyardV1alpha1)
 	}
 }
 
 const (
-	knativeEventingV1  = "eventing.knative.dev/v1"
-	switchyardV1alpha1 = "switchyard.dev/v1alpha1"
+	knativeEventingV1      = "eventing.knative.dev/v1"
+	knativeSourcesV1alpha1 = "sources.knative.dev/v1alpha1"
+	switchyardV1alpha1     = "switchyard.dev/v1alpha1"
 )
 
 // decode checks d for unknown fields, then decodes it into v. It reports false when the document

@@ -200,3 +200,96 @@ type cassandraSpec struct {
 		MaxBytes *int64 `yaml:"maxBytes"`
 	} `yaml:"journal"`
 }
+
+// webhookSourceManifest is switchyard.dev/v1alpha1 WebhookSource: one webhook endpoint, served at
+// POST /webhooks/{namespace}/{name}.
+type webhookSourceManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta        `yaml:"metadata"`
+	Spec     webhookSourceSpec `yaml:"spec"`
+	Status   yaml.Node         `yaml:"status"`
+}
+
+type webhookSourceSpec struct {
+	// Provider is github, gitlab, stripe, slack, standardwebhooks or generic.
+	Provider string `yaml:"provider"`
+	// Secrets verify signatures; several may be valid at once, for rotation.
+	Secrets []secretRef  `yaml:"secrets"`
+	Sink    *destination `yaml:"sink"`
+	// DeduplicationWindow is how long a provider delivery id is remembered (Go duration, 10m).
+	DeduplicationWindow string `yaml:"deduplicationWindow"`
+	// TimestampTolerance bounds the age of signed timestamps (Go duration; 5m, Stripe 300s).
+	TimestampTolerance string `yaml:"timestampTolerance"`
+	// Source overrides the CloudEvents source attribute.
+	Source      string       `yaml:"source"`
+	CEOverrides *ceOverrides `yaml:"ceOverrides"`
+	Generic     *genericSpec `yaml:"generic"`
+}
+
+// secretRef names a secret: a Kubernetes Secret key mounted under --secrets-dir, a file, or an
+// environment variable.
+type secretRef struct {
+	SecretKeyRef *secretKeySelector `yaml:"secretKeyRef"`
+	File         string             `yaml:"file"`
+	Env          string             `yaml:"env"`
+}
+
+type secretKeySelector struct {
+	Name     string `yaml:"name"`
+	Key      string `yaml:"key"`
+	Optional *bool  `yaml:"optional"`
+}
+
+type ceOverrides struct {
+	Extensions map[string]string `yaml:"extensions"`
+}
+
+type genericSpec struct {
+	// Verification is hmac, bearer or none (none must be said explicitly).
+	Verification string `yaml:"verification"`
+	HMAC         *struct {
+		Header    string `yaml:"header"`
+		Algorithm string `yaml:"algorithm"` // sha1, sha256 (default), sha512
+		Encoding  string `yaml:"encoding"`  // hex (default) or base64
+		Prefix    string `yaml:"prefix"`    // e.g. "sha256="
+	} `yaml:"hmac"`
+	Bearer *struct {
+		Header string `yaml:"header"` // default Authorization
+	} `yaml:"bearer"`
+	Type    *fieldRule `yaml:"type"`
+	Source  *fieldRule `yaml:"source"`
+	Subject *fieldRule `yaml:"subject"`
+	ID      *fieldRule `yaml:"id"`
+}
+
+// fieldRule takes a CloudEvents attribute from a header, a JSON field (dotted path) or a fixed
+// value, in that order of preference when several are set.
+type fieldRule struct {
+	Header string `yaml:"header"`
+	JSON   string `yaml:"json"`
+	Value  string `yaml:"value"`
+}
+
+// gitHubSourceManifest is Knative's sources.knative.dev/v1alpha1 GitHubSource, as users have it.
+type gitHubSourceManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta       `yaml:"metadata"`
+	Spec     gitHubSourceSpec `yaml:"spec"`
+	Status   yaml.Node        `yaml:"status"`
+}
+
+type gitHubSourceSpec struct {
+	ServiceAccountName string       `yaml:"serviceAccountName"`
+	OwnerAndRepository string       `yaml:"ownerAndRepository"`
+	EventTypes         []string     `yaml:"eventTypes"`
+	AccessToken        secretValueK `yaml:"accessToken"`
+	SecretToken        secretValueK `yaml:"secretToken"`
+	GitHubAPIURL       string       `yaml:"githubAPIURL"`
+	Secure             *bool        `yaml:"secure"`
+	Sink               *destination `yaml:"sink"`
+	CEOverrides        *ceOverrides `yaml:"ceOverrides"`
+}
+
+type secretValueK struct {
+	SecretKeyRef *secretKeySelector `yaml:"secretKeyRef"`
+}

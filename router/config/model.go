@@ -17,6 +17,8 @@ type Config struct {
 	Triggers []*Trigger
 	// Auth are the sender-authentication policies, secrets read.
 	Auth []senderauth.Policy
+	// Webhooks are the webhook sources (WebhookSource and GitHubSource manifests).
+	Webhooks []*WebhookSource
 	// Files are the files read, in the order read.
 	Files []string
 }
@@ -111,3 +113,54 @@ type Trigger struct {
 	File      string
 	Line      int
 }
+
+// WebhookSource is one webhook endpoint, served at POST /webhooks/{namespace}/{name}.
+type WebhookSource struct {
+	Namespace, Name string
+	// Provider is github, gitlab, stripe, slack, standardwebhooks or generic.
+	Provider string
+	// Secrets are where the verification secrets are read; any of them may match.
+	Secrets []SecretRef
+	Sink    Sink
+	// DedupWindow is how long delivery ids are remembered; 0 turns deduplication off.
+	DedupWindow time.Duration
+	// Tolerance bounds the age of signed timestamps (Stripe, Slack, Standard Webhooks).
+	Tolerance time.Duration
+	// Source overrides the CloudEvents source; Extensions are added to every event.
+	Source     string
+	Extensions map[string]string
+	// GitHubEventTypes, when set (GitHubSource), lists the event kinds routed; others are ignored.
+	GitHubEventTypes []string
+	// GitHubRepository is GitHubSource's ownerAndRepository.
+	GitHubRepository string
+	Generic          *GenericWebhook
+	File             string
+	Line             int
+}
+
+// SecretRef is where a secret lives: a key of a Kubernetes Secret mounted under --secrets-dir
+// ({dir}/{Name}/{Key}), a file, or an environment variable.
+type SecretRef struct {
+	Name, Key string
+	File      string
+	Env       string
+}
+
+// Sink is where a source delivers: a broker of this configuration, or a URI.
+type Sink struct {
+	Broker *router.BrokerRef
+	URI    string
+}
+
+// GenericWebhook configures the generic provider.
+type GenericWebhook struct {
+	// Verification is hmac, bearer or none.
+	Verification                            string
+	HMACHeader, HMACAlgorithm, HMACEncoding string
+	HMACPrefix                              string
+	BearerHeader                            string
+	Type, Source, Subject, ID               FieldRule
+}
+
+// FieldRule takes a value from a header, a dotted JSON path, or a constant.
+type FieldRule struct{ Header, JSON, Value string }

@@ -4,7 +4,6 @@
 package ingress
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,17 +20,9 @@ import (
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
-// Publisher admits events into a broker; broker.Router implements it.
-type Publisher interface {
-	// HasBroker reports whether a broker is configured.
-	HasBroker(ref router.BrokerRef) bool
-	// Publish admits envs all or none; see broker.Router.Publish for its errors.
-	Publish(ctx context.Context, ref router.BrokerRef, envs []*router.Envelope) error
-}
-
 // Options configure a Handler.
 type Options struct {
-	Publisher Publisher
+	Publisher router.Publisher
 	Logger    *zap.Logger
 	Metrics   *metrics.Metrics
 	// MaxBodyBytes returns the current body limit (it can change on reload).

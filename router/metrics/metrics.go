@@ -26,6 +26,12 @@ type Metrics struct {
 	RepliesDropped  *prometheus.CounterVec
 	InFlight        *prometheus.GaugeVec
 	ConfigReloads   *prometheus.CounterVec
+
+	// Webhook sources, per source.
+	WebhookReceived     *prometheus.CounterVec
+	WebhookVerified     *prometheus.CounterVec
+	WebhookRejected     *prometheus.CounterVec // by reason
+	WebhookDeduplicated *prometheus.CounterVec
 }
 
 // New creates the metrics on a fresh registry (with Go runtime and process collectors).
@@ -58,7 +64,13 @@ func New() *Metrics {
 	m.RepliesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_replies_dropped_total", Help: "Replies dropped because their TTL was exhausted."}, byTrigger)
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchyard_trigger_in_flight", Help: "Deliveries in progress."}, byTrigger)
 	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_config_reloads_total", Help: "Configuration reloads, by result (applied or rejected)."}, []string{"result"})
-	for _, c := range []prometheus.Collector{m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads} {
+	bySource := []string{"namespace_name", "source_name"}
+	m.WebhookReceived = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_received_total", Help: "Webhook requests received."}, bySource)
+	m.WebhookVerified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_verified_total", Help: "Webhook requests whose signature or token verified."}, bySource)
+	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_rejected_total", Help: "Webhook requests rejected, by reason."}, append(bySource, "reason"))
+	m.WebhookDeduplicated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_deduplicated_total", Help: "Redelivered webhooks acknowledged without routing them again."}, bySource)
+	for _, c := range []prometheus.Collector{m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
+		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated} {
 		f(c)
 	}
 	return m

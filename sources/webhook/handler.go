@@ -1,0 +1,196 @@
+package webhook
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/ingress"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// PathPrefix is where webhook sources are served: PathPrefix + "{namespace}/{name}".
+const PathPrefix = "/webhooks/"
+
+// Options configure a Handler.
+type Options struct {
+	// Publisher takes events for Broker sinks.
+	Publisher router.Publisher
+	// Deliverer posts events to URI sinks.
+	Deliverer *delivery.Deliverer
+	// SecretsDir is where Kubernetes Secrets are mounted: secretKeyRef {name, key} is the file
+	// {SecretsDir}/{name}/{key}.
+	SecretsDir   string
+	Logger       *zap.Logger
+	Metrics      *metrics.Metrics
+	MaxBodyBytes func() int64
+	// Now is the clock (tests); time.Now by default.
+	Now func() time.Time
+}
+
+// Handler serves every webhook source of the current configuration.
+type Handler struct {
+	o       Options
+	logger  *zap.Logger
+	sources atomic.Pointer[map[string]*source]
+}
+
+type source struct {
+	cfg      *config.WebhookSource
+	provider provider
+	secrets  []*secret
+	dedup    *dedup
+}
+
+// New returns a Handler with no sources; Apply gives it some.
+func New(o Options) *Handler {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	h := &Handler{o: o, logger: o.Logger.Named("webhook")}
+	empty := map[string]*source{}
+	h.sources.Store(&empty)
+	return h
+}
+
+// Apply makes sources the served set. A source that persists keeps its deduplication memory.
+func (h *Handler) Apply(sources []*config.WebhookSource) {
+	old := *h.sources.Load()
+	next := make(map[string]*source, len(sources))
+	for _, c := range sources {
+		key := c.Namespace + "/" + c.Name
+		s := &source{cfg: c, provider: providers[c.Provider]}
+		for _, ref := range c.Secrets {
+			s.secrets = append(s.secrets, newSecret(ref, h.o.SecretsDir))
+		}
+		if prev := old[key]; prev != nil && prev.dedup != nil && prev.dedup.window == c.DedupWindow {
+			s.dedup = prev.dedup
+		} else if c.DedupWindow > 0 {
+			s.dedup = newDedup(c.DedupWindow)
+		}
+		next[key] = s
+	}
+	h.sources.Store(&next)
+}
+
+// Owns reports whether path is a webhook source's path: /webhooks/{namespace}/{name}.
+func Owns(path string) bool {
+	rest, ok := strings.CutPrefix(strings.TrimSuffix(path, "/"), PathPrefix)
+	return ok && strings.Count(rest, "/") == 1
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimPrefix(strings.TrimSuffix(r.URL.Path, "/"), PathPrefix)
+	src := (*h.sources.Load())[key]
+	if src == nil {
+		http.Error(w, fmt.Sprintf("webhook source %s not found", key), http.StatusNotFound)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		http.Error(w, "webhooks are POSTed", http.StatusMethodNotAllowed)
+		return
+	}
+	ns, name := src.cfg.Namespace, src.cfg.Name
+	m := h.o.Metrics
+	m.WebhookReceived.WithLabelValues(ns, name).Inc()
+	rejectWith := func(status int, reason, msg string) {
+		m.WebhookRejected.WithLabelValues(ns, name, reason).Inc()
+		http.Error(w, msg, status)
+	}
+
+	limit := h.o.MaxBodyBytes()
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	switch {
+	case err != nil:
+		rejectWith(http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
+		return
+	case int64(len(body)) > limit:
+		rejectWith(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than the %d-byte limit", limit))
+		return
+	}
+	now := h.o.Now()
+	secrets := values(src.secrets, now)
+	if len(secrets) == 0 && len(src.secrets) > 0 {
+		h.logger.Error("no secret of the webhook source is readable", zap.String("source", key))
+		rejectWith(http.StatusServiceUnavailable, "no_secret", "the webhook source has no readable secret configured")
+		return
+	}
+	res := src.provider(&request{h: r.Header, body: body, now: now, secrets: secrets, src: src.cfg})
+	if res.event == nil {
+		if res.reason != "" {
+			rejectWith(res.status, res.reason, res.message)
+			return
+		}
+		m.WebhookVerified.WithLabelValues(ns, name).Inc()
+		w.Header().Set("Content-Type", res.contentType)
+		w.WriteHeader(res.status)
+		_, _ = io.WriteString(w, res.message)
+		return
+	}
+	m.WebhookVerified.WithLabelValues(ns, name).Inc()
+
+	if src.dedup != nil && res.deliveryID != "" {
+		switch src.dedup.reserve(res.deliveryID, now) {
+		case accepted:
+			m.WebhookDeduplicated.WithLabelValues(ns, name).Inc()
+			http.Error(w, fmt.Sprintf("delivery %s was already accepted: not routed again", res.deliveryID), http.StatusOK)
+			return
+		case inFlight:
+			m.WebhookDeduplicated.WithLabelValues(ns, name).Inc()
+			http.Error(w, fmt.Sprintf("delivery %s is being routed right now: retry later", res.deliveryID), http.StatusConflict)
+			return
+		}
+	}
+	for k, v := range src.cfg.Extensions {
+		res.event.SetExtension(k, v)
+	}
+	status, msg := h.route(r.Context(), src, res, ingress.ForwardedHeaders(r.Header))
+	if src.dedup != nil && res.deliveryID != "" {
+		src.dedup.done(res.deliveryID, status < 300, h.o.Now())
+	}
+	if status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	if status >= 300 {
+		m.WebhookRejected.WithLabelValues(ns, name, "sink_"+strconv.Itoa(status)).Inc()
+	}
+	http.Error(w, msg, status)
+}
+
+// route hands the event to the source's sink and says what to answer the provider.
+func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.Header) (int, string) {
+	e := res.event
+	if err := e.Validate(); err != nil {
+		return http.StatusBadRequest, "the webhook maps to an invalid CloudEvent: " + err.Error()
+	}
+	if b := src.cfg.Sink.Broker; b != nil {
+		err := h.o.Publisher.Publish(ctx, *b, []*router.Envelope{{Event: e, Headers: fwd}})
+		switch {
+		case err == nil:
+			return http.StatusAccepted, "accepted as event " + e.ID()
+		case errors.Is(err, router.ErrQueueFull):
+			return http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity: retry later", b)
+		default:
+			return http.StatusServiceUnavailable, fmt.Sprintf("broker %s cannot accept events now", b)
+		}
+	}
+	policy := &delivery.Policy{Timeout: 10 * time.Second}
+	out := h.o.Deliverer.Deliver(ctx, &delivery.Request{URL: src.cfg.Sink.URI, Event: e, Headers: fwd, Namespace: src.cfg.Namespace}, policy)
+	if !out.Delivered {
+		h.logger.Warn("webhook sink refused the event", zap.String("sink", src.cfg.Sink.URI), zap.String("error", out.Err))
+		return http.StatusBadGateway, "the sink did not accept the event: " + out.Err
+	}
+	return http.StatusAccepted, "accepted as event " + e.ID()
+}
