@@ -5,6 +5,8 @@ CACHE := $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/switchyard
 TOOLS := $(CACHE)/tools
 STATICCHECK_VERSION := v0.6.1
 STATICCHECK := $(TOOLS)/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+HELM_VERSION := v3.17.3
+HELM := $(TOOLS)/helm-$(HELM_VERSION)/helm
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 # The one build command: the Dockerfile runs `make build` too, so CI exercises the image's exact flags.
 BUILD_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
@@ -13,7 +15,7 @@ BIN ?= bin/switchyard
 INFRA := test/infra/infra.sh
 INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TEST_CASSANDRA=127.0.0.1:$${CASSANDRA_PORT:-9042}
 
-.PHONY: build test unit lint tools infra-up infra-down demo fuzz bench clean
+.PHONY: build test unit lint tools infra-up infra-down demo fuzz bench clean chart-golden
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/switchyard
@@ -21,19 +23,32 @@ build:
 $(STATICCHECK):
 	GOBIN=$(dir $@) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-tools: $(STATICCHECK)
+# Helm builds from the module proxy (about 3 minutes, once); cached outside the clone.
+$(HELM):
+	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+tools: $(STATICCHECK) $(HELM)
 
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(STATICCHECK) ./...
+	cd test/deploy && $(GO) vet ./... && $(STATICCHECK) ./...
 
-# The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail.
-test: lint build
+# The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail;
+# then the chart and Dockerfile checks (test/deploy is a module of its own: k8s.io/api stays out of
+# the router's dependencies).
+test: lint build $(HELM)
 	@$(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
 	  status=0; $(INFRA_ENV) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -shuffle=on -count=1 -timeout 20m ./... || status=$$?; \
-	  $(INFRA) down; exit $$status
+	  $(INFRA) down; \
+	  (cd test/deploy && HELM=$(HELM) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...) || status=$$?; \
+	  exit $$status
+
+# Re-render the chart's golden files after a deliberate chart change (review the diff).
+chart-golden: build $(HELM)
+	cd test/deploy && HELM=$(HELM) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 -run Golden ./... -update
 
 # Fast feedback without the servers: integration tests skip (outside CI) with a hint.
 unit:

@@ -235,7 +235,9 @@ func TestStripe(t *testing.T) {
 func TestSlack(t *testing.T) {
 	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "slack", DedupWindow: time.Minute}, "slack-signing")
 	ts := fmt.Sprint(now.Unix())
-	sign := func(ts, body string) string { return "v0=" + hex.EncodeToString(mac(sha256.New, "slack-signing", "v0:"+ts+":"+body)) }
+	sign := func(ts, body string) string {
+		return "v0=" + hex.EncodeToString(mac(sha256.New, "slack-signing", "v0:"+ts+":"+body))
+	}
 	challenge := `{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}`
 	rec := post(h, map[string]string{"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign(ts, challenge)}, challenge)
 	if rec.Code != 200 || rec.Body.String() != "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P" {

@@ -1,0 +1,95 @@
+{{/* The release's base name. */}}
+{{- define "switchyard.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.serviceName" -}}
+{{- default (include "switchyard.fullname" .) .Values.service.name -}}
+{{- end -}}
+
+{{- define "switchyard.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "switchyard.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "switchyard.selectorLabels" -}}
+app.kubernetes.io/name: {{ .Chart.Name }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "switchyard.labels" -}}
+{{ include "switchyard.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "switchyard.secretsDir" -}}/var/run/secrets/switchyard{{- end -}}
+
+{{/* The router's own settings, a SwitchyardConfig document. Changing it restarts the pods. */}}
+{{- define "switchyard.settings" -}}
+apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata:
+  name: {{ include "switchyard.fullname" . }}
+spec:
+  ingress:
+    addr: ":8080"
+    maxBodyBytes: {{ int64 .Values.config.maxBodyBytes }}
+    queueSize: {{ int .Values.config.queueSize }}
+    maxTTL: {{ int .Values.config.maxTTL }}
+  admin:
+    addr: ":9090"
+  delivery:
+    {{- toYaml .Values.config.delivery | nindent 4 }}
+  triggers:
+    concurrency: {{ int .Values.config.triggerConcurrency }}
+  clusterDomain: {{ .Values.config.clusterDomain }}
+  shutdownGracePeriod: {{ printf "%ds" (int .Values.shutdownGracePeriodSeconds) }}
+  log:
+    format: json
+    level: {{ .Values.logLevel }}
+  {{- with .Values.cassandra }}
+  {{- if .hosts }}
+  results:
+    cassandra:
+      hosts:
+        {{- toYaml .hosts | nindent 8 }}
+      keyspace: {{ .keyspace }}
+      replication: {{ .replication | quote }}
+      consistency: {{ .consistency }}
+      {{- if .localDC }}
+      localDC: {{ .localDC }}
+      {{- end }}
+      retention: {{ .retention }}
+      {{- if .auth.existingSecret }}
+      username: {file: {{ printf "%s/%s/%s" (include "switchyard.secretsDir" $) .auth.existingSecret .auth.usernameKey }}}
+      password: {file: {{ printf "%s/%s/%s" (include "switchyard.secretsDir" $) .auth.existingSecret .auth.passwordKey }}}
+      {{- end }}
+      {{- if .tls.enabled }}
+      tls:
+        caFile: {{ printf "%s/%s/ca.crt" (include "switchyard.secretsDir" $) .tls.existingSecret }}
+      {{- end }}
+      journal:
+        dir: /var/lib/switchyard/journal
+  {{- end }}
+  {{- end }}
+{{- end -}}
+
+{{/* Every Secret to mount: the listed ones and the Cassandra credentials, without repeats. */}}
+{{- define "switchyard.secretNames" -}}
+{{- $names := list -}}
+{{- range .Values.secrets }}{{- $names = append $names . -}}{{- end -}}
+{{- if .Values.cassandra.hosts -}}
+{{- with .Values.cassandra.auth.existingSecret }}{{- $names = append $names . -}}{{- end -}}
+{{- if .Values.cassandra.tls.enabled }}{{- with .Values.cassandra.tls.existingSecret }}{{- $names = append $names . -}}{{- end -}}{{- end -}}
+{{- end -}}
+{{- $names | uniq | toJson -}}
+{{- end -}}
