@@ -15,7 +15,7 @@ BIN ?= bin/switchyard
 INFRA := test/infra/infra.sh
 INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TEST_CASSANDRA=127.0.0.1:$${CASSANDRA_PORT:-9042}
 
-.PHONY: build test unit lint tools infra-up infra-down demo fuzz bench clean chart-golden
+.PHONY: build test unit lint tools infra-up infra-down demo fuzz bench bench-tools clean chart-golden
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/switchyard
@@ -69,9 +69,30 @@ fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "== $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
 
-# Go benchmarks of the hot paths: ingress decode, filter match, delivery, end to end.
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./router/...
+BENTHOS_VERSION := v4.27.0
+BENTHOS := $(TOOLS)/benthos-$(BENTHOS_VERSION)/benthos
+
+# Benthos, what a user might run instead of us, built in a wrapper module (its own go.mod carries a
+# replace that `go install` refuses); about 90 s cold.
+$(BENTHOS):
+	mkdir -p $(dir $@)src && cp test/bench/benthos/main.go $(dir $@)src/main.go
+	cd $(dir $@)src && { [ -f go.mod ] || $(GO) mod init benthoswrapper; } && \
+	  $(GO) get github.com/benthosdev/benthos/v4@$(BENTHOS_VERSION) && \
+	  $(GO) mod edit -replace github.com/99designs/keyring=github.com/Jeffail/keyring@v1.2.3 && \
+	  $(GO) mod tidy && $(GO) build -tags benthoswrapper -o ../benthos .
+
+# wrk and nginx come from Debian's packages.
+bench-tools: $(BENTHOS)
+	@command -v wrk >/dev/null && command -v nginx >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk nginx-light; } || \
+	  echo "wrk or nginx missing: apt-get install wrk nginx-light"
+
+# The side-by-side harness (docs/performance.md), then the Go benchmarks of the hot paths. Not part
+# of `make test`. Everything runs on 127.0.0.1 and stops by itself.
+bench: build bench-tools
+	$(GO) build -o bin/bench-harness ./test/bench/harness
+	bin/bench-harness -switchyard $(BIN) -benthos $(BENTHOS) $(BENCH_ARGS)
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./router/... ./test/bench/
 
 infra-up:
 	$(INFRA) up

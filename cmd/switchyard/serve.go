@@ -98,6 +98,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = logger.Sync() }()
+	tuneGC(logger)
 	if err := serve(&f, cfg, fingerprint, logger); err != nil {
 		logger.Error("serve failed", zap.Error(err))
 		return 1

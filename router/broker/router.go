@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -89,6 +90,51 @@ type triggerState struct {
 	cfg   *config.Trigger
 	lane  *lane
 	stats *triggerStats
+	m     *triggerMetrics
+}
+
+// triggerMetrics holds a trigger's Prometheus series, resolved once instead of hashing label
+// values on every event.
+type triggerMetrics struct {
+	all                                  *metrics.Metrics
+	ns, broker, name                     string
+	inFlight                             prometheus.Gauge
+	retries, deadLettered, failed, drops prometheus.Counter
+	byTypeCode                           sync.Map // typeCode -> *outcomeSeries
+}
+
+type typeCode struct {
+	eventType string
+	code      int
+}
+
+type outcomeSeries struct {
+	events  prometheus.Counter
+	latency prometheus.Observer
+}
+
+func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.TriggerRef) *triggerMetrics {
+	return &triggerMetrics{
+		all: m, ns: t.Namespace, broker: broker.Name, name: t.Name,
+		inFlight:     m.InFlight.WithLabelValues(t.Namespace, t.Name),
+		retries:      m.Retries.WithLabelValues(t.Namespace, t.Name),
+		deadLettered: m.DeadLettered.WithLabelValues(t.Namespace, t.Name),
+		failed:       m.Failed.WithLabelValues(t.Namespace, t.Name),
+		drops:        m.RepliesDropped.WithLabelValues(t.Namespace, t.Name),
+	}
+}
+
+func (tm *triggerMetrics) outcome(eventType string, code int) *outcomeSeries {
+	key := typeCode{eventType, code}
+	if s, ok := tm.byTypeCode.Load(key); ok {
+		return s.(*outcomeSeries)
+	}
+	labels := []string{tm.ns, tm.broker, tm.name, eventType, strconv.Itoa(code), metrics.CodeClass(code)}
+	s, _ := tm.byTypeCode.LoadOrStore(key, &outcomeSeries{
+		events:  tm.all.TriggerEvents.WithLabelValues(labels...),
+		latency: tm.all.DispatchLatency.WithLabelValues(labels...),
+	})
+	return s.(*outcomeSeries)
 }
 
 type triggerStats struct {
@@ -146,7 +192,7 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 	rt := &routes{triggers: make([]*triggerState, len(triggers))}
 	filters := make([]filter.Filter, len(triggers))
 	for i, tc := range triggers {
-		ts := &triggerState{cfg: tc}
+		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref)}
 		if p := prev[tc.Ref]; p != nil {
 			ts.stats = p.stats
 			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit {
@@ -286,9 +332,8 @@ func (r *Router) runTask(ctx context.Context, tk task) {
 	t, env := tk.t, tk.env
 	t.stats.inFlight.Add(1)
 	defer t.stats.inFlight.Add(-1)
-	inFlight := r.o.Metrics.InFlight.WithLabelValues(t.cfg.Ref.Namespace, t.cfg.Ref.Name)
-	inFlight.Inc()
-	defer inFlight.Dec()
+	t.m.inFlight.Inc()
+	defer t.m.inFlight.Dec()
 
 	policy := &t.cfg.Delivery
 	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
@@ -308,7 +353,7 @@ func (r *Router) runTask(ctx context.Context, tk task) {
 			// The hop limit doing its job: Knative drops such replies too.
 			o.Status = router.StatusDelivered
 			o.LastError = "reply dropped: " + err.Error()
-			r.o.Metrics.RepliesDropped.WithLabelValues(t.cfg.Ref.Namespace, t.cfg.Ref.Name).Inc()
+			t.m.drops.Inc()
 		default:
 			failure := delivery.Result{Code: 0, Err: "publishing the reply: " + err.Error()}
 			o.LastError = failure.Err
@@ -365,27 +410,25 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	if o.Status != router.StatusDelivered {
 		o.Event = e
 	}
-	ns, name := t.cfg.Ref.Namespace, t.cfg.Ref.Name
 	switch o.Status {
 	case router.StatusDelivered:
 		t.stats.delivered.Add(1)
 	case router.StatusDeadLettered:
 		t.stats.deadLettered.Add(1)
-		r.o.Metrics.DeadLettered.WithLabelValues(ns, name).Inc()
+		t.m.deadLettered.Inc()
 	default:
 		t.stats.failed.Add(1)
-		r.o.Metrics.Failed.WithLabelValues(ns, name).Inc()
+		t.m.failed.Inc()
 		r.logger.Warn("event not delivered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
 			zap.String("status", string(o.Status)), zap.String("error", o.LastError))
 	}
 	if o.Attempts > 1 {
 		t.stats.rs.Add(uint64(o.Attempts - 1))
-		r.o.Metrics.Retries.WithLabelValues(ns, name).Add(float64(o.Attempts - 1))
+		t.m.retries.Add(float64(o.Attempts - 1))
 	}
-	code := o.LastCode
-	labels := []string{ns, b.ref.Name, name, o.Type, strconv.Itoa(code), metrics.CodeClass(code)}
-	r.o.Metrics.TriggerEvents.WithLabelValues(labels...).Inc()
-	r.o.Metrics.DispatchLatency.WithLabelValues(labels...).Observe(float64(o.Latency()) / float64(time.Millisecond))
+	series := t.m.outcome(o.Type, o.LastCode)
+	series.events.Inc()
+	series.latency.Observe(float64(o.Latency()) / float64(time.Millisecond))
 	r.o.Results.Record(o)
 }
 

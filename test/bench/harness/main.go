@@ -1,0 +1,599 @@
+// Command harness measures Switchyard side by side with what a user could put in its place: the
+// load generator straight to the sink, a plain Go reverse proxy, nginx, and Benthos. Every
+// scenario runs in the same invocation on 127.0.0.1, bounded in time, so ratios hold on a noisy
+// machine. `make bench` runs it; docs/performance.md has the latest table and how to read it.
+//
+// Per scenario: a closed loop with wrk (events/s answered, and how many reached the sink), then an
+// open loop at a fixed rate with this program's own generator, whose events carry their send time
+// so the sink measures end-to-end latency (send to subscriber receipt, not just the 202). CPU time
+// and peak RSS are read from /proc for the system under test's process.
+package main
+
+import (
+	"bytes"
+
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "reverseproxy" {
+		reverseProxy(os.Args[2], os.Args[3])
+		return
+	}
+	var o options
+	flag.DurationVar(&o.duration, "duration", 8*time.Second, "closed-loop duration per scenario")
+	flag.IntVar(&o.connections, "connections", 16, "closed-loop connections (wrk)")
+	flag.IntVar(&o.rate, "rate", 2000, "open-loop events per second for latency")
+	flag.DurationVar(&o.openFor, "open-duration", 5*time.Second, "open-loop duration")
+	flag.IntVar(&o.size, "size", 1024, "event data size in bytes")
+	flag.StringVar(&o.switchyard, "switchyard", "bin/switchyard", "the switchyard binary")
+	flag.StringVar(&o.benthos, "benthos", "", "a Benthos v4.27.0 binary (make bench builds one)")
+	flag.StringVar(&o.only, "only", "", "comma-separated scenario names to run (default all)")
+	flag.StringVar(&o.out, "out", "test/bench/results", "directory for results.json and results.md")
+	flag.Parse()
+	if err := run(&o); err != nil {
+		fmt.Fprintln(os.Stderr, "harness:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	duration, openFor              time.Duration
+	connections, rate, size        int
+	switchyard, benthos, only, out string
+}
+
+// Result is one scenario's figures.
+type Result struct {
+	Scenario     string  `json:"scenario"`
+	AnsweredPerS float64 `json:"answered_per_s"`  // closed loop: responses/s seen by wrk
+	DeliveredPS  float64 `json:"delivered_per_s"` // closed loop: events/s that reached the sink
+	WrkP50MS     float64 `json:"wrk_p50_ms"`
+	WrkP99MS     float64 `json:"wrk_p99_ms"`
+	E2EP50MS     float64 `json:"e2e_p50_ms"` // open loop: send to sink receipt
+	E2EP99MS     float64 `json:"e2e_p99_ms"`
+	E2EP999MS    float64 `json:"e2e_p999_ms"`
+	CPUUsPerEv   float64 `json:"cpu_us_per_event"`
+	PeakRSSMB    float64 `json:"peak_rss_mb"`
+	Errors       int64   `json:"errors"`
+	Note         string  `json:"note,omitempty"`
+}
+
+// scenario starts a system under test forwarding to sinkURL and returns the URL to load, its
+// process (nil when there is none), and a stop function.
+type scenario struct {
+	name  string
+	start func(o *options, sinkURL string) (target string, proc *os.Process, stop func(), err error)
+}
+
+func run(o *options) error {
+	sink := newSink()
+	defer sink.close()
+	scenarios := []scenario{
+		{"direct", func(_ *options, s string) (string, *os.Process, func(), error) { return s + "/", nil, func() {}, nil }},
+		{"go-reverseproxy", startReverseProxy},
+		{"nginx", startNginx},
+		{"benthos", startBenthos},
+	}
+	for _, n := range []int{1, 100, 10000} {
+		for _, dialect := range []string{"exact", "cesql"} {
+			n, dialect := n, dialect
+			scenarios = append(scenarios, scenario{fmt.Sprintf("switchyard-%s-%d", dialect, n), func(o *options, s string) (string, *os.Process, func(), error) {
+				return startSwitchyard(o, s, n, dialect)
+			}})
+		}
+	}
+	var results []Result
+	for _, sc := range scenarios {
+		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), sc.name) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "== %s\n", sc.name)
+		r, err := measure(o, sc, sink)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "   skipped: %v\n", err)
+			results = append(results, Result{Scenario: sc.name, Note: "skipped: " + err.Error()})
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "   %+v\n", r)
+		results = append(results, r)
+	}
+	return write(o, results)
+}
+
+func measure(o *options, sc scenario, sink *sink) (Result, error) {
+	res := Result{Scenario: sc.name}
+	target, proc, stop, err := sc.start(o, sink.url)
+	if err != nil {
+		return res, err
+	}
+	defer stop()
+	if err := waitReady(target, o); err != nil {
+		return res, err
+	}
+	cpu0 := cpuTime(proc)
+	delivered0 := sink.count.Load()
+
+	// Closed loop with wrk.
+	script, err := wrkScript(o.size)
+	if err != nil {
+		return res, err
+	}
+	defer os.Remove(script)
+	start := time.Now()
+	out, err := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(o.connections), "-d"+o.duration.String(), "--latency", "-s", script, target).CombinedOutput()
+	if err != nil {
+		return res, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	res.AnsweredPerS = wrkFloat(out, `Requests/sec:\s+([\d.]+)`)
+	res.WrkP50MS = wrkLatency(out, "50%")
+	res.WrkP99MS = wrkLatency(out, "99%")
+	res.Errors = int64(wrkFloat(out, `Non-2xx or 3xx responses:\s+(\d+)`)) + int64(wrkFloat(out, `Socket errors:.*?timeout (\d+)`))
+	// Wait until the sink stops receiving (asynchronous routers finish their backlog).
+	last, stable := sink.count.Load(), 0
+	for stable < 5 && time.Since(start) < o.duration+30*time.Second {
+		time.Sleep(100 * time.Millisecond)
+		if n := sink.count.Load(); n == last {
+			stable++
+		} else {
+			last, stable = n, 0
+		}
+	}
+	delivered := sink.count.Load() - delivered0
+	res.DeliveredPS = float64(delivered) / (time.Since(start) - 500*time.Millisecond).Seconds()
+	cpu1 := cpuTime(proc)
+	if proc != nil && delivered > 0 {
+		res.CPUUsPerEv = float64((cpu1 - cpu0).Microseconds()) / float64(delivered)
+	}
+
+	// Open loop for end-to-end latency.
+	sink.resetLatencies()
+	errs := openLoop(target, o)
+	time.Sleep(500 * time.Millisecond)
+	lat := sink.latencies()
+	if len(lat) > 0 {
+		res.E2EP50MS, res.E2EP99MS, res.E2EP999MS = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
+	}
+	res.Errors += errs
+	res.PeakRSSMB = peakRSS(proc)
+	return res, nil
+}
+
+// --- the sink -------------------------------------------------------------------------------
+
+type sink struct {
+	srv   *http.Server
+	url   string
+	count atomic.Int64
+	mu    sync.Mutex
+	lat   []time.Duration
+	bad   atomic.Int64
+}
+
+func newSink() *sink {
+	s := &sink{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	s.url = "http://" + ln.Addr().String()
+	s.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Ce-Id") == "" || n == 0 {
+			s.bad.Add(1)
+		}
+		if sent, err := strconv.ParseInt(r.Header.Get("Ce-Benchsent"), 10, 64); err == nil {
+			d := time.Since(time.Unix(0, sent))
+			s.mu.Lock()
+			s.lat = append(s.lat, d)
+			s.mu.Unlock()
+		}
+		s.count.Add(1)
+		w.WriteHeader(http.StatusOK)
+	})}
+	go func() { _ = s.srv.Serve(ln) }()
+	return s
+}
+
+func (s *sink) resetLatencies() { s.mu.Lock(); s.lat = s.lat[:0]; s.mu.Unlock() }
+func (s *sink) latencies() []time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := append([]time.Duration(nil), s.lat...)
+	slices.Sort(out)
+	return out
+}
+func (s *sink) close() { _ = s.srv.Close() }
+
+func pct(sorted []time.Duration, p float64) float64 {
+	i := int(float64(len(sorted)-1) * p)
+	return float64(sorted[i].Microseconds()) / 1000
+}
+
+// --- load -----------------------------------------------------------------------------------
+
+var eventTypes = []string{"bench.t0", "bench.t1", "bench.t2", "bench.t3"}
+
+// wrkScript writes a wrk Lua script posting binary-mode events of a mix of types.
+func wrkScript(size int) (string, error) {
+	body := `{"payload":"` + strings.Repeat("x", max(size-14, 1)) + `"}`
+	script := fmt.Sprintf(`local types = {"bench.t0","bench.t1","bench.t2","bench.t3"}
+local n = 0
+request = function()
+  n = n + 1
+  local h = {}
+  h["Content-Type"] = "application/json"
+  h["Ce-Specversion"] = "1.0"
+  h["Ce-Id"] = "wrk-" .. n
+  h["Ce-Source"] = "/bench"
+  h["Ce-Type"] = types[(n %% 4) + 1]
+  return wrk.format("POST", "/bench/default", h, %q)
+end
+`, body)
+	f, err := os.CreateTemp("", "switchyard-wrk-*.lua")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	_, err = f.WriteString(script)
+	return f.Name(), err
+}
+
+func wrkFloat(out []byte, re string) float64 {
+	m := regexp.MustCompile(re).FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func wrkLatency(out []byte, p string) float64 {
+	m := regexp.MustCompile(`(?m)^\s+` + regexp.QuoteMeta(p) + `\s+([\d.]+)(us|ms|s)`).FindSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	switch string(m[2]) {
+	case "us":
+		return v / 1000
+	case "s":
+		return v * 1000
+	}
+	return v
+}
+
+// openLoop sends o.rate events per second for o.openFor, each stamped with its send time.
+func openLoop(target string, o *options) int64 {
+	body := bytes.Repeat([]byte("y"), o.size)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	interval := time.Second / time.Duration(o.rate)
+	deadline := time.Now().Add(o.openFor)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	sem := make(chan struct{}, 256)
+	for i := 0; time.Now().Before(deadline); i++ {
+		<-tick.C
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(i int) {
+			defer func() { <-sem; wg.Done() }()
+			req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "text/plain")
+			req.Header.Set("Ce-Specversion", "1.0")
+			req.Header.Set("Ce-Id", fmt.Sprintf("open-%d-%d", i, rand.Uint32()))
+			req.Header.Set("Ce-Source", "/bench")
+			req.Header.Set("Ce-Type", eventTypes[i%len(eventTypes)])
+			req.Header.Set("Ce-Benchsent", strconv.FormatInt(time.Now().UnixNano(), 10))
+			resp, err := client.Do(req)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode >= 300 {
+				errs.Add(1)
+			}
+		}(i)
+	}
+	wg.Wait()
+	return errs.Load()
+}
+
+func waitReady(target string, o *options) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		req, _ := http.NewRequest(http.MethodPost, target, strings.NewReader("{}"))
+		req.Header.Set("Ce-Specversion", "1.0")
+		req.Header.Set("Ce-Id", "warmup")
+		req.Header.Set("Ce-Source", "/bench")
+		req.Header.Set("Ce-Type", "bench.t0")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode < 300 {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("%s did not answer 2xx within 20s", target)
+}
+
+// --- /proc ----------------------------------------------------------------------------------
+
+// tree is the process and its children (nginx's workers): the system under test's processes.
+func tree(p *os.Process) []int {
+	if p == nil {
+		return nil
+	}
+	pids := []int{p.Pid}
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if f := statFields(pid); len(f) > 1 && f[1] == strconv.Itoa(p.Pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// statFields are the fields of /proc/pid/stat after the command name: state, ppid, ...
+func statFields(pid int) []string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	return strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+}
+
+// cpuTime is the user+system CPU time of the process and its children.
+func cpuTime(p *os.Process) time.Duration {
+	var total int64
+	for _, pid := range tree(p) {
+		if f := statFields(pid); len(f) > 12 {
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			total += ut + st
+		}
+	}
+	return time.Duration(total) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// peakRSS is the sum of the peak resident sets of the process and its children, in MiB.
+func peakRSS(p *os.Process) float64 {
+	var kb float64
+	for _, pid := range tree(p) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		if m := regexp.MustCompile(`VmHWM:\s+(\d+) kB`).FindSubmatch(b); m != nil {
+			v, _ := strconv.ParseFloat(string(m[1]), 64)
+			kb += v
+		}
+	}
+	return kb / 1024
+}
+
+// --- systems under test ---------------------------------------------------------------------
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startProc(name string, args ...string) (*os.Process, func(), error) {
+	cmd := exec.Command(name, args...) // output to /dev/null: no pipe for a grandchild to hold open
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	stop := func() {
+		// TERM first: nginx's master stops its workers only when asked nicely.
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}
+	return cmd.Process, stop, nil
+}
+
+func reverseProxy(listen, target string) {
+	u, err := url.Parse(target)
+	if err != nil {
+		panic(err)
+	}
+	p := httputil.NewSingleHostReverseProxy(u)
+	p.Transport = &http.Transport{MaxIdleConnsPerHost: 256}
+	_ = http.ListenAndServe(listen, p)
+}
+
+func startReverseProxy(_ *options, sinkURL string) (string, *os.Process, func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, nil, err
+	}
+	addr := freeAddr()
+	p, stop, err := startProc(self, "reverseproxy", addr, sinkURL)
+	return "http://" + addr + "/bench/default", p, stop, err
+}
+
+func startNginx(_ *options, sinkURL string) (string, *os.Process, func(), error) {
+	bin, err := exec.LookPath("nginx")
+	if err != nil {
+		return "", nil, nil, fmt.Errorf("nginx is not installed (apt-get install nginx-light)")
+	}
+	dir, err := os.MkdirTemp("", "switchyard-nginx")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if err := os.Chmod(dir, 0o755); err != nil { // nginx's workers run as nobody
+		return "", nil, nil, err
+	}
+	addr := freeAddr()
+	conf := fmt.Sprintf(`worker_processes 1;
+daemon off;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path %[1]s/body;
+  proxy_temp_path %[1]s/proxy;
+  upstream sink { server %[2]s; keepalive 256; }
+  server {
+    listen %[3]s;
+    location / {
+      proxy_pass http://sink;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
+}
+`, dir, strings.TrimPrefix(sinkURL, "http://"), addr)
+	if err := os.WriteFile(filepath.Join(dir, "nginx.conf"), []byte(conf), 0o644); err != nil {
+		return "", nil, nil, err
+	}
+	p, stop, err := startProc(bin, "-c", filepath.Join(dir, "nginx.conf"), "-p", dir)
+	return "http://" + addr + "/bench/default", p, func() { stop(); os.RemoveAll(dir) }, err
+}
+
+func startBenthos(o *options, sinkURL string) (string, *os.Process, func(), error) {
+	if o.benthos == "" {
+		return "", nil, nil, fmt.Errorf("no Benthos binary (make bench builds one)")
+	}
+	dir, err := os.MkdirTemp("", "switchyard-benthos")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	addr := freeAddr()
+	var cases strings.Builder
+	for _, t := range eventTypes {
+		fmt.Fprintf(&cases, `      - check: 'meta("Ce-Type") == %q'
+        output:
+          http_client:
+            url: %s/
+            verb: POST
+            max_in_flight: 64
+            headers: {Content-Type: application/json}
+            metadata: {include_prefixes: ["Ce-"]}
+`, t, sinkURL)
+	}
+	conf := fmt.Sprintf(`http:
+  address: %s
+input:
+  http_server:
+    address: %s
+    path: /bench/default
+output:
+  switch:
+    cases:
+%s`, freeAddr(), addr, cases.String())
+	if err := os.WriteFile(filepath.Join(dir, "benthos.yaml"), []byte(conf), 0o644); err != nil {
+		return "", nil, nil, err
+	}
+	p, stop, err := startProc(o.benthos, "-c", filepath.Join(dir, "benthos.yaml"))
+	return "http://" + addr + "/bench/default", p, func() { stop(); os.RemoveAll(dir) }, err
+}
+
+// startSwitchyard runs the router with n triggers: four live ones (one per event type, so every
+// event is delivered once, as through a proxy) and n-4 that match nothing; with n = 1, one trigger
+// takes every type.
+func startSwitchyard(o *options, sinkURL string, n int, dialect string) (string, *os.Process, func(), error) {
+	dir, err := os.MkdirTemp("", "switchyard-bench")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	addr, admin := freeAddr(), freeAddr()
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: bench}\nspec:\n  ingress: {addr: %q}\n  admin: {addr: %q}\n  log: {level: error}\n  triggers: {concurrency: %d}\n---\n", addr, admin, benchConcurrency)
+	b.WriteString("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: bench}\n")
+	for i := 0; i < n; i++ {
+		typ := fmt.Sprintf("bench.unused%d", i)
+		if i < len(eventTypes) {
+			typ = eventTypes[i]
+		}
+		filter := fmt.Sprintf("  filters: [{exact: {type: %s}}]\n", typ)
+		switch {
+		case n == 1 && dialect == "exact":
+			filter = "  filters: [{prefix: {type: bench.}}]\n"
+		case n == 1:
+			filter = "  filters: [{cesql: \"type LIKE 'bench.%'\"}]\n"
+		case dialect == "cesql":
+			filter = fmt.Sprintf("  filters: [{cesql: \"type = '%s'\"}]\n", typ)
+		}
+		fmt.Fprintf(&b, "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t%d, namespace: bench}\nspec:\n  broker: default\n%s  subscriber: {uri: %q}\n  delivery: {retry: 0}\n", i, filter, sinkURL+"/")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(b.String()), 0o644); err != nil {
+		return "", nil, nil, err
+	}
+	p, stop, err := startProc(o.switchyard, "serve", "--config", dir)
+	return "http://" + addr + "/bench/default", p, func() { stop(); os.RemoveAll(dir) }, err
+}
+
+// --- output ---------------------------------------------------------------------------------
+
+func write(o *options, results []Result) error {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	j, _ := json.MarshalIndent(struct {
+		When    time.Time `json:"when"`
+		Options string    `json:"options"`
+		Results []Result  `json:"results"`
+	}{time.Now().UTC(), fmt.Sprintf("closed loop %s x %d connections (wrk); open loop %d/s for %s; %d-byte events", o.duration, o.connections, o.rate, o.openFor, o.size), results}, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "results.json"), j, 0o644); err != nil {
+		return err
+	}
+	var md strings.Builder
+	md.WriteString("| scenario | answered/s (wrk) | delivered/s | wrk p50 / p99 ms | e2e p50 / p99 / p99.9 ms | CPU µs/event | peak RSS MB | errors |\n|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		if r.Note != "" {
+			fmt.Fprintf(&md, "| %s | %s | | | | | | |\n", r.Scenario, r.Note)
+			continue
+		}
+		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f / %.2f | %.2f / %.2f / %.2f | %.1f | %.0f | %d |\n", r.Scenario, r.AnsweredPerS, r.DeliveredPS,
+			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, r.CPUUsPerEv, r.PeakRSSMB, r.Errors)
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "results.md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Print(md.String())
+	return nil
+}
+
+// benchConcurrency is the router's per-trigger delivery concurrency in the benchmark (its default).
+var benchConcurrency = 64
