@@ -162,33 +162,15 @@ func (l *loader) parseDoc(d *doc) {
 	case tm.APIVersion == "" || tm.Kind == "":
 		l.errAt(d, "", "a document needs apiVersion and kind")
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Broker":
-		var b brokerDoc
-		b.d = d
-		if l.decode(d, &b.m) {
-			l.brokers = append(l.brokers, b)
-		}
+		decodeDoc(l, d, &l.brokers, func(b *brokerDoc) any { b.d = d; return &b.m })
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Trigger":
-		var t triggerDoc
-		t.d = d
-		if l.decode(d, &t.m) {
-			l.triggers = append(l.triggers, t)
-		}
+		decodeDoc(l, d, &l.triggers, func(t *triggerDoc) any { t.d = d; return &t.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "SwitchyardConfig":
-		var s settingsDoc
-		s.d = d
-		if l.decode(d, &s.m) {
-			l.settings = append(l.settings, s)
-		}
+		decodeDoc(l, d, &l.settings, func(s *settingsDoc) any { s.d = d; return &s.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "WebhookSource":
-		w := webhookDoc{d: d}
-		if l.decode(d, &w.m) {
-			l.webhooks = append(l.webhooks, w)
-		}
+		decodeDoc(l, d, &l.webhooks, func(w *webhookDoc) any { w.d = d; return &w.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
-		g := gitHubDoc{d: d}
-		if l.decode(d, &g.m) {
-			l.github = append(l.github, g)
-		}
+		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
 	default:
 		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, and %s SwitchyardConfig and WebhookSource)",
 			tm.APIVersion, tm.Kind, knativeEventingV1, knativeSourcesV1alpha1, switchyardV1alpha1)
@@ -200,6 +182,15 @@ const (
 	knativeSourcesV1alpha1 = "sources.knative.dev/v1alpha1"
 	switchyardV1alpha1     = "switchyard.dev/v1alpha1"
 )
+
+// decodeDoc decodes d into a new element of list when it is valid; bind ties the element to d and
+// returns the manifest to decode into.
+func decodeDoc[T any](l *loader, d *doc, list *[]T, bind func(*T) any) {
+	var elem T
+	if l.decode(d, bind(&elem)) {
+		*list = append(*list, elem)
+	}
+}
 
 // decode checks d for unknown fields, then decodes it into v. It reports false when the document
 // has errors, which are recorded.

@@ -82,6 +82,18 @@ func anySecret(r *request, newHash func() hash.Hash, sig []byte, parts ...[]byte
 	return false
 }
 
+// tokenMatches compares a shared token with every secret in constant time (all of them, so the
+// time taken says nothing about which one matched).
+func (r *request) tokenMatches(token string) bool {
+	ok := false
+	for _, s := range r.secrets {
+		if subtle.ConstantTimeCompare(s, []byte(token)) == 1 {
+			ok = true
+		}
+	}
+	return ok
+}
+
 // jsonObject parses a body that must be a JSON object.
 func jsonObject(body []byte) (map[string]any, bool) {
 	var m map[string]any
@@ -246,13 +258,7 @@ func gitLab(r *request) result {
 	if token == "" {
 		return reject(http.StatusUnauthorized, "missing_signature", "missing X-Gitlab-Token header")
 	}
-	ok := false
-	for _, s := range r.secrets {
-		if subtle.ConstantTimeCompare(s, []byte(token)) == 1 {
-			ok = true
-		}
-	}
-	if !ok {
+	if !r.tokenMatches(token) {
 		return reject(http.StatusUnauthorized, "bad_signature", "X-Gitlab-Token matches no configured secret")
 	}
 	hook := r.h.Get("X-Gitlab-Event")
@@ -504,13 +510,7 @@ func generic(r *request) result {
 		if token == "" {
 			return reject(http.StatusUnauthorized, "missing_signature", "missing bearer token in %s", g.BearerHeader)
 		}
-		ok := false
-		for _, s := range r.secrets {
-			if subtle.ConstantTimeCompare(s, []byte(token)) == 1 {
-				ok = true
-			}
-		}
-		if !ok {
+		if !r.tokenMatches(token) {
 			return reject(http.StatusUnauthorized, "bad_signature", "the token matches no configured secret")
 		}
 	}
