@@ -46,6 +46,20 @@ type Log interface {
 	Append(ctx context.Context, envs []*Envelope) error
 }
 
+// BrokerLog is a Log together with its reading side: what a broker runs on. memqueue.Queue is the
+// embedded one; sinks/kafka provides the Kafka-backed one.
+type BrokerLog interface {
+	Log
+	// Run hands every envelope read back from the log to h until the log is closed (and, in
+	// memory, drained) or ctx ends. Several processes may Run the same durable log; each envelope
+	// then reaches one of them.
+	Run(ctx context.Context, h Handler)
+	// Close stops Append and makes Run return once what it has read is handed over.
+	Close()
+	// Len is the number of envelopes waiting to be read, where the log knows it.
+	Len() int
+}
+
 // Handler takes envelopes read back from a Log.
 type Handler interface {
 	// Handle routes env. done must be called exactly once, when env's fate is final for every

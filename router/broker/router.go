@@ -40,6 +40,9 @@ type Options struct {
 	BrokerURL func(router.BrokerRef) string
 	// ReplyPublishTimeout bounds how long a reply waits for room in a full queue (default 5s).
 	ReplyPublishTimeout time.Duration
+	// OpenLog returns the log a broker runs on; nil, or a nil log, means the in-memory queue.
+	// cmd wires the Kafka log for Kafka-class brokers here.
+	OpenLog func(b *config.Broker, s *config.Settings) (router.BrokerLog, error)
 }
 
 // Router runs every configured broker.
@@ -55,7 +58,7 @@ type Router struct {
 
 	applyMu  sync.Mutex // serialises Apply and Shutdown
 	closing  atomic.Bool
-	pending  atomic.Int64 // events admitted whose fate is not final yet
+	pending  atomic.Int64 // events read back from a log whose fate is not final yet
 	dispatch sync.WaitGroup
 }
 
@@ -76,7 +79,7 @@ type brokerState struct {
 	r      *Router
 	ref    router.BrokerRef
 	url    string
-	queue  *memqueue.Queue
+	queue  router.BrokerLog
 	events atomic.Uint64 // events dispatched, for filtered-out counts
 	routes atomic.Pointer[routes]
 }
@@ -161,7 +164,12 @@ func (r *Router) Apply(cfg *config.Config) {
 	for _, bc := range cfg.Brokers {
 		b := old[bc.Ref]
 		if b == nil {
-			b = &brokerState{r: r, ref: bc.Ref, queue: memqueue.New(cfg.Settings.QueueSize)}
+			log, err := r.openLog(bc, &cfg.Settings)
+			if err != nil {
+				r.logger.Error("broker not served: its log cannot be opened", zap.String("broker", bc.Ref.String()), zap.Error(err))
+				continue
+			}
+			b = &brokerState{r: r, ref: bc.Ref, queue: log}
 			if r.o.BrokerURL != nil {
 				b.url = r.o.BrokerURL(bc.Ref)
 			}
@@ -180,6 +188,16 @@ func (r *Router) Apply(cfg *config.Config) {
 			b.queue.Close() // its dispatcher drains what is queued under the last routes, then exits
 		}
 	}
+}
+
+func (r *Router) openLog(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+	if r.o.OpenLog != nil {
+		log, err := r.o.OpenLog(b, s)
+		if err != nil || log != nil {
+			return log, err
+		}
+	}
+	return memqueue.New(s.QueueSize), nil
 }
 
 func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes {
@@ -265,12 +283,7 @@ func (r *Router) append(ctx context.Context, b *brokerState, envs []*router.Enve
 		env.Partition = -1
 		env.Event.SetExtension(ExtArrivalTime, arrival)
 	}
-	r.pending.Add(int64(len(envs)))
-	if err := b.queue.Append(ctx, envs); err != nil {
-		r.pending.Add(-int64(len(envs)))
-		return err
-	}
-	return nil
+	return b.queue.Append(ctx, envs)
 }
 
 // task is one event on its way to one trigger.
@@ -301,6 +314,7 @@ var matchPool = sync.Pool{New: func() any { s := make([]int32, 0, 16); return &s
 // trigger's lane. It returns once every lane accepted it; done is called when all are final.
 func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done func()) {
 	r := b.r
+	r.pending.Add(1)
 	rt := b.routes.Load()
 	b.events.Add(1)
 	bufp := matchPool.Get().(*[]int32)
@@ -432,7 +446,7 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	r.o.Results.Record(o)
 }
 
-// Pending is the number of admitted events whose fate is not yet final.
+// Pending is the number of events read from the logs whose fate is not yet final.
 func (r *Router) Pending() int64 { return r.pending.Load() }
 
 // QueueDepths reports every broker's queue length.
@@ -456,15 +470,28 @@ func (r *Router) Shutdown(ctx context.Context) int64 {
 	for _, b := range brokers {
 		b.queue.Close()
 	}
+	drained := make(chan struct{}) // every log's reader has handed over what it read
+	go func() { r.dispatch.Wait(); close(drained) }()
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
-	for r.pending.Load() > 0 {
+	for {
+		select {
+		case <-drained:
+			if r.pending.Load() == 0 {
+				r.cancelRun()
+				return 0
+			}
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			aborted := r.pending.Load()
+			for _, b := range brokers {
+				aborted += int64(b.queue.Len())
+			}
 			r.logger.Warn("shutdown grace period over: recording unfinished events as failed", zap.Int64("events", aborted))
 			r.cancelRun()
-			r.dispatch.Wait()
+			<-drained
 			for r.pending.Load() > 0 { // aborted deliveries return promptly once cancelled
 				<-tick.C
 			}
@@ -472,9 +499,6 @@ func (r *Router) Shutdown(ctx context.Context) int64 {
 		case <-tick.C:
 		}
 	}
-	r.cancelRun()
-	r.dispatch.Wait()
-	return 0
 }
 
 // HasBroker reports whether ref is configured.

@@ -74,4 +74,4 @@ func (q *Queue) Close() {
 	}
 }
 
-var _ router.Log = (*Queue)(nil)
+var _ router.BrokerLog = (*Queue)(nil)
