@@ -23,14 +23,15 @@ import (
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
+	"github.com/switchyard-events/switchyard/sinks/kafka"
 	"github.com/switchyard-events/switchyard/sources/webhook"
 )
 
 // serveFlags are the flags of serve; those set override the configuration's settings.
 type serveFlags struct {
-	config, addr, adminAddr, logFormat, logLevel, cassandraHosts, secretsDir string
-	grace                                                                    time.Duration
-	set                                                                      map[string]bool
+	config, addr, adminAddr, logFormat, logLevel, cassandraHosts, secretsDir, kafkaServers string
+	grace                                                                                  time.Duration
+	set                                                                                    map[string]bool
 }
 
 func (f *serveFlags) override(s *config.Settings) {
@@ -50,6 +51,12 @@ func (f *serveFlags) override(s *config.Settings) {
 		s.LogLevel = f.logLevel
 	}
 	overrideCassandraHosts(s, f.set["cassandra-hosts"], f.cassandraHosts)
+	if f.set["kafka-bootstrap-servers"] && f.kafkaServers != "" {
+		if s.Kafka == nil {
+			s.Kafka = &config.Kafka{Partitions: 10, ReplicationFactor: 1}
+		}
+		s.Kafka.BootstrapServers = strings.Split(f.kafkaServers, ",")
+	}
 }
 
 // overrideCassandraHosts applies --cassandra-hosts: it names the hosts, and turns the Cassandra
@@ -74,6 +81,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&f.logFormat, "log-format", "json", "json or console (env SWITCHYARD_LOG_FORMAT)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (env SWITCHYARD_LOG_LEVEL)")
 	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
+	fs.StringVar(&f.kafkaServers, "kafka-bootstrap-servers", "", "comma-separated Kafka brokers for Kafka-class brokers; overrides the config (env SWITCHYARD_KAFKA_BOOTSTRAP_SERVERS)")
 	fs.StringVar(&f.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra hosts for the result store; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
@@ -159,6 +167,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 		Results:   results,
 		Metrics:   m,
 		BrokerURL: func(b router.BrokerRef) string { return brokerBase + "/" + b.Namespace + "/" + b.Name },
+		OpenLog:   kafkaLogs(logger),
 	})
 	rtr.Apply(cfg)
 	m.RegisterQueueDepth(rtr.QueueDepths)
@@ -233,6 +242,22 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	_ = adminSrv.Shutdown(closeCtx)
 	logger.Info("stopped", zap.Int64("recorded_as_failed", aborted))
 	return nil
+}
+
+// kafkaLogs opens the Kafka-backed log of Kafka-class brokers; other brokers run in memory.
+func kafkaLogs(logger *zap.Logger) func(*config.Broker, *config.Settings) (router.BrokerLog, error) {
+	return func(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+		if b.Class != "Kafka" {
+			return nil, nil
+		}
+		if s.Kafka == nil || len(s.Kafka.BootstrapServers) == 0 {
+			return nil, fmt.Errorf("broker %s is of class Kafka but no Kafka cluster is configured", b.Ref)
+		}
+		return kafka.New(kafka.Config{
+			Brokers: s.Kafka.BootstrapServers, Topic: b.Topic, Group: "switchyard-broker-" + b.Ref.Namespace + "-" + b.Ref.Name,
+			Partitions: s.Kafka.Partitions, ReplicationFactor: s.Kafka.ReplicationFactor, Logger: logger,
+		}), nil
+	}
 }
 
 // hostForURL turns a listener address into a host:port usable in a URL (":8080" -> localhost:8080).

@@ -59,9 +59,16 @@ func (l *loader) compile(files []string) (*Config, error) {
 		}
 		brokers[ref] = b
 		class := b.m.Metadata.Annotations[AnnotationBrokerClass]
+		topic := ""
 		switch {
 		case class == "Kafka":
-			l.errAt(b.d, "metadata.annotations", "broker class Kafka needs Kafka mode, which this build does not have yet; remove the annotation to run the broker in memory")
+			if cfg.Settings.Kafka == nil {
+				l.errAt(b.d, "metadata.annotations", "broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig")
+			}
+			topic = "knative-broker-" + ref.Namespace + "-" + ref.Name
+			if t := b.m.Metadata.Annotations[AnnotationExternalTopic]; t != "" {
+				topic = t
+			}
 		case !memoryClasses[class]:
 			l.errAt(b.d, "metadata.annotations", "unknown broker class %q (Switchyard serves Switchyard, MTChannelBasedBroker and Kafka)", class)
 		}
@@ -69,7 +76,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 			l.errAt(b.d, "metadata.annotations", "%s applies to Kafka-class brokers only", AnnotationExternalTopic)
 		}
 		l.checkDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings)
-		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, File: b.d.file, Line: b.d.line("")})
+		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, File: b.d.file, Line: b.d.line("")})
 	}
 
 	triggers := map[router.TriggerRef]*triggerDoc{}
@@ -212,6 +219,24 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	}
 	if c := spec.Results.Cassandra; c != nil {
 		s.Cassandra = l.compileCassandra(d, c)
+	}
+	if k := spec.Kafka; k != nil {
+		s.Kafka = &Kafka{BootstrapServers: k.BootstrapServers, Partitions: 10, ReplicationFactor: 1}
+		if len(k.BootstrapServers) == 0 {
+			l.errAt(d, "spec.kafka.bootstrapServers", "must name at least one Kafka broker (host:port)")
+		}
+		if k.Partitions != nil {
+			if *k.Partitions <= 0 {
+				l.errAt(d, "spec.kafka.partitions", "must be positive, got %d", *k.Partitions)
+			}
+			s.Kafka.Partitions = *k.Partitions
+		}
+		if k.ReplicationFactor != nil {
+			if *k.ReplicationFactor <= 0 {
+				l.errAt(d, "spec.kafka.replicationFactor", "must be positive, got %d", *k.ReplicationFactor)
+			}
+			s.Kafka.ReplicationFactor = *k.ReplicationFactor
+		}
 	}
 	return l.checkDelivery(d, "spec.delivery", spec.Delivery, "default", s)
 }

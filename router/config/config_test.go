@@ -198,7 +198,7 @@ func TestParseErrors(t *testing.T) {
 				`c.yaml:22: spec.delivery.deadLetterSink.uri: must be an absolute http or https URL, got "dls"`,
 			}},
 		{"kafka class", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: k\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n",
-			[]string{"c.yaml:6: metadata.annotations: broker class Kafka needs Kafka mode, which this build does not have yet; remove the annotation to run the broker in memory"}},
+			[]string{"c.yaml:6: metadata.annotations: broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig"}},
 		{"duplicate broker", broker + "---\n" + broker,
 			[]string{"c.yaml:10: metadata.name: broker ns/default is defined twice (first at c.yaml:1)"}},
 		{"bad order annotation", broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: sorted\nspec:\n  broker: default\n  subscriber:\n    uri: http://x/\n",

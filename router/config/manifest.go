@@ -144,6 +144,8 @@ type settingsSpec struct {
 		// Cassandra, when set, stores outcomes in Cassandra instead of memory.
 		Cassandra *cassandraSpec `yaml:"cassandra"`
 	} `yaml:"results"`
+	// Kafka connects Kafka-class brokers.
+	Kafka *kafkaSpec `yaml:"kafka"`
 	// ShutdownGracePeriod is how long SIGTERM waits for in-flight deliveries (Go duration, 30s).
 	ShutdownGracePeriod string `yaml:"shutdownGracePeriod"`
 	// ReloadInterval is how often configuration files are checked for changes (Go duration, 2s).
@@ -292,4 +294,12 @@ type gitHubSourceSpec struct {
 
 type secretValueK struct {
 	SecretKeyRef *secretKeySelector `yaml:"secretKeyRef"`
+}
+
+// kafkaSpec configures the Kafka cluster of Kafka-class brokers.
+type kafkaSpec struct {
+	BootstrapServers []string `yaml:"bootstrapServers"`
+	// Partitions and ReplicationFactor apply to the topics Switchyard creates.
+	Partitions        *int32 `yaml:"partitions"`
+	ReplicationFactor *int16 `yaml:"replicationFactor"`
 }

@@ -41,6 +41,15 @@ type Settings struct {
 	LogLevel           string
 	// Cassandra is set when outcomes go to Cassandra instead of memory.
 	Cassandra *Cassandra
+	// Kafka is set when Kafka-class brokers have a cluster to use.
+	Kafka *Kafka
+}
+
+// Kafka is the cluster Kafka-class brokers keep their events in.
+type Kafka struct {
+	BootstrapServers  []string
+	Partitions        int32
+	ReplicationFactor int16
 }
 
 // Cassandra are the settings of the Cassandra result store; zero values mean the store's defaults.
@@ -89,6 +98,9 @@ type Broker struct {
 	Ref router.BrokerRef
 	// Class is the value of eventing.knative.dev/broker.class, "" when absent.
 	Class string
+	// Topic is the Kafka topic of a Kafka-class broker: knative-broker-{namespace}-{name}, or the
+	// kafka.eventing.knative.dev/external.topic annotation.
+	Topic string
 	// File and Line locate the manifest.
 	File string
 	Line int

@@ -205,7 +205,16 @@ func TestOutage(t *testing.T) {
 	for i := 0; i < n/3; i++ {
 		s.Record(testOutcome(fmt.Sprintf("o%03d", i), "a", router.StatusDelivered, base.Add(time.Duration(i)*time.Millisecond)))
 	}
-	waitFor(t, "first writes", func() bool { return eventCount(t, s, fmt.Sprintf("o%03d", n/3-1)) == 1 })
+	// Wait for every first write: writers are concurrent, so the last id being there says nothing
+	// about the others, and a write still in flight at the cut would be journaled too.
+	waitFor(t, "first writes", func() bool {
+		for i := 0; i < n/3; i++ {
+			if eventCount(t, s, fmt.Sprintf("o%03d", i)) != 1 {
+				return false
+			}
+		}
+		return true
+	})
 
 	px.Cut()
 	for i := n / 3; i < 2*n/3; i++ {
@@ -224,7 +233,7 @@ func TestOutage(t *testing.T) {
 	for i := 2 * n / 3; i < n; i++ {
 		s.Record(testOutcome(fmt.Sprintf("o%03d", i), "a", router.StatusDelivered, base.Add(time.Duration(i)*time.Millisecond)))
 	}
-	waitFor(t, "outcomes journaled again", func() bool { _, recs := s.journal.stats(); return recs == n/3 })
+	waitFor(t, "outcomes journaled again", func() bool { _, recs := s.journal.stats(); return recs >= n/3 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

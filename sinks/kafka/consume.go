@@ -1,0 +1,209 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// Run reads the topic back through the broker's consumer group and hands each record to h. It
+// reconnects while Kafka is unavailable and returns once the log is closed (or ctx ends) and
+// what it read is final and committed, as far as the grace allows.
+func (l *Log) Run(ctx context.Context, h router.Handler) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-l.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	for ctx.Err() == nil {
+		group, err := sarama.NewConsumerGroup(l.cfg.Brokers, l.cfg.Group, l.saramaConfig())
+		if err != nil {
+			l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))
+			sleep(ctx, time.Second)
+			continue
+		}
+		handler := &groupHandler{l: l, h: h}
+		for ctx.Err() == nil {
+			if err := group.Consume(ctx, []string{l.cfg.Topic}, handler); err != nil {
+				if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+					break
+				}
+				l.logger.Warn("consuming from kafka", zap.Error(err))
+				sleep(ctx, time.Second)
+			}
+		}
+		_ = group.Close()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+type groupHandler struct {
+	l *Log
+	h router.Handler
+}
+
+func (g *groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (g *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim hands one partition's records to the router in order, with at most Window of them
+// not yet final, and commits the contiguous run of final offsets every second and at the end.
+func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	t := newTracker()
+	window := make(chan struct{}, g.l.cfg.Window)
+	stopCommits := make(chan struct{})
+	var commits sync.WaitGroup
+	commits.Add(1)
+	go func() {
+		defer commits.Done()
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stopCommits:
+				return
+			case <-tick.C:
+				if next, ok := t.committable(); ok {
+					sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
+					sess.Commit()
+				}
+			}
+		}
+	}()
+	// Handling runs under the router's context, not the session's: a rebalance must not cancel
+	// deliveries in flight, only stop reading.
+	ctx := context.WithoutCancel(sess.Context())
+	for msg := range claim.Messages() {
+		select {
+		case window <- struct{}{}:
+		case <-sess.Context().Done():
+		}
+		if sess.Context().Err() != nil {
+			break
+		}
+		offset := msg.Offset
+		t.add(offset)
+		env, err := decodeRecord(msg)
+		if err != nil {
+			g.l.logger.Error("record is not a CloudEvent this broker wrote: skipped", zap.Int32("partition", msg.Partition), zap.Int64("offset", offset), zap.Error(err))
+			t.done(offset)
+			<-window
+			continue
+		}
+		g.h.Handle(ctx, env, func() { t.done(offset); <-window })
+	}
+	// Give what is in flight a moment to finish, then commit what is final; the next owner of
+	// the partition redelivers the rest (at-least-once).
+	deadline := time.Now().Add(10 * time.Second)
+	for len(window) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	close(stopCommits)
+	commits.Wait()
+	if next, ok := t.committable(); ok {
+		sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
+	}
+	sess.Commit()
+	return nil
+}
+
+// decodeRecord turns a record written by Append back into an envelope.
+func decodeRecord(msg *sarama.ConsumerMessage) (*router.Envelope, error) {
+	e, err := binding.ToEvent(context.Background(), kafka_sarama.NewMessageFromConsumerMessage(msg))
+	if err != nil {
+		return nil, err
+	}
+	// sdk-go adds where the record came from; our own extensions carry that, in Knative's names.
+	for _, x := range []string{"kafkaoffset", "kafkapartition", "kafkatopic"} {
+		e.SetExtension(x, nil)
+	}
+	env := &router.Envelope{Event: e, Partition: msg.Partition, Offset: msg.Offset, Received: msg.Timestamp}
+	if v, ok := e.Extensions()["knativebrokerttl"]; ok {
+		if n, err := strconv.Atoi(toString(v)); err == nil {
+			env.TTL = int32(n)
+		}
+		e.SetExtension("knativebrokerttl", nil)
+	}
+	if v, ok := e.Extensions()["knativearrivaltime"]; ok {
+		if t, err := time.Parse(time.RFC3339Nano, toString(v)); err == nil {
+			env.Received = t
+		}
+	}
+	e.SetExtension("knativekafkapartition", strconv.Itoa(int(msg.Partition)))
+	e.SetExtension("knativekafkaoffset", strconv.FormatInt(msg.Offset, 10))
+	for _, h := range msg.Headers {
+		if k := string(h.Key); strings.HasPrefix(k, forwardedPrefix) {
+			if env.Headers == nil {
+				env.Headers = http.Header{}
+			}
+			env.Headers.Set(strings.TrimPrefix(k, forwardedPrefix), string(h.Value))
+		}
+	}
+	return env, e.Validate()
+}
+
+func toString(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	return ""
+}
+
+// tracker finds the contiguous run of final offsets of one partition. Offsets are added in the
+// order they are read; done may come in any order.
+type tracker struct {
+	mu      sync.Mutex
+	pending []int64        // offsets read and not yet committable, in order
+	final   map[int64]bool // which of them are final
+	next    int64          // the offset to commit (one past the last final of the run); -1: none yet
+}
+
+func newTracker() *tracker { return &tracker{final: map[int64]bool{}, next: -1} }
+
+func (t *tracker) add(offset int64) {
+	t.mu.Lock()
+	t.pending = append(t.pending, offset)
+	t.mu.Unlock()
+}
+
+func (t *tracker) done(offset int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.final[offset] = true
+	i := 0
+	for i < len(t.pending) && t.final[t.pending[i]] {
+		delete(t.final, t.pending[i])
+		t.next = t.pending[i] + 1
+		i++
+	}
+	t.pending = t.pending[i:]
+}
+
+// committable returns the offset to commit, if any record became final.
+func (t *tracker) committable() (int64, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.next, t.next >= 0
+}

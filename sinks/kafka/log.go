@@ -1,0 +1,175 @@
+// Package kafka is the Kafka-backed broker log: a router.BrokerLog whose Append produces to the
+// broker's topic (acks from every in-sync replica, CloudEvents Kafka binary binding) and whose Run
+// reads it back through one consumer group per broker, committing only the contiguous run of
+// offsets whose events are final. docs/kafka.md has the design; this is its first step.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// Config configures one broker's log.
+type Config struct {
+	Brokers []string
+	Topic   string
+	// Group is the consumer group reading the topic back (one per broker).
+	Group string
+	// Partitions and ReplicationFactor are used when the topic has to be created.
+	Partitions        int32
+	ReplicationFactor int16
+	// Window bounds the records read but not final per partition (default 10,000): a crash
+	// redelivers at most that many.
+	Window int
+	Logger *zap.Logger
+}
+
+// Log is a Kafka topic used as a broker log.
+type Log struct {
+	cfg    Config
+	logger *zap.Logger
+
+	mu       sync.Mutex
+	producer sarama.SyncProducer // connected lazily, so a Kafka outage is a 503, not a failed start
+
+	closing chan struct{}
+	once    sync.Once
+}
+
+// New returns the log; it connects on first use.
+func New(cfg Config) *Log {
+	if cfg.Window <= 0 {
+		cfg.Window = 10000
+	}
+	if cfg.Partitions <= 0 {
+		cfg.Partitions = 10
+	}
+	if cfg.ReplicationFactor <= 0 {
+		cfg.ReplicationFactor = 1
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return &Log{cfg: cfg, logger: cfg.Logger.Named("kafka-log").With(zap.String("topic", cfg.Topic)), closing: make(chan struct{})}
+}
+
+func (l *Log) saramaConfig() *sarama.Config {
+	c := sarama.NewConfig()
+	c.Version = sarama.V2_8_0_0
+	c.ClientID = "switchyard"
+	c.Net.DialTimeout = 2 * time.Second
+	c.Metadata.Retry.Max = 1
+	c.Metadata.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true
+	c.Net.MaxOpenRequests = 1
+	c.Producer.Return.Successes = true
+	c.Producer.Retry.Max = 3
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Timeout = 5 * time.Second
+	c.Consumer.Offsets.AutoCommit.Enable = false
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
+	return c
+}
+
+// connect returns the producer, creating the topic and the producer when needed.
+func (l *Log) connect() (sarama.SyncProducer, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.producer != nil {
+		return l.producer, nil
+	}
+	if err := l.ensureTopic(); err != nil {
+		return nil, err
+	}
+	p, err := sarama.NewSyncProducer(l.cfg.Brokers, l.saramaConfig())
+	if err != nil {
+		return nil, fmt.Errorf("connecting a producer to %v: %w", l.cfg.Brokers, err)
+	}
+	l.producer = p
+	return p, nil
+}
+
+func (l *Log) ensureTopic() error {
+	admin, err := sarama.NewClusterAdmin(l.cfg.Brokers, l.saramaConfig())
+	if err != nil {
+		return fmt.Errorf("connecting to kafka %v: %w", l.cfg.Brokers, err)
+	}
+	defer admin.Close()
+	err = admin.CreateTopic(l.cfg.Topic, &sarama.TopicDetail{NumPartitions: l.cfg.Partitions, ReplicationFactor: l.cfg.ReplicationFactor}, false)
+	var te *sarama.TopicError
+	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) {
+		return fmt.Errorf("creating topic %s: %w", l.cfg.Topic, err)
+	}
+	return nil
+}
+
+// Header names beside the CloudEvents binding.
+const forwardedPrefix = "switchyard_h_"
+
+// Append produces envs and returns once every in-sync replica has them. Kafka has no
+// all-or-nothing without transactions: when part of a batch fails the answer is
+// router.ErrUnavailable and what was written is delivered (a client retry duplicates it).
+func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
+	select {
+	case <-l.closing:
+		return router.ErrUnavailable
+	default:
+	}
+	p, err := l.connect()
+	if err != nil {
+		l.logger.Warn("kafka unavailable", zap.Error(err))
+		return fmt.Errorf("%w: %v", router.ErrUnavailable, err)
+	}
+	msgs := make([]*sarama.ProducerMessage, len(envs))
+	for i, env := range envs {
+		// The hop count and the arrival time travel in the record as Knative's Kafka broker
+		// keeps them: as CloudEvents extensions.
+		env.Event.SetExtension("knativebrokerttl", strconv.Itoa(int(env.TTL)))
+		msg := &sarama.ProducerMessage{Topic: l.cfg.Topic}
+		if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(env.Event), msg); err != nil {
+			return fmt.Errorf("encoding event %s for kafka: %w", env.Event.ID(), err)
+		}
+		for k, vs := range env.Headers {
+			if len(vs) > 0 {
+				msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(forwardedPrefix + strings.ToLower(k)), Value: []byte(vs[0])})
+			}
+		}
+		msgs[i] = msg
+	}
+	if err := p.SendMessages(msgs); err != nil {
+		l.logger.Warn("producing to kafka failed", zap.Error(err))
+		return fmt.Errorf("%w: producing to kafka: %v", router.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Len is unknown for a Kafka log (the lag lives in the consumer group).
+func (l *Log) Len() int { return 0 }
+
+// Close stops Append and makes Run return after committing what is final.
+func (l *Log) Close() {
+	l.once.Do(func() {
+		close(l.closing)
+		l.mu.Lock()
+		if l.producer != nil {
+			_ = l.producer.Close()
+		}
+		l.mu.Unlock()
+	})
+}
+
+var _ router.BrokerLog = (*Log)(nil)

@@ -1,0 +1,168 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard-events/switchyard/test/testenv"
+)
+
+func kafkaBroker(name, topic string) string {
+	return fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: %s
+  namespace: default
+  annotations:
+    eventing.knative.dev/broker.class: Kafka
+    kafka.eventing.knative.dev/external.topic: %s
+---
+`, name, topic)
+}
+
+// TestKafkaBroker: a Kafka-class broker answers 202 once Kafka has the event and delivers it with
+// the partition and offset extensions.
+func TestKafkaBroker(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-basic-%d", time.Now().UnixNano())
+	sub := newSubscriber(t, nil)
+	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", topic)+triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n"),
+		"", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 3\n", kafka))
+	req := binaryEvent("k1", "t")
+	req.Headers["Ce-Partitionkey"] = "customer-7"
+	req.Headers["X-Request-Id"] = "rid-1"
+	if code, _, body := r.send(t, "/default/durable", req); code != 202 {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	got := sub.waitFor(t, 1, 30*time.Second)[0]
+	ext := got.Event.Extensions()
+	if ext["knativekafkapartition"] == nil || ext["knativekafkaoffset"] == nil {
+		t.Errorf("no knativekafkapartition/offset: %v", ext)
+	}
+	for _, leaked := range []string{"kafkaoffset", "kafkapartition", "kafkatopic", "knativebrokerttl"} {
+		if _, ok := ext[leaked]; ok {
+			t.Errorf("extension %s leaked to the subscriber", leaked)
+		}
+	}
+	if got.Header.Get("X-Request-Id") != "rid-1" || string(got.Body) != `{"hello":"world"}` || ext["partitionkey"] != "customer-7" {
+		t.Errorf("delivered: headers %v body %s ext %v", got.Header, got.Body, ext)
+	}
+}
+
+// TestKafkaBrokerSurvivesKill9: 20,000 events, the router killed with SIGKILL halfway and
+// restarted: every event that got a 202 reaches the subscriber at least once.
+func TestKafkaBrokerSurvivesKill9(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-kill-%d", time.Now().UnixNano())
+	var mu sync.Mutex
+	seen := map[string]int{}
+	sub := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		mu.Lock()
+		seen[req.Event.ID()]++
+		mu.Unlock()
+	})
+	dir := t.TempDir()
+	manifests := kafkaBroker("durable", topic) + triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n")
+	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 4\n", kafka)
+	const n = 20000
+	var accepted sync.Map
+	var next atomic.Int64
+	send := func(r *router, upTo int64) {
+		var wg sync.WaitGroup
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				client := &http.Client{Timeout: 10 * time.Second}
+				for {
+					i := next.Add(1) - 1
+					if i >= upTo {
+						return
+					}
+					id := fmt.Sprintf("kill-%05d", i)
+					hreq, _ := http.NewRequest(http.MethodPost, r.Ingress+"/default/durable", strings.NewReader(`{}`))
+					for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": id, "Ce-Source": "/kill", "Ce-Type": "t", "Content-Type": "application/json"} {
+						hreq.Header.Set(k, v)
+					}
+					resp, err := client.Do(hreq)
+					if err != nil {
+						continue // the router is being killed: not accepted
+					}
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusAccepted {
+						accepted.Store(id, true)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	r := startRouterIn(t, dir, manifests, "", spec)
+	// Kill while events are being sent and delivered: no drain, no final commit.
+	killed := make(chan struct{})
+	go func() {
+		for next.Load() < n/2 {
+			time.Sleep(time.Millisecond)
+		}
+		_ = r.cmd.Process.Kill()
+		close(killed)
+	}()
+	send(r, n/2+2000) // the senders run into the dead router for a while
+	<-killed
+	<-r.exited
+	r2 := startRouterIn(t, dir, manifests, "", spec)
+	send(r2, n)
+	want := 0
+	accepted.Range(func(any, any) bool { want++; return true })
+	if want < n*8/10 { // the sends that ran into the killed router were refused, not accepted
+		t.Fatalf("only %d of %d events were accepted", want, n)
+	}
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		missing, dups, distinct := 0, 0, 0
+		mu.Lock()
+		distinct = len(seen)
+		accepted.Range(func(k, _ any) bool {
+			if seen[k.(string)] == 0 {
+				missing++
+			}
+			return true
+		})
+		for _, c := range seen {
+			if c > 1 {
+				dups += c - 1
+			}
+		}
+		mu.Unlock()
+		if missing == 0 {
+			t.Logf("%d accepted events all delivered; %d duplicate deliveries after the kill (%d requests for %d distinct events: a few were written to Kafka but killed before their 202)", want, dups, len(sub.requests()), distinct)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d accepted events never reached the subscriber", missing, want)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestKafkaUnavailableAnswers503: when the broker's Kafka cannot take the event, ingress answers
+// 503 (and recovers by itself once it can: the producer is connected lazily, on each attempt).
+func TestKafkaUnavailableAnswers503(t *testing.T) {
+	testenv.Kafka(t) // needs the harness only to be consistent with the other Kafka tests
+	sub := newSubscriber(t, nil)
+	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", "e2e-unreachable")+triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n"),
+		"", "  kafka:\n    bootstrapServers: [127.0.0.1:1]\n")
+	start := time.Now()
+	code, _, body := r.send(t, "/default/durable", binaryEvent("u1", "t"))
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "cannot accept events now") {
+		t.Fatalf("unreachable Kafka: %d %q, want 503", code, body)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("the 503 took %s", took)
+	}
+}
