@@ -31,6 +31,13 @@ func (l *Log) Run(ctx context.Context, h router.Handler) {
 		}
 	}()
 	for ctx.Err() == nil {
+		// Create the topic first: a consumer's metadata request on a missing topic can make a
+		// broker with auto.create.topics.enable create it with its default partition count.
+		if err := l.ensureTopic(); err != nil {
+			l.logger.Warn("kafka topic unavailable; retrying", zap.Error(err))
+			sleep(ctx, time.Second)
+			continue
+		}
 		group, err := sarama.NewConsumerGroup(l.cfg.Brokers, l.cfg.Group, l.saramaConfig())
 		if err != nil {
 			l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))

@@ -166,3 +166,45 @@ func TestKafkaUnavailableAnswers503(t *testing.T) {
 		t.Errorf("the 503 took %s", took)
 	}
 }
+
+// TestKafkaBrokerTwoRouters: two router processes on the same Kafka share the broker's
+// partitions through its consumer group and together deliver every event once.
+func TestKafkaBrokerTwoRouters(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-two-%d", time.Now().UnixNano())
+	sub := newSubscriber(t, nil)
+	manifests := kafkaBroker("durable", topic) + triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n")
+	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 4\n", kafka)
+	a := startRouterIn(t, t.TempDir(), manifests, "", spec)
+	b := startRouterIn(t, t.TempDir(), manifests, "", spec)
+	const n = 400
+	for i := 0; i < n; i++ {
+		r := a
+		if i%2 == 1 {
+			r = b
+		}
+		req := binaryEvent(fmt.Sprintf("two-%03d", i), "t")
+		req.Headers["Ce-Partitionkey"] = fmt.Sprintf("key-%d", i) // spread over the partitions
+		if code, _, body := r.send(t, "/default/durable", req); code != 202 {
+			t.Fatalf("send %d: %d %s", i, code, body)
+		}
+	}
+	got := sub.waitFor(t, n, 60*time.Second)
+	sub.quiet(t, len(got), 500*time.Millisecond)
+	ids := map[string]int{}
+	for _, g := range got {
+		ids[g.Event.ID()]++
+	}
+	if len(ids) != n {
+		t.Errorf("%d distinct events delivered, want %d", len(ids), n)
+	}
+	delivered := func(r *router) string {
+		_, body := r.get(t, "/v1/triggers")
+		return body
+	}
+	for name, r := range map[string]*router{"first": a, "second": b} {
+		if strings.Contains(delivered(r), `"delivered": 0,`) {
+			t.Errorf("the %s router delivered nothing: the partitions were not shared\n%s", name, delivered(r))
+		}
+	}
+}
