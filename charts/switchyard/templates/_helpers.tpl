@@ -53,6 +53,15 @@ spec:
     concurrency: {{ int .Values.config.triggerConcurrency }}
   clusterDomain: {{ .Values.config.clusterDomain }}
   shutdownGracePeriod: {{ printf "%ds" (int .Values.shutdownGracePeriodSeconds) }}
+  {{- with .Values.kafka }}
+  {{- if .bootstrapServers }}
+  kafka:
+    bootstrapServers:
+      {{- toYaml .bootstrapServers | nindent 6 }}
+    partitions: {{ int .partitions }}
+    replicationFactor: {{ int .replicationFactor }}
+  {{- end }}
+  {{- end }}
   log:
     format: json
     level: {{ .Values.logLevel }}
