@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 	"github.com/switchyard-events/switchyard/sinks/kafka"
+	kafkasource "github.com/switchyard-events/switchyard/sources/kafka"
 	"github.com/switchyard-events/switchyard/sources/webhook"
 )
 
@@ -179,6 +180,8 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load})
 	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load})
 	hooks.Apply(cfg.Webhooks)
+	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger)
+	kafkaSources.Apply(cfg.KafkaSources)
 	adm := admin.New(results, rtr, m)
 
 	// One listener for producers: webhook sources under /webhooks/{ns}/{name}, brokers elsewhere.
@@ -211,6 +214,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 		}
 		rtr.Apply(next)
 		hooks.Apply(next.Webhooks)
+		kafkaSources.Apply(next.KafkaSources)
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
@@ -233,6 +237,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	logger.Info("shutting down: draining", zap.Duration("grace", cfg.Settings.ShutdownGrace), zap.Int64("pending", rtr.Pending()))
 	adm.SetReady(false)
 	in.Drain()
+	kafkaSources.Stop() // stop reading sources first; what they had sent is committed
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.Settings.ShutdownGrace)
 	defer cancel()
 	aborted := rtr.Shutdown(graceCtx)

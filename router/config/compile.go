@@ -98,6 +98,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 	}
 
 	cfg.Webhooks = l.compileWebhooks(brokers, &cfg.Settings)
+	cfg.KafkaSources = l.compileKafkaSources(brokers, &cfg.Settings)
 
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {

@@ -165,7 +165,7 @@ func TestParseErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, sources.knative.dev/v1alpha1 GitHubSource, and switchyard.dev/v1alpha1 SwitchyardConfig and WebhookSource)"}},
+			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, sources.knative.dev/v1alpha1 GitHubSource, sources.knative.dev/v1beta1 KafkaSource, and switchyard.dev/v1alpha1 SwitchyardConfig and WebhookSource)"}},
 		{"unknown field", broker + "spec:\n  deliveryy: {}\n",
 			[]string{"c.yaml:7: spec.deliveryy: unknown field (known: config, delivery)"}},
 		{"yaml syntax", "apiVersion: [\n", []string{"c.yaml:1: invalid YAML: did not find expected node content"}},

@@ -90,6 +90,12 @@ type loader struct {
 	triggers []triggerDoc
 	webhooks []webhookDoc
 	github   []gitHubDoc
+	kafkaSrc []kafkaSourceDoc
+}
+
+type kafkaSourceDoc struct {
+	d *doc
+	m kafkaSourceManifest
 }
 
 type webhookDoc struct {
@@ -169,17 +175,20 @@ func (l *loader) parseDoc(d *doc) {
 		decodeDoc(l, d, &l.settings, func(s *settingsDoc) any { s.d = d; return &s.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "WebhookSource":
 		decodeDoc(l, d, &l.webhooks, func(w *webhookDoc) any { w.d = d; return &w.m })
+	case tm.APIVersion == knativeSourcesV1beta1 && tm.Kind == "KafkaSource":
+		decodeDoc(l, d, &l.kafkaSrc, func(k *kafkaSourceDoc) any { k.d = d; return &k.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
 		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
 	default:
-		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, and %s SwitchyardConfig and WebhookSource)",
-			tm.APIVersion, tm.Kind, knativeEventingV1, knativeSourcesV1alpha1, switchyardV1alpha1)
+		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, %s KafkaSource, and %s SwitchyardConfig and WebhookSource)",
+			tm.APIVersion, tm.Kind, knativeEventingV1, knativeSourcesV1alpha1, knativeSourcesV1beta1, switchyardV1alpha1)
 	}
 }
 
 const (
 	knativeEventingV1      = "eventing.knative.dev/v1"
 	knativeSourcesV1alpha1 = "sources.knative.dev/v1alpha1"
+	knativeSourcesV1beta1  = "sources.knative.dev/v1beta1"
 	switchyardV1alpha1     = "switchyard.dev/v1alpha1"
 )
 

@@ -303,3 +303,39 @@ type kafkaSpec struct {
 	Partitions        *int32 `yaml:"partitions"`
 	ReplicationFactor *int16 `yaml:"replicationFactor"`
 }
+
+// kafkaSourceManifest is Knative's sources.knative.dev/v1beta1 KafkaSource, as users have it.
+type kafkaSourceManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta      `yaml:"metadata"`
+	Spec     kafkaSourceSpec `yaml:"spec"`
+	Status   yaml.Node       `yaml:"status"`
+}
+
+type kafkaSourceSpec struct {
+	BootstrapServers []string     `yaml:"bootstrapServers"`
+	Topics           []string     `yaml:"topics"`
+	ConsumerGroup    string       `yaml:"consumerGroup"`
+	InitialOffset    string       `yaml:"initialOffset"`
+	Consumers        *int32       `yaml:"consumers"`
+	Ordering         string       `yaml:"ordering"`
+	Net              *kafkaNet    `yaml:"net"`
+	Sink             *destination `yaml:"sink"`
+	CEOverrides      *ceOverrides `yaml:"ceOverrides"`
+}
+
+// kafkaNet is KafkaSource's net block; Switchyard reads whether SASL or TLS is on.
+type kafkaNet struct {
+	SASL *struct {
+		Enable bool      `yaml:"enable"`
+		User   yaml.Node `yaml:"user"`
+		Pass   yaml.Node `yaml:"password"`
+		Type   yaml.Node `yaml:"type"`
+	} `yaml:"sasl"`
+	TLS *struct {
+		Enable bool      `yaml:"enable"`
+		Cert   yaml.Node `yaml:"cert"`
+		Key    yaml.Node `yaml:"key"`
+		CACert yaml.Node `yaml:"caCert"`
+	} `yaml:"tls"`
+}

@@ -19,6 +19,8 @@ type Config struct {
 	Auth []senderauth.Policy
 	// Webhooks are the webhook sources (WebhookSource and GitHubSource manifests).
 	Webhooks []*WebhookSource
+	// KafkaSources are Knative KafkaSource manifests.
+	KafkaSources []*KafkaSource
 	// Files are the files read, in the order read.
 	Files []string
 }
@@ -176,3 +178,16 @@ type GenericWebhook struct {
 
 // FieldRule takes a value from a header, a dotted JSON path, or a constant.
 type FieldRule struct{ Header, JSON, Value string }
+
+// KafkaSource reads topics and turns their records into CloudEvents.
+type KafkaSource struct {
+	Namespace, Name  string
+	BootstrapServers []string
+	Topics           []string
+	// Group is the consumer group (spec.consumerGroup, or knative-kafka-source-{ns}-{name}).
+	Group string
+	// FromLatest starts a new group at the newest records (initialOffset: latest).
+	FromLatest bool
+	Sink       Sink
+	Extensions map[string]string
+}

@@ -216,3 +216,53 @@ func (l *loader) compileGeneric(d *doc, g *genericSpec) *GenericWebhook {
 	out.Type, out.Source, out.Subject, out.ID = rule("type", g.Type), rule("source", g.Source), rule("subject", g.Subject), rule("id", g.ID)
 	return out
 }
+
+// compileKafkaSources validates KafkaSource documents.
+func (l *loader) compileKafkaSources(brokers map[router.BrokerRef]*brokerDoc, s *Settings) []*KafkaSource {
+	var out []*KafkaSource
+	seen := map[router.BrokerRef]bool{}
+	for i := range l.kafkaSrc {
+		kd := &l.kafkaSrc[i]
+		ref, ok := l.objectRef(kd.d, &kd.m.Metadata)
+		if !ok {
+			continue
+		}
+		if seen[ref] {
+			l.errAt(kd.d, "metadata.name", "KafkaSource %s is defined twice", ref)
+			continue
+		}
+		seen[ref] = true
+		spec := &kd.m.Spec
+		k := &KafkaSource{Namespace: ref.Namespace, Name: ref.Name, BootstrapServers: spec.BootstrapServers, Topics: spec.Topics, Group: spec.ConsumerGroup}
+		if len(spec.BootstrapServers) == 0 {
+			l.errAt(kd.d, "spec.bootstrapServers", "must name at least one Kafka broker (host:port)")
+		}
+		if len(spec.Topics) == 0 {
+			l.errAt(kd.d, "spec.topics", "must name at least one topic")
+		}
+		if k.Group == "" {
+			k.Group = "knative-kafka-source-" + ref.Namespace + "-" + ref.Name
+		}
+		switch spec.InitialOffset {
+		case "", "earliest":
+		case "latest":
+			k.FromLatest = true
+		default:
+			l.errAt(kd.d, "spec.initialOffset", "must be earliest or latest, got %q", spec.InitialOffset)
+		}
+		switch spec.Ordering {
+		case "", "ordered", "unordered":
+		default:
+			l.errAt(kd.d, "spec.ordering", "must be ordered or unordered, got %q", spec.Ordering)
+		}
+		if n := spec.Net; n != nil && ((n.SASL != nil && n.SASL.Enable) || (n.TLS != nil && n.TLS.Enable)) {
+			l.errAt(kd.d, "spec.net", "SASL and TLS for KafkaSource are not supported yet")
+		}
+		if spec.CEOverrides != nil {
+			k.Extensions = l.extensions(kd.d, spec.CEOverrides.Extensions)
+		}
+		k.Sink = l.sink(kd.d, spec.Sink, ref.Namespace, brokers, s)
+		out = append(out, k)
+	}
+	return out
+}

@@ -1,0 +1,135 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/switchyard-events/switchyard/test/testenv"
+)
+
+func kafkaSourceYAML(name, kafka, topic string) string {
+	return fmt.Sprintf(`apiVersion: sources.knative.dev/v1beta1
+kind: KafkaSource
+metadata:
+  name: %s
+  namespace: default
+spec:
+  consumerGroup: %s-group
+  bootstrapServers: [%s]
+  topics: [%s]
+  initialOffset: earliest
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+  ceOverrides:
+    extensions: {origin: kafka}
+---
+`, name, topic, kafka, topic)
+}
+
+func produce(t *testing.T, kafka string, msgs ...*sarama.ProducerMessage) {
+	t.Helper()
+	cfg := sarama.NewConfig()
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	p, err := sarama.NewSyncProducer([]string{kafka}, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestKafkaSourceMapping: CloudEvents records (binary and structured) pass through; any other
+// record is wrapped as Knative's KafkaSource does.
+func TestKafkaSourceMapping(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-source-%d", time.Now().UnixNano())
+	binary := &sarama.ProducerMessage{Topic: topic}
+	e := event.New()
+	e.SetID("bin-1")
+	e.SetSource("/producer")
+	e.SetType("com.example.binary")
+	_ = e.SetData("application/json", map[string]int{"n": 1})
+	if err := kafka_sarama.WriteProducerMessage(context.Background(), binding.ToMessage(&e), binary); err != nil {
+		t.Fatal(err)
+	}
+	structured := &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(`{"specversion":"1.0","id":"str-1","source":"/producer","type":"com.example.structured","data":{"n":2}}`),
+		Headers: []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte("application/cloudevents+json")}}}
+	raw := &sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder("order-9"), Value: sarama.StringEncoder(`{"plain":"record"}`)}
+	produce(t, kafka, binary, structured, raw)
+
+	sub := newSubscriber(t, nil)
+	startRouterIn(t, t.TempDir(), brokerYAML("default")+triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n")+kafkaSourceYAML("orders", kafka, topic), "", "")
+	got := sub.waitFor(t, 3, 30*time.Second)
+	byType := map[string]*event.Event{}
+	for _, g := range got {
+		byType[g.Event.Type()] = g.Event
+		if g.Event.Extensions()["origin"] != "kafka" {
+			t.Errorf("ceOverrides not applied: %v", g.Event)
+		}
+		for _, leaked := range []string{"kafkaoffset", "kafkapartition", "kafkatopic"} {
+			if _, ok := g.Event.Extensions()[leaked]; ok {
+				t.Errorf("%s leaked: %v", leaked, g.Event)
+			}
+		}
+	}
+	if b := byType["com.example.binary"]; b == nil || b.ID() != "bin-1" || string(b.Data()) != `{"n":1}` {
+		t.Errorf("binary record: %v", b)
+	}
+	if s := byType["com.example.structured"]; s == nil || s.ID() != "str-1" {
+		t.Errorf("structured record: %v", s)
+	}
+	w := byType["dev.knative.kafka.event"]
+	if w == nil {
+		t.Fatalf("raw record not wrapped: %v", byType)
+	}
+	if w.ID() != "partition:0/offset:2" || w.Subject() != "partition:0#2" || w.Source() != "/apis/v1/namespaces/default/kafkasources/orders#"+topic ||
+		w.Extensions()["key"] != "order-9" || string(w.Data()) != `{"plain":"record"}` {
+		t.Errorf("wrapped record: %v", w)
+	}
+}
+
+// TestKafkaSourceResumesAfterKill: offsets are committed only after acceptance, so a router killed
+// mid-stream and restarted delivers every record (some twice), none skipped.
+func TestKafkaSourceResumesAfterKill(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-resume-%d", time.Now().UnixNano())
+	const n = 2000
+	msgs := make([]*sarama.ProducerMessage, n)
+	for i := range msgs {
+		msgs[i] = &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprintf(`{"i":%d}`, i))}
+	}
+	produce(t, kafka, msgs...)
+	sub := newSubscriber(t, nil)
+	dir := t.TempDir()
+	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + kafkaSourceYAML("resume", kafka, topic)
+	r := startRouterIn(t, dir, manifests, "", "")
+	sub.waitFor(t, n/3, 30*time.Second)
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+	startRouterIn(t, dir, manifests, "", "")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		seen := map[string]bool{}
+		for _, g := range sub.requests() {
+			seen[g.Event.ID()] = true
+		}
+		if len(seen) == n {
+			t.Logf("all %d records delivered; %d deliveries in all", n, len(sub.requests()))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d records delivered after the restart", len(seen), n)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
