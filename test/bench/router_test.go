@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/sinks/cassandra"
+	kafkalog "github.com/switchyard-events/switchyard/sinks/kafka"
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
@@ -32,40 +33,43 @@ import (
 // loopback; one op is one event accepted, routed, delivered and recorded. The store variants show
 // what recording outcomes in Cassandra costs against memory.
 func BenchmarkEndToEnd(b *testing.B) {
-	b.Run("store=memory", func(b *testing.B) { benchEndToEnd(b, memstore.New(100000), nil) })
+	b.Run("store=memory", func(b *testing.B) { benchEndToEnd(b, memstore.New(100000), nil, "") })
+	b.Run("log=kafka", func(b *testing.B) { benchEndToEnd(b, memstore.New(100000), nil, testenv.Kafka(b)) })
 	b.Run("store=cassandra", func(b *testing.B) {
 		cs, err := cassandra.Open(cassandra.Config{Hosts: []string{testenv.Cassandra(b)}, Keyspace: "sy_bench_e2e", Consistency: "ONE", JournalDir: b.TempDir(), DisableHostLookup: true})
 		if err != nil {
 			b.Fatal(err)
 		}
-		benchEndToEnd(b, cs, cs.Close)
+		benchEndToEnd(b, cs, cs.Close, "")
 	})
 }
 
-func benchEndToEnd(b *testing.B, results router.ResultStore, closeStore func() error) {
+// benchEndToEnd runs the benchmark with outcomes in results and, when kafka is set, the broker's
+// log in a fresh Kafka topic instead of memory.
+func benchEndToEnd(b *testing.B, results router.ResultStore, closeStore func() error, kafka string) {
 	var delivered atomic.Int64
 	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		delivered.Add(1)
 	}))
 	defer sub.Close()
-	cfg, err := config.Parse("bench.yaml", []byte(fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: b, namespace: ns}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: t, namespace: ns}
-spec:
-  broker: b
-  filter: {attributes: {type: wanted}}
-  subscriber: {uri: %s}
-`, sub.URL)))
+	manifests := fmt.Sprintf(benchManifests, "", sub.URL)
+	if kafka != "" {
+		topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		manifests = fmt.Sprintf(kafkaSettings, kafka) + fmt.Sprintf(benchManifests, fmt.Sprintf(kafkaClass, topic), sub.URL)
+	}
+	cfg, err := config.Parse("bench.yaml", []byte(manifests))
 	if err != nil {
 		b.Fatal(err)
 	}
 	m := metrics.New()
-	r := broker.New(broker.Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: results, Metrics: m})
+	r := broker.New(broker.Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: results, Metrics: m,
+		OpenLog: func(bc *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+			if bc.Class != "Kafka" {
+				return nil, nil
+			}
+			return kafkalog.New(kafkalog.Config{Brokers: s.Kafka.BootstrapServers, Topic: bc.Topic, Group: bc.Topic, Partitions: 4}), nil
+		}})
 	r.Apply(cfg)
 	in := httptest.NewServer(ingress.New(ingress.Options{Publisher: r, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: func() int64 { return 1 << 20 }}))
 	defer in.Close()
@@ -76,6 +80,7 @@ spec:
 	_ = e.SetData("application/json", map[string]string{"payload": string(bytes.Repeat([]byte("x"), 1000))})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
+	b.SetParallelism(8) // 16 producers on 2 cores: a Kafka produce waits for every replica's ack
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -96,7 +101,8 @@ spec:
 			}
 		}
 	})
-	for delivered.Load() < int64(b.N) {
+	deadline := time.Now().Add(time.Minute) // a failed run must end, not wait for events never sent
+	for delivered.Load() < int64(b.N) && !b.Failed() && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -109,3 +115,32 @@ spec:
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	client.CloseIdleConnections()
 }
+
+// benchManifests is one broker (with extra metadata lines) and one trigger to the sink.
+const benchManifests = `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: b
+  namespace: ns
+%s---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b
+  filter: {attributes: {type: wanted}}
+  subscriber: {uri: %s}
+`
+
+const kafkaSettings = `apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata: {name: s}
+spec:
+  kafka: {bootstrapServers: [%s], partitions: 4}
+---
+`
+
+const kafkaClass = `  annotations:
+    eventing.knative.dev/broker.class: Kafka
+    kafka.eventing.knative.dev/external.topic: %s
+`
