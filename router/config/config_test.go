@@ -165,7 +165,7 @@ func TestParseErrors(t *testing.T) {
 		want []string
 	}{
 		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, sources.knative.dev/v1alpha1 GitHubSource, sources.knative.dev/v1beta1 KafkaSource, and switchyard.dev/v1alpha1 SwitchyardConfig and WebhookSource)"}},
+			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, sources.knative.dev/v1alpha1 GitHubSource, sources.knative.dev/v1beta1 KafkaSource, and switchyard.dev/v1alpha1 SwitchyardConfig, WebhookSource and KafkaSource)"}},
 		{"unknown field", broker + "spec:\n  deliveryy: {}\n",
 			[]string{"c.yaml:7: spec.deliveryy: unknown field (known: config, delivery)"}},
 		{"yaml syntax", "apiVersion: [\n", []string{"c.yaml:1: invalid YAML: did not find expected node content"}},
@@ -348,5 +348,33 @@ w.yaml:12: spec.sink.ref: broker ns/nope is not defined in this configuration
 w.yaml:18: spec.generic: the generic provider needs generic.verification (hmac, bearer, or none said explicitly)`
 	if err == nil || err.Error() != want {
 		t.Errorf("errors\n got: %v\nwant: %s", err, want)
+	}
+}
+
+func TestKafkaSources(t *testing.T) {
+	src := func(apiVersion, extra string) string {
+		return broker + "---\napiVersion: " + apiVersion + `
+kind: KafkaSource
+metadata: {name: ks, namespace: ns}
+spec:
+  bootstrapServers: [k:9092]
+  topics: [orders]
+  initialOffset: latest
+  sink: {ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}}
+` + extra
+	}
+	for _, v := range []string{"sources.knative.dev/v1beta1", "switchyard.dev/v1alpha1"} {
+		cfg, err := Parse("k.yaml", []byte(src(v, "")))
+		if err != nil {
+			t.Fatalf("%s: %v", v, err)
+		}
+		k := cfg.KafkaSources[0]
+		if k.Group != "knative-kafka-source-ns-ks" || !k.FromLatest || k.Sink.Broker == nil || k.Topics[0] != "orders" {
+			t.Errorf("%s: %+v", v, k)
+		}
+	}
+	_, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", "  net:\n    tls: {enable: true}\n")))
+	if err == nil || !strings.Contains(err.Error(), "spec.net: SASL and TLS for KafkaSource are not supported yet") {
+		t.Errorf("TLS: %v", err)
 	}
 }

@@ -175,12 +175,13 @@ func (l *loader) parseDoc(d *doc) {
 		decodeDoc(l, d, &l.settings, func(s *settingsDoc) any { s.d = d; return &s.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "WebhookSource":
 		decodeDoc(l, d, &l.webhooks, func(w *webhookDoc) any { w.d = d; return &w.m })
-	case tm.APIVersion == knativeSourcesV1beta1 && tm.Kind == "KafkaSource":
+	case (tm.APIVersion == knativeSourcesV1beta1 || tm.APIVersion == switchyardV1alpha1) && tm.Kind == "KafkaSource":
+		// Our own kind takes Knative's spec as it is: one shape to learn, two apiVersions.
 		decodeDoc(l, d, &l.kafkaSrc, func(k *kafkaSourceDoc) any { k.d = d; return &k.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
 		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
 	default:
-		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, %s KafkaSource, and %s SwitchyardConfig and WebhookSource)",
+		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, %s KafkaSource, and %s SwitchyardConfig, WebhookSource and KafkaSource)",
 			tm.APIVersion, tm.Kind, knativeEventingV1, knativeSourcesV1alpha1, knativeSourcesV1beta1, switchyardV1alpha1)
 	}
 }
