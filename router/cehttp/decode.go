@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -165,13 +164,4 @@ func percentDecode(h http.Header) {
 			}
 		}
 	}
-}
-
-// MediaType returns the media type of a Content-Type value, lower-cased, without parameters.
-func MediaType(ct string) string {
-	mt, _, err := mime.ParseMediaType(ct)
-	if err != nil {
-		return strings.ToLower(strings.TrimSpace(strings.Split(ct, ";")[0]))
-	}
-	return mt
 }

@@ -75,7 +75,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 		if _, ok := b.m.Metadata.Annotations[AnnotationExternalTopic]; ok && class != "Kafka" {
 			l.errAt(b.d, "metadata.annotations", "%s applies to Kafka-class brokers only", AnnotationExternalTopic)
 		}
-		l.checkDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings)
+		l.parseDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings, true)
 		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, File: b.d.file, Line: b.d.line("")})
 	}
 
@@ -239,7 +239,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 			s.Kafka.ReplicationFactor = *k.ReplicationFactor
 		}
 	}
-	return l.checkDelivery(d, "spec.delivery", spec.Delivery, "default", s)
+	return l.parseDelivery(d, "spec.delivery", spec.Delivery, "default", s, true)
 }
 
 func (l *loader) compileCassandra(d *doc, c *cassandraSpec) *Cassandra {
@@ -564,11 +564,6 @@ type deliveryFields struct {
 	retryAfterMax *time.Duration
 	deadLetter    *string
 	format        *delivery.Format
-}
-
-// checkDelivery validates a DeliverySpec once, reporting errors.
-func (l *loader) checkDelivery(d *doc, path string, spec *deliverySpec, namespace string, s *Settings) deliveryFields {
-	return l.parseDelivery(d, path, spec, namespace, s, true)
 }
 
 // parseDelivery parses spec; report is false when the same spec was already checked (a broker's

@@ -64,14 +64,17 @@ func (d *dedup) done(id string, ok bool, now time.Time) {
 	d.ids[id] = entry{until: now.Add(d.window), accepted: true}
 }
 
+// expire forgets ids from the oldest on, while they have expired or the bound is exceeded. An id
+// released by done and reserved again appears twice in order; its older place is dropped here
+// like any other.
 func (d *dedup) expire(now time.Time) {
 	for len(d.order) > 0 {
 		id := d.order[0]
 		e, ok := d.ids[id]
-		if ok && now.Before(e.until) && len(d.order) <= d.max {
+		if ok && now.Before(e.until) && len(d.order) < d.max { // leaves room for the id being added
 			return
 		}
-		if ok && (!now.Before(e.until) || len(d.order) > d.max) {
+		if ok {
 			delete(d.ids, id)
 		}
 		d.order[0] = ""

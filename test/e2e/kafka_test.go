@@ -153,7 +153,6 @@ func TestKafkaBrokerSurvivesKill9(t *testing.T) {
 // TestKafkaUnavailableAnswers503: when the broker's Kafka cannot take the event, ingress answers
 // 503 (and recovers by itself once it can: the producer is connected lazily, on each attempt).
 func TestKafkaUnavailableAnswers503(t *testing.T) {
-	testenv.Kafka(t) // needs the harness only to be consistent with the other Kafka tests
 	sub := newSubscriber(t, nil)
 	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", "e2e-unreachable")+triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n"),
 		"", "  kafka:\n    bootstrapServers: [127.0.0.1:1]\n")
