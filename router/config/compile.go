@@ -522,6 +522,16 @@ func (l *loader) resolveDestination(d *doc, path string, dst *destination, names
 		case r.Address != "":
 			l.errAt(d, path+".ref.address", "named addresses of Addressables are not supported; use uri")
 			return ""
+		case l.resolveRef != nil:
+			addr, err := l.resolveRef(ObjectRef{APIVersion: r.APIVersion, Kind: r.Kind, Namespace: ns, Name: r.Name})
+			if err != nil {
+				l.errAt(d, path+".ref", "%v", err)
+				return ""
+			}
+			if base, err = url.Parse(addr); err != nil || !base.IsAbs() {
+				l.errAt(d, path+".ref", "%s %s/%s has no usable address (%q)", r.Kind, ns, r.Name, addr)
+				return ""
+			}
 		case r.Kind == "Service" && (r.APIVersion == "v1" || r.APIVersion == "serving.knative.dev/v1"):
 			base = &url.URL{Scheme: "http", Host: r.Name + "." + ns + ".svc." + s.ClusterDomain, Path: "/"}
 		default:

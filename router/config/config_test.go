@@ -378,3 +378,60 @@ spec:
 		t.Errorf("TLS: %v", err)
 	}
 }
+
+func TestLoadSourcesDocumentsAndResolver(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "brokers.yaml"), []byte(broker), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var asked []ObjectRef
+	resolve := func(ref ObjectRef) (string, error) {
+		asked = append(asked, ref)
+		if ref.Name == "missing" {
+			return "", errors.New("Service ns/missing not found")
+		}
+		return "http://fn.example:8080", nil
+	}
+	trig := func(name, subscriber string) Document {
+		return Document{Name: "Trigger ns/" + name, Data: []byte(`{"apiVersion":"eventing.knative.dev/v1","kind":"Trigger",
+"metadata":{"name":"` + name + `","namespace":"ns"},"spec":{"broker":"default","subscriber":` + subscriber + `}}`)}
+	}
+	cfg, err := LoadSources(Sources{Path: dir, ResolveRef: resolve, Documents: []Document{
+		trig("by-ref", `{"ref":{"apiVersion":"example.dev/v1","kind":"Function","name":"fn"},"uri":"/in"}`),
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Triggers) != 1 || cfg.Triggers[0].Subscriber != "http://fn.example:8080/in" {
+		t.Fatalf("triggers = %+v", cfg.Triggers)
+	}
+	if len(asked) != 1 || asked[0] != (ObjectRef{APIVersion: "example.dev/v1", Kind: "Function", Namespace: "ns", Name: "fn"}) {
+		t.Errorf("resolver asked %+v", asked)
+	}
+
+	// Errors name the document, and a document redefining a file's broker is the one in error.
+	_, err = LoadSources(Sources{Path: dir, ResolveRef: resolve, Documents: []Document{
+		trig("lost", `{"ref":{"apiVersion":"v1","kind":"Service","name":"missing"}}`),
+		{Name: "Broker ns/default", Data: []byte(broker)},
+	}})
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) != 2 {
+		t.Fatalf("want two errors, got %v", err)
+	}
+	got := map[string]string{}
+	for _, e := range errs {
+		got[e.File] = e.Path + ": " + e.Msg
+	}
+	if got["Trigger ns/lost"] != "spec.subscriber.ref: Service ns/missing not found" {
+		t.Errorf("resolver error reported as %q", got["Trigger ns/lost"])
+	}
+	if !strings.Contains(got["Broker ns/default"], "defined twice (first at "+filepath.Join(dir, "brokers.yaml")) {
+		t.Errorf("conflict reported as %q", got["Broker ns/default"])
+	}
+
+	// Without a resolver, refs keep their file-mode meaning.
+	if _, err := LoadSources(Sources{Documents: []Document{{Name: "b", Data: []byte(broker)}, trig("x", `{"ref":{"apiVersion":"example.dev/v1","kind":"Function","name":"fn"}}`)}}); err == nil ||
+		!strings.Contains(err.Error(), "cannot resolve a ref to example.dev/v1 Function outside Kubernetes") {
+		t.Errorf("no resolver: %v", err)
+	}
+}

@@ -53,17 +53,55 @@ func Files(path string) ([]string, error) {
 // Load reads and validates the configuration at path (a file or a directory). On invalid input the
 // error is an Errors listing every problem found.
 func Load(path string) (*Config, error) {
-	files, err := Files(path)
-	if err != nil {
-		return nil, err
+	return LoadSources(Sources{Path: path})
+}
+
+// Document is a manifest that does not come from a file, such as a watched Kubernetes resource.
+type Document struct {
+	// Name stands for the file name in errors, e.g. "Trigger default/orders".
+	Name string
+	// Data is the manifest, in YAML or JSON.
+	Data []byte
+}
+
+// ObjectRef names the object a destination's ref points at, its namespace defaulted.
+type ObjectRef struct {
+	APIVersion, Kind, Namespace, Name string
+}
+
+// Sources is everything one configuration is built from: files, further documents, and how refs
+// resolve. Files come first, so a document that redefines a file's broker is the one in error.
+type Sources struct {
+	// Path is a file or directory of YAML manifests, or "" for none.
+	Path      string
+	Documents []Document
+	// ResolveRef, when set, turns every subscriber, dead-letter and sink ref (except refs to this
+	// configuration's Brokers) into a URL, e.g. by reading the cluster; its error is reported on the
+	// ref. Unset, refs to Services resolve to their cluster DNS name and others are errors.
+	ResolveRef func(ObjectRef) (string, error)
+}
+
+// LoadSources reads and validates a configuration made of files and documents. Without a path and
+// documents it is the defaults with no brokers.
+func LoadSources(src Sources) (*Config, error) {
+	var files []string
+	if src.Path != "" {
+		var err error
+		if files, err = Files(src.Path); err != nil {
+			return nil, err
+		}
 	}
 	l := newLoader()
+	l.resolveRef = src.ResolveRef
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
 			return nil, fmt.Errorf("reading config: %w", err)
 		}
 		l.parseFile(f, data)
+	}
+	for _, d := range src.Documents {
+		l.parseFile(d.Name, d.Data)
 	}
 	return l.compile(files)
 }
@@ -84,13 +122,14 @@ type doc struct {
 func (d *doc) line(path string) int { return nodeAt(d.root, path).Line }
 
 type loader struct {
-	errs     Errors
-	settings []settingsDoc
-	brokers  []brokerDoc
-	triggers []triggerDoc
-	webhooks []webhookDoc
-	github   []gitHubDoc
-	kafkaSrc []kafkaSourceDoc
+	resolveRef func(ObjectRef) (string, error)
+	errs       Errors
+	settings   []settingsDoc
+	brokers    []brokerDoc
+	triggers   []triggerDoc
+	webhooks   []webhookDoc
+	github     []gitHubDoc
+	kafkaSrc   []kafkaSourceDoc
 }
 
 type kafkaSourceDoc struct {

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 )
@@ -56,15 +57,29 @@ func unknownFields(n *yaml.Node, t reflect.Type, path string, report func(n *yam
 	}
 }
 
+// fieldCache holds yamlFields' answers: a controller-mode rebuild decodes thousands of documents
+// of the same few types.
+var fieldCache sync.Map // reflect.Type -> map[string]reflect.Type
+
 // yamlFields maps the YAML keys of struct t (inline embedded structs included) to their types.
+// The map is shared: callers must not change it.
 func yamlFields(t reflect.Type) map[string]reflect.Type {
+	if m, ok := fieldCache.Load(t); ok {
+		return m.(map[string]reflect.Type)
+	}
+	m := structFields(t)
+	fieldCache.Store(t, m)
+	return m
+}
+
+func structFields(t reflect.Type) map[string]reflect.Type {
 	out := map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
 		tag := f.Tag.Get("yaml")
 		name, opts, _ := strings.Cut(tag, ",")
 		if opts == "inline" {
-			for k, v := range yamlFields(f.Type) {
+			for k, v := range structFields(f.Type) {
 				out[k] = v
 			}
 			continue

@@ -37,6 +37,20 @@ func Fingerprint(path string) (string, error) {
 // loads it whenever its content changes: onLoad gets a valid configuration, onError the problems of
 // an invalid one (the caller keeps serving the old one). It returns when ctx ends.
 func Watch(ctx context.Context, path, last string, interval time.Duration, onLoad func(*Config), onError func(error)) {
+	WatchChanges(ctx, path, last, interval, func() {
+		cfg, err := Load(path)
+		if err != nil {
+			onError(err)
+			return
+		}
+		onLoad(cfg)
+	}, onError)
+}
+
+// WatchChanges polls the files at path every interval and calls onChange whenever their content
+// differs from the fingerprint last; onError gets a path that cannot be read. For callers that
+// build the configuration from more than the files.
+func WatchChanges(ctx context.Context, path, last string, interval time.Duration, onChange func(), onError func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -57,11 +71,6 @@ func Watch(ctx context.Context, path, last string, interval time.Duration, onLoa
 			continue
 		}
 		last = fp
-		cfg, err := Load(path)
-		if err != nil {
-			onError(err)
-			continue
-		}
-		onLoad(cfg)
+		onChange()
 	}
 }
