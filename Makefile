@@ -36,12 +36,14 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	cd test/deploy && $(GO) vet ./... && $(STATICCHECK) ./...
 
-# The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail;
-# then the chart and Dockerfile checks (test/deploy is a module of its own: k8s.io/api stays out of
+# The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail,
+# and a real kube-apiserver and etcd for controller mode (built once into the tool cache; envtest
+# starts them); then the chart and Dockerfile checks (test/deploy is a module of its own: k8s.io/api stays out of
 # the router's dependencies).
 test: lint build $(HELM)
-	@$(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
-	  status=0; $(INFRA_ENV) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -shuffle=on -count=1 -timeout 20m ./... || status=$$?; \
+	@assets=$$(test/infra/kube-tools.sh) || exit 1; \
+	  $(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
+	  status=0; $(INFRA_ENV) KUBEBUILDER_ASSETS=$$assets SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -shuffle=on -count=1 -timeout 20m ./... || status=$$?; \
 	  $(INFRA) down; \
 	  (cd test/deploy && HELM=$(HELM) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...) || status=$$?; \
 	  exit $$status
@@ -96,7 +98,7 @@ bench: build bench-tools
 
 infra-up:
 	$(INFRA) up
-	@echo "export $(INFRA_ENV)"
+	@echo "export $(INFRA_ENV) KUBEBUILDER_ASSETS=$$(test/infra/kube-tools.sh)"
 
 infra-down:
 	$(INFRA) down

@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/senderauth"
 	"github.com/switchyard-events/switchyard/sinks/kafka"
 	kafkasource "github.com/switchyard-events/switchyard/sources/kafka"
+	"github.com/switchyard-events/switchyard/sources/kubernetes"
 	"github.com/switchyard-events/switchyard/sources/webhook"
 )
 
@@ -33,6 +34,7 @@ type serveFlags struct {
 	config, addr, adminAddr, logFormat, logLevel, cassandraHosts, secretsDir, kafkaServers string
 	grace                                                                                  time.Duration
 	set                                                                                    map[string]bool
+	kube                                                                                   kubeFlags
 }
 
 func (f *serveFlags) override(s *config.Settings) {
@@ -84,14 +86,18 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
 	fs.StringVar(&f.kafkaServers, "kafka-bootstrap-servers", "", "comma-separated Kafka brokers for Kafka-class brokers; overrides the config (env SWITCHYARD_KAFKA_BOOTSTRAP_SERVERS)")
 	fs.StringVar(&f.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra hosts for the result store; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
+	f.kube.register(fs)
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
 		return 2
 	}
 	f.set = set
+	if f.kube.enabled {
+		return runServeKubernetes(&f, stderr)
+	}
 	if f.config == "" {
-		fmt.Fprintln(stderr, "serve: --config is required (try --config examples/demo.yaml)")
+		fmt.Fprintln(stderr, "serve: --config is required (try --config examples/demo.yaml), or --kubernetes")
 		return 2
 	}
 	fingerprint, _ := config.Fingerprint(f.config)
@@ -108,7 +114,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	defer func() { _ = logger.Sync() }()
 	tuneGC(logger)
-	if err := serve(&f, cfg, fingerprint, logger); err != nil {
+	if err := serve(&f, cfg, fingerprint, nil, logger); err != nil {
 		logger.Error("serve failed", zap.Error(err))
 		return 1
 	}
@@ -138,7 +144,8 @@ func newLogger(format, level string) (*zap.Logger, error) {
 }
 
 // serve wires the components, runs until SIGTERM or SIGINT, and drains.
-func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Logger) error {
+// ctl, when set, makes the cluster's Knative resources part of the configuration (--kubernetes).
+func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernetes.Controller, logger *zap.Logger) error {
 	m := metrics.New()
 	results, closeResults, err := openResults(&cfg.Settings, logger, m.Registry)
 	if err != nil {
@@ -206,8 +213,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 	defer stop()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go config.Watch(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, func(next *config.Config) {
-		f.override(&next.Settings)
+	apply := func(next *config.Config) {
 		if next.Settings.Addr != cfg.Settings.Addr || next.Settings.AdminAddr != cfg.Settings.AdminAddr ||
 			(next.Settings.Cassandra == nil) != (cfg.Settings.Cassandra == nil) {
 			logger.Warn("listen addresses and the result store apply at the next restart, not on reload")
@@ -219,10 +225,28 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, logger *zap.Lo
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
 		logger.Info("configuration reloaded", zap.Int("brokers", len(next.Brokers)), zap.Int("triggers", len(next.Triggers)))
-	}, func(err error) {
+	}
+	rejected := func(err error) {
 		m.ConfigReloads.WithLabelValues("rejected").Inc()
 		logger.Error("configuration change rejected; still serving the previous one", zap.Error(err))
-	})
+	}
+	switch {
+	case ctl != nil:
+		// The controller rebuilds from the cluster and the files; a file change only asks it to.
+		if f.config != "" {
+			go config.WatchChanges(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, ctl.Kick, rejected)
+		}
+		ingressURL := f.kube.ingressURL
+		if ingressURL == "" {
+			ingressURL = brokerBase
+		}
+		go ctl.Run(watchCtx, ingressURL, apply, rejected)
+	default:
+		go config.Watch(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, func(next *config.Config) {
+			f.override(&next.Settings)
+			apply(next)
+		}, rejected)
+	}
 
 	select {
 	case <-ctx.Done():

@@ -29,3 +29,17 @@ func need(t testing.TB, name string) string {
 	t.Skipf("%s is not set: %s, then export %s=127.0.0.1:<port>", name, startHint, name)
 	return ""
 }
+
+// KubeAssets returns the folder with the etcd and kube-apiserver binaries envtest starts
+// (KUBEBUILDER_ASSETS; `make test` builds them with test/infra/kube-tools.sh).
+func KubeAssets(t testing.TB) string {
+	t.Helper()
+	if v := os.Getenv("KUBEBUILDER_ASSETS"); v != "" {
+		return v
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatal("KUBEBUILDER_ASSETS is not set but CI is: controller tests must run against a real API server; `make test` sets it")
+	}
+	t.Skip("KUBEBUILDER_ASSETS is not set: export KUBEBUILDER_ASSETS=$(test/infra/kube-tools.sh)")
+	return ""
+}

@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/sources/kubernetes"
+)
+
+// kubeFlags are serve's flags of controller mode.
+type kubeFlags struct {
+	enabled                                  bool
+	kubeconfig, class, ingressURL            string
+	leaseNamespace, leaseName, leaseIdentity string
+	leaseDuration                            time.Duration
+}
+
+func (k *kubeFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&k.enabled, "kubernetes", false, "also take Brokers of our class, their Triggers and KafkaSources from the cluster, and write their status (env SWITCHYARD_KUBERNETES)")
+	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for --kubernetes; default: $KUBECONFIG, else the pod's service account (env SWITCHYARD_KUBECONFIG)")
+	fs.StringVar(&k.class, "broker-class", kubernetes.DefaultClass, "the eventing.knative.dev/broker.class value this router serves (env SWITCHYARD_BROKER_CLASS)")
+	fs.StringVar(&k.ingressURL, "ingress-url", "", "base URL of the ingress Service, written to Broker status.address.url as {url}/{ns}/{name}; default: the listen address (env SWITCHYARD_INGRESS_URL)")
+	fs.StringVar(&k.leaseNamespace, "lease-namespace", "", "namespace of the status writer's Lease; default: $POD_NAMESPACE, else the service account's (env SWITCHYARD_LEASE_NAMESPACE)")
+	fs.StringVar(&k.leaseName, "lease-name", "switchyard-status-writer", "name of the Lease replicas elect the status writer with (env SWITCHYARD_LEASE_NAME)")
+	fs.StringVar(&k.leaseIdentity, "lease-identity", "", "this replica's name in the Lease; default: the host name and a random suffix (env SWITCHYARD_LEASE_IDENTITY)")
+	fs.DurationVar(&k.leaseDuration, "lease-duration", 15*time.Second, "how long a silent status writer keeps the Lease (env SWITCHYARD_LEASE_DURATION)")
+}
+
+func (k *kubeFlags) restConfig() (*rest.Config, error) {
+	path := k.kubeconfig
+	if path == "" {
+		path = os.Getenv("KUBECONFIG")
+	}
+	if path == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", path)
+}
+
+func (k *kubeFlags) lease() kubernetes.LeaseOptions {
+	ns := k.leaseNamespace
+	if ns == "" {
+		ns = os.Getenv("POD_NAMESPACE")
+	}
+	if ns == "" {
+		if b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace"); err == nil {
+			ns = strings.TrimSpace(string(b))
+		}
+	}
+	if ns == "" {
+		ns = "default"
+	}
+	id := k.leaseIdentity
+	if id == "" {
+		host, _ := os.Hostname()
+		suffix := make([]byte, 4)
+		_, _ = rand.Read(suffix)
+		id = host + "_" + hex.EncodeToString(suffix) // a restarted pod is a new candidate
+	}
+	return kubernetes.LeaseOptions{Namespace: ns, Name: k.leaseName, Identity: id, Duration: k.leaseDuration}
+}
+
+// runServeKubernetes is serve in controller mode: the first configuration comes from the cluster
+// (and --config's files, if given), so logging is set up from the flags alone.
+func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
+	logger, err := newLogger(f.logFormat, f.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 2
+	}
+	defer func() { _ = logger.Sync() }()
+	tuneGC(logger)
+	rc, err := f.kube.restConfig()
+	if err != nil {
+		fmt.Fprintln(stderr, "serve: --kubernetes:", err)
+		return 2
+	}
+	ctl, err := kubernetes.New(kubernetes.Options{
+		Config: rc,
+		Class:  f.kube.class,
+		Build: func(src config.Sources) (*config.Config, error) {
+			src.Path = f.config
+			cfg, err := config.LoadSources(src)
+			if err != nil {
+				return nil, err
+			}
+			f.override(&cfg.Settings)
+			return cfg, nil
+		},
+		Lease:  f.kube.lease(),
+		Logger: logger,
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return 1
+	}
+	fingerprint := ""
+	if f.config != "" {
+		fingerprint, _ = config.Fingerprint(f.config)
+	}
+	// The controller's watches live as long as the process; serve handles the signals that end it.
+	ctx, cancel := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer cancel()
+	startCtx, cancelStart := context.WithTimeout(ctx, time.Minute)
+	defer cancelStart()
+	cfg, err := ctl.Start(ctx, startCtx)
+	if err != nil {
+		printConfigError(stderr, fmt.Errorf("--kubernetes: %w", err))
+		return 1
+	}
+	if err := serve(f, cfg, fingerprint, ctl, logger); err != nil {
+		logger.Error("serve failed", zap.Error(err))
+		return 1
+	}
+	return 0
+}

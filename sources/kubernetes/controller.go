@@ -1,0 +1,377 @@
+// Package kubernetes makes Knative resources in a cluster a configuration source: Brokers of
+// Switchyard's class, their Triggers and the KafkaSources that feed them are compiled by the same
+// loader as YAML files, and their status is written back so `kubectl get brokers,triggers` tells
+// whether they route. See docs/controller-design.md.
+package kubernetes
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+
+	"github.com/switchyard-events/switchyard/router/config"
+)
+
+// DefaultClass is the broker class annotation value Switchyard serves.
+const DefaultClass = "Switchyard"
+
+// Options configure a Controller.
+type Options struct {
+	Config *rest.Config
+	// Class is the value of eventing.knative.dev/broker.class this replica serves (DefaultClass).
+	Class         string
+	ClusterDomain string
+	// Build compiles the configuration from the resources' documents and whatever files the caller
+	// adds.
+	Build func(config.Sources) (*config.Config, error)
+	// Lease is where replicas elect the one that writes status.
+	Lease  LeaseOptions
+	Logger *zap.Logger
+}
+
+// Controller watches the cluster and keeps the router's configuration and the resources' status
+// in step with it.
+type Controller struct {
+	opts    Options
+	client  dynamic.Interface
+	factory dynamicinformer.DynamicSharedInformerFactory
+	addrs   *addresses
+	listers map[schema.GroupVersionResource]cache.GenericLister
+	kick    chan struct{}
+	leader  atomic.Bool
+	logger  *zap.Logger
+	// ingressURL is the base of the Broker addresses written to status, e.g.
+	// http://switchyard.switchyard.svc.cluster.local; a Broker's URL is {ingressURL}/{ns}/{name}.
+	ingressURL string
+	apply      func(*config.Config)
+
+	// Written by the build loop only.
+	last     *config.Config
+	resolved []*resource
+}
+
+// New connects to the API server; nothing is watched before Start.
+func New(opts Options) (*Controller, error) {
+	if opts.Class == "" {
+		opts.Class = DefaultClass
+	}
+	if opts.ClusterDomain == "" {
+		opts.ClusterDomain = config.DefaultClusterDomain
+	}
+	client, err := dynamic.NewForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	disco, err := discovery.NewDiscoveryClientForConfig(opts.Config)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes discovery: %w", err)
+	}
+	// client-go logs (leader election, watch retries) go through our logger, not klog's stderr.
+	klog.SetLogger(zapr.NewLogger(opts.Logger.Named("client-go")))
+	c := &Controller{
+		opts:    opts,
+		client:  client,
+		factory: dynamicinformer.NewDynamicSharedInformerFactory(client, 10*time.Minute),
+		listers: map[schema.GroupVersionResource]cache.GenericLister{},
+		kick:    make(chan struct{}, 1),
+		logger:  opts.Logger.Named("kubernetes"),
+	}
+	c.addrs = &addresses{
+		factory:       c.factory,
+		mapper:        restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
+		clusterDomain: opts.ClusterDomain,
+		syncTimeout:   5 * time.Second,
+		onChange:      c.Kick,
+		watching:      map[schema.GroupVersionResource]informers.GenericInformer{},
+	}
+	return c, nil
+}
+
+// Start watches Brokers, Triggers and (when the cluster has the CRD) KafkaSources for as long as
+// ctx lasts, waits until their caches are filled or wait ends, and returns the first configuration
+// built from them, not yet applied.
+func (c *Controller) Start(ctx, wait context.Context) (*config.Config, error) {
+	c.addrs.ctx = ctx
+	gvrs := []schema.GroupVersionResource{brokersGVR, triggersGVR, kafkaSourcesGVR}
+	for _, gvr := range gvrs {
+		known, err := c.served(gvr)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			if gvr == kafkaSourcesGVR {
+				c.logger.Info("KafkaSources are not served by this cluster; not watching them")
+				continue
+			}
+			return nil, fmt.Errorf("the cluster does not serve %s: install Knative Eventing's CRDs (or Switchyard's, test/kubernetes/crds)", gvr.GroupResource())
+		}
+		inf := c.factory.ForResource(gvr)
+		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+			AddFunc:    func(any) { c.Kick() },
+			UpdateFunc: func(old, next any) { c.kickOnChange(old, next) },
+			DeleteFunc: func(any) { c.Kick() },
+		})
+		c.listers[gvr] = inf.Lister()
+	}
+	c.factory.Start(ctx.Done())
+	for gvr, ok := range c.factory.WaitForCacheSync(wait.Done()) {
+		if !ok {
+			return nil, fmt.Errorf("listing %s: %w (may the service account get, list and watch it?)", gvr.GroupResource(), context.Cause(wait))
+		}
+	}
+	cfg, err := c.build()
+	if err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// served tells whether the API server serves gvr.
+func (c *Controller) served(gvr schema.GroupVersionResource) (bool, error) {
+	list, err := c.addrs.mapper.ResourcesFor(gvr.GroupVersion().WithResource(gvr.Resource))
+	if err != nil && !meta.IsNoMatchError(err) {
+		return false, fmt.Errorf("discovering %s: %w", gvr.GroupResource(), err)
+	}
+	return len(list) > 0, nil
+}
+
+// Kick asks for a rebuild; kicks that arrive during one are folded into the next.
+func (c *Controller) Kick() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+// kickOnChange rebuilds for a changed spec (generation), class or other annotation, not for the
+// status updates this controller writes itself.
+func (c *Controller) kickOnChange(old, next any) {
+	o, ok1 := old.(*unstructured.Unstructured)
+	n, ok2 := next.(*unstructured.Unstructured)
+	if ok1 && ok2 && o.GetGeneration() == n.GetGeneration() && o.GetGeneration() != 0 &&
+		reflect.DeepEqual(o.GetAnnotations(), n.GetAnnotations()) && n.GetDeletionTimestamp() == nil {
+		return
+	}
+	c.Kick()
+}
+
+// Run rebuilds the configuration on every change and hands it to apply (or its error, which no
+// resource can be blamed for, to rejected), until ctx ends; while this
+// replica leads it writes status, with Broker addresses under ingressURL. The configuration Start
+// returned must have been applied first.
+func (c *Controller) Run(ctx context.Context, ingressURL string, apply func(*config.Config), rejected func(error)) {
+	c.ingressURL, c.apply = strings.TrimSuffix(ingressURL, "/"), apply
+	go c.elect(ctx)
+	c.Kick() // the status of Start's build
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.kick:
+		}
+		// Let a burst of changes (kubectl apply -f dir) land before building.
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		select {
+		case <-c.kick:
+		default:
+		}
+		cfg, err := c.build()
+		if err != nil {
+			rejected(err)
+			continue
+		}
+		c.apply(cfg)
+		if c.leader.Load() {
+			c.writeStatus(ctx)
+		}
+	}
+}
+
+// build compiles the resources of our class. A resource with problems is left out and the rest
+// compiled again, so one bad Trigger does not hold up the others; the problems go to its status.
+// Problems in the caller's files, which no resource can be blamed for, fail the build.
+func (c *Controller) build() (*config.Config, error) {
+	rs, err := c.ours()
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]*resource, len(rs))
+	for _, r := range rs {
+		byName[r.name] = r
+	}
+	for {
+		var docs []config.Document
+		failedBrokers := map[string]bool{}
+		for _, r := range rs {
+			if r.gvr == brokersGVR && r.excluded() {
+				failedBrokers[r.key()] = true
+			}
+		}
+		for _, r := range rs {
+			if r.gvr != brokersGVR && failedBrokers[r.broker] {
+				r.brokerFailed = true
+			}
+			if r.excluded() {
+				continue
+			}
+			d, err := r.document()
+			if err != nil {
+				return nil, err
+			}
+			docs = append(docs, d)
+		}
+		cfg, err := c.opts.Build(config.Sources{Documents: docs, ResolveRef: c.addrs.resolve})
+		if err == nil {
+			c.last, c.resolved = cfg, rs
+			return cfg, nil
+		}
+		var errs config.Errors
+		if !errors.As(err, &errs) {
+			return nil, err
+		}
+		blamed := false
+		var others config.Errors
+		for _, e := range errs {
+			if r, ok := byName[e.File]; ok {
+				r.problems = append(r.problems, e)
+				blamed = true
+			} else {
+				others = append(others, e)
+			}
+		}
+		if len(others) > 0 || !blamed {
+			return nil, others
+		}
+	}
+}
+
+// ours lists the Brokers of our class and the Triggers and KafkaSources that point at them, in a
+// stable order so builds and errors repeat.
+func (c *Controller) ours() ([]*resource, error) {
+	list := func(gvr schema.GroupVersionResource) ([]*unstructured.Unstructured, error) {
+		l, ok := c.listers[gvr]
+		if !ok {
+			return nil, nil
+		}
+		objs, err := l.List(labels.Everything())
+		if err != nil {
+			return nil, err
+		}
+		out := make([]*unstructured.Unstructured, 0, len(objs))
+		for _, o := range objs {
+			if u, ok := o.(*unstructured.Unstructured); ok && u.GetDeletionTimestamp() == nil {
+				out = append(out, u)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool {
+			return out[i].GetNamespace()+"/"+out[i].GetName() < out[j].GetNamespace()+"/"+out[j].GetName()
+		})
+		return out, nil
+	}
+	brokers, err := list(brokersGVR)
+	if err != nil {
+		return nil, err
+	}
+	var rs []*resource
+	mine := map[string]bool{}
+	for _, b := range brokers {
+		if b.GetAnnotations()[AnnotationBrokerClass] != c.opts.Class {
+			continue
+		}
+		r := newResource(b, brokersGVR)
+		r.broker = r.key()
+		mine[r.key()] = true
+		rs = append(rs, r)
+	}
+	triggers, err := list(triggersGVR)
+	if err != nil {
+		return nil, err
+	}
+	for _, t := range triggers {
+		if b := triggerBroker(t); mine[b] {
+			r := newResource(t, triggersGVR)
+			r.broker = b
+			rs = append(rs, r)
+		}
+	}
+	sources, err := list(kafkaSourcesGVR)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range sources {
+		if b := sinkBroker(s); mine[b] {
+			r := newResource(s, kafkaSourcesGVR)
+			r.broker = b
+			rs = append(rs, r)
+		}
+	}
+	return rs, nil
+}
+
+// writeStatus brings every resource's status up to date with the last build; unchanged ones are
+// not written. A conflict (someone else updated the object) rebuilds from the newer object.
+func (c *Controller) writeStatus(ctx context.Context) {
+	now := time.Now()
+	for _, r := range c.resolved {
+		var next any
+		switch r.gvr {
+		case brokersGVR:
+			st := c.brokerStatus(r)
+			next = &st
+		case triggersGVR:
+			st := c.triggerStatus(r, c.last)
+			next = &st
+		default:
+			st := c.sourceStatus(r)
+			next = &st
+		}
+		old, _, _ := unstructured.NestedMap(r.obj.Object, "status")
+		status, err := withTransitions(next, old, now)
+		if err != nil {
+			c.logger.Error("building status", zap.String("resource", r.name), zap.Error(err))
+			continue
+		}
+		if sameStatus(old, status) {
+			continue
+		}
+		obj := r.obj.DeepCopy()
+		obj.Object["status"] = status
+		written, err := c.client.Resource(r.gvr).Namespace(obj.GetNamespace()).UpdateStatus(ctx, obj, metav1.UpdateOptions{})
+		switch {
+		case err == nil:
+			r.obj = written // compare the next status with what is stored now
+			c.logger.Debug("status written", zap.String("resource", r.name))
+		case apierrors.IsConflict(err) || apierrors.IsNotFound(err):
+			c.Kick() // the informer brings the newer object; write again from it
+		default:
+			c.logger.Warn("writing status", zap.String("resource", r.name), zap.Error(err))
+		}
+	}
+}
