@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -23,6 +24,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 )
 
@@ -192,6 +194,10 @@ func decodeStrict(t *testing.T, doc []byte) string {
 		obj = &autoscalingv2.HorizontalPodAutoscaler{}
 	case "networking.k8s.io/v1/NetworkPolicy":
 		obj = &networkingv1.NetworkPolicy{}
+	case "rbac.authorization.k8s.io/v1/ClusterRole", "rbac.authorization.k8s.io/v1/Role":
+		obj = &rbacv1.ClusterRole{} // Role has the same fields
+	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding", "rbac.authorization.k8s.io/v1/RoleBinding":
+		obj = &rbacv1.ClusterRoleBinding{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		obj = &serviceMonitor{}
 	default:
@@ -299,5 +305,68 @@ func TestDockerfile(t *testing.T) {
 		if !strings.Contains(string(mk), flagWant) {
 			t.Errorf("make build lacks %s", flagWant)
 		}
+	}
+}
+
+// Controller mode gets the RBAC it needs and the API token; every other mode gets neither.
+func TestControllerModeRBAC(t *testing.T) {
+	helm := tool(t, "HELM")
+	for name, values := range valueFiles(t) {
+		t.Run(name, func(t *testing.T) {
+			controller := name == "kubernetes"
+			var rules []rbacv1.PolicyRule
+			var dep *appsv1.Deployment
+			for _, doc := range splitDocs(render(t, helm, values)) {
+				var head struct{ Kind string }
+				_ = yaml.Unmarshal(doc, &head)
+				switch head.Kind {
+				case "ClusterRole", "Role":
+					var r rbacv1.ClusterRole
+					if err := yaml.Unmarshal(doc, &r); err != nil {
+						t.Fatal(err)
+					}
+					rules = append(rules, r.Rules...)
+				case "Deployment":
+					dep = &appsv1.Deployment{}
+					if err := yaml.Unmarshal(doc, dep); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			allowed := func(group, resource, verb string) bool {
+				for _, r := range rules {
+					if slices.Contains(r.APIGroups, group) && slices.Contains(r.Resources, resource) && slices.Contains(r.Verbs, verb) {
+						return true
+					}
+				}
+				return false
+			}
+			pod := dep.Spec.Template.Spec
+			token := pod.AutomountServiceAccountToken != nil && *pod.AutomountServiceAccountToken
+			hasFlag := slices.Contains(pod.Containers[0].Args, "--kubernetes")
+			if token != controller || hasFlag != controller {
+				t.Errorf("token mounted %v, --kubernetes %v; want both %v", token, hasFlag, controller)
+			}
+			if !controller {
+				if len(rules) > 0 {
+					t.Errorf("RBAC rendered outside controller mode: %+v", rules)
+				}
+				return
+			}
+			for _, need := range [][3]string{
+				{"eventing.knative.dev", "brokers", "watch"}, {"eventing.knative.dev", "triggers", "list"},
+				{"eventing.knative.dev", "brokers/status", "update"}, {"eventing.knative.dev", "triggers/status", "update"},
+				{"sources.knative.dev", "kafkasources", "watch"}, {"sources.knative.dev", "kafkasources/status", "update"},
+				{"", "services", "watch"}, {"serving.knative.dev", "services", "list"},
+				{"coordination.k8s.io", "leases", "create"}, {"coordination.k8s.io", "leases", "update"},
+			} {
+				if !allowed(need[0], need[1], need[2]) {
+					t.Errorf("controller mode may not %s %s.%s", need[2], need[1], need[0])
+				}
+			}
+			if allowed("eventing.knative.dev", "brokers", "update") || allowed("eventing.knative.dev", "triggers", "delete") {
+				t.Error("controller mode may change specs; it only writes status")
+			}
+		})
 	}
 }
