@@ -13,7 +13,9 @@ BUILD_FLAGS := -trimpath -ldflags "-s -w -X main.version=$(VERSION)"
 BIN ?= bin/switchyard
 
 INFRA := test/infra/infra.sh
-INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TEST_CASSANDRA=127.0.0.1:$${CASSANDRA_PORT:-9042}
+INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TEST_CASSANDRA=127.0.0.1:$${CASSANDRA_PORT:-9042} \
+  SWITCHYARD_TEST_KAFKA_SECURE=127.0.0.1:$${KAFKA_SECURE_PORT:-9094} \
+  SWITCHYARD_TEST_KAFKA_CA=$${SWITCHYARD_INFRA_DIR:-$${TMPDIR:-/tmp}/switchyard-infra}/kafka/tls/ca.pem
 
 .PHONY: build test unit lint tools infra-up infra-down demo fuzz bench bench-tools clean chart-golden
 

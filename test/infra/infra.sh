@@ -4,6 +4,8 @@
 #   infra.sh fetch    resolve the server jars from Maven Central into a cache (once)
 #   infra.sh up       start both servers on fresh data dirs and wait until each answers a real client
 #   infra.sh down     stop what `up` started (by recorded PID only) and remove the data dirs
+#   infra.sh stop     stop the servers but keep their data (an outage)
+#   infra.sh start    start stopped servers again on the data they had, and wait until ready
 #   infra.sh status   say what runs
 #   infra.sh logs     print the tail of both logs
 #
@@ -20,12 +22,15 @@ cache=${SWITCHYARD_INFRA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/switchyard/infra
 work=${SWITCHYARD_INFRA_DIR:-${TMPDIR:-/tmp}/switchyard-infra}
 kafka_port=${KAFKA_PORT:-9092}
 kafka_controller_port=${KAFKA_CONTROLLER_PORT:-9093}
+kafka_secure_port=${KAFKA_SECURE_PORT:-9094}   # SASL_SSL; its CA is $work/kafka/tls/ca.pem
 cassandra_port=${CASSANDRA_PORT:-9042}
 cassandra_storage_port=${CASSANDRA_STORAGE_PORT:-7000}
 ready_timeout=${INFRA_READY_TIMEOUT:-180}
 only=${INFRA_ONLY:-kafka cassandra}   # e.g. INFRA_ONLY=kafka infra.sh up
 
 kafka_lib=$cache/kafka-$KAFKA_VERSION/lib
+kafka_jvm=(-Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j.configuration=file:$work/kafka/log4j.properties" -cp "$kafka_lib/*")
 cassandra_lib=$cache/cassandra-$CASSANDRA_VERSION/lib
 
 log() { printf 'infra: %s\n' "$*" >&2; }
@@ -33,6 +38,7 @@ die() { log "$*"; exit 1; }
 wants() { [[ " $only " == *" $1 "* ]]; }
 
 check_tools() {
+  command -v keytool >/dev/null || die "keytool not found: it comes with the JDK (Debian: apt-get install openjdk-17-jdk-headless)"
   command -v java >/dev/null || die "java not found: install a Java 17 JDK (Debian: apt-get install openjdk-17-jdk-headless)"
   local v
   v=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1)
@@ -94,17 +100,36 @@ wait_ready() { # wait_ready NAME PORT LOGLINE PROBEKIND
 
 start_kafka() {
   local dir=$work/kafka
-  rm -rf "$dir" && mkdir -p "$dir/data"
+  rm -rf "$dir" && mkdir -p "$dir/data" "$dir/tls"
+  make_kafka_certificate "$dir"
   sed -e "s#@DATA@#$dir/data#" -e "s#@PORT@#$kafka_port#g" -e "s#@CPORT@#$kafka_controller_port#g" \
+    -e "s#@SPORT@#$kafka_secure_port#g" -e "s#@TLS@#$dir/tls#g" \
     "$here/kafka/server.properties" >"$dir/server.properties"
   cp "$here/kafka/log4j.properties" "$dir/log4j.properties"
-  local jvm=(-Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
-    "-Dlog4j.configuration=file:$dir/log4j.properties" -cp "$kafka_lib/*")
-  java "${jvm[@]}" kafka.tools.StorageTool format -t 4L6g3nShT-eMCtK--X86sw \
-    -c "$dir/server.properties" --ignore-formatted >"$work/kafka-format.log" 2>&1 ||
+  java "${kafka_jvm[@]}" kafka.tools.StorageTool format -t 4L6g3nShT-eMCtK--X86sw \
+    -c "$dir/server.properties" --ignore-formatted \
+    --add-scram 'SCRAM-SHA-512=[name=switchyard,password=switchyard-secret]' >"$work/kafka-format.log" 2>&1 ||
     { cat "$work/kafka-format.log" >&2; die "formatting Kafka storage failed"; }
-  nohup java "${jvm[@]}" kafka.Kafka "$dir/server.properties" >>"$work/kafka.log" 2>&1 </dev/null &
+  run_kafka
+}
+
+# run_kafka starts the broker on the formatted data dir, as up and start both need.
+run_kafka() {
+  nohup java "${kafka_jvm[@]}" kafka.Kafka "$work/kafka/server.properties" >>"$work/kafka.log" 2>&1 </dev/null &
   echo $! >"$work/kafka.pid"
+  local i # until the fork has become java, its command line does not name our dir yet
+  for ((i = 0; i < 50; i++)); do pid_alive kafka && break; sleep 0.1; done
+}
+
+make_kafka_certificate() {
+  local dir=$1
+  # A fresh self-signed certificate for 127.0.0.1 per start; clients trust it through ca.pem.
+  keytool -genkeypair -alias kafka -keyalg RSA -keysize 2048 -validity 30 -dname CN=127.0.0.1 \
+    -ext SAN=IP:127.0.0.1,DNS:localhost -storetype PKCS12 -keystore "$dir/tls/kafka.p12" \
+    -storepass test-only -keypass test-only >"$work/kafka-tls.log" 2>&1 &&
+    keytool -exportcert -rfc -alias kafka -keystore "$dir/tls/kafka.p12" -storepass test-only \
+      -file "$dir/tls/ca.pem" >>"$work/kafka-tls.log" 2>&1 ||
+    { cat "$work/kafka-tls.log" >&2; die "making the Kafka test certificate failed (keytool)"; }
 }
 
 start_cassandra() {
@@ -148,7 +173,10 @@ cmd_up() {
   start=$SECONDS
   if wants kafka; then
     if pid_alive kafka; then log "kafka already running (pid $(cat "$work/kafka.pid"))"
-    else port_open "$kafka_port" && die "port $kafka_port is taken by a process this script did not start"; start_kafka; fi
+    else
+      for p in "$kafka_port" "$kafka_secure_port"; do port_open "$p" && die "port $p is taken by a process this script did not start"; done
+      start_kafka
+    fi
   fi
   if wants cassandra; then
     if pid_alive cassandra; then log "cassandra already running (pid $(cat "$work/cassandra.pid"))"
@@ -177,6 +205,28 @@ cmd_down() {
   return 0
 }
 
+# An outage that keeps the data: the servers come back with their topics, offsets and groups.
+cmd_stop() {
+  [[ -d "$work" ]] || return 0
+  wants kafka && stop_one kafka
+  wants cassandra && stop_one cassandra
+  return 0
+}
+
+cmd_start() {
+  if wants kafka && ! pid_alive kafka; then
+    [[ -f "$work/kafka/server.properties" ]] || die "kafka was never set up here: run up first"
+    port_open "$kafka_port" && die "port $kafka_port is taken by a process this script did not start"
+    mv -f "$work/kafka.log" "$work/kafka.log.before-stop" 2>/dev/null || true # ready means this run's log line
+    build_probe
+    start=$SECONDS
+    run_kafka
+    wait_ready kafka "$kafka_port" "Kafka Server started" kafka
+  fi
+  wants cassandra && ! pid_alive cassandra && die "start after stop is implemented for kafka only"
+  return 0
+}
+
 cmd_status() {
   local n
   for n in $only; do
@@ -193,7 +243,9 @@ case "${1:-}" in
   fetch) cmd_fetch ;;
   up) cmd_up ;;
   down) cmd_down ;;
+  stop) cmd_stop ;;
+  start) cmd_start ;;
   status) cmd_status ;;
   logs) cmd_logs ;;
-  *) echo "usage: $0 fetch|up|down|status|logs" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|up|down|stop|start|status|logs" >&2; exit 2 ;;
 esac

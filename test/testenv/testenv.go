@@ -43,3 +43,16 @@ func KubeAssets(t testing.TB) string {
 	t.Skip("KUBEBUILDER_ASSETS is not set: export KUBEBUILDER_ASSETS=$(test/infra/kube-tools.sh)")
 	return ""
 }
+
+// The test Kafka's secure listener (SASL_SSL) takes this user, under PLAIN and SCRAM-SHA-512
+// (test/infra/kafka/server.properties).
+const (
+	KafkaUser     = "switchyard"
+	KafkaPassword = "switchyard-secret"
+)
+
+// KafkaSecure returns the SASL_SSL address of the test Kafka broker and the PEM file of the CA
+// its certificate is checked against.
+func KafkaSecure(t testing.TB) (addr, caFile string) {
+	return need(t, "SWITCHYARD_TEST_KAFKA_SECURE"), need(t, "SWITCHYARD_TEST_KAFKA_CA")
+}
