@@ -175,7 +175,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		Results:   results,
 		Metrics:   m,
 		BrokerURL: func(b router.BrokerRef) string { return brokerBase + "/" + b.Namespace + "/" + b.Name },
-		OpenLog:   kafkaLogs(logger),
+		OpenLog:   kafkaLogs(logger, f.secretsDir),
 	})
 	rtr.Apply(cfg)
 	m.RegisterQueueDepth(rtr.QueueDepths)
@@ -187,7 +187,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load})
 	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load})
 	hooks.Apply(cfg.Webhooks)
-	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger)
+	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)
 	adm := admin.New(results, rtr, m)
 
@@ -274,7 +274,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 }
 
 // kafkaLogs opens the Kafka-backed log of Kafka-class brokers; other brokers run in memory.
-func kafkaLogs(logger *zap.Logger) func(*config.Broker, *config.Settings) (router.BrokerLog, error) {
+func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *config.Settings) (router.BrokerLog, error) {
 	return func(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
 		if b.Class != "Kafka" {
 			return nil, nil
@@ -285,6 +285,7 @@ func kafkaLogs(logger *zap.Logger) func(*config.Broker, *config.Settings) (route
 		return kafka.New(kafka.Config{
 			Brokers: s.Kafka.BootstrapServers, Topic: b.Topic, Group: "switchyard-broker-" + b.Ref.Namespace + "-" + b.Ref.Name,
 			Partitions: s.Kafka.Partitions, ReplicationFactor: s.Kafka.ReplicationFactor, Logger: logger,
+			Security: s.Kafka.Security, SecretsDir: secretsDir,
 		}), nil
 	}
 }

@@ -238,6 +238,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 			}
 			s.Kafka.ReplicationFactor = *k.ReplicationFactor
 		}
+		s.Kafka.Security = l.compileKafkaSecurity(d, k)
 	}
 	return l.parseDelivery(d, "spec.delivery", spec.Delivery, "default", s, true)
 }

@@ -373,9 +373,88 @@ spec:
 			t.Errorf("%s: %+v", v, k)
 		}
 	}
-	_, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", "  net:\n    tls: {enable: true}\n")))
-	if err == nil || !strings.Contains(err.Error(), "spec.net: SASL and TLS for KafkaSource are not supported yet") {
-		t.Errorf("TLS: %v", err)
+	// Knative's net block: TLS and SASL from Secret keys, the mechanism too.
+	cfg, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", `  net:
+    tls:
+      enable: true
+      caCert: {secretKeyRef: {name: kafka-tls, key: ca.crt}}
+    sasl:
+      enable: true
+      user: {secretKeyRef: {name: kafka-sasl, key: user}}
+      password: {secretKeyRef: {name: kafka-sasl, key: password}}
+      type: {secretKeyRef: {name: kafka-sasl, key: mechanism}}
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := cfg.KafkaSources[0].Security
+	if sec.TLS == nil || sec.TLS.CA != (SecretRef{Name: "kafka-tls", Key: "ca.crt"}) || !sec.TLS.Cert.IsZero() {
+		t.Errorf("TLS: %+v", sec.TLS)
+	}
+	if a := sec.SASL; a == nil || a.User != (SecretRef{Name: "kafka-sasl", Key: "user"}) || a.MechanismRef == nil || a.MechanismRef.Key != "mechanism" {
+		t.Errorf("SASL: %+v", sec.SASL)
+	}
+	// Turned off (enable: false) means off, whatever else is there; on without a user is an error.
+	cfg, err = Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", "  net:\n    tls: {enable: false}\n")))
+	if err != nil || cfg.KafkaSources[0].Security.TLS != nil {
+		t.Errorf("tls disabled: %v %+v", err, cfg)
+	}
+	_, err = Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", "  net:\n    sasl: {enable: true, password: {secretKeyRef: {name: s, key: p}}}\n")))
+	if err == nil || !strings.Contains(err.Error(), "spec.net.sasl.user.secretKeyRef: must name the Secret key") {
+		t.Errorf("SASL without user: %v", err)
+	}
+}
+
+func TestKafkaSecuritySettings(t *testing.T) {
+	settings := func(kafka string) string {
+		return "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: s}\nspec:\n  kafka:\n    bootstrapServers: [k:9093]\n" + kafka
+	}
+	cfg, err := Parse("s.yaml", []byte(settings(`    tls:
+      ca: {file: /etc/kafka/ca.pem}
+    sasl:
+      mechanism: SCRAM-SHA-512
+      user: {env: KAFKA_USER}
+      password: {secretKeyRef: {name: kafka, key: password}}
+`)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := cfg.Settings.Kafka.Security
+	if sec.TLS == nil || sec.TLS.CA.File != "/etc/kafka/ca.pem" || sec.SASL == nil || sec.SASL.Mechanism != "SCRAM-SHA-512" ||
+		sec.SASL.User.Env != "KAFKA_USER" || sec.SASL.Password != (SecretRef{Name: "kafka", Key: "password"}) {
+		t.Errorf("security: %+v %+v", sec.TLS, sec.SASL)
+	}
+	_, err = Parse("s.yaml", []byte(settings(`    tls:
+      cert: {file: /c.pem}
+    sasl:
+      mechanism: GSSAPI
+      user: {env: U}
+`)))
+	want := `s.yaml:8: spec.kafka.tls: cert and key go together
+s.yaml:10: spec.kafka.sasl.mechanism: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, got "GSSAPI"
+s.yaml:10: spec.kafka.sasl: needs user and password`
+	if err == nil || err.Error() != want {
+		t.Errorf("errors\n got: %v\nwant: %s", err, want)
+	}
+}
+
+func TestSecretRefRead(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "kafka"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kafka", "password"), []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := (SecretRef{Name: "kafka", Key: "password"}).Read(dir); err != nil || string(b) != "s3cret" {
+		t.Errorf("secretKeyRef: %q %v", b, err)
+	}
+	t.Setenv("SWITCHYARD_TEST_SECRET", "from-env")
+	if b, err := (SecretRef{Env: "SWITCHYARD_TEST_SECRET"}).Read(dir); err != nil || string(b) != "from-env" {
+		t.Errorf("env: %q %v", b, err)
+	}
+	if _, err := (SecretRef{Name: "kafka", Key: "missing"}).Read(dir); err == nil {
+		t.Error("a missing key read without error")
 	}
 }
 

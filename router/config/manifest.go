@@ -302,6 +302,18 @@ type kafkaSpec struct {
 	// Partitions and ReplicationFactor apply to the topics Switchyard creates.
 	Partitions        *int32 `yaml:"partitions"`
 	ReplicationFactor *int16 `yaml:"replicationFactor"`
+	TLS               *struct {
+		CA                 *secretRef `yaml:"ca"`
+		Cert               *secretRef `yaml:"cert"`
+		Key                *secretRef `yaml:"key"`
+		ServerName         string     `yaml:"serverName"`
+		InsecureSkipVerify bool       `yaml:"insecureSkipVerify"`
+	} `yaml:"tls"`
+	SASL *struct {
+		Mechanism string     `yaml:"mechanism"`
+		User      *secretRef `yaml:"user"`
+		Password  *secretRef `yaml:"password"`
+	} `yaml:"sasl"`
 }
 
 // kafkaSourceManifest is Knative's sources.knative.dev/v1beta1 KafkaSource, as users have it.
@@ -324,18 +336,18 @@ type kafkaSourceSpec struct {
 	CEOverrides      *ceOverrides `yaml:"ceOverrides"`
 }
 
-// kafkaNet is KafkaSource's net block; Switchyard reads whether SASL or TLS is on.
+// kafkaNet is KafkaSource's net block: every value a key of a Kubernetes Secret.
 type kafkaNet struct {
 	SASL *struct {
-		Enable bool      `yaml:"enable"`
-		User   yaml.Node `yaml:"user"`
-		Pass   yaml.Node `yaml:"password"`
-		Type   yaml.Node `yaml:"type"`
+		Enable bool         `yaml:"enable"`
+		User   secretValueK `yaml:"user"`
+		Pass   secretValueK `yaml:"password"`
+		Type   secretValueK `yaml:"type"`
 	} `yaml:"sasl"`
 	TLS *struct {
-		Enable bool      `yaml:"enable"`
-		Cert   yaml.Node `yaml:"cert"`
-		Key    yaml.Node `yaml:"key"`
-		CACert yaml.Node `yaml:"caCert"`
+		Enable bool         `yaml:"enable"`
+		Cert   secretValueK `yaml:"cert"`
+		Key    secretValueK `yaml:"key"`
+		CACert secretValueK `yaml:"caCert"`
 	} `yaml:"tls"`
 }

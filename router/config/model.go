@@ -1,6 +1,11 @@
 package config
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -52,7 +57,35 @@ type Kafka struct {
 	BootstrapServers  []string
 	Partitions        int32
 	ReplicationFactor int16
+	Security          KafkaSecurity
 }
+
+// KafkaSecurity is how a Kafka client encrypts and authenticates; the zero value is plaintext
+// without SASL. Secrets are named, not held: they are read at each connection, so a rotated Secret
+// applies without a restart.
+type KafkaSecurity struct {
+	TLS  *KafkaTLS
+	SASL *KafkaSASL
+}
+
+// KafkaTLS is a TLS client configuration; unset refs mean the system's roots and no client certificate.
+type KafkaTLS struct {
+	CA, Cert, Key      SecretRef
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// KafkaSASL is a SASL login.
+type KafkaSASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; MechanismRef, when set instead, names a
+	// secret holding it (KafkaSource's net.sasl.type).
+	Mechanism      string
+	MechanismRef   *SecretRef
+	User, Password SecretRef
+}
+
+// KafkaSASLMechanisms are the SASL mechanisms Switchyard speaks.
+var KafkaSASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
 // Cassandra are the settings of the Cassandra result store; zero values mean the store's defaults.
 type Cassandra struct {
@@ -160,6 +193,33 @@ type SecretRef struct {
 	Env       string
 }
 
+// IsZero tells an unset ref.
+func (r SecretRef) IsZero() bool { return r == SecretRef{} }
+
+// Read returns the secret's current value, trailing newlines trimmed; secretKeyRefs are read from
+// {secretsDir}/{name}/{key}.
+func (r SecretRef) Read(secretsDir string) ([]byte, error) {
+	var b []byte
+	var err error
+	switch {
+	case r.Env != "":
+		if b = []byte(os.Getenv(r.Env)); len(b) == 0 {
+			return nil, fmt.Errorf("environment variable %s is not set", r.Env)
+		}
+		return b, nil
+	case r.File != "":
+		b, err = os.ReadFile(r.File)
+	case r.Name != "":
+		b, err = os.ReadFile(filepath.Join(secretsDir, r.Name, r.Key))
+	default:
+		return nil, errors.New("no secret named")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading secret: %w", err)
+	}
+	return bytes.TrimRight(b, "\r\n"), nil
+}
+
 // Sink is where a source delivers: a broker of this configuration, or a URI.
 type Sink struct {
 	Broker *router.BrokerRef
@@ -190,4 +250,5 @@ type KafkaSource struct {
 	FromLatest bool
 	Sink       Sink
 	Extensions map[string]string
+	Security   KafkaSecurity
 }

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -255,14 +256,79 @@ func (l *loader) compileKafkaSources(brokers map[router.BrokerRef]*brokerDoc, s 
 		default:
 			l.errAt(kd.d, "spec.ordering", "must be ordered or unordered, got %q", spec.Ordering)
 		}
-		if n := spec.Net; n != nil && ((n.SASL != nil && n.SASL.Enable) || (n.TLS != nil && n.TLS.Enable)) {
-			l.errAt(kd.d, "spec.net", "SASL and TLS for KafkaSource are not supported yet")
+		if spec.Net != nil {
+			k.Security = l.compileKafkaNet(kd.d, spec.Net)
 		}
 		if spec.CEOverrides != nil {
 			k.Extensions = l.extensions(kd.d, spec.CEOverrides.Extensions)
 		}
 		k.Sink = l.sink(kd.d, spec.Sink, ref.Namespace, brokers, s)
 		out = append(out, k)
+	}
+	return out
+}
+
+// compileKafkaSecurity reads SwitchyardConfig's spec.kafka.tls and .sasl.
+func (l *loader) compileKafkaSecurity(d *doc, k *kafkaSpec) KafkaSecurity {
+	var out KafkaSecurity
+	ref := func(path string, r *secretRef) SecretRef {
+		if r == nil {
+			return SecretRef{}
+		}
+		v, _ := l.secretRef(d, path, r)
+		return v
+	}
+	if t := k.TLS; t != nil {
+		out.TLS = &KafkaTLS{CA: ref("spec.kafka.tls.ca", t.CA), Cert: ref("spec.kafka.tls.cert", t.Cert), Key: ref("spec.kafka.tls.key", t.Key),
+			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+		if (t.Cert == nil) != (t.Key == nil) {
+			l.errAt(d, "spec.kafka.tls", "cert and key go together")
+		}
+	}
+	if a := k.SASL; a != nil {
+		out.SASL = &KafkaSASL{Mechanism: a.Mechanism, User: ref("spec.kafka.sasl.user", a.User), Password: ref("spec.kafka.sasl.password", a.Password)}
+		if out.SASL.Mechanism == "" {
+			out.SASL.Mechanism = "PLAIN"
+		}
+		if !slices.Contains(KafkaSASLMechanisms, out.SASL.Mechanism) {
+			l.errAt(d, "spec.kafka.sasl.mechanism", "must be one of %s, got %q", strings.Join(KafkaSASLMechanisms, ", "), a.Mechanism)
+		}
+		if a.User == nil || a.Password == nil {
+			l.errAt(d, "spec.kafka.sasl", "needs user and password")
+		}
+	}
+	return out
+}
+
+// compileKafkaNet reads a KafkaSource's net block, Knative's shape: secretKeyRefs throughout.
+func (l *loader) compileKafkaNet(d *doc, n *kafkaNet) KafkaSecurity {
+	var out KafkaSecurity
+	ref := func(path string, v secretValueK, required bool) (SecretRef, bool) {
+		if v.SecretKeyRef == nil {
+			if required {
+				l.errAt(d, path+".secretKeyRef", "must name the Secret key")
+			}
+			return SecretRef{}, false
+		}
+		return l.secretRef(d, path, &secretRef{SecretKeyRef: v.SecretKeyRef})
+	}
+	if t := n.TLS; t != nil && t.Enable {
+		out.TLS = &KafkaTLS{}
+		out.TLS.CA, _ = ref("spec.net.tls.caCert", t.CACert, false)
+		cert, hasCert := ref("spec.net.tls.cert", t.Cert, false)
+		key, hasKey := ref("spec.net.tls.key", t.Key, false)
+		if hasCert != hasKey {
+			l.errAt(d, "spec.net.tls", "cert and key go together")
+		}
+		out.TLS.Cert, out.TLS.Key = cert, key
+	}
+	if a := n.SASL; a != nil && a.Enable {
+		out.SASL = &KafkaSASL{Mechanism: "PLAIN"}
+		out.SASL.User, _ = ref("spec.net.sasl.user", a.User, true)
+		out.SASL.Password, _ = ref("spec.net.sasl.password", a.Pass, true)
+		if mech, ok := ref("spec.net.sasl.type", a.Type, false); ok {
+			out.SASL.Mechanism, out.SASL.MechanismRef = "", &mech
+		}
 	}
 	return out
 }

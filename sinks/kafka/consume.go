@@ -38,23 +38,36 @@ func (l *Log) Run(ctx context.Context, h router.Handler) {
 			sleep(ctx, time.Second)
 			continue
 		}
-		group, err := sarama.NewConsumerGroup(l.cfg.Brokers, l.cfg.Group, l.saramaConfig())
+		group, err := l.newGroup()
 		if err != nil {
 			l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))
 			sleep(ctx, time.Second)
 			continue
 		}
-		handler := &groupHandler{l: l, h: h}
-		for ctx.Err() == nil {
-			if err := group.Consume(ctx, []string{l.cfg.Topic}, handler); err != nil {
-				if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-					break
-				}
-				l.logger.Warn("consuming from kafka", zap.Error(err))
-				sleep(ctx, time.Second)
+		l.consume(ctx, group, h)
+	}
+}
+
+func (l *Log) newGroup() (sarama.ConsumerGroup, error) {
+	sc, err := l.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	return sarama.NewConsumerGroup(l.cfg.Brokers, l.cfg.Group, sc)
+}
+
+// consume runs one consumer group session after another until the group closes or ctx ends.
+func (l *Log) consume(ctx context.Context, group sarama.ConsumerGroup, h router.Handler) {
+	defer group.Close()
+	handler := &groupHandler{l: l, h: h}
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{l.cfg.Topic}, handler); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				return
 			}
+			l.logger.Warn("consuming from kafka", zap.Error(err))
+			sleep(ctx, time.Second)
 		}
-		_ = group.Close()
 	}
 }
 

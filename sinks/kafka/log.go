@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
 )
 
 // Config configures one broker's log.
@@ -33,7 +34,10 @@ type Config struct {
 	// Window bounds the records read but not final per partition (default 10,000): a crash
 	// redelivers at most that many.
 	Window int
-	Logger *zap.Logger
+	// Security and SecretsDir say how to connect (TLS, SASL) and where secretKeyRefs are mounted.
+	Security   config.KafkaSecurity
+	SecretsDir string
+	Logger     *zap.Logger
 }
 
 // Log is a Kafka topic used as a broker log.
@@ -65,11 +69,11 @@ func New(cfg Config) *Log {
 	return &Log{cfg: cfg, logger: cfg.Logger.Named("kafka-log").With(zap.String("topic", cfg.Topic)), closing: make(chan struct{})}
 }
 
-func (l *Log) saramaConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = sarama.V2_8_0_0
-	c.ClientID = "switchyard"
-	c.Net.DialTimeout = 2 * time.Second
+func (l *Log) saramaConfig() (*sarama.Config, error) {
+	c, err := ClientConfig("switchyard", l.cfg.Security, l.cfg.SecretsDir)
+	if err != nil {
+		return nil, err
+	}
 	c.Metadata.Retry.Max = 1
 	c.Metadata.Retry.Backoff = 100 * time.Millisecond
 	c.Producer.RequiredAcks = sarama.WaitForAll
@@ -82,7 +86,7 @@ func (l *Log) saramaConfig() *sarama.Config {
 	c.Consumer.Offsets.AutoCommit.Enable = false
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}
-	return c
+	return c, nil
 }
 
 // connect returns the producer, creating the topic and the producer when needed.
@@ -95,7 +99,11 @@ func (l *Log) connect() (sarama.SyncProducer, error) {
 	if err := l.ensureTopic(); err != nil {
 		return nil, err
 	}
-	p, err := sarama.NewSyncProducer(l.cfg.Brokers, l.saramaConfig())
+	sc, err := l.saramaConfig()
+	if err != nil {
+		return nil, err
+	}
+	p, err := sarama.NewSyncProducer(l.cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting a producer to %v: %w", l.cfg.Brokers, err)
 	}
@@ -104,7 +112,11 @@ func (l *Log) connect() (sarama.SyncProducer, error) {
 }
 
 func (l *Log) ensureTopic() error {
-	admin, err := sarama.NewClusterAdmin(l.cfg.Brokers, l.saramaConfig())
+	sc, err := l.saramaConfig()
+	if err != nil {
+		return err
+	}
+	admin, err := sarama.NewClusterAdmin(l.cfg.Brokers, sc)
 	if err != nil {
 		return fmt.Errorf("connecting to kafka %v: %w", l.cfg.Brokers, err)
 	}

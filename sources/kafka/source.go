@@ -21,13 +21,15 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/sinks/kafka"
 )
 
 // Manager runs the KafkaSources of the current configuration.
 type Manager struct {
-	publisher router.Publisher
-	deliverer *delivery.Deliverer
-	logger    *zap.Logger
+	publisher  router.Publisher
+	deliverer  *delivery.Deliverer
+	logger     *zap.Logger
+	secretsDir string
 
 	mu      sync.Mutex
 	running map[string]*running
@@ -39,9 +41,10 @@ type running struct {
 	done   chan struct{}
 }
 
-// NewManager returns a Manager with no sources.
-func NewManager(p router.Publisher, d *delivery.Deliverer, logger *zap.Logger) *Manager {
-	return &Manager{publisher: p, deliverer: d, logger: logger.Named("kafka-source"), running: map[string]*running{}}
+// NewManager returns a Manager with no sources; secretKeyRefs of their net settings are read
+// under secretsDir.
+func NewManager(p router.Publisher, d *delivery.Deliverer, logger *zap.Logger, secretsDir string) *Manager {
+	return &Manager{publisher: p, deliverer: d, logger: logger.Named("kafka-source"), secretsDir: secretsDir, running: map[string]*running{}}
 }
 
 // Apply starts new sources, restarts changed ones and stops removed ones.
@@ -80,11 +83,11 @@ type source struct {
 	logger *zap.Logger
 }
 
-func (s *source) saramaConfig() *sarama.Config {
-	c := sarama.NewConfig()
-	c.Version = sarama.V2_8_0_0
-	c.ClientID = "switchyard-kafka-source"
-	c.Net.DialTimeout = 2 * time.Second
+func (s *source) saramaConfig() (*sarama.Config, error) {
+	c, err := kafka.ClientConfig("switchyard-kafka-source", s.cfg.Security, s.m.secretsDir)
+	if err != nil {
+		return nil, err
+	}
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	if s.cfg.FromLatest {
 		c.Consumer.Offsets.Initial = sarama.OffsetNewest
@@ -92,12 +95,18 @@ func (s *source) saramaConfig() *sarama.Config {
 	// Offsets are marked only after acceptance, so committing marked offsets every second is safe.
 	c.Consumer.Offsets.AutoCommit.Enable = true
 	c.Consumer.Offsets.AutoCommit.Interval = time.Second
-	return c
+	return c, nil
 }
 
 func (s *source) run(ctx context.Context) {
 	for ctx.Err() == nil {
-		group, err := sarama.NewConsumerGroup(s.cfg.BootstrapServers, s.cfg.Group, s.saramaConfig())
+		sc, err := s.saramaConfig()
+		if err != nil {
+			s.logger.Warn("kafka client configuration unusable; retrying", zap.Error(err))
+			wait(ctx, time.Second)
+			continue
+		}
+		group, err := sarama.NewConsumerGroup(s.cfg.BootstrapServers, s.cfg.Group, sc)
 		if err != nil {
 			s.logger.Warn("kafka unavailable; retrying", zap.Error(err))
 			wait(ctx, time.Second)

@@ -186,6 +186,7 @@ func (r *router) wait(timeout time.Duration) error {
 
 // received is one request a subscriber got.
 type received struct {
+	Path   string
 	Header http.Header
 	Body   []byte
 	Event  *event.Event // nil when the body was not a CloudEvent
@@ -206,7 +207,7 @@ func newSubscriber(t *testing.T, respond func(n int, req received, w http.Respon
 	s := &subscriber{notify: make(chan struct{}, 1<<16), respond: respond}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		rec := received{Header: r.Header.Clone(), Body: body, At: time.Now()}
+		rec := received{Header: r.Header.Clone(), Body: body, At: time.Now(), Path: r.URL.Path}
 		if events, err := cehttp.Decode(r.Header.Clone(), body); err == nil && len(events) == 1 {
 			rec.Event = events[0]
 		}

@@ -1,0 +1,121 @@
+package kafka
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/xdg-go/scram"
+
+	"github.com/switchyard-events/switchyard/router/config"
+)
+
+// ClientConfig is the sarama configuration every Kafka client of Switchyard starts from (the
+// broker log's and KafkaSource's): protocol version, dial timeout, TLS and SASL. Secrets are read
+// now, so a rotated Secret applies from the next connection on.
+func ClientConfig(clientID string, sec config.KafkaSecurity, secretsDir string) (*sarama.Config, error) {
+	c := sarama.NewConfig()
+	c.Version = sarama.V2_8_0_0
+	c.ClientID = clientID
+	c.Net.DialTimeout = 2 * time.Second
+	if t := sec.TLS; t != nil {
+		tc, err := tlsConfig(t, secretsDir)
+		if err != nil {
+			return nil, fmt.Errorf("kafka TLS: %w", err)
+		}
+		c.Net.TLS.Enable, c.Net.TLS.Config = true, tc
+	}
+	if a := sec.SASL; a != nil {
+		if err := saslConfig(c, a, secretsDir); err != nil {
+			return nil, fmt.Errorf("kafka SASL: %w", err)
+		}
+	}
+	return c, nil
+}
+
+func tlsConfig(t *config.KafkaTLS, secretsDir string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	if !t.CA.IsZero() {
+		pem, err := t.CA.Read(secretsDir)
+		if err != nil {
+			return nil, fmt.Errorf("CA: %w", err)
+		}
+		tc.RootCAs = x509.NewCertPool()
+		if !tc.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, errors.New("CA: no PEM certificate in it")
+		}
+	}
+	if !t.Cert.IsZero() {
+		cert, err := t.Cert.Read(secretsDir)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		key, err := t.Key.Read(secretsDir)
+		if err != nil {
+			return nil, fmt.Errorf("client key: %w", err)
+		}
+		pair, err := tls.X509KeyPair(cert, key)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate and key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{pair}
+	}
+	return tc, nil
+}
+
+func saslConfig(c *sarama.Config, a *config.KafkaSASL, secretsDir string) error {
+	mech := a.Mechanism
+	if a.MechanismRef != nil {
+		b, err := a.MechanismRef.Read(secretsDir)
+		if err != nil {
+			return fmt.Errorf("mechanism: %w", err)
+		}
+		mech = strings.ToUpper(strings.TrimSpace(string(b)))
+	}
+	if !slices.Contains(config.KafkaSASLMechanisms, mech) {
+		return fmt.Errorf("mechanism %q is not one of %s", mech, strings.Join(config.KafkaSASLMechanisms, ", "))
+	}
+	user, err := a.User.Read(secretsDir)
+	if err != nil {
+		return fmt.Errorf("user: %w", err)
+	}
+	pass, err := a.Password.Read(secretsDir)
+	if err != nil {
+		return fmt.Errorf("password: %w", err)
+	}
+	c.Net.SASL.Enable = true
+	c.Net.SASL.Handshake = true
+	c.Net.SASL.User, c.Net.SASL.Password = string(user), string(pass)
+	c.Net.SASL.Mechanism = sarama.SASLMechanism(mech)
+	switch mech {
+	case "SCRAM-SHA-256":
+		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA256} }
+	case "SCRAM-SHA-512":
+		c.Net.SASL.SCRAMClientGeneratorFunc = func() sarama.SCRAMClient { return &scramClient{hash: scram.SHA512} }
+	}
+	return nil
+}
+
+// scramClient adapts xdg-go/scram's conversation to sarama's SCRAMClient.
+type scramClient struct {
+	hash scram.HashGeneratorFcn
+	conv *scram.ClientConversation
+}
+
+func (s *scramClient) Begin(user, password, authzID string) error {
+	client, err := s.hash.NewClient(user, password, authzID)
+	if err != nil {
+		return err
+	}
+	s.conv = client.NewConversation()
+	return nil
+}
+
+func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
+
+func (s *scramClient) Done() bool { return s.conv.Done() }
