@@ -92,6 +92,9 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		"service.port=70000":             "service.port",
 		"config.manifests[0].kind=Thing": "kind",
 		"nosuchvalue=1":                  "nosuchvalue",
+		"kafka.sasl.mechanism=GSSAPI":    "kafka.sasl.mechanism",
+		"kafka.sasl.mechanism=PLAIN":     "kafka.sasl.existingSecret",
+		"kubernetes.leaseDuration=soon":  "kubernetes.leaseDuration",
 	} {
 		out, err := exec.Command(helm, "template", "sy", chartDir, "--set", set).CombinedOutput()
 		if err == nil || !strings.Contains(string(out), want) {

@@ -60,6 +60,24 @@ spec:
       {{- toYaml .bootstrapServers | nindent 6 }}
     partitions: {{ int .partitions }}
     replicationFactor: {{ int .replicationFactor }}
+    {{- if .tls.enabled }}
+    tls:
+      {{- if .tls.existingSecret }}
+      ca: {secretKeyRef: {name: {{ .tls.existingSecret }}, key: ca.crt}}
+      {{- if .tls.clientCertificate }}
+      cert: {secretKeyRef: {name: {{ .tls.existingSecret }}, key: tls.crt}}
+      key: {secretKeyRef: {name: {{ .tls.existingSecret }}, key: tls.key}}
+      {{- end }}
+      {{- else }}
+      {}
+      {{- end }}
+    {{- end }}
+    {{- if .sasl.mechanism }}
+    sasl:
+      mechanism: {{ .sasl.mechanism }}
+      user: {secretKeyRef: {name: {{ .sasl.existingSecret }}, key: {{ .sasl.userKey }}}}
+      password: {secretKeyRef: {name: {{ .sasl.existingSecret }}, key: {{ .sasl.passwordKey }}}}
+    {{- end }}
   {{- end }}
   {{- end }}
   log:
@@ -96,6 +114,10 @@ spec:
 {{- define "switchyard.secretNames" -}}
 {{- $names := list -}}
 {{- range .Values.secrets }}{{- $names = append $names . -}}{{- end -}}
+{{- if .Values.kafka.bootstrapServers -}}
+{{- if .Values.kafka.tls.enabled }}{{- with .Values.kafka.tls.existingSecret }}{{- $names = append $names . -}}{{- end -}}{{- end -}}
+{{- if .Values.kafka.sasl.mechanism }}{{- $names = append $names .Values.kafka.sasl.existingSecret -}}{{- end -}}
+{{- end -}}
 {{- if .Values.cassandra.hosts -}}
 {{- with .Values.cassandra.auth.existingSecret }}{{- $names = append $names . -}}{{- end -}}
 {{- if .Values.cassandra.tls.enabled }}{{- with .Values.cassandra.tls.existingSecret }}{{- $names = append $names . -}}{{- end -}}{{- end -}}
