@@ -60,6 +60,14 @@ type BrokerLog interface {
 	Len() int
 }
 
+// WindowedLog is a BrokerLog that bounds by itself what it has handed to Handle and not yet seen
+// done (a Kafka log's per-partition window). Handle then queues a slow trigger's events up to that
+// bound instead of holding the log back, so one slow trigger does not stall the broker's others.
+type WindowedLog interface {
+	BrokerLog
+	BoundsUnfinished() bool
+}
+
 // Handler takes envelopes read back from a Log.
 type Handler interface {
 	// Handle routes env. done must be called exactly once, when env's fate is final for every

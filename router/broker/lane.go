@@ -59,6 +59,22 @@ func (l *lane) submit(ctx context.Context, t task) error {
 	return nil
 }
 
+// add queues t without taking a slot: for logs that bound their unfinished envelopes themselves
+// (router.WindowedLog), where waiting here would stall every other trigger of the broker.
+func (l *lane) add(t task) {
+	t.unbounded = true
+	l.mu.Lock()
+	l.queue = append(l.queue, t)
+	start := l.running < l.max
+	if start {
+		l.running++
+	}
+	l.mu.Unlock()
+	if start {
+		go l.work()
+	}
+}
+
 func (l *lane) work() {
 	for {
 		l.mu.Lock()
@@ -76,6 +92,8 @@ func (l *lane) work() {
 			_ = l.limiter.Wait(l.ctx) // on shutdown, run still records the event as failed
 		}
 		l.run(l.ctx, t)
-		<-l.slots
+		if !t.unbounded {
+			<-l.slots
+		}
 	}
 }

@@ -76,12 +76,14 @@ func New(o Options) *Router {
 
 // brokerState lives as long as its broker stays configured, across reloads.
 type brokerState struct {
-	r      *Router
-	ref    router.BrokerRef
-	url    string
-	queue  router.BrokerLog
-	events atomic.Uint64 // events dispatched, for filtered-out counts
-	routes atomic.Pointer[routes]
+	r     *Router
+	ref   router.BrokerRef
+	url   string
+	queue router.BrokerLog
+	// windowed: the log bounds unfinished envelopes itself, so lanes queue without waiting.
+	windowed bool
+	events   atomic.Uint64 // events dispatched, for filtered-out counts
+	routes   atomic.Pointer[routes]
 }
 
 type routes struct {
@@ -170,6 +172,9 @@ func (r *Router) Apply(cfg *config.Config) {
 				continue
 			}
 			b = &brokerState{r: r, ref: bc.Ref, queue: log}
+			if w, ok := log.(router.WindowedLog); ok {
+				b.windowed = w.BoundsUnfinished()
+			}
 			if r.o.BrokerURL != nil {
 				b.url = r.o.BrokerURL(bc.Ref)
 			}
@@ -292,6 +297,8 @@ type task struct {
 	t   *triggerState
 	env *router.Envelope
 	f   *fanout
+	// unbounded: queued without a lane slot (the log bounds what is unfinished).
+	unbounded bool
 }
 
 // fanout counts the triggers an event still waits on; the last to finish releases it.
@@ -331,6 +338,10 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	for _, i := range matches {
 		t := rt.triggers[i]
 		t.stats.matched.Add(1)
+		if b.windowed {
+			t.lane.add(task{b: b, t: t, env: env, f: f})
+			continue
+		}
 		if err := t.lane.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
 			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()})
 			f.finish()

@@ -89,6 +89,10 @@ func (l *Log) saramaConfig() (*sarama.Config, error) {
 	return c, nil
 }
 
+// BoundsUnfinished reports that the consumer's per-partition window (Config.Window) bounds the
+// records handed out and not yet final, so the router need not hold the log back per trigger.
+func (l *Log) BoundsUnfinished() bool { return true }
+
 // connect returns the producer, creating the topic and the producer when needed.
 func (l *Log) connect() (sarama.SyncProducer, error) {
 	l.mu.Lock()
