@@ -96,6 +96,35 @@ type triggerState struct {
 	lane  *lane
 	stats *triggerStats
 	m     *triggerMetrics
+	// parts are an ordered trigger's lanes per Kafka partition: a partition's events go one at a
+	// time, and partitions do not wait for each other. nil for other triggers.
+	parts *partitionLanes
+}
+
+// partitionLanes creates an ordered trigger's per-partition lanes on first use.
+type partitionLanes struct {
+	mu    sync.Mutex
+	lanes map[int32]*lane
+	make  func() *lane
+}
+
+func (p *partitionLanes) get(partition int32) *lane {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	l := p.lanes[partition]
+	if l == nil {
+		l = p.make()
+		p.lanes[partition] = l
+	}
+	return l
+}
+
+// laneFor is the lane an event of t goes through.
+func (b *brokerState) laneFor(t *triggerState, env *router.Envelope) *lane {
+	if t.parts != nil && env.Partition >= 0 {
+		return t.parts.get(env.Partition)
+	}
+	return t.lane
 }
 
 // triggerMetrics holds a trigger's Prometheus series, resolved once instead of hashing label
@@ -218,14 +247,22 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref)}
 		if p := prev[tc.Ref]; p != nil {
 			ts.stats = p.stats
-			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit {
-				ts.lane = p.lane // keeps an ordered trigger's order across a reload
+			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit && p.cfg.Ordered == tc.Ordered {
+				ts.lane, ts.parts = p.lane, p.parts // keeps an ordered trigger's order across a reload
 			}
 		} else {
 			ts.stats = &triggerStats{base: b.events.Load()}
 		}
 		if ts.lane == nil {
 			ts.lane = newLane(r.runCtx, tc.Concurrency, tc.Pending, tc.RateLimit, r.runTask)
+			if tc.Ordered {
+				shared := ts.lane.limiter // one rate limit for the trigger, whatever its partitions
+				ts.parts = &partitionLanes{lanes: map[int32]*lane{}, make: func() *lane {
+					l := newLane(r.runCtx, tc.Concurrency, tc.Pending, 0, r.runTask)
+					l.limiter = shared
+					return l
+				}}
+			}
 		}
 		rt.triggers[i] = ts
 		filters[i] = tc.Filter
@@ -338,11 +375,12 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	for _, i := range matches {
 		t := rt.triggers[i]
 		t.stats.matched.Add(1)
+		l := b.laneFor(t, env)
 		if b.windowed {
-			t.lane.add(task{b: b, t: t, env: env, f: f})
+			l.add(task{b: b, t: t, env: env, f: f})
 			continue
 		}
-		if err := t.lane.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
+		if err := l.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
 			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()})
 			f.finish()
 		}

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
@@ -44,4 +46,90 @@ func TestKafkaSlowTriggerDoesNotStallOthers(t *testing.T) {
 	}
 	free()
 	slow.waitFor(t, n, 60*time.Second)
+}
+
+// TestKafkaOrderedPartitionsDoNotWaitForEachOther: an ordered trigger delivers a partition's
+// events one at a time, but a partition whose event hangs holds only itself: the events of keys
+// on the other partitions all arrive meanwhile, each key in order.
+func TestKafkaOrderedPartitionsDoNotWaitForEachOther(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-ordered-parts-%d", time.Now().UnixNano())
+	const partitions, keys, perKey = 4, 8, 20
+	// The router's producer places keys with sarama's default hash partitioner.
+	partitionOf := func(key string) int32 {
+		p, err := sarama.NewHashPartitioner(topic).Partition(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(key)}, partitions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	stuck := partitionOf("k0")
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	sub := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		if req.Event.Extensions()["partitionkey"] == "k0" {
+			<-release
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	t.Cleanup(free)
+	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", topic)+`apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: ordered
+  namespace: default
+  annotations:
+    kafka.eventing.knative.dev/delivery.order: ordered
+spec:
+  broker: durable
+  delivery: {timeout: PT120S}
+  subscriber:
+    uri: `+sub.URL+"\n", "", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: %d\n", kafka, partitions))
+
+	elsewhere := 0
+	for seq := range perKey {
+		for k := range keys {
+			key := fmt.Sprintf("k%d", k)
+			req := binaryEvent(fmt.Sprintf("%s-%d", key, seq), "t")
+			req.Headers["Ce-Partitionkey"] = key
+			req.Headers["Ce-Subject"] = fmt.Sprint(seq)
+			if code, _, body := r.send(t, "/default/durable", req); code != 202 {
+				t.Fatalf("send: %d %s", code, body)
+			}
+			if partitionOf(key) != stuck {
+				elsewhere++
+			}
+		}
+	}
+	if elsewhere == 0 {
+		t.Fatal("every key hashes to the stuck partition; choose other keys")
+	}
+	// Everything not on the stuck partition arrives while k0's first event hangs.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n := 0
+		for _, rq := range sub.requests() {
+			if partitionOf(fmt.Sprint(rq.Event.Extensions()["partitionkey"])) != stuck {
+				n++
+			}
+		}
+		if n == elsewhere {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d events of the other partitions arrived while partition %d was stuck", n, elsewhere, stuck)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	free()
+	got := sub.waitFor(t, keys*perKey, 30*time.Second)
+	next := map[string]int{}
+	for _, rq := range got {
+		key := fmt.Sprint(rq.Event.Extensions()["partitionkey"])
+		if seq := rq.Event.Subject(); seq != fmt.Sprint(next[key]) {
+			t.Fatalf("key %s: got seq %s, want %d", key, seq, next[key])
+		}
+		next[key]++
+	}
 }
