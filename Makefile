@@ -91,11 +91,16 @@ bench-tools: $(BENTHOS)
 	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk nginx-light; } || \
 	  echo "wrk or nginx missing: apt-get install wrk nginx-light"
 
-# The side-by-side harness (docs/performance.md), then the Go benchmarks of the hot paths. Not part
-# of `make test`. Everything runs on 127.0.0.1 and stops by itself.
+# The side-by-side harness (docs/performance.md), with real Kafka and Cassandra for the durable
+# scenarios, then the Go benchmarks of the hot paths. Not part of `make test`. Everything runs on
+# 127.0.0.1 and stops by itself.
 bench: build bench-tools
 	$(GO) build -o bin/bench-harness ./test/bench/harness
-	bin/bench-harness -switchyard $(BIN) -benthos $(BENTHOS) $(BENCH_ARGS)
+	@was=$$($(INFRA) status | grep -c running || true); \
+	  $(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; status=0; \
+	  bin/bench-harness -switchyard $(BIN) -benthos $(BENTHOS) -kafka 127.0.0.1:$${KAFKA_PORT:-9092} \
+	    -cassandra 127.0.0.1:$${CASSANDRA_PORT:-9042} $(BENCH_ARGS) || status=$$?; \
+	  [ "$$was" = 2 ] || $(INFRA) down; exit $$status # servers left running by make infra-up stay up
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./router/... ./test/bench/
 
 infra-up:

@@ -13,6 +13,7 @@ import (
 	"bytes"
 
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -49,6 +50,8 @@ func main() {
 	flag.StringVar(&o.benthos, "benthos", "", "a Benthos v4.27.0 binary (make bench builds one)")
 	flag.StringVar(&o.only, "only", "", "comma-separated scenario names to run (default all)")
 	flag.StringVar(&o.out, "out", "test/bench/results", "directory for results.json and results.md")
+	flag.StringVar(&o.kafka, "kafka", "", "a Kafka bootstrap address: adds Switchyard with a Kafka-class broker (make bench starts one)")
+	flag.StringVar(&o.cassandra, "cassandra", "", "a Cassandra contact point: adds Switchyard with the Cassandra result store (make bench starts one)")
 	flag.Parse()
 	if err := run(&o); err != nil {
 		fmt.Fprintln(os.Stderr, "harness:", err)
@@ -60,6 +63,7 @@ type options struct {
 	duration, openFor              time.Duration
 	connections, rate, size        int
 	switchyard, benthos, only, out string
+	kafka, cassandra               string
 }
 
 // Result is one scenario's figures.
@@ -102,6 +106,24 @@ func run(o *options) error {
 			}})
 		}
 	}
+	// The durable variants, 100 exact triggers: the broker's events in a Kafka topic (acks=all, read
+	// back through the consumer group), or every outcome written to Cassandra.
+	scenarios = append(scenarios,
+		scenario{"switchyard-kafka-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
+			if o.kafka == "" {
+				return "", nil, nil, errors.New("needs -kafka (make bench starts Kafka)")
+			}
+			topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  kafka: {bootstrapServers: [%s], partitions: 4}\n", o.kafka),
+				"  annotations: {eventing.knative.dev/broker.class: Kafka, kafka.eventing.knative.dev/external.topic: "+topic+"}\n")
+		}},
+		scenario{"switchyard-cassandra-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
+			if o.cassandra == "" {
+				return "", nil, nil, errors.New("needs -cassandra (make bench starts Cassandra)")
+			}
+			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE}}\n", o.cassandra), "")
+		}},
+	)
 	var results []Result
 	for _, sc := range scenarios {
 		if o.only != "" && !slices.Contains(strings.Split(o.only, ","), sc.name) {
@@ -533,14 +555,20 @@ output:
 // event is delivered once, as through a proxy) and n-4 that match nothing; with n = 1, one trigger
 // takes every type.
 func startSwitchyard(o *options, sinkURL string, n int, dialect string) (string, *os.Process, func(), error) {
+	return startSwitchyardWith(o, sinkURL, n, dialect, "", "")
+}
+
+// startSwitchyardWith is startSwitchyard with more SwitchyardConfig spec lines and broker
+// metadata lines (both indented by two spaces).
+func startSwitchyardWith(o *options, sinkURL string, n int, dialect, spec, brokerMeta string) (string, *os.Process, func(), error) {
 	dir, err := os.MkdirTemp("", "switchyard-bench")
 	if err != nil {
 		return "", nil, nil, err
 	}
 	addr, admin := freeAddr(), freeAddr()
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: bench}\nspec:\n  ingress: {addr: %q}\n  admin: {addr: %q}\n  log: {level: error}\n  triggers: {concurrency: %d}\n---\n", addr, admin, benchConcurrency)
-	b.WriteString("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata: {name: default, namespace: bench}\n")
+	fmt.Fprintf(&b, "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: bench}\nspec:\n  ingress: {addr: %q}\n  admin: {addr: %q}\n  log: {level: error}\n  triggers: {concurrency: %d}\n%s---\n", addr, admin, benchConcurrency, spec)
+	fmt.Fprintf(&b, "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: bench\n%s", brokerMeta)
 	for i := 0; i < n; i++ {
 		typ := fmt.Sprintf("bench.unused%d", i)
 		if i < len(eventTypes) {
