@@ -46,16 +46,7 @@ func (l *lane) submit(ctx context.Context, t task) error {
 			return ctx.Err()
 		}
 	}
-	l.mu.Lock()
-	l.queue = append(l.queue, t)
-	start := l.running < l.max
-	if start {
-		l.running++
-	}
-	l.mu.Unlock()
-	if start {
-		go l.work()
-	}
+	l.enqueue(t)
 	return nil
 }
 
@@ -63,6 +54,11 @@ func (l *lane) submit(ctx context.Context, t task) error {
 // (router.WindowedLog), where waiting here would stall every other trigger of the broker.
 func (l *lane) add(t task) {
 	t.unbounded = true
+	l.enqueue(t)
+}
+
+// enqueue appends t and starts a worker when fewer than max run.
+func (l *lane) enqueue(t task) {
 	l.mu.Lock()
 	l.queue = append(l.queue, t)
 	start := l.running < l.max

@@ -74,18 +74,7 @@ func TestKafkaOrderedPartitionsDoNotWaitForEachOther(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	})
 	t.Cleanup(free)
-	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", topic)+`apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: ordered
-  namespace: default
-  annotations:
-    kafka.eventing.knative.dev/delivery.order: ordered
-spec:
-  broker: durable
-  delivery: {timeout: PT120S}
-  subscriber:
-    uri: `+sub.URL+"\n", "", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: %d\n", kafka, partitions))
+	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", topic)+orderedTrigger("durable", sub.URL, "  delivery: {timeout: PT120S}\n"), "", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: %d\n", kafka, partitions))
 
 	elsewhere := 0
 	for seq := range perKey {

@@ -25,6 +25,23 @@ metadata:
 `, name, topic)
 }
 
+// orderedTrigger is a Trigger named ordered with Knative's ordered delivery annotation; spec holds
+// more spec lines (indented by two spaces).
+func orderedTrigger(broker, subscriber, spec string) string {
+	return fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: ordered
+  namespace: default
+  annotations:
+    kafka.eventing.knative.dev/delivery.order: ordered
+spec:
+  broker: %s
+%s  subscriber:
+    uri: %s
+`, broker, spec, subscriber)
+}
+
 // TestKafkaBroker: a Kafka-class broker answers 202 once Kafka has the event and delivers it with
 // the partition and offset extensions.
 func TestKafkaBroker(t *testing.T) {
@@ -223,17 +240,7 @@ func TestKafkaOrderedTriggerAcrossRestart(t *testing.T) {
 		// Uneven answer times: concurrent deliveries would overtake each other.
 		time.Sleep(time.Duration(n%4) * time.Millisecond)
 	})
-	manifests := kafkaBroker("durable", topic) + `apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: ordered
-  namespace: default
-  annotations:
-    kafka.eventing.knative.dev/delivery.order: ordered
-spec:
-  broker: durable
-  subscriber:
-    uri: ` + sub.URL + "\n"
+	manifests := kafkaBroker("durable", topic) + orderedTrigger("durable", sub.URL, "")
 	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 3\n", kafka)
 	dir := t.TempDir()
 	const keys, perKey = 6, 100

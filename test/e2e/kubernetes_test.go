@@ -305,28 +305,24 @@ func (c *cluster) testRoutingFollowsResources(t *testing.T) {
 
 	// Taking the class annotation to another implementation hands the broker over: 404 here.
 	c.apply(t, gvrBroker, brokerManifest(ns, "default", "Kafka"))
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, _, _ := r.send(t, "/routing/default", binaryEvent("e3", "order.created"))
-		if code == http.StatusNotFound {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("broker still served 10s after its class changed: %d", code)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitNotServed(t, r, "/routing/default", "after its class changed")
 	c.apply(t, gvrBroker, brokerManifest(ns, "default", "Switchyard"))
 	c.waitReady(t, gvrBroker, ns, "default")
 	c.delete(t, gvrBroker, ns, "default")
-	deadline = time.Now().Add(10 * time.Second)
+	waitNotServed(t, r, "/routing/default", "after it was deleted")
+}
+
+// waitNotServed sends to path until the router answers 404, for at most 10 s.
+func waitNotServed(t *testing.T, r *router, path, when string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
-		code, _, _ := r.send(t, "/routing/default", binaryEvent("e4", "order.created"))
+		code, _, _ := r.send(t, path, binaryEvent("probe", "order.created"))
 		if code == http.StatusNotFound {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("deleted broker still served after 10s: %d", code)
+			t.Fatalf("broker %s still served 10s %s: %d", path, when, code)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
