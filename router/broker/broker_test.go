@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -185,5 +187,121 @@ func waitDelivered(t *testing.T, r *Router, n uint64) {
 			t.Fatalf("%d events delivered, want %d", r.Triggers()[0].Delivered, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestRetryBackoffDoesNotHoldTheLane: a trigger with one delivery at a time keeps delivering other
+// events while a failed one waits out its backoff; an ordered trigger keeps the failed one first.
+func TestRetryBackoffDoesNotHoldTheLane(t *testing.T) {
+	for _, ordered := range []bool{false, true} {
+		t.Run(fmt.Sprintf("ordered=%v", ordered), func(t *testing.T) {
+			var mu sync.Mutex
+			var arrivals []string
+			failedOnce := false
+			sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				id := r.Header.Get("Ce-Id")
+				mu.Lock()
+				defer mu.Unlock()
+				arrivals = append(arrivals, id)
+				if id == "flaky" && !failedOnce {
+					failedOnce = true
+					w.WriteHeader(http.StatusServiceUnavailable)
+				}
+			}))
+			defer sub.Close()
+			annotations := fmt.Sprintf("    %s: \"1\"\n", config.AnnotationConcurrency)
+			if ordered {
+				annotations = fmt.Sprintf("    %s: ordered\n", config.AnnotationDeliveryOrder)
+			}
+			cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: t
+  namespace: ns
+  annotations:
+`+annotations+`spec:
+  broker: b
+  subscriber: {uri: "`+sub.URL+`"}
+  delivery: {retry: 1, backoffPolicy: linear, backoffDelay: PT0.4S}
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			results := memstore.New(100)
+			r := newRouter(results)
+			r.Apply(cfg)
+			ctx := context.Background()
+			ref := router.BrokerRef{Namespace: "ns", Name: "b"}
+			for _, id := range []string{"flaky", "next"} {
+				if err := r.Publish(ctx, ref, []*router.Envelope{ev(id, "any", nil)}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			shutdownCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			if aborted := r.Shutdown(shutdownCtx); aborted != 0 {
+				t.Fatalf("%d events aborted", aborted)
+			}
+			want := []string{"flaky", "next", "flaky"} // the retry waits; "next" goes meanwhile
+			if ordered {
+				want = []string{"flaky", "flaky", "next"} // nothing overtakes an ordered trigger's event
+			}
+			if fmt.Sprint(arrivals) != fmt.Sprint(want) {
+				t.Errorf("arrivals %v, want %v", arrivals, want)
+			}
+			out, _ := results.EventOutcomes(ctx, "flaky")
+			if len(out) != 1 || out[0].Status != router.StatusDelivered || out[0].Attempts != 2 {
+				t.Errorf("flaky: %+v, want delivered on the second attempt", out)
+			}
+		})
+	}
+}
+
+// TestShutdownEndsAParkedRetry: a retry parked for a long backoff does not outlive the grace
+// period; it is recorded as failed, saying it gave up waiting.
+func TestShutdownEndsAParkedRetry(t *testing.T) {
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer sub.Close()
+	cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b
+  subscriber: {uri: "`+sub.URL+`"}
+  delivery: {retry: 3, backoffPolicy: linear, backoffDelay: PT60S}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := memstore.New(100)
+	r := newRouter(results)
+	r.Apply(cfg)
+	ctx := context.Background()
+	if err := r.Publish(ctx, router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev("stuck", "any", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the first attempt fails and parks
+	graceCtx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if aborted := r.Shutdown(graceCtx); aborted != 1 {
+		t.Errorf("aborted %d, want the parked one", aborted)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("shutdown took %s with a 60 s backoff parked", d)
+	}
+	out, _ := results.EventOutcomes(ctx, "stuck")
+	if len(out) != 1 || out[0].Status != router.StatusFailed || !strings.Contains(out[0].LastError, "gave up waiting to retry") {
+		t.Errorf("outcome %+v", out)
 	}
 }

@@ -14,7 +14,9 @@ type lane struct {
 	ctx     context.Context // deliveries run under it (the router's), whoever submitted them
 	slots   chan struct{}   // one per accepted task, running or waiting: submit blocks when full
 	limiter *rate.Limiter   // nil: unlimited
-	run     func(ctx context.Context, t task)
+	// run delivers t; it reports true when it parked t to be resumed later (through enqueue,
+	// keeping its slot) rather than finishing it.
+	run func(ctx context.Context, t task) (parked bool)
 
 	mu      sync.Mutex
 	queue   []task
@@ -22,7 +24,7 @@ type lane struct {
 	max     int
 }
 
-func newLane(ctx context.Context, concurrency, pending int, ratePerSec float64, run func(context.Context, task)) *lane {
+func newLane(ctx context.Context, concurrency, pending int, ratePerSec float64, run func(context.Context, task) bool) *lane {
 	l := &lane{ctx: ctx, slots: make(chan struct{}, concurrency+pending), max: concurrency, run: run}
 	if ratePerSec > 0 {
 		burst := int(ratePerSec)
@@ -59,6 +61,7 @@ func (l *lane) add(t task) {
 
 // enqueue appends t and starts a worker when fewer than max run.
 func (l *lane) enqueue(t task) {
+	t.l = l
 	l.mu.Lock()
 	l.queue = append(l.queue, t)
 	start := l.running < l.max
@@ -87,8 +90,7 @@ func (l *lane) work() {
 		if l.limiter != nil {
 			_ = l.limiter.Wait(l.ctx) // on shutdown, run still records the event as failed
 		}
-		l.run(l.ctx, t)
-		if !t.unbounded {
+		if !l.run(l.ctx, t) && !t.unbounded {
 			<-l.slots
 		}
 	}

@@ -336,6 +336,11 @@ type task struct {
 	f   *fanout
 	// unbounded: queued without a lane slot (the log bounds what is unfinished).
 	unbounded bool
+	// l is the lane the task runs in; a parked retry resumes there.
+	l *lane
+	// attempt and res carry a delivery across a parked backoff; res is nil before the first attempt.
+	attempt int
+	res     *delivery.Result
 }
 
 // fanout counts the triggers an event still waits on; the last to finish releases it.
@@ -389,18 +394,93 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	matchPool.Put(bufp)
 }
 
-// runTask delivers one event to one trigger and records the outcome.
-func (r *Router) runTask(ctx context.Context, tk task) {
-	defer tk.f.finish()
+// runTask delivers one event to one trigger and records the outcome. A retryable failure of an
+// unordered trigger parks the task for its backoff instead of holding a lane worker, so the
+// trigger keeps delivering other events meanwhile; an ordered trigger waits, since its next event
+// must not overtake. It reports whether the task was parked.
+func (r *Router) runTask(ctx context.Context, tk task) (parked bool) {
 	t, env := tk.t, tk.env
-	t.stats.inFlight.Add(1)
-	defer t.stats.inFlight.Add(-1)
-	t.m.inFlight.Inc()
-	defer t.m.inFlight.Dec()
-
 	policy := &t.cfg.Delivery
 	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
-	res := r.o.Deliverer.Deliver(ctx, req, policy)
+	if tk.res == nil {
+		tk.res = &delivery.Result{}
+	} else if err := ctx.Err(); err != nil {
+		tk.res.GiveUp(err) // resumed by shutdown, not by its timer
+		r.finishTask(ctx, tk, req)
+		return false
+	}
+	t.stats.inFlight.Add(1)
+	t.m.inFlight.Inc()
+	for {
+		tk.attempt++
+		wait, again := r.o.Deliverer.Try(ctx, req, policy, tk.attempt, tk.res)
+		if !again {
+			break
+		}
+		if !t.cfg.Ordered {
+			t.stats.inFlight.Add(-1)
+			t.m.inFlight.Dec()
+			r.park(ctx, tk, wait)
+			return true
+		}
+		if !sleepCtx(ctx, wait) {
+			tk.res.GiveUp(ctx.Err())
+			break
+		}
+	}
+	t.stats.inFlight.Add(-1)
+	t.m.inFlight.Dec()
+	r.finishTask(ctx, tk, req)
+	return false
+}
+
+// park resumes tk in its lane after wait, or at once when ctx ends (shutdown), whichever is first.
+// The task keeps its lane slot meanwhile, so parked retries still count against the lane's bound.
+func (r *Router) park(ctx context.Context, tk task, wait time.Duration) {
+	p := &parkedTask{tk: tk}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = time.AfterFunc(wait, p.resume)
+	p.stop = context.AfterFunc(ctx, p.resume)
+}
+
+type parkedTask struct {
+	mu      sync.Mutex
+	tk      task
+	timer   *time.Timer
+	stop    func() bool
+	resumed bool
+}
+
+func (p *parkedTask) resume() {
+	p.mu.Lock() // also waits until park has set timer and stop
+	defer p.mu.Unlock()
+	if p.resumed {
+		return
+	}
+	p.resumed = true
+	p.timer.Stop()
+	p.stop()
+	p.tk.l.enqueue(p.tk)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// finishTask turns a final delivery result into the outcome: reply published, dead-lettered or
+// failed; records it and releases the event for this trigger.
+func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request) {
+	defer tk.f.finish()
+	t, env, res := tk.t, tk.env, tk.res
+	policy := &t.cfg.Delivery
 	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code, LastError: res.Err}
 
 	switch {
@@ -423,7 +503,7 @@ func (r *Router) runTask(ctx context.Context, tk task) {
 			o.Status = r.deadLetter(ctx, req, policy, &failure, tk.b.url, o, router.StatusReplyFailed)
 		}
 	default:
-		o.Status = r.deadLetter(ctx, req, policy, &res, t.cfg.Subscriber, o, router.StatusFailed)
+		o.Status = r.deadLetter(ctx, req, policy, res, t.cfg.Subscriber, o, router.StatusFailed)
 	}
 	r.record(tk.b, t, env, o)
 }

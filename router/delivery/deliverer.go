@@ -108,34 +108,51 @@ func (r *Result) ErrorCode() int {
 }
 
 // Deliver sends req under policy p: attempts until one succeeds, one fails for good, the retries
-// are spent, or ctx ends. It does not dead-letter: see DeadLetter.
+// are spent, or ctx ends, waiting out each backoff here. It does not dead-letter: see DeadLetter.
 func (d *Deliverer) Deliver(ctx context.Context, req *Request, p *Policy) Result {
 	var res Result
 	for n := 1; ; n++ {
-		a := d.attempt(ctx, req, p)
-		res.Attempts, res.Code, res.Err, res.Body, res.Reply = n, a.code, a.err, a.body, a.reply
-		if a.err == "" {
-			res.Delivered = true
-			res.Body = nil
+		wait, again := d.Try(ctx, req, p, n, &res)
+		if !again {
 			return res
 		}
-		if !a.retryable || n > p.Retry || ctx.Err() != nil {
-			return res
-		}
-		wait := p.Wait(n)
-		if a.code == http.StatusTooManyRequests || a.code == http.StatusServiceUnavailable {
-			wait = p.RetryAfterWait(wait, a.retryAfter)
-		}
-		wait += jitter(wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			res.Err = fmt.Sprintf("%s; then gave up waiting to retry: %v", res.Err, ctx.Err())
+			res.GiveUp(ctx.Err())
 			return res
 		case <-t.C:
 		}
 	}
+}
+
+// Try makes attempt n (counting from 1) of req under p and records it in res. It returns how long
+// to wait before attempt n+1 (backoff, or the subscriber's Retry-After), or again=false when res is
+// final: delivered, failed for good, retries spent, or ctx ended. Callers that must not hold a
+// worker during the backoff wait elsewhere and call Try again.
+func (d *Deliverer) Try(ctx context.Context, req *Request, p *Policy, n int, res *Result) (wait time.Duration, again bool) {
+	a := d.attempt(ctx, req, p)
+	res.Attempts, res.Code, res.Err, res.Body, res.Reply = n, a.code, a.err, a.body, a.reply
+	if a.err == "" {
+		res.Delivered = true
+		res.Body = nil
+		return 0, false
+	}
+	if !a.retryable || n > p.Retry || ctx.Err() != nil {
+		return 0, false
+	}
+	wait = p.Wait(n)
+	if a.code == http.StatusTooManyRequests || a.code == http.StatusServiceUnavailable {
+		wait = p.RetryAfterWait(wait, a.retryAfter)
+	}
+	return wait + jitter(wait), true
+}
+
+// GiveUp marks a result whose next attempt will not be made because err (the context's) ended the
+// wait for it.
+func (r *Result) GiveUp(err error) {
+	r.Err = fmt.Sprintf("%s; then gave up waiting to retry: %v", r.Err, err)
 }
 
 // DeadLetter sends the original event of a failed delivery to policy's dead-letter sink, with the
