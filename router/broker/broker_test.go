@@ -190,6 +190,32 @@ func waitDelivered(t *testing.T, r *Router, n uint64) {
 	}
 }
 
+// retryConfig is broker ns/b with trigger t taking every event; annotations are lines under
+// metadata.annotations (indented by four spaces), delivery a flow-style DeliverySpec.
+func retryConfig(t *testing.T, annotations, subscriber, delivery string) *config.Config {
+	t.Helper()
+	if annotations != "" {
+		annotations = "  annotations:\n" + annotations
+	}
+	cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: t
+  namespace: ns
+`+annotations+`spec:
+  broker: b
+  subscriber: {uri: "`+subscriber+`"}
+  delivery: `+delivery+"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
 // TestRetryBackoffDoesNotHoldTheLane: a trigger with one delivery at a time keeps delivering other
 // events while a failed one waits out its backoff; an ordered trigger keeps the failed one first.
 func TestRetryBackoffDoesNotHoldTheLane(t *testing.T) {
@@ -213,24 +239,7 @@ func TestRetryBackoffDoesNotHoldTheLane(t *testing.T) {
 			if ordered {
 				annotations = fmt.Sprintf("    %s: ordered\n", config.AnnotationDeliveryOrder)
 			}
-			cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: b, namespace: ns}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
-  name: t
-  namespace: ns
-  annotations:
-`+annotations+`spec:
-  broker: b
-  subscriber: {uri: "`+sub.URL+`"}
-  delivery: {retry: 1, backoffPolicy: linear, backoffDelay: PT0.4S}
-`))
-			if err != nil {
-				t.Fatal(err)
-			}
+			cfg := retryConfig(t, annotations, sub.URL, "{retry: 1, backoffPolicy: linear, backoffDelay: PT0.4S}")
 			results := memstore.New(100)
 			r := newRouter(results)
 			r.Apply(cfg)
@@ -268,21 +277,7 @@ func TestShutdownEndsAParkedRetry(t *testing.T) {
 		w.WriteHeader(http.StatusServiceUnavailable)
 	}))
 	defer sub.Close()
-	cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: b, namespace: ns}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata: {name: t, namespace: ns}
-spec:
-  broker: b
-  subscriber: {uri: "`+sub.URL+`"}
-  delivery: {retry: 3, backoffPolicy: linear, backoffDelay: PT60S}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := retryConfig(t, "", sub.URL, "{retry: 3, backoffPolicy: linear, backoffDelay: PT60S}")
 	results := memstore.New(100)
 	r := newRouter(results)
 	r.Apply(cfg)
