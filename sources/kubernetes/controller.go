@@ -314,12 +314,22 @@ func (c *Controller) ours() ([]*resource, error) {
 	if err != nil {
 		return nil, err
 	}
+	exists := make(map[string]bool, len(brokers))
+	for _, b := range brokers {
+		exists[b.GetNamespace()+"/"+b.GetName()] = true
+	}
 	for _, t := range triggers {
-		if b := triggerBroker(t); mine[b] {
-			r := newResource(t, triggersGVR)
-			r.broker = b
-			rs = append(rs, r)
+		b := triggerBroker(t)
+		switch {
+		case mine[b]:
+		case !exists[b] && statusWrittenBy(t) == c.opts.Class:
+			// Its Broker was ours and is gone: say so rather than leave Ready=True behind.
+		default:
+			continue
 		}
+		r := newResource(t, triggersGVR)
+		r.broker, r.brokerGone = b, !mine[b]
+		rs = append(rs, r)
 	}
 	sources, err := list(kafkaSourcesGVR)
 	if err != nil {

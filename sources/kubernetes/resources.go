@@ -32,11 +32,24 @@ type resource struct {
 	problems []*config.Error
 	// brokerFailed is set on a Trigger or KafkaSource whose Broker was excluded.
 	brokerFailed bool
+	// brokerGone is set on a Trigger whose Broker no longer exists but whose status we wrote: it
+	// is told so instead of keeping a stale Ready.
+	brokerGone bool
 }
 
 func (r *resource) key() string { return r.obj.GetNamespace() + "/" + r.obj.GetName() }
 
-func (r *resource) excluded() bool { return len(r.problems) > 0 || r.brokerFailed }
+func (r *resource) excluded() bool { return len(r.problems) > 0 || r.brokerFailed || r.brokerGone }
+
+// StatusWriterAnnotation marks, in status.annotations, the broker class whose controller wrote the
+// status, so a Trigger left behind by a deleted Broker can still be told by the one that served it.
+const StatusWriterAnnotation = "switchyard.dev/status-writer"
+
+// statusWrittenBy reports the class recorded in obj's status annotations.
+func statusWrittenBy(obj *unstructured.Unstructured) string {
+	v, _, _ := unstructured.NestedString(obj.Object, "status", "annotations", StatusWriterAnnotation)
+	return v
+}
 
 // document is the resource as the loader reads it: type, the metadata that matters, and spec.
 // Status and server-set metadata stay behind: they are the controllers' output, not input.

@@ -36,10 +36,11 @@ type brokerStatus struct {
 }
 
 type triggerStatus struct {
-	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
-	Conditions         []condition `json:"conditions"`
-	SubscriberURI      string      `json:"subscriberUri,omitempty"`
-	DeadLetterSinkURI  string      `json:"deadLetterSinkUri,omitempty"`
+	ObservedGeneration int64             `json:"observedGeneration,omitempty"`
+	Annotations        map[string]string `json:"annotations,omitempty"`
+	Conditions         []condition       `json:"conditions"`
+	SubscriberURI      string            `json:"subscriberUri,omitempty"`
+	DeadLetterSinkURI  string            `json:"deadLetterSinkUri,omitempty"`
 }
 
 type sourceStatus struct {
@@ -138,9 +139,12 @@ func (c *Controller) brokerStatus(r *resource) brokerStatus {
 }
 
 func (c *Controller) triggerStatus(r *resource, cfg *config.Config) triggerStatus {
-	st := triggerStatus{ObservedGeneration: r.obj.GetGeneration()}
+	st := triggerStatus{ObservedGeneration: r.obj.GetGeneration(), Annotations: map[string]string{StatusWriterAnnotation: c.opts.Class}}
 	brokerReady := ok("BrokerReady")
-	if r.brokerFailed {
+	switch {
+	case r.brokerGone:
+		brokerReady = failed("BrokerReady", "BrokerDoesNotExist", "Broker "+r.broker+" does not exist")
+	case r.brokerFailed:
 		brokerReady = failed("BrokerReady", "BrokerNotReady", "Broker "+r.broker+" is not ready; see its status")
 	}
 	subscriber, rest := problemsUnder(r.problems, "spec.subscriber")

@@ -123,3 +123,20 @@ func TestTransitionTimesKeptWhileStatusHolds(t *testing.T) {
 		t.Errorf("a broker that is not served still has an address: %v", later["address"])
 	}
 }
+
+func TestTriggerOfADeletedBroker(t *testing.T) {
+	c := &Controller{opts: Options{Class: DefaultClass}}
+	r := trigger("t")
+	r.brokerGone = true
+	st := c.triggerStatus(r, nil)
+	conds := conditionsByType(t, st.Conditions)
+	if b := conds["BrokerReady"]; b.Status != "False" || b.Reason != "BrokerDoesNotExist" || b.Message != "Broker ns/default does not exist" {
+		t.Errorf("BrokerReady = %+v", b)
+	}
+	if conds["Ready"].Reason != "BrokerDoesNotExist" {
+		t.Errorf("Ready = %+v", conds["Ready"])
+	}
+	if st.Annotations[StatusWriterAnnotation] != DefaultClass {
+		t.Errorf("status annotations %v do not name the writer", st.Annotations)
+	}
+}

@@ -310,6 +310,10 @@ func (c *cluster) testRoutingFollowsResources(t *testing.T) {
 	c.waitReady(t, gvrBroker, ns, "default")
 	c.delete(t, gvrBroker, ns, "default")
 	waitNotServed(t, r, "/routing/default", "after it was deleted")
+	// Its Trigger is told, not left showing the Ready=True of a broker that is gone.
+	if msg := c.waitNotReady(t, gvrTrigger, ns, "orders", "BrokerDoesNotExist"); msg != "Broker routing/default does not exist" {
+		t.Errorf("trigger of a deleted broker: %q", msg)
+	}
 }
 
 // waitNotServed sends to path until the router answers 404, for at most 10 s.
