@@ -336,11 +336,18 @@ func (c *Controller) ours() ([]*resource, error) {
 		return nil, err
 	}
 	for _, s := range sources {
-		if b := sinkBroker(s); mine[b] {
-			r := newResource(s, kafkaSourcesGVR)
-			r.broker = b
-			rs = append(rs, r)
+		b := sinkBroker(s)
+		switch {
+		case b == "":
+			continue
+		case mine[b]:
+		case !exists[b] && statusWrittenBy(s) == c.opts.Class:
+		default:
+			continue
 		}
+		r := newResource(s, kafkaSourcesGVR)
+		r.broker, r.brokerGone = b, !mine[b]
+		rs = append(rs, r)
 	}
 	return rs, nil
 }

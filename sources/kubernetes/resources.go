@@ -32,8 +32,8 @@ type resource struct {
 	problems []*config.Error
 	// brokerFailed is set on a Trigger or KafkaSource whose Broker was excluded.
 	brokerFailed bool
-	// brokerGone is set on a Trigger whose Broker no longer exists but whose status we wrote: it
-	// is told so instead of keeping a stale Ready.
+	// brokerGone is set on a Trigger or KafkaSource whose Broker no longer exists but whose status
+	// we wrote: it is told so instead of keeping a stale Ready.
 	brokerGone bool
 }
 

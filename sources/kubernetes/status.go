@@ -44,9 +44,10 @@ type triggerStatus struct {
 }
 
 type sourceStatus struct {
-	ObservedGeneration int64       `json:"observedGeneration,omitempty"`
-	Conditions         []condition `json:"conditions"`
-	SinkURI            string      `json:"sinkUri,omitempty"`
+	ObservedGeneration int64             `json:"observedGeneration,omitempty"`
+	Annotations        map[string]string `json:"annotations,omitempty"`
+	Conditions         []condition       `json:"conditions"`
+	SinkURI            string            `json:"sinkUri,omitempty"`
 }
 
 func ok(typ string) condition { return condition{Type: typ, Status: "True"} }
@@ -165,9 +166,11 @@ func (c *Controller) triggerStatus(r *resource, cfg *config.Config) triggerStatu
 }
 
 func (c *Controller) sourceStatus(r *resource) sourceStatus {
-	st := sourceStatus{ObservedGeneration: r.obj.GetGeneration()}
+	st := sourceStatus{ObservedGeneration: r.obj.GetGeneration(), Annotations: map[string]string{StatusWriterAnnotation: c.opts.Class}}
 	sink := ok("SinkProvided")
 	switch {
+	case r.brokerGone:
+		sink = failed("SinkProvided", "BrokerDoesNotExist", "Broker "+r.broker+" does not exist")
 	case r.brokerFailed:
 		sink = failed("SinkProvided", "SinkNotReady", "Broker "+r.broker+" is not ready; see its status")
 	case r.excluded():

@@ -540,6 +540,8 @@ spec:
 	if _, found := other.Object["status"]; found {
 		t.Errorf("status written on a KafkaSource that sinks to another broker: %v", other.Object["status"])
 	}
+	c.delete(t, gvrBroker, ns, "default")
+	c.waitNotReady(t, gvrSource, ns, "orders", "BrokerDoesNotExist")
 }
 
 func (c *cluster) testTwoReplicas(t *testing.T) {
