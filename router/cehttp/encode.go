@@ -12,8 +12,12 @@ import (
 // WriteBinary sets the ce- headers and Content-Type of e on h (binary mode) and returns the body.
 // Header values are percent-encoded as the HTTP binding requires.
 func WriteBinary(h http.Header, e *event.Event) []byte {
+	// One backing array for every header's value slice: a delivery sets eight or more headers, and
+	// this runs for every delivery.
+	vals := make([]string, 0, 8+len(e.Extensions()))
 	set := func(name, value string) {
-		h[name] = []string{encodeValue(value)}
+		vals = append(vals, encodeValue(value))
+		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
 	}
 	set("Ce-Specversion", e.SpecVersion())
 	set("Ce-Id", e.ID())

@@ -152,9 +152,10 @@ func (h *Handler) count(ref router.BrokerRef, eventType string, code int) {
 // readBody reads the request body up to limit bytes; a status is returned for a body too large
 // (413) or unreadable (400).
 func readBody(r *http.Request, limit int64) ([]byte, int, string) {
-	tooLarge := fmt.Sprintf("body larger than the %d-byte limit", limit)
+	// Formatted only when needed: this runs for every event.
+	tooLarge := func() string { return fmt.Sprintf("body larger than the %d-byte limit", limit) }
 	if r.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, tooLarge
+		return nil, http.StatusRequestEntityTooLarge, tooLarge()
 	}
 	size := r.ContentLength
 	if size < 0 {
@@ -176,7 +177,7 @@ func readBody(r *http.Request, limit int64) ([]byte, int, string) {
 		}
 	}
 	if int64(len(buf)) > limit {
-		return nil, http.StatusRequestEntityTooLarge, tooLarge
+		return nil, http.StatusRequestEntityTooLarge, tooLarge()
 	}
 	return buf, 0, ""
 }
