@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
+
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
@@ -183,6 +185,36 @@ func TestKafkaUnavailableAnswers503(t *testing.T) {
 	}
 }
 
+// waitGroupMembers waits until the consumer group is stable with n members that each own
+// partitions: until then the first process to join may read everything alone.
+func waitGroupMembers(t *testing.T, kafka, group string, n int) {
+	t.Helper()
+	admin, err := sarama.NewClusterAdmin([]string{kafka}, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		groups, err := admin.DescribeConsumerGroups([]string{group})
+		if err == nil && len(groups) == 1 && groups[0].State == "Stable" && len(groups[0].Members) == n {
+			owning := 0
+			for _, m := range groups[0].Members {
+				if a, err := m.GetMemberAssignment(); err == nil && len(a.Topics) > 0 {
+					owning++
+				}
+			}
+			if owning == n {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("consumer group %s did not settle with %d members owning partitions in 30s", group, n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestKafkaBrokerTwoRouters: two router processes on the same Kafka share the broker's
 // partitions through its consumer group and together deliver every event once.
 func TestKafkaBrokerTwoRouters(t *testing.T) {
@@ -193,6 +225,7 @@ func TestKafkaBrokerTwoRouters(t *testing.T) {
 	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 4\n", kafka)
 	a := startRouterIn(t, t.TempDir(), manifests, "", spec)
 	b := startRouterIn(t, t.TempDir(), manifests, "", spec)
+	waitGroupMembers(t, kafka, "switchyard-broker-default-durable", 2)
 	const n = 400
 	for i := 0; i < n; i++ {
 		r := a
