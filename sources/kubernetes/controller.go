@@ -318,36 +318,25 @@ func (c *Controller) ours() ([]*resource, error) {
 	for _, b := range brokers {
 		exists[b.GetNamespace()+"/"+b.GetName()] = true
 	}
-	for _, t := range triggers {
-		b := triggerBroker(t)
-		switch {
-		case mine[b]:
-		case !exists[b] && statusWrittenBy(t) == c.opts.Class:
-			// Its Broker was ours and is gone: say so rather than leave Ready=True behind.
-		default:
-			continue
+	// claim takes a Trigger or KafkaSource that points at broker b when b is ours, or when b is gone
+	// and we wrote its status: it is then told so rather than left showing Ready=True.
+	claim := func(obj *unstructured.Unstructured, gvr schema.GroupVersionResource, b string) {
+		if b == "" || !mine[b] && (exists[b] || statusWrittenBy(obj) != c.opts.Class) {
+			return
 		}
-		r := newResource(t, triggersGVR)
+		r := newResource(obj, gvr)
 		r.broker, r.brokerGone = b, !mine[b]
 		rs = append(rs, r)
+	}
+	for _, t := range triggers {
+		claim(t, triggersGVR, triggerBroker(t))
 	}
 	sources, err := list(kafkaSourcesGVR)
 	if err != nil {
 		return nil, err
 	}
-	for _, s := range sources {
-		b := sinkBroker(s)
-		switch {
-		case b == "":
-			continue
-		case mine[b]:
-		case !exists[b] && statusWrittenBy(s) == c.opts.Class:
-		default:
-			continue
-		}
-		r := newResource(s, kafkaSourcesGVR)
-		r.broker, r.brokerGone = b, !mine[b]
-		rs = append(rs, r)
+	for _, src := range sources {
+		claim(src, kafkaSourcesGVR, sinkBroker(src))
 	}
 	return rs, nil
 }

@@ -141,13 +141,7 @@ func (c *Controller) brokerStatus(r *resource) brokerStatus {
 
 func (c *Controller) triggerStatus(r *resource, cfg *config.Config) triggerStatus {
 	st := triggerStatus{ObservedGeneration: r.obj.GetGeneration(), Annotations: map[string]string{StatusWriterAnnotation: c.opts.Class}}
-	brokerReady := ok("BrokerReady")
-	switch {
-	case r.brokerGone:
-		brokerReady = failed("BrokerReady", "BrokerDoesNotExist", "Broker "+r.broker+" does not exist")
-	case r.brokerFailed:
-		brokerReady = failed("BrokerReady", "BrokerNotReady", "Broker "+r.broker+" is not ready; see its status")
-	}
+	brokerReady := brokerCondition(r, "BrokerReady", "BrokerNotReady")
 	subscriber, rest := problemsUnder(r.problems, "spec.subscriber")
 	deadLetter, rest := problemsUnder(rest, "spec.delivery.deadLetterSink")
 	dls := conditionFor("DeadLetterSinkResolved", deadLetter)
@@ -165,15 +159,24 @@ func (c *Controller) triggerStatus(r *resource, cfg *config.Config) triggerStatu
 	return st
 }
 
-func (c *Controller) sourceStatus(r *resource) sourceStatus {
-	st := sourceStatus{ObservedGeneration: r.obj.GetGeneration(), Annotations: map[string]string{StatusWriterAnnotation: c.opts.Class}}
-	sink := ok("SinkProvided")
+// brokerCondition is condition typ of a resource that depends on its Broker: False when the Broker
+// is gone or not ready (with notReady as the reason), else True.
+func brokerCondition(r *resource, typ, notReady string) condition {
 	switch {
 	case r.brokerGone:
-		sink = failed("SinkProvided", "BrokerDoesNotExist", "Broker "+r.broker+" does not exist")
+		return failed(typ, "BrokerDoesNotExist", "Broker "+r.broker+" does not exist")
 	case r.brokerFailed:
-		sink = failed("SinkProvided", "SinkNotReady", "Broker "+r.broker+" is not ready; see its status")
-	case r.excluded():
+		return failed(typ, notReady, "Broker "+r.broker+" is not ready; see its status")
+	}
+	return ok(typ)
+}
+
+func (c *Controller) sourceStatus(r *resource) sourceStatus {
+	st := sourceStatus{ObservedGeneration: r.obj.GetGeneration(), Annotations: map[string]string{StatusWriterAnnotation: c.opts.Class}}
+	sink := brokerCondition(r, "SinkProvided", "SinkNotReady")
+	switch {
+	case sink.Status != "True": // the Broker explains it
+	case len(r.problems) > 0:
 		sink = conditionFor("SinkProvided", r.problems)
 	default:
 		st.SinkURI = c.ingressURL + "/" + r.broker
