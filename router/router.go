@@ -97,3 +97,16 @@ var (
 	// ErrTTLExpired: the event has gone round the broker too many times (400).
 	ErrTTLExpired = errors.New("event TTL exhausted")
 )
+
+// Sleep waits d, or less when ctx ends first; it reports whether the whole wait passed. For the
+// backoffs of delivery and of the Kafka clients' reconnects.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -52,14 +52,9 @@ func (l *lane) submit(ctx context.Context, t task) error {
 	return nil
 }
 
-// add queues t without taking a slot: for logs that bound their unfinished envelopes themselves
-// (router.WindowedLog), where waiting here would stall every other trigger of the broker.
-func (l *lane) add(t task) {
-	t.unbounded = true
-	l.enqueue(t)
-}
-
-// enqueue appends t and starts a worker when fewer than max run.
+// enqueue appends t and starts a worker when fewer than max run. Called directly (without submit)
+// it takes no slot: for brokers whose log bounds their unfinished envelopes (router.WindowedLog),
+// where waiting for a slot would stall every other trigger of the broker.
 func (l *lane) enqueue(t task) {
 	t.l = l
 	l.mu.Lock()
@@ -90,7 +85,7 @@ func (l *lane) work() {
 		if l.limiter != nil {
 			_ = l.limiter.Wait(l.ctx) // on shutdown, run still records the event as failed
 		}
-		if !l.run(l.ctx, t) && !t.unbounded {
+		if !l.run(l.ctx, t) && !t.b.windowed {
 			<-l.slots
 		}
 	}

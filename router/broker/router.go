@@ -334,8 +334,6 @@ type task struct {
 	t   *triggerState
 	env *router.Envelope
 	f   *fanout
-	// unbounded: queued without a lane slot (the log bounds what is unfinished).
-	unbounded bool
 	// l is the lane the task runs in; a parked retry resumes there.
 	l *lane
 	// attempt and res carry a delivery across a parked backoff; res is nil before the first attempt.
@@ -382,7 +380,7 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 		t.stats.matched.Add(1)
 		l := b.laneFor(t, env)
 		if b.windowed {
-			l.add(task{b: b, t: t, env: env, f: f})
+			l.enqueue(task{b: b, t: t, env: env, f: f})
 			continue
 		}
 		if err := l.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
@@ -400,7 +398,6 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 // must not overtake. It reports whether the task was parked.
 func (r *Router) runTask(ctx context.Context, tk task) (parked bool) {
 	t, env := tk.t, tk.env
-	policy := &t.cfg.Delivery
 	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
 	if tk.res == nil {
 		tk.res = &delivery.Result{}
@@ -409,29 +406,37 @@ func (r *Router) runTask(ctx context.Context, tk task) (parked bool) {
 		r.finishTask(ctx, tk, req)
 		return false
 	}
-	t.stats.inFlight.Add(1)
-	t.m.inFlight.Inc()
-	for {
-		tk.attempt++
-		wait, again := r.o.Deliverer.Try(ctx, req, policy, tk.attempt, tk.res)
-		if !again {
-			break
-		}
-		if !t.cfg.Ordered {
-			t.stats.inFlight.Add(-1)
-			t.m.inFlight.Dec()
-			r.park(ctx, tk, wait)
-			return true
-		}
-		if !sleepCtx(ctx, wait) {
-			tk.res.GiveUp(ctx.Err())
-			break
-		}
+	if r.attempts(ctx, &tk, req) {
+		return true
 	}
-	t.stats.inFlight.Add(-1)
-	t.m.inFlight.Dec()
 	r.finishTask(ctx, tk, req)
 	return false
+}
+
+// attempts delivers until the result is final, or parks the task for its backoff (unordered
+// triggers) and reports true.
+func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) (parked bool) {
+	t := tk.t
+	t.stats.inFlight.Add(1)
+	t.m.inFlight.Inc()
+	defer func() {
+		t.stats.inFlight.Add(-1)
+		t.m.inFlight.Dec()
+	}()
+	for {
+		tk.attempt++
+		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, tk.res)
+		switch {
+		case !again:
+			return false
+		case !t.cfg.Ordered:
+			r.park(ctx, *tk, wait)
+			return true
+		case !router.Sleep(ctx, wait):
+			tk.res.GiveUp(ctx.Err())
+			return false
+		}
+	}
 }
 
 // park resumes tk in its lane after wait, or at once when ctx ends (shutdown), whichever is first.
@@ -462,17 +467,6 @@ func (p *parkedTask) resume() {
 	p.timer.Stop()
 	p.stop()
 	p.tk.l.enqueue(p.tk)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
 
 // finishTask turns a final delivery result into the outcome: reply published, dead-lettered or

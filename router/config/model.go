@@ -196,24 +196,33 @@ type SecretRef struct {
 // IsZero tells an unset ref.
 func (r SecretRef) IsZero() bool { return r == SecretRef{} }
 
+// Path is the file of a file or secretKeyRef secret: a Kubernetes Secret mounted under secretsDir
+// keeps each key at {secretsDir}/{name}/{key}. "" for an environment variable.
+func (r SecretRef) Path(secretsDir string) string {
+	switch {
+	case r.File != "":
+		return r.File
+	case r.Name != "":
+		return filepath.Join(secretsDir, r.Name, r.Key)
+	}
+	return ""
+}
+
 // Read returns the secret's current value, trailing newlines trimmed; secretKeyRefs are read from
 // {secretsDir}/{name}/{key}.
 func (r SecretRef) Read(secretsDir string) ([]byte, error) {
-	var b []byte
-	var err error
-	switch {
-	case r.Env != "":
-		if b = []byte(os.Getenv(r.Env)); len(b) == 0 {
+	if r.Env != "" {
+		b := []byte(os.Getenv(r.Env))
+		if len(b) == 0 {
 			return nil, fmt.Errorf("environment variable %s is not set", r.Env)
 		}
 		return b, nil
-	case r.File != "":
-		b, err = os.ReadFile(r.File)
-	case r.Name != "":
-		b, err = os.ReadFile(filepath.Join(secretsDir, r.Name, r.Key))
-	default:
+	}
+	path := r.Path(secretsDir)
+	if path == "" {
 		return nil, errors.New("no secret named")
 	}
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("reading secret: %w", err)
 	}

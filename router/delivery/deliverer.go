@@ -14,6 +14,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 )
 
@@ -116,13 +117,9 @@ func (d *Deliverer) Deliver(ctx context.Context, req *Request, p *Policy) Result
 		if !again {
 			return res
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !router.Sleep(ctx, wait) {
 			res.GiveUp(ctx.Err())
 			return res
-		case <-t.C:
 		}
 	}
 }

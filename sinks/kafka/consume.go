@@ -35,13 +35,13 @@ func (l *Log) Run(ctx context.Context, h router.Handler) {
 		// broker with auto.create.topics.enable create it with its default partition count.
 		if err := l.ensureTopic(); err != nil {
 			l.logger.Warn("kafka topic unavailable; retrying", zap.Error(err))
-			sleep(ctx, time.Second)
+			router.Sleep(ctx, time.Second)
 			continue
 		}
 		group, err := l.newGroup()
 		if err != nil {
 			l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))
-			sleep(ctx, time.Second)
+			router.Sleep(ctx, time.Second)
 			continue
 		}
 		l.consume(ctx, group, h)
@@ -66,17 +66,8 @@ func (l *Log) consume(ctx context.Context, group sarama.ConsumerGroup, h router.
 				return
 			}
 			l.logger.Warn("consuming from kafka", zap.Error(err))
-			sleep(ctx, time.Second)
+			router.Sleep(ctx, time.Second)
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 

@@ -103,13 +103,13 @@ func (s *source) run(ctx context.Context) {
 		sc, err := s.saramaConfig()
 		if err != nil {
 			s.logger.Warn("kafka client configuration unusable; retrying", zap.Error(err))
-			wait(ctx, time.Second)
+			router.Sleep(ctx, time.Second)
 			continue
 		}
 		group, err := sarama.NewConsumerGroup(s.cfg.BootstrapServers, s.cfg.Group, sc)
 		if err != nil {
 			s.logger.Warn("kafka unavailable; retrying", zap.Error(err))
-			wait(ctx, time.Second)
+			router.Sleep(ctx, time.Second)
 			continue
 		}
 		for ctx.Err() == nil {
@@ -118,19 +118,10 @@ func (s *source) run(ctx context.Context) {
 					break
 				}
 				s.logger.Warn("consuming", zap.Error(err))
-				wait(ctx, time.Second)
+				router.Sleep(ctx, time.Second)
 			}
 		}
 		_ = group.Close() // commits what was marked
-	}
-}
-
-func wait(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
 	}
 }
 
@@ -166,7 +157,7 @@ func (s *source) send(ctx context.Context, e *event.Event) bool {
 			return true
 		}
 		s.logger.Debug("sink pushed back; retrying", zap.String("event_id", e.ID()), zap.Error(err))
-		wait(ctx, backoff)
+		router.Sleep(ctx, backoff)
 		if ctx.Err() != nil {
 			return false
 		}
