@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"os"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -24,14 +23,10 @@ type secret struct {
 }
 
 func newSecret(ref config.SecretRef, secretsDir string) *secret {
-	switch {
-	case ref.Env != "":
+	if ref.Env != "" {
 		return &secret{env: ref.Env}
-	case ref.File != "":
-		return &secret{path: ref.File}
-	default:
-		return &secret{path: filepath.Join(secretsDir, ref.Name, ref.Key)}
 	}
+	return &secret{path: ref.Path(secretsDir)}
 }
 
 // get returns the current value, or nil when it is unavailable.
