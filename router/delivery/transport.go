@@ -1,0 +1,269 @@
+package delivery
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// NewTransport returns the transport deliveries share. Plain-HTTP subscribers reached without a
+// proxy go through a directTransport (see there); HTTPS and proxied ones through a tuned
+// http.Transport with many idle connections per subscriber.
+func NewTransport() http.RoundTripper {
+	fallback := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         dialer.DialContext,
+		MaxIdleConns:        4096,
+		MaxIdleConnsPerHost: maxIdlePerHost,
+		IdleConnTimeout:     idleTimeout,
+		TLSHandshakeTimeout: 10 * time.Second,
+	}
+	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, hosts: map[string]*hostConns{}}
+}
+
+const (
+	maxIdlePerHost = 512
+	idleTimeout    = 90 * time.Second
+	// maxDrain bounds what is read of an unread response body to keep its connection.
+	maxDrain = 64 << 10
+)
+
+var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+
+// directTransport makes an HTTP/1.1 exchange over plain TCP in the calling goroutine: it writes the
+// request and reads the response on the same connection, then keeps the connection for the next
+// delivery to that host. http.Transport instead hands each request to a connection's write
+// goroutine and takes the response from its read goroutine: three goroutine switches per delivery
+// and two goroutines per connection. On a saturated broker those switches queue in the scheduler
+// and the broker's own 202 answers wait behind them (docs/performance.md). Here a delivery costs
+// its lane worker's goroutine only, woken once, when the response arrives.
+type directTransport struct {
+	fallback http.RoundTripper
+	proxy    func(*http.Request) (*url.URL, error)
+
+	mu    sync.Mutex
+	hosts map[string]*hostConns // by host:port
+}
+
+// hostConns are one subscriber host's idle connections, most recently used last.
+type hostConns struct {
+	direct bool // no proxy applies to this host: the directTransport serves it
+	mu     sync.Mutex
+	idle   []*directConn
+}
+
+type directConn struct {
+	net.Conn
+	br       *bufio.Reader
+	bw       *bufio.Writer
+	idleFrom time.Time
+}
+
+func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Scheme != "http" {
+		return t.fallback.RoundTrip(req)
+	}
+	h := t.host(req)
+	if !h.direct {
+		return t.fallback.RoundTrip(req)
+	}
+	ctx := req.Context()
+	c, reused := h.take(), true
+	for {
+		if c == nil {
+			var err error
+			if c, err = dial(ctx, req.URL); err != nil {
+				return nil, err
+			}
+			reused = false
+		}
+		resp, err := t.exchange(ctx, h, c, req)
+		if err == nil {
+			return resp, nil
+		}
+		_ = c.Close()
+		// A kept connection the subscriber closed while it was idle fails before any byte of a
+		// response: send once more on a new connection, as http.Transport does.
+		if !reused || !isStale(err) || ctx.Err() != nil {
+			return nil, contextErr(ctx, err)
+		}
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, err
+			}
+			if req.Body, err = req.GetBody(); err != nil {
+				return nil, err
+			}
+		}
+		c = nil
+	}
+}
+
+// host returns the idle-connection set of req's host, deciding once whether a proxy applies to it.
+func (t *directTransport) host(req *http.Request) *hostConns {
+	key := req.URL.Host
+	if req.URL.Port() == "" {
+		key = net.JoinHostPort(req.URL.Hostname(), "80")
+	}
+	t.mu.Lock()
+	h := t.hosts[key]
+	t.mu.Unlock()
+	if h != nil {
+		return h
+	}
+	p, err := t.proxy(req)
+	h = &hostConns{direct: err == nil && p == nil}
+	t.mu.Lock()
+	if prev := t.hosts[key]; prev != nil {
+		h = prev
+	} else {
+		t.hosts[key] = h
+	}
+	t.mu.Unlock()
+	return h
+}
+
+// take returns the most recently used live idle connection, or nil; it closes those idle too long.
+func (h *hostConns) take() *directConn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for n := len(h.idle); n > 0; n = len(h.idle) {
+		c := h.idle[n-1]
+		h.idle[n-1] = nil
+		h.idle = h.idle[:n-1]
+		if time.Since(c.idleFrom) < idleTimeout {
+			return c
+		}
+		_ = c.Close()
+	}
+	return nil
+}
+
+func (h *hostConns) put(c *directConn) {
+	c.idleFrom = time.Now()
+	h.mu.Lock()
+	if len(h.idle) < maxIdlePerHost {
+		h.idle = append(h.idle, c)
+		c = nil
+	}
+	h.mu.Unlock()
+	if c != nil {
+		_ = c.Close()
+	}
+}
+
+func dial(ctx context.Context, u *url.URL) (*directConn, error) {
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "80")
+	}
+	nc, err := dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &directConn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, nil
+}
+
+// isStale reports whether err says the subscriber had closed the connection: what a kept
+// connection shows when the subscriber dropped it while it was idle.
+func isStale(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+}
+
+// exchange writes req on c and reads the response head. The response body reads from c; closing
+// it returns c to h when the body was read to its end and the connection may be kept.
+func (t *directTransport) exchange(ctx context.Context, h *hostConns, c *directConn, req *http.Request) (*http.Response, error) {
+	deadline, _ := ctx.Deadline()
+	if err := c.SetDeadline(deadline); err != nil {
+		return nil, err
+	}
+	// Cancellation interrupts a blocked read or write by moving the deadline into the past.
+	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
+	fail := func(err error) (*http.Response, error) {
+		stop()
+		return nil, err
+	}
+	if err := req.Write(c.bw); err != nil {
+		return fail(fmt.Errorf("writing the request: %w", err))
+	}
+	if err := c.bw.Flush(); err != nil {
+		return fail(fmt.Errorf("writing the request: %w", err))
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return fail(fmt.Errorf("waiting for the response: %w", err))
+	}
+	for {
+		resp, err := http.ReadResponse(c.br, req)
+		if err != nil {
+			return fail(err)
+		}
+		// Interim answers (100 Continue, 103 Early Hints) precede the real one.
+		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			continue
+		}
+		keep := !resp.Close && !req.Close
+		resp.Body = &directBody{ReadCloser: resp.Body, c: c, h: h, stop: stop, keep: keep}
+		return resp, nil
+	}
+}
+
+// directBody is a response body that gives its connection back when closed.
+type directBody struct {
+	io.ReadCloser
+	c      *directConn
+	h      *hostConns
+	stop   func() bool
+	keep   bool
+	eof    bool
+	closed bool
+}
+
+func (b *directBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
+	return n, err
+}
+
+func (b *directBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	if b.keep && !b.eof {
+		if n, err := io.Copy(io.Discard, io.LimitReader(b.ReadCloser, maxDrain+1)); err == nil && n <= maxDrain {
+			b.eof = true
+		}
+	}
+	err := b.ReadCloser.Close()
+	// stop reports false when cancellation already poisoned the deadline: the connection goes.
+	if b.stop() && b.keep && b.eof && err == nil && b.c.SetDeadline(time.Time{}) == nil {
+		b.h.put(b.c)
+		return nil
+	}
+	_ = b.c.Close()
+	return nil
+}
+
+// contextErr reports ctx's error when it ended the exchange, so that callers can tell a timeout.
+// The connection's deadline is ctx's, and may pass a moment before ctx's own timer fires.
+func contextErr(ctx context.Context, err error) error {
+	ctxErr := ctx.Err()
+	if ctxErr == nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		ctxErr = context.DeadlineExceeded
+	}
+	if ctxErr != nil {
+		return fmt.Errorf("%w (%v)", ctxErr, err)
+	}
+	return err
+}

@@ -1,0 +1,199 @@
+package delivery
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingServer is a subscriber that counts the connections opened to it; idle > 0 sets its
+// keep-alive timeout.
+func countingServer(t *testing.T, h http.HandlerFunc, idle ...time.Duration) (*httptest.Server, *atomic.Int32) {
+	t.Helper()
+	var conns atomic.Int32
+	srv := httptest.NewUnstartedServer(h)
+	if len(idle) > 0 {
+		srv.Config.IdleTimeout = idle[0]
+	}
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv, &conns
+}
+
+func deliverOnce(t *testing.T, d *Deliverer, u string, p *Policy) Result {
+	t.Helper()
+	return d.Deliver(context.Background(), &Request{URL: u, Event: testEvent()}, p)
+}
+
+func TestDirectTransportReusesConnections(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	})
+	d := New(Options{})
+	p := &Policy{Timeout: time.Second}
+	for i := 0; i < 20; i++ {
+		if res := deliverOnce(t, d, srv.URL, p); !res.Delivered {
+			t.Fatalf("delivery %d: %s", i, res.Err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("20 deliveries one after another opened %d connections, want 1", n)
+	}
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20; i++ {
+				if res := deliverOnce(t, d, srv.URL, p); !res.Delivered {
+					t.Errorf("concurrent delivery: %s", res.Err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := conns.Load(); n > 8 {
+		t.Errorf("8 concurrent senders opened %d connections in all, want at most 8", n)
+	}
+}
+
+// A subscriber that drops idle connections (its keep-alive timeout) must not fail the next
+// delivery: the kept connection is found closed and the request goes out on a new one.
+func TestDirectTransportReplacesConnectionClosedWhileIdle(t *testing.T) {
+	var got atomic.Int32
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		got.Add(1)
+	}, 20*time.Millisecond)
+	d := New(Options{})
+	p := &Policy{Timeout: time.Second} // no retries: a stale connection must not cost the event
+	for i := 0; i < 3; i++ {
+		if res := deliverOnce(t, d, srv.URL, p); !res.Delivered || res.Attempts != 1 {
+			t.Fatalf("delivery %d after an idle close: delivered=%v attempts=%d %s", i, res.Delivered, res.Attempts, res.Err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n, c := got.Load(), conns.Load(); n != 3 || c != 3 {
+		t.Errorf("subscriber got %d events on %d connections, want 3 on 3", n, c)
+	}
+}
+
+func TestDirectTransportHonoursConnectionClose(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+	})
+	d := New(Options{})
+	for i := 0; i < 3; i++ {
+		if res := deliverOnce(t, d, srv.URL, &Policy{Timeout: time.Second}); !res.Delivered {
+			t.Fatalf("delivery %d: %s", i, res.Err)
+		}
+	}
+	if n := conns.Load(); n != 3 {
+		t.Errorf("%d connections for 3 answers with Connection: close, want 3", n)
+	}
+}
+
+// A reply sent in chunks is read whole, and the connection stays usable afterwards.
+func TestDirectTransportChunkedReply(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/cloudevents+json")
+		_, _ = w.Write([]byte(`{"specversion":"1.0","id":"r1",`))
+		w.(http.Flusher).Flush()
+		_, _ = w.Write([]byte(`"source":"/fn","type":"reply","data":"` + strings.Repeat("x", 10000) + `"}`))
+	})
+	d := New(Options{})
+	for i := 0; i < 2; i++ {
+		res := deliverOnce(t, d, srv.URL, &Policy{Timeout: time.Second})
+		if !res.Delivered || res.Reply == nil || res.Reply.ID() != "r1" || len(res.Reply.Data()) < 10000 {
+			t.Fatalf("chunked reply %d: delivered=%v reply=%v err=%s", i, res.Delivered, res.Reply, res.Err)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("%d connections for two chunked replies, want 1", n)
+	}
+}
+
+// An error answer with a long body is drained up to a bound; past it the connection is dropped
+// rather than read for ever.
+func TestDirectTransportLongErrorBody(t *testing.T) {
+	srv, conns := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusBadRequest)
+		_, _ = w.Write([]byte(strings.Repeat("e", 1<<20)))
+	})
+	d := New(Options{})
+	for i := 0; i < 2; i++ {
+		res := deliverOnce(t, d, srv.URL, &Policy{Timeout: time.Second})
+		if res.Delivered || res.Code != http.StatusBadRequest || len(res.Body) != maxErrorData {
+			t.Fatalf("got delivered=%v code=%d body=%d bytes, want a 400 with %d bytes kept", res.Delivered, res.Code, len(res.Body), maxErrorData)
+		}
+	}
+	if n := conns.Load(); n != 2 {
+		t.Errorf("%d connections, want 2: a 1 MiB body is not drained to keep its connection", n)
+	}
+}
+
+func TestDirectTransportCancel(t *testing.T) {
+	release := make(chan struct{})
+	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		select {
+		case <-r.Context().Done():
+		case <-release:
+		}
+	})
+	defer close(release)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(50*time.Millisecond, cancel)
+	start := time.Now()
+	res := New(Options{}).Deliver(ctx, &Request{URL: srv.URL, Event: testEvent()}, &Policy{Timeout: 10 * time.Second})
+	if res.Delivered || !strings.Contains(res.Err, context.Canceled.Error()) {
+		t.Errorf("cancelled delivery: delivered=%v err=%q, want it to name %v", res.Delivered, res.Err, context.Canceled)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("cancelled delivery returned after %s", took)
+	}
+}
+
+type recordingTransport struct{ urls []string }
+
+func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	r.urls = append(r.urls, req.URL.String())
+	return nil, errors.New("recorded")
+}
+
+// HTTPS subscribers, and hosts a proxy applies to, go through http.Transport.
+func TestDirectTransportFallback(t *testing.T) {
+	fallback := &recordingTransport{}
+	proxy := func(req *http.Request) (*url.URL, error) {
+		if req.URL.Hostname() == "proxied.example" {
+			return url.Parse("http://proxy.example:3128")
+		}
+		return nil, nil
+	}
+	tr := &directTransport{fallback: fallback, proxy: proxy, hosts: map[string]*hostConns{}}
+	for _, u := range []string{"https://secure.example/x", "http://proxied.example/y"} {
+		req, _ := http.NewRequest(http.MethodPost, u, nil)
+		if _, err := tr.RoundTrip(req); err == nil || err.Error() != "recorded" {
+			t.Errorf("%s: err %v, want the fallback's", u, err)
+		}
+	}
+	if len(fallback.urls) != 2 {
+		t.Errorf("fallback saw %v, want both URLs", fallback.urls)
+	}
+}
