@@ -192,15 +192,18 @@ func (t *directTransport) exchange(ctx context.Context, h *hostConns, c *directC
 		stop()
 		return nil, err
 	}
-	if err := req.Write(c.bw); err != nil {
-		return fail(fmt.Errorf("writing the request: %w", err))
-	}
-	if err := c.bw.Flush(); err != nil {
-		return fail(fmt.Errorf("writing the request: %w", err))
+	werr := req.Write(c.bw)
+	if werr == nil {
+		werr = c.bw.Flush()
 	}
 	if _, err := c.br.Peek(1); err != nil {
+		if werr != nil {
+			return fail(fmt.Errorf("writing the request: %w", werr))
+		}
 		return fail(fmt.Errorf("waiting for the response: %w", err))
 	}
+	// A subscriber may answer before reading the whole request (413, say) and close: its answer
+	// counts even though the write failed, and the connection is not kept.
 	for {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
@@ -210,7 +213,7 @@ func (t *directTransport) exchange(ctx context.Context, h *hostConns, c *directC
 		if resp.StatusCode >= 100 && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
 			continue
 		}
-		keep := !resp.Close && !req.Close
+		keep := werr == nil && !resp.Close && !req.Close
 		resp.Body = &directBody{ReadCloser: resp.Body, c: c, h: h, stop: stop, keep: keep}
 		return resp, nil
 	}

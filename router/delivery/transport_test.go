@@ -148,6 +148,23 @@ func TestDirectTransportLongErrorBody(t *testing.T) {
 	}
 }
 
+// A subscriber that refuses a large event without reading it is heard: its 413 is the result,
+// not the broken write.
+func TestDirectTransportAnswerBeforeBodyRead(t *testing.T) {
+	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "close")
+		w.WriteHeader(http.StatusRequestEntityTooLarge)
+	})
+	e := testEvent()
+	_ = e.SetData("application/octet-stream", []byte(strings.Repeat("b", 8<<20)))
+	for i := 0; i < 2; i++ {
+		res := New(Options{}).Deliver(context.Background(), &Request{URL: srv.URL, Event: e}, &Policy{Timeout: 5 * time.Second})
+		if res.Delivered || res.Code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("attempt %d: delivered=%v code=%d err=%q, want the subscriber's 413", i, res.Delivered, res.Code, res.Err)
+		}
+	}
+}
+
 func TestDirectTransportCancel(t *testing.T) {
 	release := make(chan struct{})
 	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
