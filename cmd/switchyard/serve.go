@@ -33,6 +33,7 @@ import (
 type serveFlags struct {
 	config, addr, adminAddr, logFormat, logLevel, cassandraHosts, secretsDir, kafkaServers string
 	grace                                                                                  time.Duration
+	profiling                                                                              bool
 	set                                                                                    map[string]bool
 	kube                                                                                   kubeFlags
 }
@@ -86,6 +87,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
 	fs.StringVar(&f.kafkaServers, "kafka-bootstrap-servers", "", "comma-separated Kafka brokers for Kafka-class brokers; overrides the config (env SWITCHYARD_KAFKA_BOOTSTRAP_SERVERS)")
 	fs.StringVar(&f.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra hosts for the result store; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
+	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's profiles and execution traces under /debug/pprof/ on the admin address (env SWITCHYARD_PROFILING)")
 	f.kube.register(fs)
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
@@ -190,6 +192,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)
 	adm := admin.New(results, rtr, m)
+	if f.profiling {
+		adm.EnableProfiling()
+	}
 
 	// One listener for producers: webhook sources under /webhooks/{ns}/{name}, brokers elsewhere.
 	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

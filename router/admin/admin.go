@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -51,6 +52,17 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
 	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
 	return s
+}
+
+// EnableProfiling serves Go's runtime profiles under /debug/pprof/ (CPU, heap, goroutines, mutex
+// and block profiles, execution traces), for `go tool pprof` and `go tool trace`. Off by default:
+// a profile shows the process's internals and costs CPU while it is taken.
+func (s *Server) EnableProfiling() {
+	s.mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	s.mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 }
 
 // SetReady flips /readyz.

@@ -95,3 +95,22 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("metrics: %d", code)
 	}
 }
+
+func TestProfilingIsOptIn(t *testing.T) {
+	s := New(memstore.New(10), fixedTriggers{}, metrics.New())
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, _ := get("/debug/pprof/goroutine?debug=1"); code != http.StatusNotFound {
+		t.Errorf("profiles served without EnableProfiling: %d", code)
+	}
+	s.EnableProfiling()
+	if code, body := get("/debug/pprof/goroutine?debug=1"); code != http.StatusOK || !strings.Contains(body, "goroutine profile") {
+		t.Errorf("goroutine profile: %d %.80q", code, body)
+	}
+	if code, _ := get("/debug/pprof/"); code != http.StatusOK {
+		t.Errorf("profile index: %d", code)
+	}
+}
