@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -182,17 +184,15 @@ func isStale(err error) bool {
 // exchange writes req on c and reads the response head. The response body reads from c; closing
 // it returns c to h when the body was read to its end and the connection may be kept.
 func (t *directTransport) exchange(ctx context.Context, h *hostConns, c *directConn, req *http.Request) (*http.Response, error) {
-	deadline, _ := ctx.Deadline()
-	if err := c.SetDeadline(deadline); err != nil {
-		return nil, err
-	}
-	// Cancellation interrupts a blocked read or write by moving the deadline into the past.
+	// ctx's end, its deadline included, interrupts a blocked read or write by moving the
+	// connection's deadline into the past. (Setting the deadline itself as well would cost two
+	// timer updates per delivery, 7 % of a saturated router's CPU, for what ctx's timer does.)
 	stop := context.AfterFunc(ctx, func() { _ = c.SetDeadline(time.Unix(1, 0)) })
 	fail := func(err error) (*http.Response, error) {
 		stop()
 		return nil, err
 	}
-	werr := req.Write(c.bw)
+	werr := writeRequest(c.bw, req)
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
@@ -217,6 +217,76 @@ func (t *directTransport) exchange(ctx context.Context, h *hostConns, c *directC
 		resp.Body = &directBody{ReadCloser: resp.Body, c: c, h: h, stop: stop, keep: keep}
 		return resp, nil
 	}
+}
+
+// writeRequest writes req's head and body to w as HTTP/1.1, like req.Write but without sorting the
+// header keys (a delivery carries a dozen headers; sorting them was a tenth of the transport's
+// CPU). Values have CR and LF replaced by spaces, as net/http does, so that no header can be
+// smuggled in. Anything but a plain POST, PUT or PATCH with a known length goes through req.Write.
+func writeRequest(w *bufio.Writer, req *http.Request) error {
+	host := req.Host
+	if host == "" {
+		host = req.URL.Host
+	}
+	switch {
+	case req.Method != http.MethodPost && req.Method != http.MethodPut && req.Method != http.MethodPatch,
+		req.URL.Opaque != "", req.ContentLength < 0, len(req.TransferEncoding) > 0, len(req.Trailer) > 0,
+		(req.Body == nil || req.Body == http.NoBody) && req.ContentLength != 0,
+		!plainHost(host):
+		return req.Write(w)
+	}
+	w.WriteString(req.Method)
+	w.WriteByte(' ')
+	w.WriteString(req.URL.RequestURI())
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(host)
+	if _, ok := req.Header["User-Agent"]; !ok {
+		w.WriteString("\r\nUser-Agent: Go-http-client/1.1")
+	}
+	w.WriteString("\r\nContent-Length: ")
+	w.Write(strconv.AppendInt(w.AvailableBuffer(), req.ContentLength, 10))
+	if req.Close {
+		w.WriteString("\r\nConnection: close")
+	}
+	w.WriteString("\r\n")
+	for k, vs := range req.Header {
+		switch k {
+		case "Host", "Content-Length", "Transfer-Encoding", "Trailer", "Connection":
+			continue
+		}
+		for _, v := range vs {
+			w.WriteString(k)
+			w.WriteString(": ")
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.TrimSpace(newlinesToSpaces.Replace(v))
+			}
+			w.WriteString(v)
+			w.WriteString("\r\n")
+		}
+	}
+	w.WriteString("\r\n")
+	if req.Body == nil || req.Body == http.NoBody {
+		return nil
+	}
+	defer req.Body.Close()
+	n, err := io.Copy(w, req.Body)
+	if err == nil && n != req.ContentLength {
+		err = fmt.Errorf("request body is %d bytes, its Content-Length %d", n, req.ContentLength)
+	}
+	return err
+}
+
+var newlinesToSpaces = strings.NewReplacer("\r", " ", "\n", " ")
+
+// plainHost reports whether host can be written as it is: printable ASCII without spaces (an
+// internationalised name needs req.Write's punycode, a zone its removal).
+func plainHost(host string) bool {
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; c <= ' ' || c >= 0x7f || c == '%' {
+			return false
+		}
+	}
+	return host != ""
 }
 
 // directBody is a response body that gives its connection back when closed.
@@ -250,7 +320,7 @@ func (b *directBody) Close() error {
 	}
 	err := b.ReadCloser.Close()
 	// stop reports false when cancellation already poisoned the deadline: the connection goes.
-	if b.stop() && b.keep && b.eof && err == nil && b.c.SetDeadline(time.Time{}) == nil {
+	if b.stop() && b.keep && b.eof && err == nil {
 		b.h.put(b.c)
 		return nil
 	}

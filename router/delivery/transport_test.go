@@ -187,6 +187,48 @@ func TestDirectTransportCancel(t *testing.T) {
 	}
 }
 
+// The request head written without net/http's writer carries what it would: method, target,
+// Host, User-Agent, Content-Length, every header value, and no line a header value could add.
+func TestDirectTransportRequestHead(t *testing.T) {
+	type seen struct {
+		method, uri, host string
+		header            http.Header
+		body              string
+		length            int64
+	}
+	got := make(chan seen, 1)
+	srv, _ := countingServer(t, func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{r.Method, r.RequestURI, r.Host, r.Header, string(b), r.ContentLength}
+	})
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/fn/path?a=1&b=%20x", strings.NewReader("hello"))
+	req.Header["Ce-Id"] = []string{"e1"}
+	req.Header["Traceparent"] = []string{"00-abc-def-01"}
+	req.Header["X-Multi"] = []string{"one", "two"}
+	req.Header["X-Injected"] = []string{"v\r\nX-Smuggled: yes"}
+	resp, err := NewTransport().RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	s := <-got
+	u, _ := url.Parse(srv.URL)
+	if s.method != http.MethodPost || s.uri != "/fn/path?a=1&b=%20x" || s.host != u.Host || s.body != "hello" || s.length != 5 {
+		t.Errorf("got %s %s host %s body %q length %d", s.method, s.uri, s.host, s.body, s.length)
+	}
+	for k, want := range map[string]string{"Ce-Id": "e1", "Traceparent": "00-abc-def-01", "User-Agent": "Go-http-client/1.1", "X-Injected": "v  X-Smuggled: yes"} {
+		if v := s.header.Get(k); v != want {
+			t.Errorf("%s: %q, want %q", k, v, want)
+		}
+	}
+	if v := s.header.Values("X-Multi"); len(v) != 2 || v[0] != "one" || v[1] != "two" {
+		t.Errorf("X-Multi: %q, want both values in order", v)
+	}
+	if v := s.header.Get("X-Smuggled"); v != "" {
+		t.Errorf("a header value added the header X-Smuggled: %q", v)
+	}
+}
+
 type recordingTransport struct{ urls []string }
 
 func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
