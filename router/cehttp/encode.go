@@ -3,6 +3,8 @@ package cehttp
 import (
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -14,7 +16,8 @@ import (
 func WriteBinary(h http.Header, e *event.Event) []byte {
 	// One backing array for every header's value slice: a delivery sets eight or more headers, and
 	// this runs for every delivery.
-	vals := make([]string, 0, 8+len(e.Extensions()))
+	exts := extensions(e)
+	vals := make([]string, 0, 8+len(exts))
 	set := func(name, value string) {
 		vals = append(vals, encodeValue(value))
 		h[name] = vals[len(vals)-1 : len(vals) : len(vals)]
@@ -39,14 +42,45 @@ func WriteBinary(h http.Header, e *event.Event) []byte {
 	if ct := e.DataContentType(); ct != "" {
 		h["Content-Type"] = []string{ct}
 	}
-	for name, v := range e.Extensions() {
+	for name, v := range exts {
 		s, err := types.Format(v)
 		if err != nil {
 			continue // sdk-go only stores values it can format
 		}
-		set(http.CanonicalHeaderKey("ce-"+name), s)
+		set(extensionHeader(name), s)
 	}
 	return e.Data()
+}
+
+// extensions returns e's extensions without the copy event.Event.Extensions makes of them for
+// version 1.0 events; the map is only read.
+func extensions(e *event.Event) map[string]any {
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		return ec.Extensions
+	}
+	return e.Extensions()
+}
+
+// extensionHeaders caches the header name of each extension seen ("knativearrivaltime" ->
+// "Ce-Knativearrivaltime"), up to maxExtensionHeaders names.
+var (
+	extensionHeaders  sync.Map
+	extensionHeadersN atomic.Int32
+)
+
+const maxExtensionHeaders = 4096
+
+func extensionHeader(name string) string {
+	if h, ok := extensionHeaders.Load(name); ok {
+		return h.(string)
+	}
+	h := http.CanonicalHeaderKey("ce-" + name)
+	if extensionHeadersN.Load() < maxExtensionHeaders {
+		if _, loaded := extensionHeaders.LoadOrStore(name, h); !loaded {
+			extensionHeadersN.Add(1)
+		}
+	}
+	return h
 }
 
 // EncodeStructured returns e as an application/cloudevents+json body.
