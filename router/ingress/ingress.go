@@ -157,11 +157,17 @@ func readBody(r *http.Request, limit int64) ([]byte, int, string) {
 	if r.ContentLength > limit {
 		return nil, http.StatusRequestEntityTooLarge, tooLarge()
 	}
-	size := r.ContentLength
-	if size < 0 {
-		size = 512
+	if r.ContentLength >= 0 {
+		// Exactly the announced length (the server reads no further): the buffer becomes the
+		// event's data and is held while the event is queued, so it should not round up to the
+		// next size class, as a byte more to detect an overlong body would make it.
+		buf := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, buf); err != nil {
+			return nil, http.StatusBadRequest, "reading body: " + err.Error()
+		}
+		return buf, 0, ""
 	}
-	buf := make([]byte, 0, size+1)
+	buf := make([]byte, 0, 513)
 	lr := io.LimitReader(r.Body, limit+1)
 	for {
 		if len(buf) == cap(buf) {
