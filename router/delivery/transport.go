@@ -29,7 +29,7 @@ func NewTransport() http.RoundTripper {
 		IdleConnTimeout:     idleTimeout,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
-	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, hosts: map[string]*hostConns{}}
+	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, hosts: map[string]*hostConns{}, idleTimeout: idleTimeout}
 }
 
 const (
@@ -52,15 +52,23 @@ type directTransport struct {
 	fallback http.RoundTripper
 	proxy    func(*http.Request) (*url.URL, error)
 
+	// idleTimeout closes connections unused for that long, by a timer per host: a subscriber no
+	// longer delivered to must not keep sockets open (and half-closed by it) for ever.
+	idleTimeout time.Duration
+
 	mu    sync.Mutex
 	hosts map[string]*hostConns // by host:port
 }
 
 // hostConns are one subscriber host's idle connections, most recently used last.
 type hostConns struct {
-	direct bool // no proxy applies to this host: the directTransport serves it
+	direct  bool // no proxy applies to this host: the directTransport serves it
+	timeout time.Duration
+
 	mu     sync.Mutex
 	idle   []*directConn
+	expiry *time.Timer // runs expire when the oldest idle connection is due; nil until needed
+	armed  bool
 }
 
 type directConn struct {
@@ -123,7 +131,7 @@ func (t *directTransport) host(req *http.Request) *hostConns {
 		return h
 	}
 	p, err := t.proxy(req)
-	h = &hostConns{direct: err == nil && p == nil}
+	h = &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout}
 	t.mu.Lock()
 	if prev := t.hosts[key]; prev != nil {
 		h = prev
@@ -134,7 +142,7 @@ func (t *directTransport) host(req *http.Request) *hostConns {
 	return h
 }
 
-// take returns the most recently used live idle connection, or nil; it closes those idle too long.
+// take returns the most recently used idle connection that is not yet due to close, or nil.
 func (h *hostConns) take() *directConn {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -142,12 +150,32 @@ func (h *hostConns) take() *directConn {
 		c := h.idle[n-1]
 		h.idle[n-1] = nil
 		h.idle = h.idle[:n-1]
-		if time.Since(c.idleFrom) < idleTimeout {
+		if time.Since(c.idleFrom) < h.timeout {
 			return c
 		}
 		_ = c.Close()
 	}
 	return nil
+}
+
+// expire closes the connections idle for h.timeout (the oldest, at the front) and sets the timer
+// for the next one due.
+func (h *hostConns) expire() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cutoff := time.Now().Add(-h.timeout)
+	n := 0
+	for n < len(h.idle) && !h.idle[n].idleFrom.After(cutoff) {
+		_ = h.idle[n].Close()
+		n++
+	}
+	rest := copy(h.idle, h.idle[n:])
+	clear(h.idle[rest:])
+	h.idle = h.idle[:rest]
+	h.armed = rest > 0
+	if h.armed {
+		h.expiry.Reset(h.idle[0].idleFrom.Sub(cutoff))
+	}
 }
 
 func (h *hostConns) put(c *directConn) {
@@ -156,6 +184,14 @@ func (h *hostConns) put(c *directConn) {
 	if len(h.idle) < maxIdlePerHost {
 		h.idle = append(h.idle, c)
 		c = nil
+		switch {
+		case h.expiry == nil:
+			h.expiry = time.AfterFunc(h.timeout, h.expire)
+			h.armed = true
+		case !h.armed:
+			h.expiry.Reset(h.timeout)
+			h.armed = true
+		}
 	}
 	h.mu.Unlock()
 	if c != nil {

@@ -229,6 +229,32 @@ func TestDirectTransportRequestHead(t *testing.T) {
 	}
 }
 
+// A connection left idle is closed after the idle timeout even if nothing is delivered to its
+// subscriber again.
+func TestDirectTransportClosesIdleConnections(t *testing.T) {
+	var closed atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateClosed {
+			closed.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	tr := NewTransport().(*directTransport)
+	tr.idleTimeout = 60 * time.Millisecond
+	if res := New(Options{Transport: tr}).Deliver(context.Background(), &Request{URL: srv.URL, Event: testEvent()}, &Policy{Timeout: time.Second}); !res.Delivered {
+		t.Fatal(res.Err)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for closed.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection was still open 2 s after its 60 ms idle timeout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 type recordingTransport struct{ urls []string }
 
 func (r *recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
