@@ -92,7 +92,7 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if c == nil {
 			var err error
 			if c, err = dial(ctx, req.URL); err != nil {
-				return nil, err
+				return nil, contextErr(ctx, err)
 			}
 			reused = false
 		}
@@ -110,9 +110,13 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			if req.GetBody == nil {
 				return nil, err
 			}
-			if req.Body, err = req.GetBody(); err != nil {
+			body, err := req.GetBody()
+			if err != nil {
 				return nil, err
 			}
+			again := *req // a RoundTripper must not change its caller's request
+			again.Body = body
+			req = &again
 		}
 		c = nil
 	}
