@@ -336,9 +336,9 @@ type task struct {
 	f   *fanout
 	// l is the lane the task runs in; a parked retry resumes there.
 	l *lane
-	// attempt and res carry a delivery across a parked backoff; res is nil before the first attempt.
+	// attempt (0 before the first) and res carry a delivery across a parked backoff.
 	attempt int
-	res     *delivery.Result
+	res     delivery.Result
 }
 
 // fanout counts the triggers an event still waits on; the last to finish releases it.
@@ -399,9 +399,7 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 func (r *Router) runTask(ctx context.Context, tk task) (parked bool) {
 	t, env := tk.t, tk.env
 	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
-	if tk.res == nil {
-		tk.res = &delivery.Result{}
-	} else if err := ctx.Err(); err != nil {
+	if err := ctx.Err(); err != nil && tk.attempt > 0 {
 		tk.res.GiveUp(err) // resumed by shutdown, not by its timer
 		r.finishTask(ctx, tk, req)
 		return false
@@ -425,7 +423,7 @@ func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) 
 	}()
 	for {
 		tk.attempt++
-		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, tk.res)
+		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
 		switch {
 		case !again:
 			return false
@@ -473,7 +471,7 @@ func (p *parkedTask) resume() {
 // failed; records it and releases the event for this trigger.
 func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request) {
 	defer tk.f.finish()
-	t, env, res := tk.t, tk.env, tk.res
+	t, env, res := tk.t, tk.env, &tk.res
 	policy := &t.cfg.Delivery
 	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code, LastError: res.Err}
 

@@ -29,7 +29,7 @@ func NewTransport() http.RoundTripper {
 		IdleConnTimeout:     idleTimeout,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
-	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, hosts: map[string]*hostConns{}, idleTimeout: idleTimeout}
+	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, idleTimeout: idleTimeout}
 }
 
 const (
@@ -56,8 +56,7 @@ type directTransport struct {
 	// longer delivered to must not keep sockets open (and half-closed by it) for ever.
 	idleTimeout time.Duration
 
-	mu    sync.Mutex
-	hosts map[string]*hostConns // by host:port
+	hosts sync.Map // URL host -> *hostConns
 }
 
 // hostConns are one subscriber host's idle connections, most recently used last.
@@ -96,7 +95,7 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			}
 			reused = false
 		}
-		resp, err := t.exchange(ctx, h, c, req)
+		resp, err := h.exchange(ctx, c, req)
 		if err == nil {
 			return resp, nil
 		}
@@ -123,27 +122,15 @@ func (t *directTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 // host returns the idle-connection set of req's host, deciding once whether a proxy applies to it.
+// It runs for every delivery: a lock-free read, keyed by the URL's host as written (so
+// "svc" and "svc:80" are two sets, which costs nothing but a second pool).
 func (t *directTransport) host(req *http.Request) *hostConns {
-	key := req.URL.Host
-	if req.URL.Port() == "" {
-		key = net.JoinHostPort(req.URL.Hostname(), "80")
-	}
-	t.mu.Lock()
-	h := t.hosts[key]
-	t.mu.Unlock()
-	if h != nil {
-		return h
+	if h, ok := t.hosts.Load(req.URL.Host); ok {
+		return h.(*hostConns)
 	}
 	p, err := t.proxy(req)
-	h = &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout}
-	t.mu.Lock()
-	if prev := t.hosts[key]; prev != nil {
-		h = prev
-	} else {
-		t.hosts[key] = h
-	}
-	t.mu.Unlock()
-	return h
+	h, _ := t.hosts.LoadOrStore(req.URL.Host, &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout})
+	return h.(*hostConns)
 }
 
 // take returns the most recently used idle connection that is not yet due to close, or nil.
@@ -223,7 +210,7 @@ func isStale(err error) bool {
 
 // exchange writes req on c and reads the response head. The response body reads from c; closing
 // it returns c to h when the body was read to its end and the connection may be kept.
-func (t *directTransport) exchange(ctx context.Context, h *hostConns, c *directConn, req *http.Request) (*http.Response, error) {
+func (h *hostConns) exchange(ctx context.Context, c *directConn, req *http.Request) (*http.Response, error) {
 	// ctx's end, its deadline included, interrupts a blocked read or write by moving the
 	// connection's deadline into the past. (Setting the deadline itself as well would cost two
 	// timer updates per delivery, 7 % of a saturated router's CPU, for what ctx's timer does.)

@@ -271,7 +271,7 @@ func TestDirectTransportFallback(t *testing.T) {
 		}
 		return nil, nil
 	}
-	tr := &directTransport{fallback: fallback, proxy: proxy, hosts: map[string]*hostConns{}}
+	tr := &directTransport{fallback: fallback, proxy: proxy}
 	for _, u := range []string{"https://secure.example/x", "http://proxied.example/y"} {
 		req, _ := http.NewRequest(http.MethodPost, u, nil)
 		if _, err := tr.RoundTrip(req); err == nil || err.Error() != "recorded" {
