@@ -33,16 +33,7 @@ func TestMain(m *testing.M) {
 }
 
 func testConfig(t testing.TB, subscriber string, extra string) *config.Config {
-	t.Helper()
-	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata:
-  name: b
-  namespace: ns
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
+	return brokerWithTrigger(t, fmt.Sprintf(`metadata:
   name: t
   namespace: ns
 spec:
@@ -54,7 +45,19 @@ spec:
     uri: %s
   delivery:
     retry: 0
-%s`, subscriber, extra)))
+%s`, subscriber, extra))
+}
+
+// brokerWithTrigger parses broker ns/b and one Trigger with the given metadata and spec.
+func brokerWithTrigger(t testing.TB, trigger string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+`+trigger))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,27 +196,16 @@ func waitDelivered(t *testing.T, r *Router, n uint64) {
 // retryConfig is broker ns/b with trigger t taking every event; annotations are lines under
 // metadata.annotations (indented by four spaces), delivery a flow-style DeliverySpec.
 func retryConfig(t *testing.T, annotations, subscriber, delivery string) *config.Config {
-	t.Helper()
 	if annotations != "" {
 		annotations = "  annotations:\n" + annotations
 	}
-	cfg, err := config.Parse("t.yaml", []byte(`apiVersion: eventing.knative.dev/v1
-kind: Broker
-metadata: {name: b, namespace: ns}
----
-apiVersion: eventing.knative.dev/v1
-kind: Trigger
-metadata:
+	return brokerWithTrigger(t, `metadata:
   name: t
   namespace: ns
 `+annotations+`spec:
   broker: b
   subscriber: {uri: "`+subscriber+`"}
-  delivery: `+delivery+"\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+  delivery: `+delivery+"\n")
 }
 
 // TestRetryBackoffDoesNotHoldTheLane: a trigger with one delivery at a time keeps delivering other
