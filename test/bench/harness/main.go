@@ -5,8 +5,13 @@
 //
 // Per scenario: a closed loop with wrk (events/s answered, and how many reached the sink), then an
 // open loop at a fixed rate with this program's own generator, whose events carry their send time
-// so the sink measures end-to-end latency (send to subscriber receipt, not just the 202). CPU time
-// and peak RSS are read from /proc for the system under test's process.
+// so the sink measures end-to-end latency (send to subscriber receipt, not just the 202); then the
+// same open loop "at load": at a rate that is three quarters of what the reverse proxy delivered
+// in this run, for every scenario that delivered more than that. A saturated closed loop's p99
+// compares systems at different throughputs, on two cores shared with wrk and the sink (a faster
+// system gives wrk more work and its own tail grows); the at-load figure compares them at the same
+// rate, which is what "latency under load" means. CPU time and peak RSS are read from /proc for
+// the system under test's process.
 package main
 
 import (
@@ -44,6 +49,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 8*time.Second, "closed-loop duration per scenario")
 	flag.IntVar(&o.connections, "connections", 16, "closed-loop connections (wrk)")
 	flag.IntVar(&o.rate, "rate", 2000, "open-loop events per second for latency")
+	flag.IntVar(&o.loadRate, "load-rate", 0, "events per second of the at-load open loop (default: 3/4 of the reverse proxy's delivered/s in this run)")
 	flag.DurationVar(&o.openFor, "open-duration", 5*time.Second, "open-loop duration")
 	flag.IntVar(&o.size, "size", 1024, "event data size in bytes")
 	flag.StringVar(&o.switchyard, "switchyard", "bin/switchyard", "the switchyard binary")
@@ -62,6 +68,7 @@ func main() {
 type options struct {
 	duration, openFor              time.Duration
 	connections, rate, size        int
+	loadRate                       int
 	switchyard, benthos, only, out string
 	kafka, cassandra               string
 }
@@ -76,6 +83,11 @@ type Result struct {
 	E2EP50MS     float64 `json:"e2e_p50_ms"` // open loop: send to sink receipt
 	E2EP99MS     float64 `json:"e2e_p99_ms"`
 	E2EP999MS    float64 `json:"e2e_p999_ms"`
+	LoadRate     int     `json:"load_rate,omitempty"` // the at-load open loop, when it ran
+	LoadSentPS   float64 `json:"load_sent_per_s,omitempty"`
+	LoadP50MS    float64 `json:"load_p50_ms,omitempty"`
+	LoadP99MS    float64 `json:"load_p99_ms,omitempty"`
+	LoadP999MS   float64 `json:"load_p999_ms,omitempty"`
 	CPUUsPerEv   float64 `json:"cpu_us_per_event"`
 	PeakRSSMB    float64 `json:"peak_rss_mb"`
 	Errors       int64   `json:"errors"`
@@ -187,17 +199,37 @@ func measure(o *options, sc scenario, sink *sink) (Result, error) {
 		res.CPUUsPerEv = float64((cpu1 - cpu0).Microseconds()) / float64(delivered)
 	}
 
-	// Open loop for end-to-end latency.
-	sink.resetLatencies()
-	errs := openLoop(target, o)
-	time.Sleep(500 * time.Millisecond)
-	lat := sink.latencies()
+	if sc.name == "go-reverseproxy" && o.loadRate == 0 {
+		o.loadRate = int(res.DeliveredPS * 3 / 4) // the at-load rate of this run
+	}
+
+	// Open loop for end-to-end latency, then the same at load when the system can carry it.
+	lat, errs, _ := openLoopLatency(target, sink, o.rate, o.openFor, o.size)
 	if len(lat) > 0 {
 		res.E2EP50MS, res.E2EP99MS, res.E2EP999MS = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
 	}
 	res.Errors += errs
+	if o.loadRate > 0 && res.DeliveredPS > float64(o.loadRate) {
+		lat, errs, sent := openLoopLatency(target, sink, o.loadRate, o.openFor, o.size)
+		res.LoadRate, res.LoadSentPS = o.loadRate, sent
+		if len(lat) > 0 {
+			res.LoadP50MS, res.LoadP99MS, res.LoadP999MS = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
+		}
+		res.Errors += errs
+	}
 	res.PeakRSSMB = peakRSS(proc)
 	return res, nil
+}
+
+// openLoopLatency runs an open loop and returns the sorted send-to-sink latencies, the errors and
+// the rate actually sent.
+func openLoopLatency(target string, sink *sink, rate int, d time.Duration, size int) ([]time.Duration, int64, float64) {
+	sink.resetLatencies()
+	start := time.Now()
+	errs, sent := openLoop(target, rate, d, size)
+	elapsed := time.Since(start)
+	time.Sleep(500 * time.Millisecond)
+	return sink.latencies(), errs, float64(sent) / elapsed.Seconds()
 }
 
 // --- the sink -------------------------------------------------------------------------------
@@ -304,44 +336,52 @@ func wrkLatency(out []byte, p string) float64 {
 	return v
 }
 
-// openLoop sends o.rate events per second for o.openFor, each stamped with its send time.
-func openLoop(target string, o *options) int64 {
-	body := bytes.Repeat([]byte("y"), o.size)
+// openLoop sends rate events per second for d, each stamped with its send time; it returns the
+// errors and how many it sent (fewer than asked when the system under test falls behind).
+func openLoop(target string, rate int, d time.Duration, size int) (errs, sent int64) {
+	body := bytes.Repeat([]byte("y"), size)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-	var errs atomic.Int64
+	var failed atomic.Int64
 	var wg sync.WaitGroup
-	interval := time.Second / time.Duration(o.rate)
-	deadline := time.Now().Add(o.openFor)
-	tick := time.NewTicker(interval)
+	interval := time.Second / time.Duration(rate)
+	start := time.Now()
+	deadline := start.Add(d)
+	tick := time.NewTicker(min(interval, time.Millisecond))
 	defer tick.Stop()
 	sem := make(chan struct{}, 256)
-	for i := 0; time.Now().Before(deadline); i++ {
+	// Each tick sends every event due by then: a late tick (the generator shares two cores with
+	// the system under test) does not lower the rate, as dropped ticks would.
+	for i := 0; time.Now().Before(deadline); {
 		<-tick.C
-		sem <- struct{}{}
-		wg.Add(1)
-		go func(i int) {
-			defer func() { <-sem; wg.Done() }()
-			req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
-			req.Header.Set("Content-Type", "text/plain")
-			req.Header.Set("Ce-Specversion", "1.0")
-			req.Header.Set("Ce-Id", fmt.Sprintf("open-%d-%d", i, rand.Uint32()))
-			req.Header.Set("Ce-Source", "/bench")
-			req.Header.Set("Ce-Type", eventTypes[i%len(eventTypes)])
-			req.Header.Set("Ce-Benchsent", strconv.FormatInt(time.Now().UnixNano(), 10))
-			resp, err := client.Do(req)
-			if err != nil {
-				errs.Add(1)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode >= 300 {
-				errs.Add(1)
-			}
-		}(i)
+		due := int(time.Since(start) / interval)
+		for ; i < due; i++ {
+			sem <- struct{}{}
+			sent++
+			wg.Add(1)
+			go func(i int) {
+				defer func() { <-sem; wg.Done() }()
+				req, _ := http.NewRequest(http.MethodPost, target, bytes.NewReader(body))
+				req.Header.Set("Content-Type", "text/plain")
+				req.Header.Set("Ce-Specversion", "1.0")
+				req.Header.Set("Ce-Id", fmt.Sprintf("open-%d-%d", i, rand.Uint32()))
+				req.Header.Set("Ce-Source", "/bench")
+				req.Header.Set("Ce-Type", eventTypes[i%len(eventTypes)])
+				req.Header.Set("Ce-Benchsent", strconv.FormatInt(time.Now().UnixNano(), 10))
+				resp, err := client.Do(req)
+				if err != nil {
+					failed.Add(1)
+					return
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode >= 300 {
+					failed.Add(1)
+				}
+			}(i)
+		}
 	}
 	wg.Wait()
-	return errs.Load()
+	return failed.Load(), sent
 }
 
 func waitReady(target string, o *options) error {
@@ -602,19 +642,26 @@ func write(o *options, results []Result) error {
 		When    time.Time `json:"when"`
 		Options string    `json:"options"`
 		Results []Result  `json:"results"`
-	}{time.Now().UTC(), fmt.Sprintf("closed loop %s x %d connections (wrk); open loop %d/s for %s; %d-byte events", o.duration, o.connections, o.rate, o.openFor, o.size), results}, "", "  ")
+	}{time.Now().UTC(), fmt.Sprintf("closed loop %s x %d connections (wrk); open loop %d/s for %s; at load %d/s; %d-byte events", o.duration, o.connections, o.rate, o.openFor, o.loadRate, o.size), results}, "", "  ")
 	if err := os.WriteFile(filepath.Join(o.out, "results.json"), j, 0o644); err != nil {
 		return err
 	}
 	var md strings.Builder
-	md.WriteString("| scenario | answered/s (wrk) | delivered/s | wrk p50 / p99 ms | e2e p50 / p99 / p99.9 ms | CPU µs/event | peak RSS MB | errors |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(&md, "| scenario | answered/s (wrk) | delivered/s | wrk p50 / p99 ms | e2e p50 / p99 / p99.9 ms | e2e p50 / p99 / p99.9 ms at %d/s | CPU µs/event | peak RSS MB | errors |\n|---|---|---|---|---|---|---|---|---|\n", o.loadRate)
 	for _, r := range results {
 		if r.Note != "" {
-			fmt.Fprintf(&md, "| %s | %s | | | | | | |\n", r.Scenario, r.Note)
+			fmt.Fprintf(&md, "| %s | %s | | | | | | | |\n", r.Scenario, r.Note)
 			continue
 		}
-		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f / %.2f | %.2f / %.2f / %.2f | %.1f | %.0f | %d |\n", r.Scenario, r.AnsweredPerS, r.DeliveredPS,
-			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, r.CPUUsPerEv, r.PeakRSSMB, r.Errors)
+		atLoad := "-"
+		if r.LoadRate > 0 {
+			atLoad = fmt.Sprintf("%.2f / %.2f / %.2f", r.LoadP50MS, r.LoadP99MS, r.LoadP999MS)
+			if r.LoadSentPS < 0.95*float64(r.LoadRate) {
+				atLoad += fmt.Sprintf(" (sent %.0f/s)", r.LoadSentPS)
+			}
+		}
+		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f / %.2f | %.2f / %.2f / %.2f | %s | %.1f | %.0f | %d |\n", r.Scenario, r.AnsweredPerS, r.DeliveredPS,
+			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, atLoad, r.CPUUsPerEv, r.PeakRSSMB, r.Errors)
 	}
 	if err := os.WriteFile(filepath.Join(o.out, "results.md"), []byte(md.String()), 0o644); err != nil {
 		return err
