@@ -63,6 +63,10 @@ type directTransport struct {
 type hostConns struct {
 	direct  bool // no proxy applies to this host: the directTransport serves it
 	timeout time.Duration
+	// key and hosts let the set leave the transport's map once its last connection has expired,
+	// so subscribers that come and go (a changing set of services) leave nothing behind.
+	key   string
+	hosts *sync.Map
 
 	mu     sync.Mutex
 	idle   []*directConn
@@ -129,7 +133,7 @@ func (t *directTransport) host(req *http.Request) *hostConns {
 		return h.(*hostConns)
 	}
 	p, err := t.proxy(req)
-	h, _ := t.hosts.LoadOrStore(req.URL.Host, &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout})
+	h, _ := t.hosts.LoadOrStore(req.URL.Host, &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout, key: req.URL.Host, hosts: &t.hosts})
 	return h.(*hostConns)
 }
 
@@ -166,7 +170,12 @@ func (h *hostConns) expire() {
 	h.armed = rest > 0
 	if h.armed {
 		h.expiry.Reset(h.idle[0].idleFrom.Sub(cutoff))
+		return
 	}
+	// Nothing left: forget the host. A delivery that found this set just before keeps using it,
+	// and a connection it puts back here is still closed by this set's timer; the next delivery
+	// to the host starts a new set.
+	h.hosts.CompareAndDelete(h.key, h)
 }
 
 func (h *hostConns) put(c *directConn) {

@@ -253,6 +253,17 @@ func TestDirectTransportClosesIdleConnections(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	// The host's set goes with its last connection, and the next delivery starts a new one.
+	host := strings.TrimPrefix(srv.URL, "http://")
+	for _, ok := tr.hosts.Load(host); ok; _, ok = tr.hosts.Load(host) {
+		if time.Now().After(deadline) {
+			t.Fatal("the host's connection set outlived its last connection")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if res := New(Options{Transport: tr}).Deliver(context.Background(), &Request{URL: srv.URL, Event: testEvent()}, &Policy{Timeout: time.Second}); !res.Delivered {
+		t.Fatalf("after the host was forgotten: %v", res.Err)
+	}
 }
 
 type recordingTransport struct{ urls []string }
