@@ -719,11 +719,47 @@ func write(o *options, results []Result) error {
 		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f / %.2f | %.2f / %.2f / %.2f | %s | %.1f | %.0f | %d |\n", r.Scenario, r.AnsweredPerS, r.DeliveredPS,
 			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, atLoad, r.CPUUsPerEv, r.PeakRSSMB, r.Errors)
 	}
+	md.WriteString(targets(results))
 	if err := os.WriteFile(filepath.Join(o.out, "results.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
 	fmt.Print(md.String())
 	return nil
+}
+
+// targets judges the run against issue #8's targets (100 exact triggers, 1 KiB, 16 connections):
+// delivered/s at least the reverse proxy's and twice Benthos's, p99 no worse than the proxy's,
+// both at the same load and in the saturated closed loop. Rows that did not run are not judged.
+func targets(results []Result) string {
+	find := func(name string) *Result {
+		for i := range results {
+			if results[i].Scenario == name && results[i].Note == "" {
+				return &results[i]
+			}
+		}
+		return nil
+	}
+	sy, proxy, benthos := find("switchyard-exact-100"), find("go-reverseproxy"), find("benthos")
+	if sy == nil || proxy == nil {
+		return ""
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	var b strings.Builder
+	b.WriteString("\nTargets (switchyard-exact-100 against this run's other rows):\n")
+	fmt.Fprintf(&b, "- delivered/s at least the reverse proxy's: %s (%.0f against %.0f)\n", verdict(sy.DeliveredPS >= proxy.DeliveredPS), sy.DeliveredPS, proxy.DeliveredPS)
+	if benthos != nil {
+		fmt.Fprintf(&b, "- twice Benthos's: %s (%.0f against 2 x %.0f)\n", verdict(sy.DeliveredPS >= 2*benthos.DeliveredPS), sy.DeliveredPS, benthos.DeliveredPS)
+	}
+	if sy.LoadRate > 0 && proxy.LoadRate > 0 {
+		fmt.Fprintf(&b, "- e2e p99 at %d/s no worse than the proxy's: %s (%.2f against %.2f ms)\n", sy.LoadRate, verdict(sy.LoadP99MS <= proxy.LoadP99MS), sy.LoadP99MS, proxy.LoadP99MS)
+	}
+	fmt.Fprintf(&b, "- wrk p99 at saturation no worse than the proxy's: %s (%.2f against %.2f ms)\n", verdict(sy.WrkP99MS <= proxy.WrkP99MS), sy.WrkP99MS, proxy.WrkP99MS)
+	return b.String()
 }
 
 // benchConcurrency is the router's per-trigger delivery concurrency in the benchmark (its default).
