@@ -81,7 +81,7 @@ type Result struct {
 	DeliveredPS  float64 `json:"delivered_per_s"` // closed loop: events/s that reached the sink
 	WrkP50MS     float64 `json:"wrk_p50_ms"`
 	WrkP99MS     float64 `json:"wrk_p99_ms"`
-	E2EP50MS     float64 `json:"e2e_p50_ms"` // open loop: send to sink receipt
+	E2EP50MS     float64 `json:"e2e_p50_ms"` // open loop: due time to sink receipt
 	E2EP99MS     float64 `json:"e2e_p99_ms"`
 	E2EP999MS    float64 `json:"e2e_p999_ms"`
 	LoadRate     int     `json:"load_rate,omitempty"` // the at-load open loop, when it ran
@@ -206,24 +206,20 @@ func measure(o *options, sc scenario, sink *sink) (Result, error) {
 
 	// Open loop for end-to-end latency, then the same at load when the system can carry it.
 	lat, errs, _ := openLoopLatency(target, sink, o.rate, o.openFor, o.size)
-	if len(lat) > 0 {
-		res.E2EP50MS, res.E2EP99MS, res.E2EP999MS = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
-	}
+	res.E2EP50MS, res.E2EP99MS, res.E2EP999MS = percentiles(lat)
 	res.Errors += errs
 	if o.loadRate > 0 && res.DeliveredPS > float64(o.loadRate) {
 		lat, errs, sent := openLoopLatency(target, sink, o.loadRate, o.openFor, o.size)
 		res.LoadRate, res.LoadSentPS = o.loadRate, sent
-		if len(lat) > 0 {
-			res.LoadP50MS, res.LoadP99MS, res.LoadP999MS = pct(lat, 0.50), pct(lat, 0.99), pct(lat, 0.999)
-		}
+		res.LoadP50MS, res.LoadP99MS, res.LoadP999MS = percentiles(lat)
 		res.Errors += errs
 	}
 	res.PeakRSSMB = peakRSS(proc)
 	return res, nil
 }
 
-// openLoopLatency runs an open loop and returns the sorted send-to-sink latencies, the errors and
-// the rate actually sent.
+// openLoopLatency runs an open loop and returns the sorted latencies (from each event's due time
+// to its receipt at the sink), the errors and the rate actually sent.
 func openLoopLatency(target string, sink *sink, rate int, d time.Duration, size int) ([]time.Duration, int64, float64) {
 	sink.resetLatencies()
 	start := time.Now()
@@ -282,6 +278,15 @@ func (s *sink) close() { _ = s.srv.Close() }
 func pct(sorted []time.Duration, p float64) float64 {
 	i := int(float64(len(sorted)-1) * p)
 	return float64(sorted[i].Microseconds()) / 1000
+}
+
+// percentiles returns the p50, p99 and p99.9 of sorted latencies in milliseconds (zeros when
+// there are none).
+func percentiles(sorted []time.Duration) (p50, p99, p999 float64) {
+	if len(sorted) == 0 {
+		return 0, 0, 0
+	}
+	return pct(sorted, 0.50), pct(sorted, 0.99), pct(sorted, 0.999)
 }
 
 // --- load -----------------------------------------------------------------------------------
@@ -352,7 +357,7 @@ func openLoop(target string, rate int, d time.Duration, size int) (errs, sent in
 	interval := time.Second / time.Duration(rate)
 	total := int64(d / interval)
 	start := time.Now()
-	var next, failed, done atomic.Int64
+	var next, failed, written atomic.Int64
 	var wg sync.WaitGroup
 	for range openLoopConns {
 		wg.Add(1)
@@ -385,7 +390,7 @@ func openLoop(target string, rate int, d time.Duration, size int) (errs, sent in
 				}
 				req = appendEvent(req[:0], u, int(i), due, body)
 				conn.SetDeadline(time.Now().Add(10 * time.Second))
-				done.Add(1)
+				written.Add(1)
 				status, keep, err := writeAndRead(conn, br, req)
 				if err != nil || status >= 300 {
 					failed.Add(1)
@@ -398,7 +403,7 @@ func openLoop(target string, rate int, d time.Duration, size int) (errs, sent in
 		}()
 	}
 	wg.Wait()
-	return failed.Load(), done.Load()
+	return failed.Load(), written.Load()
 }
 
 // openLoopConns is how many connections the open loop keeps: enough for 10,000 events/s at 6 ms
