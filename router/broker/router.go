@@ -82,8 +82,13 @@ type brokerState struct {
 	queue router.BrokerLog
 	// windowed: the log bounds unfinished envelopes itself, so lanes queue without waiting.
 	windowed bool
-	events   atomic.Uint64 // events dispatched, for filtered-out counts
-	routes   atomic.Pointer[routes]
+	// admit counts (and, with a max-in-flight, bounds) an in-memory broker's unfinished events;
+	// nil for a broker on a durable log, which bounds what it hands out itself. releaseOne is
+	// admit.release(1), made once so that no event allocates it.
+	admit      *admission
+	releaseOne func()
+	events     atomic.Uint64 // events dispatched, for filtered-out counts
+	routes     atomic.Pointer[routes]
 }
 
 type routes struct {
@@ -204,14 +209,23 @@ func (r *Router) Apply(cfg *config.Config) {
 			if w, ok := log.(router.WindowedLog); ok {
 				b.windowed = w.BoundsUnfinished()
 			}
+			var h router.Handler = b
+			if _, inMemory := log.(*memqueue.Queue); inMemory {
+				b.admit = &admission{}
+				b.releaseOne = func() { b.admit.release(1) }
+				h = admittedHandler{b}
+			}
 			if r.o.BrokerURL != nil {
 				b.url = r.o.BrokerURL(bc.Ref)
 			}
 			r.dispatch.Add(1)
 			go func() {
 				defer r.dispatch.Done()
-				b.queue.Run(r.runCtx, b)
+				b.queue.Run(r.runCtx, h)
 			}()
+		}
+		if b.admit != nil {
+			b.admit.configure(bc.MaxInFlight, cfg.Settings.MaxInFlightWait)
 		}
 		b.routes.Store(r.buildRoutes(b, byBroker[bc.Ref]))
 		next[bc.Ref] = b
@@ -219,9 +233,25 @@ func (r *Router) Apply(cfg *config.Config) {
 	r.brokers.Store(&next)
 	for ref, b := range old {
 		if next[ref] == nil {
-			b.queue.Close() // its dispatcher drains what is queued under the last routes, then exits
+			b.closeIngress()
 		}
 	}
+}
+
+// closeIngress stops b admitting events; its dispatcher drains what is queued, then exits.
+func (b *brokerState) closeIngress() {
+	if b.admit != nil {
+		b.admit.close()
+	}
+	b.queue.Close()
+}
+
+// admittedHandler hands an in-memory broker's events to it with a done that counts them out of
+// its admission (the in-memory queue itself has nothing to do when an event is final).
+type admittedHandler struct{ b *brokerState }
+
+func (h admittedHandler) Handle(ctx context.Context, env *router.Envelope, _ func()) {
+	h.b.Handle(ctx, env, h.b.releaseOne)
 }
 
 func (r *Router) openLog(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
@@ -291,7 +321,17 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 		}
 		env.TTL = ttl
 	}
-	return r.append(ctx, b, envs)
+	if b.admit == nil {
+		return r.append(ctx, b, envs)
+	}
+	if err := b.admit.acquire(ctx, len(envs)); err != nil {
+		return err
+	}
+	if err := r.append(ctx, b, envs); err != nil {
+		b.admit.release(len(envs))
+		return err
+	}
+	return nil
 }
 
 // takeTTL removes the knativebrokerttl extension from e and returns what remains after this hop.
@@ -522,6 +562,19 @@ func (r *Router) publishReply(ctx context.Context, b *brokerState, orig *router.
 	}
 	reply.SetExtension(ExtTTL, nil)
 	env := &router.Envelope{Event: reply, Headers: orig.Headers, TTL: orig.TTL - 1}
+	if b.admit == nil {
+		return r.appendReply(ctx, b, env)
+	}
+	// Counted in without waiting: the reply is part of an event that is itself counted.
+	b.admit.take(1)
+	err := r.appendReply(ctx, b, env)
+	if err != nil {
+		b.admit.release(1)
+	}
+	return err
+}
+
+func (r *Router) appendReply(ctx context.Context, b *brokerState, env *router.Envelope) error {
 	deadline := time.Now().Add(r.o.ReplyPublishTimeout)
 	for {
 		err := r.append(ctx, b, []*router.Envelope{env})
@@ -570,12 +623,16 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 // Pending is the number of events read from the logs whose fate is not yet final.
 func (r *Router) Pending() int64 { return r.pending.Load() }
 
-// QueueDepths reports every broker's queue length.
+// QueueDepths reports every broker's queue length and, in memory, its unfinished events.
 func (r *Router) QueueDepths() []metrics.QueueDepth {
 	brokers := *r.brokers.Load()
 	out := make([]metrics.QueueDepth, 0, len(brokers))
 	for ref, b := range brokers {
-		out = append(out, metrics.QueueDepth{Namespace: ref.Namespace, Broker: ref.Name, Depth: b.queue.Len()})
+		unfinished := -1
+		if b.admit != nil {
+			unfinished = b.admit.unfinished()
+		}
+		out = append(out, metrics.QueueDepth{Namespace: ref.Namespace, Broker: ref.Name, Depth: b.queue.Len(), Unfinished: unfinished})
 	}
 	return out
 }
@@ -589,7 +646,7 @@ func (r *Router) Shutdown(ctx context.Context) int64 {
 	brokers := *r.brokers.Load()
 	r.applyMu.Unlock()
 	for _, b := range brokers {
-		b.queue.Close()
+		b.closeIngress()
 	}
 	drained := make(chan struct{}) // every log's reader has handed over what it read
 	go func() { r.dispatch.Wait(); close(drained) }()

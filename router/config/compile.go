@@ -26,6 +26,7 @@ const (
 	AnnotationDeliveryOrder = "kafka.eventing.knative.dev/delivery.order"
 	AnnotationConcurrency   = "switchyard.dev/concurrency"
 	AnnotationRateLimit     = "switchyard.dev/rate-limit"
+	AnnotationMaxInFlight   = "switchyard.dev/max-in-flight"
 )
 
 // Broker classes served from memory. Knative's own MT class is accepted so that its manifests work
@@ -75,8 +76,20 @@ func (l *loader) compile(files []string) (*Config, error) {
 		if _, ok := b.m.Metadata.Annotations[AnnotationExternalTopic]; ok && class != "Kafka" {
 			l.errAt(b.d, "metadata.annotations", "%s applies to Kafka-class brokers only", AnnotationExternalTopic)
 		}
+		maxInFlight := cfg.Settings.MaxInFlight
+		if v, ok := b.m.Metadata.Annotations[AnnotationMaxInFlight]; ok {
+			n, err := strconv.Atoi(v)
+			switch {
+			case err != nil || n < 0:
+				l.errAt(b.d, "metadata.annotations", "%s must be a whole number of events (0 for no limit), got %q", AnnotationMaxInFlight, v)
+			case class == "Kafka":
+				l.errAt(b.d, "metadata.annotations", "%s applies to in-memory brokers only (a Kafka-class broker's producers are acknowledged by Kafka)", AnnotationMaxInFlight)
+			default:
+				maxInFlight = n
+			}
+		}
 		l.parseDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings, true)
-		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, File: b.d.file, Line: b.d.line("")})
+		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, MaxInFlight: maxInFlight, File: b.d.file, Line: b.d.line("")})
 	}
 
 	triggers := map[router.TriggerRef]*triggerDoc{}
@@ -136,7 +149,7 @@ func (l *loader) objectRef(d *doc, m *objectMeta) (router.BrokerRef, bool) {
 func (l *loader) compileSettings(s *Settings) deliveryFields {
 	*s = Settings{
 		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes,
-		QueueSize: DefaultQueueSize, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
+		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
 		MaxOutcomes: DefaultMaxOutcomes, ShutdownGrace: DefaultShutdownGrace,
 		ReloadInterval: DefaultReloadInterval, LogFormat: "json", LogLevel: "info",
@@ -178,6 +191,13 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		}
 	}
 	positive("spec.ingress.queueSize", spec.Ingress.QueueSize, &s.QueueSize)
+	if v := spec.Ingress.MaxInFlight; v != nil {
+		if *v < 0 {
+			l.errAt(d, "spec.ingress.maxInFlight", "must be 0 (no limit) or positive, got %d", *v)
+		} else {
+			s.MaxInFlight = *v
+		}
+	}
 	if v := spec.Ingress.MaxTTL; v != nil {
 		if *v <= 0 {
 			l.errAt(d, "spec.ingress.maxTTL", "must be positive, got %d", *v)
@@ -202,6 +222,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		}
 		*dst = dur
 	}
+	goDuration("spec.ingress.maxInFlightWait", spec.Ingress.MaxInFlightWait, &s.MaxInFlightWait)
 	goDuration("spec.shutdownGracePeriod", spec.ShutdownGracePeriod, &s.ShutdownGrace)
 	goDuration("spec.reloadInterval", spec.ReloadInterval, &s.ReloadInterval)
 	switch spec.Log.Format {

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -152,6 +153,48 @@ spec:
 	if got := cfg.Triggers[0].Delivery; got != want {
 		t.Errorf("default delivery %+v, want Knative's cluster default %+v", got, want)
 	}
+	if b, st := cfg.Brokers[0], cfg.Settings; b.MaxInFlight != 0 || st.MaxInFlightWait != DefaultMaxInFlightWait {
+		t.Errorf("max-in-flight %d, wait %s: want no limit and %s", b.MaxInFlight, st.MaxInFlightWait, DefaultMaxInFlightWait)
+	}
+}
+
+// TestMaxInFlight: the SwitchyardConfig sets every in-memory broker's max-in-flight, and a
+// broker's annotation overrides it (0 lifts it).
+func TestMaxInFlight(t *testing.T) {
+	cfg, err := Parse("m.yaml", []byte(`apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata: {name: s}
+spec:
+  ingress: {maxInFlight: 500, maxInFlightWait: 250ms}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: plain, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: paced
+  namespace: ns
+  annotations: {switchyard.dev/max-in-flight: "16"}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: free
+  namespace: ns
+  annotations: {switchyard.dev/max-in-flight: "0"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]int{}
+	for _, b := range cfg.Brokers {
+		got[b.Ref.Name] = b.MaxInFlight
+	}
+	if fmt.Sprint(got) != "map[free:0 paced:16 plain:500]" || cfg.Settings.MaxInFlightWait != 250*time.Millisecond {
+		t.Errorf("max-in-flight %v, wait %s", got, cfg.Settings.MaxInFlightWait)
+	}
 }
 
 // TestParseErrors checks exact messages: they are the user interface of a config mistake.
@@ -199,6 +242,15 @@ func TestParseErrors(t *testing.T) {
 			}},
 		{"kafka class", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: k\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n",
 			[]string{"c.yaml:6: metadata.annotations: broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig"}},
+		{"bad max-in-flight", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  annotations:\n    switchyard.dev/max-in-flight: lots\n",
+			[]string{`c.yaml:6: metadata.annotations: switchyard.dev/max-in-flight must be a whole number of events (0 for no limit), got "lots"`}},
+		{"max-in-flight on kafka", "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata:\n  name: s\nspec:\n  kafka:\n    bootstrapServers: [127.0.0.1:9092]\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: k\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n    switchyard.dev/max-in-flight: \"10\"\n",
+			[]string{"c.yaml:14: metadata.annotations: switchyard.dev/max-in-flight applies to in-memory brokers only (a Kafka-class broker's producers are acknowledged by Kafka)"}},
+		{"bad max-in-flight settings", "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata:\n  name: s\nspec:\n  ingress:\n    maxInFlight: -1\n    maxInFlightWait: forever\n",
+			[]string{
+				"c.yaml:7: spec.ingress.maxInFlight: must be 0 (no limit) or positive, got -1",
+				`c.yaml:8: spec.ingress.maxInFlightWait: "forever" is not a positive duration such as 30s or 1m`,
+			}},
 		{"duplicate broker", broker + "---\n" + broker,
 			[]string{"c.yaml:10: metadata.name: broker ns/default is defined twice (first at c.yaml:1)"}},
 		{"bad order annotation", broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: sorted\nspec:\n  broker: default\n  subscriber:\n    uri: http://x/\n",

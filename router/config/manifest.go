@@ -116,6 +116,12 @@ type settingsSpec struct {
 		MaxBodyBytes *int64 `yaml:"maxBodyBytes"`
 		// QueueSize bounds each in-memory broker's queue; a full queue answers 429.
 		QueueSize *int `yaml:"queueSize"`
+		// MaxInFlight bounds each in-memory broker's unfinished events (accepted, not yet
+		// delivered, dead-lettered or failed); a producer waits for room up to MaxInFlightWait,
+		// then gets 429. 0 or absent: no bound but the queue's. The annotation
+		// switchyard.dev/max-in-flight overrides it per broker.
+		MaxInFlight     *int   `yaml:"maxInFlight"`
+		MaxInFlightWait string `yaml:"maxInFlightWait"`
 		// MaxTTL is the knativebrokerttl given to events that carry none, and the most any may carry.
 		MaxTTL *int32 `yaml:"maxTTL"`
 		// Auth lists sender-authentication policies; brokers no policy names are open.

@@ -32,12 +32,16 @@ type Config struct {
 
 // Settings are the router's own settings, from SwitchyardConfig or defaults.
 type Settings struct {
-	Addr          string
-	AdminAddr     string
-	MaxBodyBytes  int64
-	QueueSize     int
-	MaxTTL        int32
-	ClusterDomain string
+	Addr         string
+	AdminAddr    string
+	MaxBodyBytes int64
+	QueueSize    int
+	// MaxInFlight is the default max-in-flight of in-memory brokers (0: none); MaxInFlightWait is
+	// how long a producer waits for room under it.
+	MaxInFlight     int
+	MaxInFlightWait time.Duration
+	MaxTTL          int32
+	ClusterDomain   string
 	// TriggerConcurrency and TriggerPending are the per-trigger defaults.
 	TriggerConcurrency int
 	TriggerPending     int
@@ -116,6 +120,7 @@ const (
 	DefaultAdminAddr          = ":9090"
 	DefaultMaxBodyBytes       = 4 << 20
 	DefaultQueueSize          = 10000
+	DefaultMaxInFlightWait    = time.Second
 	DefaultMaxTTL             = 255
 	DefaultClusterDomain      = "cluster.local"
 	DefaultTriggerConcurrency = 64
@@ -136,6 +141,8 @@ type Broker struct {
 	// Topic is the Kafka topic of a Kafka-class broker: knative-broker-{namespace}-{name}, or the
 	// kafka.eventing.knative.dev/external.topic annotation.
 	Topic string
+	// MaxInFlight bounds an in-memory broker's unfinished events (0: only the queue bounds them).
+	MaxInFlight int
 	// File and Line locate the manifest.
 	File string
 	Line int

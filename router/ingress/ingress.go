@@ -133,7 +133,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, ref, eventType, http.StatusBadRequest, err.Error())
 	case errors.Is(err, router.ErrQueueFull):
 		w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
-		h.fail(w, ref, eventType, http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity: retry later", ref))
+		h.fail(w, ref, eventType, http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity (%v): retry later", ref, err))
 	default:
 		h.logger.Warn("broker cannot accept events", zap.String("broker", ref.String()), zap.Error(err))
 		h.fail(w, ref, eventType, http.StatusServiceUnavailable, fmt.Sprintf("broker %s cannot accept events now: %v", ref, err))

@@ -84,31 +84,39 @@ func CodeClass(code int) string {
 	return strconv.Itoa(code/100) + "xx"
 }
 
-// QueueDepth is one broker's queue length at scrape time.
+// QueueDepth is one broker's queue length at scrape time, and for an in-memory broker the events
+// it holds accepted and not yet final (Unfinished; -1 for a broker on a durable log).
 type QueueDepth struct {
 	Namespace, Broker string
 	Depth             int
+	Unfinished        int
 }
 
 // queueDepthCollector reads queue depths when Prometheus scrapes, so brokers added or removed by a
 // reload need no bookkeeping here.
 type queueDepthCollector struct {
-	desc  *prometheus.Desc
-	depth func() []QueueDepth
+	desc, unfinished *prometheus.Desc
+	depth            func() []QueueDepth
 }
 
-// RegisterQueueDepth exports switchyard_broker_queue_depth from depth, called at each scrape.
+// RegisterQueueDepth exports switchyard_broker_queue_depth and switchyard_broker_unfinished_events
+// from depth, called at each scrape.
 func (m *Metrics) RegisterQueueDepth(depth func() []QueueDepth) {
+	labels := []string{"namespace_name", "broker_name"}
 	m.Registry.MustRegister(&queueDepthCollector{
-		desc:  prometheus.NewDesc("switchyard_broker_queue_depth", "Events waiting in a broker's queue.", []string{"namespace_name", "broker_name"}, nil),
-		depth: depth,
+		desc:       prometheus.NewDesc("switchyard_broker_queue_depth", "Events waiting in a broker's queue.", labels, nil),
+		unfinished: prometheus.NewDesc("switchyard_broker_unfinished_events", "Events an in-memory broker holds, accepted and not yet final (what switchyard.dev/max-in-flight bounds).", labels, nil),
+		depth:      depth,
 	})
 }
 
-func (c *queueDepthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+func (c *queueDepthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc; ch <- c.unfinished }
 
 func (c *queueDepthCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, q := range c.depth() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(q.Depth), q.Namespace, q.Broker)
+		if q.Unfinished >= 0 {
+			ch <- prometheus.MustNewConstMetric(c.unfinished, prometheus.GaugeValue, float64(q.Unfinished), q.Namespace, q.Broker)
+		}
 	}
 }

@@ -181,7 +181,7 @@ func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.H
 		case err == nil:
 			return http.StatusAccepted, "accepted as event " + e.ID()
 		case errors.Is(err, router.ErrQueueFull):
-			return http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity: retry later", b)
+			return http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity (%v): retry later", b, err)
 		default:
 			return http.StatusServiceUnavailable, fmt.Sprintf("broker %s cannot accept events now", b)
 		}

@@ -152,6 +152,66 @@ spec:
 	}
 }
 
+// TestMaxInFlightPacesProducers: a broker annotated switchyard.dev/max-in-flight holds a producer
+// whose event does not fit until an earlier one is delivered, then answers 202; when none finishes
+// within maxInFlightWait it answers 429 with Retry-After and says why.
+func TestMaxInFlightPacesProducers(t *testing.T) {
+	release := make(chan struct{}, 10)
+	sub := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) { <-release; w.WriteHeader(200) })
+	defer close(release)
+	r := startRouter(t, `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata:
+  name: paced
+  annotations:
+    switchyard.dev/max-in-flight: "1"
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: slow
+spec:
+  broker: paced
+  subscriber:
+    uri: `+sub.URL+"\n", "    maxInFlightWait: 400ms\n", "--shutdown-grace=1s")
+	if code, _, body := r.send(t, "/default/paced", binaryEvent("first", "t")); code != 202 {
+		t.Fatalf("first event: %d %s", code, body)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		_, metrics := r.get(t, "/metrics")
+		return strings.Contains(metrics, `switchyard_broker_unfinished_events{broker_name="paced",namespace_name="default"} 1`)
+	})
+	start := time.Now()
+	code, h, body := r.send(t, "/default/paced", binaryEvent("refused", "t"))
+	if code != 429 || h.Get("Retry-After") == "" || !strings.Contains(body, "max-in-flight") {
+		t.Fatalf("second event with the first undelivered: %d, Retry-After %q, %q; want 429 naming max-in-flight", code, h.Get("Retry-After"), body)
+	}
+	if d := time.Since(start); d < 400*time.Millisecond {
+		t.Errorf("answered 429 after %s, before the 400ms wait", d)
+	}
+	type answer struct {
+		code    int
+		elapsed time.Duration
+	}
+	third := make(chan answer, 1)
+	start = time.Now()
+	go func() {
+		code, _, _ := r.send(t, "/default/paced", binaryEvent("third", "t"))
+		third <- answer{code, time.Since(start)}
+	}()
+	time.Sleep(150 * time.Millisecond)
+	release <- struct{}{} // the subscriber answers the first event: room for the third
+	a := <-third
+	if a.code != 202 || a.elapsed < 150*time.Millisecond {
+		t.Errorf("third event: %d after %s; want 202 once the first was delivered (after 150ms)", a.code, a.elapsed)
+	}
+	release <- struct{}{}
+	got := sub.waitFor(t, 2, 5*time.Second)
+	if got[0].Header.Get("Ce-Id") != "first" || got[1].Header.Get("Ce-Id") != "third" {
+		t.Errorf("delivered %s, %s; want first, third", got[0].Header.Get("Ce-Id"), got[1].Header.Get("Ce-Id"))
+	}
+}
+
 // TestSenderAuth: a protected broker answers 401 without a valid bearer token (with
 // WWW-Authenticate), 403 for a verified JWT whose subject is not allowed, and 202 otherwise; other
 // brokers stay open.

@@ -167,6 +167,7 @@ func TestMetrics(t *testing.T) {
 			strings.Contains(body, `switchyard_broker_event_count{broker_name="default",event_type="com.example.m",namespace_name="default",response_code="202",response_code_class="2xx"} 1`) &&
 			strings.Contains(body, "switchyard_trigger_event_dispatch_latencies_bucket") &&
 			strings.Contains(body, `switchyard_broker_queue_depth{broker_name="default",namespace_name="default"} 0`) &&
+			strings.Contains(body, `switchyard_broker_unfinished_events{broker_name="default",namespace_name="default"} 0`) &&
 			strings.Contains(body, `switchyard_trigger_in_flight{namespace_name="default",trigger_name="m"} 0`)
 	})
 }

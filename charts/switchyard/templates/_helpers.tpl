@@ -44,6 +44,8 @@ spec:
     addr: ":8080"
     maxBodyBytes: {{ int64 .Values.config.maxBodyBytes }}
     queueSize: {{ int .Values.config.queueSize }}
+    maxInFlight: {{ int .Values.config.maxInFlight }}
+    maxInFlightWait: {{ .Values.config.maxInFlightWait | quote }}
     maxTTL: {{ int .Values.config.maxTTL }}
   admin:
     addr: ":9090"
