@@ -100,7 +100,7 @@ bench: build bench-tools
 	@was=$$($(INFRA) status | grep -c running || true); \
 	  $(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; status=0; \
 	  bin/bench-harness -switchyard $(BIN) -benthos $(BENTHOS) -kafka 127.0.0.1:$${KAFKA_PORT:-9092} \
-	    -cassandra 127.0.0.1:$${CASSANDRA_PORT:-9042} $(BENCH_ARGS) || status=$$?; \
+	    -cassandra 127.0.0.1:$${CASSANDRA_PORT:-9042} -rounds 7 $(BENCH_ARGS) || status=$$?; \
 	  [ "$$was" = 2 ] || $(INFRA) down; exit $$status # servers left running by make infra-up stay up
 	$(GO) test -run '^$$' -bench . -benchmem -count 1 ./router/... ./test/bench/
 
