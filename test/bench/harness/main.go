@@ -839,8 +839,12 @@ func write(o *options, results []Result, extra string) error {
 				atLoad += fmt.Sprintf(" (sent %.0f/s)", r.LoadSentPS)
 			}
 		}
-		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f / %.2f | %.2f / %.2f / %.2f | %s | %.1f | %.0f | %d |\n", r.Scenario, r.AnsweredPerS, r.DeliveredPS,
-			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, atLoad, r.CPUUsPerEv, r.PeakRSSMB, r.Errors)
+		cpu, rss := fmt.Sprintf("%.1f", r.CPUUsPerEv), fmt.Sprintf("%.0f", r.PeakRSSMB)
+		if r.Scenario == "direct" { // no process of its own between generator and sink
+			cpu, rss = "-", "-"
+		}
+		fmt.Fprintf(&md, "| %s | %.0f | %.0f | %.2f / %.2f | %.2f / %.2f / %.2f | %s | %s | %s | %d |\n", r.Scenario, r.AnsweredPerS, r.DeliveredPS,
+			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, atLoad, cpu, rss, r.Errors)
 	}
 	md.WriteString(targets(results))
 	md.WriteString(extra)
