@@ -26,7 +26,7 @@ type kubeFlags struct {
 	enabled                                  bool
 	kubeconfig, class, ingressURL            string
 	leaseNamespace, leaseName, leaseIdentity string
-	leaseDuration                            time.Duration
+	leaseDuration, crdRecheck                time.Duration
 }
 
 func (k *kubeFlags) register(fs *flag.FlagSet) {
@@ -38,6 +38,7 @@ func (k *kubeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.leaseName, "lease-name", "switchyard-status-writer", "name of the Lease replicas elect the status writer with (env SWITCHYARD_LEASE_NAME)")
 	fs.StringVar(&k.leaseIdentity, "lease-identity", "", "this replica's name in the Lease; default: the host name and a random suffix (env SWITCHYARD_LEASE_IDENTITY)")
 	fs.DurationVar(&k.leaseDuration, "lease-duration", 15*time.Second, "how long a silent status writer keeps the Lease (env SWITCHYARD_LEASE_DURATION)")
+	fs.DurationVar(&k.crdRecheck, "crd-recheck-interval", 30*time.Second, "how often to look again for the KafkaSource CRD when the cluster did not serve it at start (env SWITCHYARD_CRD_RECHECK_INTERVAL)")
 }
 
 func (k *kubeFlags) restConfig() (*rest.Config, error) {
@@ -101,8 +102,9 @@ func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
 			f.override(&cfg.Settings)
 			return cfg, nil
 		},
-		Lease:  f.kube.lease(),
-		Logger: logger,
+		Lease:      f.kube.lease(),
+		CRDRecheck: f.kube.crdRecheck,
+		Logger:     logger,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)

@@ -50,6 +50,9 @@ type Options struct {
 	// Lease is where replicas elect the one that writes status.
 	Lease  LeaseOptions
 	Logger *zap.Logger
+	// CRDRecheck is how often to look again for the KafkaSource CRD when the cluster did not
+	// serve it at Start (default 30s): installing Knative's sources later needs no restart.
+	CRDRecheck time.Duration
 }
 
 // Controller watches the cluster and keeps the router's configuration and the resources' status
@@ -71,6 +74,9 @@ type Controller struct {
 	// Written by the build loop only.
 	last     *config.Config
 	resolved []*resource
+	// kafkaSourcesMissing: the cluster served no KafkaSource CRD at Start; the build loop looks
+	// for it every CRDRecheck and starts watching once it appears.
+	kafkaSourcesMissing bool
 }
 
 // New connects to the API server; nothing is watched before Start.
@@ -80,6 +86,9 @@ func New(opts Options) (*Controller, error) {
 	}
 	if opts.ClusterDomain == "" {
 		opts.ClusterDomain = config.DefaultClusterDomain
+	}
+	if opts.CRDRecheck <= 0 {
+		opts.CRDRecheck = 30 * time.Second
 	}
 	client, err := dynamic.NewForConfig(opts.Config)
 	if err != nil {
@@ -123,18 +132,13 @@ func (c *Controller) Start(ctx, wait context.Context) (*config.Config, error) {
 		}
 		if !known {
 			if gvr == kafkaSourcesGVR {
-				c.logger.Info("KafkaSources are not served by this cluster; not watching them")
+				c.logger.Info("KafkaSources are not served by this cluster; watching for their CRD", zap.Duration("every", c.opts.CRDRecheck))
+				c.kafkaSourcesMissing = true
 				continue
 			}
 			return nil, fmt.Errorf("the cluster does not serve %s: install Knative Eventing's CRDs (or Switchyard's, test/kubernetes/crds)", gvr.GroupResource())
 		}
-		inf := c.factory.ForResource(gvr)
-		_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-			AddFunc:    func(any) { c.Kick() },
-			UpdateFunc: func(old, next any) { c.kickOnChange(old, next) },
-			DeleteFunc: func(any) { c.Kick() },
-		})
-		c.listers[gvr] = inf.Lister()
+		c.watch(gvr)
 	}
 	c.factory.Start(ctx.Done())
 	for gvr, ok := range c.factory.WaitForCacheSync(wait.Done()) {
@@ -147,6 +151,43 @@ func (c *Controller) Start(ctx, wait context.Context) (*config.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// watch registers gvr's informer and lister; the factory's next Start starts it.
+func (c *Controller) watch(gvr schema.GroupVersionResource) cache.SharedIndexInformer {
+	inf := c.factory.ForResource(gvr)
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.Kick() },
+		UpdateFunc: func(old, next any) { c.kickOnChange(old, next) },
+		DeleteFunc: func(any) { c.Kick() },
+	})
+	c.listers[gvr] = inf.Lister()
+	return inf.Informer()
+}
+
+// watchKafkaSourcesIfServed starts watching KafkaSources once the cluster serves their CRD, and
+// reports whether it did. Called by the build loop only (it owns the listers).
+func (c *Controller) watchKafkaSourcesIfServed(ctx context.Context) bool {
+	c.addrs.mapper.Reset() // discovery is cached; a CRD installed since is not in it
+	known, err := c.served(kafkaSourcesGVR)
+	if err != nil {
+		c.logger.Warn("looking for the KafkaSource CRD", zap.Error(err))
+		return false
+	}
+	if !known {
+		return false
+	}
+	inf := c.watch(kafkaSourcesGVR)
+	c.factory.Start(ctx.Done())
+	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+		// The lister answers from what it has; the informer keeps trying and kicks a rebuild.
+		c.logger.Warn("KafkaSources are served now, but listing them has not finished")
+	}
+	c.kafkaSourcesMissing = false
+	c.logger.Info("KafkaSources are served now; watching them")
+	return true
 }
 
 // served tells whether the API server serves gvr.
@@ -186,11 +227,22 @@ func (c *Controller) Run(ctx context.Context, ingressURL string, apply func(*con
 	c.ingressURL, c.apply = strings.TrimSuffix(ingressURL, "/"), apply
 	go c.elect(ctx)
 	c.Kick() // the status of Start's build
+	var recheck <-chan time.Time
+	if c.kafkaSourcesMissing {
+		t := time.NewTicker(c.opts.CRDRecheck)
+		defer t.Stop()
+		recheck = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-c.kick:
+		case <-recheck:
+			if !c.watchKafkaSourcesIfServed(ctx) {
+				continue
+			}
+			recheck = nil
 		}
 		// Let a burst of changes (kubectl apply -f dir) land before building.
 		select {

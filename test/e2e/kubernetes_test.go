@@ -48,9 +48,15 @@ type cluster struct {
 
 func startCluster(t *testing.T) *cluster {
 	t.Helper()
+	return startClusterWith(t, "../kubernetes/crds", "testdata/kubernetes")
+}
+
+// startClusterWith starts an API server serving the CRDs of the given files and directories.
+func startClusterWith(t *testing.T, crds ...string) *cluster {
+	t.Helper()
 	env := &envtest.Environment{
 		BinaryAssetsDirectory: testenv.KubeAssets(t),
-		CRDDirectoryPaths:     []string{"../kubernetes/crds", "testdata/kubernetes"},
+		CRDDirectoryPaths:     crds,
 		ErrorIfCRDPathMissing: true,
 	}
 	rc, err := env.Start()
@@ -237,6 +243,32 @@ func TestKubernetes(t *testing.T) {
 	t.Run("FilesAndClusterTogether", c.testFilesAndCluster)
 	t.Run("KafkaSourceStatus", c.testKafkaSourceStatus)
 	t.Run("TwoReplicasOneWriter", c.testTwoReplicas)
+}
+
+// TestKubernetesKafkaSourceCRDInstalledLater: a router started on a cluster without Knative's
+// KafkaSource CRD starts watching KafkaSources once the CRD is installed, without a restart.
+func TestKubernetesKafkaSourceCRDInstalledLater(t *testing.T) {
+	c := startClusterWith(t, "../kubernetes/crds/brokers.yaml", "../kubernetes/crds/triggers.yaml", "testdata/kubernetes")
+	ns := c.namespace(t, "late")
+	c.apply(t, gvrBroker, brokerManifest(ns, "default", "Switchyard"))
+	r := c.startRouter(t, "late", "--crd-recheck-interval", "200ms")
+	c.waitReady(t, gvrBroker, ns, "default")
+	if _, err := envtest.InstallCRDs(c.rest, envtest.CRDInstallOptions{Paths: []string{"../kubernetes/crds/kafkasources.yaml"}}); err != nil {
+		t.Fatalf("installing the KafkaSource CRD: %v", err)
+	}
+	c.apply(t, gvrSource, fmt.Sprintf(`apiVersion: sources.knative.dev/v1beta1
+kind: KafkaSource
+metadata: {name: orders, namespace: %s}
+spec:
+  bootstrapServers: [127.0.0.1:1]
+  topics: [orders]
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+`, ns))
+	src := c.waitReady(t, gvrSource, ns, "orders")
+	if uri, _, _ := unstructured.NestedString(src.Object, "status", "sinkUri"); uri != r.Ingress+"/late/default" {
+		t.Errorf("KafkaSource sinkUri = %q, want the broker's URL", uri)
+	}
 }
 
 func (c *cluster) testRoutingFollowsResources(t *testing.T) {
