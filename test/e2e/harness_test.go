@@ -272,24 +272,33 @@ func binaryEvent(id, typ string) ceRequest {
 
 func (r *router) send(t *testing.T, path string, req ceRequest) (int, http.Header, string) {
 	t.Helper()
+	code, h, body, err := r.trySend(path, req)
+	if err != nil {
+		t.Fatalf("sending to %s: %v", path, err)
+	}
+	return code, h, body
+}
+
+// trySend is send for goroutines other than the test's, which must not call t.Fatal.
+func (r *router) trySend(path string, req ceRequest) (int, http.Header, string, error) {
 	method := req.Method
 	if method == "" {
 		method = http.MethodPost
 	}
 	hreq, err := http.NewRequestWithContext(context.Background(), method, r.Ingress+path, strings.NewReader(req.Body))
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, "", err
 	}
 	for k, v := range req.Headers {
 		hreq.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(hreq)
 	if err != nil {
-		t.Fatalf("sending to %s: %v", path, err)
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, string(body)
+	return resp.StatusCode, resp.Header, string(body), nil
 }
 
 func (r *router) get(t *testing.T, path string) (int, string) {
