@@ -123,8 +123,8 @@ func run(o *options) error {
 			}})
 		}
 	}
-	// Paced: 100 exact triggers on a broker that holds at most 16 unfinished events, so a producer
-	// waits for room (switchyard.dev/max-in-flight) instead of the queue absorbing the overload.
+	// Paced: 100 exact triggers on a broker that holds at most -max-in-flight (16) unfinished
+	// events, so a producer waits for room instead of the queue absorbing the overload.
 	scenarios = append(scenarios, scenario{"switchyard-paced-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
 		return startSwitchyardWith(o, s, 100, "exact", "", fmt.Sprintf("  annotations: {switchyard.dev/max-in-flight: \"%d\"}\n", o.maxInFlight))
 	}})
@@ -284,6 +284,7 @@ func saturatedRounds(o *options, all []scenario, sink *sink) (string, error) {
 		}
 	}
 	p99s := make([][]float64, len(roundsScenarios))
+	errs := make([]int64, len(roundsScenarios)) // a 429 answers fast: a p99 with refusals flatters
 	for round := 0; round < o.rounds; round++ {
 		for k := range roundsScenarios {
 			i := (round + k) % len(roundsScenarios)
@@ -294,6 +295,7 @@ func saturatedRounds(o *options, all []scenario, sink *sink) (string, error) {
 			}
 			settle(sink, start, o.roundFor)
 			p99s[i] = append(p99s[i], w.p99MS)
+			errs[i] += w.errors
 		}
 	}
 	var b strings.Builder
@@ -301,7 +303,7 @@ func saturatedRounds(o *options, all []scenario, sink *sink) (string, error) {
 	medians := make([]float64, len(p99s))
 	for i, ps := range p99s {
 		medians[i] = median(ps)
-		fmt.Fprintf(&b, "- %s: %s; median %.2f\n", roundsScenarios[i], joinFloats(ps), medians[i])
+		fmt.Fprintf(&b, "- %s: %s; median %.2f; errors %d\n", roundsScenarios[i], joinFloats(ps), medians[i], errs[i])
 	}
 	for i := 1; i < len(p99s); i++ {
 		lower := 0
