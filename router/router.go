@@ -96,7 +96,29 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrTTLExpired: the event has gone round the broker too many times (400).
 	ErrTTLExpired = errors.New("event TTL exhausted")
+	// ErrTooLarge: the events can never be accepted as they are, whatever the load: a batch
+	// larger than the broker's queue, or an event larger than its log takes (413).
+	ErrTooLarge = errors.New("too large")
 )
+
+// PublishStatus is the HTTP status a producer is answered with when Publish returned err: the one
+// mapping shared by ingress, webhook sources and every other HTTP front of Publish.
+func PublishStatus(err error) int {
+	switch {
+	case err == nil:
+		return http.StatusAccepted
+	case errors.Is(err, ErrBrokerNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrTTLExpired):
+		return http.StatusBadRequest
+	case errors.Is(err, ErrTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrQueueFull):
+		return http.StatusTooManyRequests
+	default:
+		return http.StatusServiceUnavailable
+	}
+}
 
 // Sleep waits d, or less when ctx ends first; it reports whether the whole wait passed. For the
 // backoffs of delivery and of the Kafka clients' reconnects.

@@ -149,6 +149,7 @@ func newLogger(format, level string) (*zap.Logger, error) {
 // ctl, when set, makes the cluster's Knative resources part of the configuration (--kubernetes).
 func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernetes.Controller, logger *zap.Logger) error {
 	m := metrics.New()
+	m.SetMaxEventTypes(cfg.Settings.MaxEventTypes)
 	results, closeResults, err := openResults(&cfg.Settings, logger, m.Registry)
 	if err != nil {
 		return err
@@ -227,6 +228,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		hooks.Apply(next.Webhooks)
 		kafkaSources.Apply(next.KafkaSources)
 		maxBody.Store(next.Settings.MaxBodyBytes)
+		m.SetMaxEventTypes(next.Settings.MaxEventTypes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
 		logger.Info("configuration reloaded", zap.Int("brokers", len(next.Brokers)), zap.Int("triggers", len(next.Triggers)))

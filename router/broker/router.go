@@ -164,6 +164,7 @@ func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.Tri
 }
 
 func (tm *triggerMetrics) outcome(eventType string, code int) *outcomeSeries {
+	eventType = tm.all.EventTypeLabel(tm.ns, tm.broker, eventType) // bounds byTypeCode too
 	key := typeCode{eventType, code}
 	if s, ok := tm.byTypeCode.Load(key); ok {
 		return s.(*outcomeSeries)
@@ -303,7 +304,8 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 
 // Publish admits envs into broker ref's log, all or none. Each event gets knativearrivaltime, and
 // its knativebrokerttl (255 or the configured maximum when absent) is taken out, checked and
-// decremented. Errors: router.ErrBrokerNotFound, router.ErrTTLExpired (wrapped with detail),
+// decremented. Errors: router.ErrBrokerNotFound, router.ErrInvalidEvent and router.ErrTTLExpired
+// (wrapped with detail),
 // router.ErrQueueFull, router.ErrUnavailable.
 func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*router.Envelope) error {
 	b := (*r.brokers.Load())[ref]
@@ -312,6 +314,14 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 	}
 	maxTTL := r.maxTTL.Load()
 	for i, env := range envs {
+		// Every source's events pass here: what ingress decoded was checked already, what a
+		// webhook or Kafka record mapped to may not have been.
+		if err := router.CheckEventStrings(env.Event); err != nil {
+			if len(envs) > 1 {
+				return fmt.Errorf("batch event %d: %w", i, err)
+			}
+			return err
+		}
 		ttl, err := takeTTL(env.Event, maxTTL)
 		if err != nil {
 			if len(envs) > 1 {
@@ -436,19 +446,48 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 // unordered trigger parks the task for its backoff instead of holding a lane worker, so the
 // trigger keeps delivering other events meanwhile; an ordered trigger waits, since its next event
 // must not overtake. It reports whether the task was parked.
+//
+// A panic anywhere on that path (a library's bug meeting an event nobody foresaw) ends this task
+// only: the event is recorded as failed with the panic, so it can be redriven once fixed, and the
+// process and every other queued event live on.
 func (r *Router) runTask(ctx context.Context, tk task) (parked bool) {
+	finished := false // set once tk.f.finish has run: it must run exactly once
+	defer func() {
+		if p := recover(); p != nil {
+			parked = false
+			r.taskPanicked(tk, p, finished)
+		}
+	}()
 	t, env := tk.t, tk.env
 	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
 	if err := ctx.Err(); err != nil && tk.attempt > 0 {
 		tk.res.GiveUp(err) // resumed by shutdown, not by its timer
-		r.finishTask(ctx, tk, req)
+		r.finishTask(ctx, tk, req, &finished)
 		return false
 	}
 	if r.attempts(ctx, &tk, req) {
 		return true
 	}
-	r.finishTask(ctx, tk, req)
+	r.finishTask(ctx, tk, req, &finished)
 	return false
+}
+
+// taskPanicked records tk's event as failed after a panic p on its way, and releases it unless
+// that already happened.
+func (r *Router) taskPanicked(tk task, p any, finished bool) {
+	r.logger.Error("delivery panicked: event recorded as failed", zap.String("trigger", tk.t.cfg.Ref.String()),
+		zap.String("event_id", tk.env.Event.ID()), zap.Any("panic", p), zap.Stack("stack"))
+	if finished {
+		return // the outcome was recorded and the event released; the panic came after
+	}
+	defer tk.f.finish()
+	defer func() {
+		if p := recover(); p != nil { // recording itself panicked: the log line above is what is left
+			r.logger.Error("recording a panicked delivery panicked too", zap.Any("panic", p))
+		}
+	}()
+	r.record(tk.b, tk.t, tk.env, &router.Outcome{Status: router.StatusFailed, Attempts: tk.res.Attempts, LastCode: tk.res.Code,
+		LastError: fmt.Sprintf("internal error (a bug in Switchyard): delivery panicked: %v", p)})
 }
 
 // attempts delivers until the result is final, or parks the task for its backoff (unordered
@@ -509,8 +548,8 @@ func (p *parkedTask) resume() {
 
 // finishTask turns a final delivery result into the outcome: reply published, dead-lettered or
 // failed; records it and releases the event for this trigger.
-func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request) {
-	defer tk.f.finish()
+// finished is set when the event has been released (see runTask).
+func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request, finished *bool) {
 	t, env, res := tk.t, tk.env, &tk.res
 	policy := &t.cfg.Delivery
 	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code, LastError: res.Err}
@@ -538,6 +577,8 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request)
 		o.Status = r.deadLetter(ctx, req, policy, res, t.cfg.Subscriber, o, router.StatusFailed)
 	}
 	r.record(tk.b, t, env, o)
+	*finished = true
+	tk.f.finish()
 }
 
 // deadLetter hands the event to the policy's dead-letter sink and returns the resulting status:

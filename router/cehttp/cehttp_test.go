@@ -59,6 +59,17 @@ func TestDecode(t *testing.T) {
 		{name: "batch empty", h: header("Content-Type", "application/cloudevents-batch+json"), body: `[]`, errText: "holds no events"},
 		{name: "batch bad member", h: header("Content-Type", "application/cloudevents-batch+json"), body: `[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"1.0","id":"2","source":"/s"}]`, errText: "batch event 1: invalid CloudEvent: type: REQUIRED but MISSING"},
 		{name: "plain json", h: header("Content-Type", "application/json"), body: `{}`, errText: "not a CloudEvent"},
+		// Hostile input (issue #16): each of these used to panic or pass an attribute that later
+		// panicked the metrics client or failed every delivery.
+		{name: "empty extension name", h: func() http.Header { h := binary(); h["Ce-"] = []string{"x"}; return h }(), errText: `header "Ce-": invalid CloudEvent: an extension attribute has an empty name`},
+		{name: "extension name with underscore", h: binary("Ce-My_ext", "x"), errText: `extension attribute name "my_ext"`},
+		{name: "percent-encoded invalid UTF-8 type", h: binary("Ce-Type", "com.example.order.%FF"), errText: "invalid CloudEvent: type: value is not valid UTF-8"},
+		{name: "raw invalid UTF-8 type", h: binary("Ce-Type", "com.example.order.\xff"), errText: "type: value is not valid UTF-8"},
+		{name: "percent-encoded control in subject", h: binary("Ce-Subject", "a%0Ab"), errText: "subject: value contains U+000A"},
+		{name: "structured invalid UTF-8 type", h: header("Content-Type", MediaStructured), body: "{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\xff\"}", errText: "type: value is not valid UTF-8"},
+		{name: "structured control in extension", h: header("Content-Type", MediaStructured), body: `{"specversion":"1.0","id":"1","source":"/s","type":"t","region":"a\u0007"}`, errText: "region: value contains U+0007"},
+		{name: "structured bad extension name", h: header("Content-Type", MediaStructured), body: `{"specversion":"1.0","id":"1","source":"/s","type":"t","my-ext":"a"}`, errText: "attribute names MUST consist of"},
+		{name: "batch invalid UTF-8 type", h: header("Content-Type", MediaBatch), body: "[{\"specversion\":\"1.0\",\"id\":\"1\",\"source\":\"/s\",\"type\":\"t\"},{\"specversion\":\"1.0\",\"id\":\"2\",\"source\":\"/s\",\"type\":\"t\xff\"}]", errText: "batch event 1: invalid CloudEvent: type: value is not valid UTF-8"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
@@ -151,7 +152,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes,
 		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
-		MaxOutcomes: DefaultMaxOutcomes, ShutdownGrace: DefaultShutdownGrace,
+		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
 		ReloadInterval: DefaultReloadInterval, LogFormat: "json", LogLevel: "info",
 	}
 	if len(l.settings) == 0 {
@@ -208,6 +209,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	positive("spec.triggers.concurrency", spec.Triggers.Concurrency, &s.TriggerConcurrency)
 	positive("spec.triggers.pending", spec.Triggers.Pending, &s.TriggerPending)
 	positive("spec.results.memory.maxOutcomes", spec.Results.Memory.MaxOutcomes, &s.MaxOutcomes)
+	positive("spec.metrics.maxEventTypes", spec.Metrics.MaxEventTypes, &s.MaxEventTypes)
 	if spec.ClusterDomain != "" {
 		s.ClusterDomain = spec.ClusterDomain
 	}

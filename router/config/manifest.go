@@ -156,7 +156,12 @@ type settingsSpec struct {
 	ShutdownGracePeriod string `yaml:"shutdownGracePeriod"`
 	// ReloadInterval is how often configuration files are checked for changes (Go duration, 2s).
 	ReloadInterval string `yaml:"reloadInterval"`
-	Log            struct {
+	Metrics        struct {
+		// MaxEventTypes bounds the distinct event_type label values per broker (default 100);
+		// events of further types are counted under "(other)".
+		MaxEventTypes *int `yaml:"maxEventTypes"`
+	} `yaml:"metrics"`
+	Log struct {
 		Format string `yaml:"format"` // json or console
 		Level  string `yaml:"level"`  // debug, info, warn, error
 	} `yaml:"log"`

@@ -46,10 +46,12 @@ type Settings struct {
 	TriggerConcurrency int
 	TriggerPending     int
 	MaxOutcomes        int
-	ShutdownGrace      time.Duration
-	ReloadInterval     time.Duration
-	LogFormat          string
-	LogLevel           string
+	// MaxEventTypes bounds the distinct event_type metric label values per broker.
+	MaxEventTypes  int
+	ShutdownGrace  time.Duration
+	ReloadInterval time.Duration
+	LogFormat      string
+	LogLevel       string
 	// Cassandra is set when outcomes go to Cassandra instead of memory.
 	Cassandra *Cassandra
 	// Kafka is set when Kafka-class brokers have a cluster to use.

@@ -4,7 +4,6 @@
 package ingress
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -123,20 +122,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		envs[i] = &router.Envelope{Event: e, Headers: fwd}
 	}
 	eventType := events[0].Type()
-	switch err := h.o.Publisher.Publish(r.Context(), ref, envs); {
-	case err == nil:
-		h.count(ref, eventType, http.StatusAccepted)
-		w.WriteHeader(http.StatusAccepted)
-	case errors.Is(err, router.ErrBrokerNotFound):
-		http.Error(w, fmt.Sprintf("broker %s not found", ref), http.StatusNotFound)
-	case errors.Is(err, router.ErrTTLExpired):
-		h.fail(w, ref, eventType, http.StatusBadRequest, err.Error())
-	case errors.Is(err, router.ErrQueueFull):
+	err = h.o.Publisher.Publish(r.Context(), ref, envs)
+	switch code := router.PublishStatus(err); code {
+	case http.StatusAccepted:
+		h.count(ref, eventType, code)
+		w.WriteHeader(code)
+	case http.StatusNotFound:
+		http.Error(w, fmt.Sprintf("broker %s not found", ref), code)
+	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
-		h.fail(w, ref, eventType, http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity (%v): retry later", ref, err))
-	default:
+		h.fail(w, ref, eventType, code, fmt.Sprintf("broker %s is at capacity (%v): retry later", ref, err))
+	case http.StatusServiceUnavailable:
 		h.logger.Warn("broker cannot accept events", zap.String("broker", ref.String()), zap.Error(err))
-		h.fail(w, ref, eventType, http.StatusServiceUnavailable, fmt.Sprintf("broker %s cannot accept events now: %v", ref, err))
+		h.fail(w, ref, eventType, code, fmt.Sprintf("broker %s cannot accept events now: %v", ref, err))
+	default:
+		h.fail(w, ref, eventType, code, err.Error())
 	}
 }
 
@@ -146,7 +146,7 @@ func (h *Handler) fail(w http.ResponseWriter, ref router.BrokerRef, eventType st
 }
 
 func (h *Handler) count(ref router.BrokerRef, eventType string, code int) {
-	h.o.Metrics.IngressEvents.WithLabelValues(ref.Namespace, ref.Name, eventType, strconv.Itoa(code), metrics.CodeClass(code)).Inc()
+	h.o.Metrics.CountIngress(ref.Namespace, ref.Name, eventType, code)
 }
 
 // readBody reads the request body up to limit bytes; a status is returned for a body too large

@@ -5,6 +5,10 @@ package metrics
 
 import (
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -32,7 +36,20 @@ type Metrics struct {
 	WebhookVerified     *prometheus.CounterVec
 	WebhookRejected     *prometheus.CounterVec // by reason
 	WebhookDeduplicated *prometheus.CounterVec
+
+	// EventTypesOverflowed counts ingress events whose type was reported as OverflowEventType
+	// because their broker already had the maximum of distinct event_type values.
+	EventTypesOverflowed *prometheus.CounterVec
+
+	maxEventTypes atomic.Int64
+	eventTypes    sync.Map // brokerKey -> *typeSet
 }
+
+// DefaultMaxEventTypes is how many distinct event_type label values a broker gets by default.
+const DefaultMaxEventTypes = 100
+
+// OverflowEventType is the event_type label of events whose type did not get a value of its own.
+const OverflowEventType = "(other)"
 
 // New creates the metrics on a fresh registry (with Go runtime and process collectors).
 func New() *Metrics {
@@ -69,11 +86,78 @@ func New() *Metrics {
 	m.WebhookVerified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_verified_total", Help: "Webhook requests whose signature or token verified."}, bySource)
 	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_rejected_total", Help: "Webhook requests rejected, by reason."}, append(bySource, "reason"))
 	m.WebhookDeduplicated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_deduplicated_total", Help: "Redelivered webhooks acknowledged without routing them again."}, bySource)
-	for _, c := range []prometheus.Collector{m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
+	m.EventTypesOverflowed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_event_type_overflow_total",
+		Help: "Events counted at ingress under event_type=\"" + OverflowEventType + "\" because their broker already had as many distinct types as it may (spec.metrics.maxEventTypes)."},
+		[]string{"namespace_name", "broker_name"})
+	m.maxEventTypes.Store(DefaultMaxEventTypes)
+	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
 		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated} {
 		f(c)
 	}
 	return m
+}
+
+// SetMaxEventTypes sets how many distinct event_type label values each broker may have; types seen
+// after that are counted under OverflowEventType. Values already given out stay.
+func (m *Metrics) SetMaxEventTypes(n int) { m.maxEventTypes.Store(int64(n)) }
+
+type brokerKey struct{ namespace, name string }
+
+// typeSet is the event_type label values one broker has been given.
+type typeSet struct {
+	mu    sync.RWMutex
+	types map[string]string // event type -> its label value
+}
+
+// EventTypeLabel is the event_type label value for an event of type t at a broker: t itself
+// (made valid UTF-8, which the Prometheus client requires) while the broker has fewer than the
+// maximum of distinct types, else OverflowEventType. Producers choose types, so without this bound
+// any producer could grow the series (and /metrics) without limit.
+func (m *Metrics) EventTypeLabel(namespace, broker, t string) string {
+	key := brokerKey{namespace, broker}
+	v, ok := m.eventTypes.Load(key)
+	if !ok {
+		v, _ = m.eventTypes.LoadOrStore(key, &typeSet{types: map[string]string{}})
+	}
+	set := v.(*typeSet)
+	set.mu.RLock()
+	label, ok := set.types[t]
+	n := len(set.types)
+	set.mu.RUnlock()
+	if ok {
+		return label
+	}
+	if int64(n) >= m.maxEventTypes.Load() {
+		return OverflowEventType
+	}
+	set.mu.Lock()
+	defer set.mu.Unlock()
+	if label, ok := set.types[t]; ok {
+		return label
+	}
+	if int64(len(set.types)) >= m.maxEventTypes.Load() {
+		return OverflowEventType
+	}
+	label = LabelValue(t)
+	set.types[strings.Clone(t)] = label
+	return label
+}
+
+// CountIngress counts one event answered code at broker namespace/broker's ingress.
+func (m *Metrics) CountIngress(namespace, broker, eventType string, code int) {
+	label := m.EventTypeLabel(namespace, broker, eventType)
+	if label == OverflowEventType && eventType != OverflowEventType {
+		m.EventTypesOverflowed.WithLabelValues(namespace, broker).Inc()
+	}
+	m.IngressEvents.WithLabelValues(namespace, broker, label, strconv.Itoa(code), CodeClass(code)).Inc()
+}
+
+// LabelValue makes s usable as a Prometheus label value: the client panics on invalid UTF-8.
+func LabelValue(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
 }
 
 // CodeClass is Knative's response_code_class label: "2xx", "4xx", ...

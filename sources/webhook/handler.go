@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -172,18 +171,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // route hands the event to the source's sink and says what to answer the provider.
 func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.Header) (int, string) {
 	e := res.event
-	if err := e.Validate(); err != nil {
+	if err := router.ValidateEvent(e); err != nil {
 		return http.StatusBadRequest, "the webhook maps to an invalid CloudEvent: " + err.Error()
 	}
 	if b := src.cfg.Sink.Broker; b != nil {
 		err := h.o.Publisher.Publish(ctx, *b, []*router.Envelope{{Event: e, Headers: fwd}})
-		switch {
-		case err == nil:
-			return http.StatusAccepted, "accepted as event " + e.ID()
-		case errors.Is(err, router.ErrQueueFull):
-			return http.StatusTooManyRequests, fmt.Sprintf("broker %s is at capacity (%v): retry later", b, err)
+		switch code := router.PublishStatus(err); code {
+		case http.StatusAccepted:
+			return code, "accepted as event " + e.ID()
+		case http.StatusTooManyRequests:
+			return code, fmt.Sprintf("broker %s is at capacity (%v): retry later", b, err)
+		case http.StatusServiceUnavailable:
+			return code, fmt.Sprintf("broker %s cannot accept events now", b)
 		default:
-			return http.StatusServiceUnavailable, fmt.Sprintf("broker %s cannot accept events now", b)
+			return code, fmt.Sprintf("broker %s refused the event: %v", b, err)
 		}
 	}
 	policy := &delivery.Policy{Timeout: 10 * time.Second}

@@ -1,0 +1,73 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// panickyTransport panics for events whose id starts with "boom", and forwards the others.
+type panickyTransport struct{ next http.RoundTripper }
+
+func (p panickyTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasPrefix(req.Header.Get("Ce-Id"), "boom") {
+		panic("a library bug meets an unforeseen event")
+	}
+	return p.next.RoundTrip(req)
+}
+
+// TestDeliveryPanicIsContained: a panic on an event's delivery path used to end the process (and
+// lose every queued event); now it fails that one event, recorded with the panic for redrive, and
+// the router goes on delivering the others.
+func TestDeliveryPanicIsContained(t *testing.T) {
+	sub := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer sub.Close()
+	results := memstore.New(100)
+	r := New(Options{Logger: zap.NewNop(), Results: results, Metrics: metrics.New(),
+		Deliverer: delivery.New(delivery.Options{Transport: panickyTransport{delivery.NewTransport()}})})
+	r.Apply(testConfig(t, sub.URL, ""))
+	ctx := context.Background()
+	ref := router.BrokerRef{Namespace: "ns", Name: "b"}
+	for _, id := range []string{"boom-1", "ok-1", "boom-2", "ok-2"} {
+		if err := r.Publish(ctx, ref, []*router.Envelope{ev(id, "wanted", nil)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	shutdownCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if aborted := r.Shutdown(shutdownCtx); aborted != 0 {
+		t.Fatalf("%d events aborted: a panicked task was never released", aborted)
+	}
+	for id, want := range map[string]router.Status{"boom-1": router.StatusFailed, "boom-2": router.StatusFailed, "ok-1": router.StatusDelivered, "ok-2": router.StatusDelivered} {
+		out, _ := results.EventOutcomes(ctx, id)
+		if len(out) != 1 || out[0].Status != want {
+			t.Fatalf("%s: outcomes %+v, want one %s", id, out, want)
+		}
+		if want == router.StatusFailed && (!strings.Contains(out[0].LastError, "panicked") || out[0].Event == nil) {
+			t.Errorf("%s: failed outcome %+v should name the panic and keep the event", id, out[0])
+		}
+	}
+}
+
+// TestPublishRefusesInvalidStrings: whatever source an event comes from, Publish refuses String
+// values the CloudEvents spec excludes (they would reach headers and metric labels).
+func TestPublishRefusesInvalidStrings(t *testing.T) {
+	r := newRouter(memstore.New(10))
+	r.Apply(testConfig(t, "http://127.0.0.1:1", ""))
+	defer r.Shutdown(context.Background())
+	err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev("1", "ok", nil), ev("2", "bad\xff", nil)})
+	if !errors.Is(err, router.ErrInvalidEvent) || !strings.Contains(err.Error(), "batch event 1") {
+		t.Fatalf("got %v, want ErrInvalidEvent naming batch event 1", err)
+	}
+}
