@@ -171,7 +171,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	}
 	brokerBase := "http://" + hostForURL(ingressLn.Addr())
 
-	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes})
+	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes, MaxResponseHeaderBytes: cfg.Settings.MaxResponseHeaderBytes})
 	rtr := broker.New(broker.Options{
 		Logger:    logger,
 		Deliverer: deliverer,

@@ -35,7 +35,7 @@ func TestDeliveryPanicIsContained(t *testing.T) {
 	defer sub.Close()
 	results := memstore.New(100)
 	r := New(Options{Logger: zap.NewNop(), Results: results, Metrics: metrics.New(),
-		Deliverer: delivery.New(delivery.Options{Transport: panickyTransport{delivery.NewTransport()}})})
+		Deliverer: delivery.New(delivery.Options{Transport: panickyTransport{delivery.NewTransport(0)}})})
 	r.Apply(testConfig(t, sub.URL, ""))
 	ctx := context.Background()
 	ref := router.BrokerRef{Namespace: "ns", Name: "b"}

@@ -149,7 +149,7 @@ func (l *loader) objectRef(d *doc, m *objectMeta) (router.BrokerRef, bool) {
 // delivery defaults it sets.
 func (l *loader) compileSettings(s *Settings) deliveryFields {
 	*s = Settings{
-		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes,
+		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes, MaxResponseHeaderBytes: delivery.DefaultMaxResponseHeaderBytes,
 		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
@@ -191,6 +191,17 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 			s.MaxBodyBytes = *v
 		}
 	}
+	positive64 := func(path string, v *int64, dst *int64) {
+		if v == nil {
+			return
+		}
+		if *v <= 0 {
+			l.errAt(d, path, "must be positive, got %d", *v)
+			return
+		}
+		*dst = *v
+	}
+	positive64("spec.subscribers.maxResponseHeaderBytes", spec.Subscribers.MaxResponseHeaderBytes, &s.MaxResponseHeaderBytes)
 	positive("spec.ingress.queueSize", spec.Ingress.QueueSize, &s.QueueSize)
 	if v := spec.Ingress.MaxInFlight; v != nil {
 		if *v < 0 {

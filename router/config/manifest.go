@@ -132,6 +132,11 @@ type settingsSpec struct {
 	} `yaml:"admin"`
 	// Delivery is the default for triggers whose broker and trigger leave a field unset.
 	Delivery *deliverySpec `yaml:"delivery"`
+	// Subscribers bounds what is read from subscribers, dead-letter sinks and URI sinks.
+	Subscribers struct {
+		// MaxResponseHeaderBytes bounds a response's status line and headers (default 64 KiB).
+		MaxResponseHeaderBytes *int64 `yaml:"maxResponseHeaderBytes"`
+	} `yaml:"subscribers"`
 	Triggers struct {
 		// Concurrency bounds the deliveries in flight per trigger (annotation switchyard.dev/concurrency
 		// overrides it per trigger).

@@ -35,7 +35,9 @@ type Settings struct {
 	Addr         string
 	AdminAddr    string
 	MaxBodyBytes int64
-	QueueSize    int
+	// MaxResponseHeaderBytes bounds the head of a subscriber's (or sink's) response.
+	MaxResponseHeaderBytes int64
+	QueueSize              int
 	// MaxInFlight is the default max-in-flight of in-memory brokers (0: none); MaxInFlightWait is
 	// how long a producer waits for room under it.
 	MaxInFlight     int

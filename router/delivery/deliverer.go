@@ -41,8 +41,11 @@ type Deliverer struct {
 
 // Options configure a Deliverer.
 type Options struct {
-	// Transport defaults to NewTransport().
+	// Transport defaults to NewTransport(MaxResponseHeaderBytes).
 	Transport http.RoundTripper
+	// MaxResponseHeaderBytes bounds a subscriber's response head (default
+	// DefaultMaxResponseHeaderBytes); ignored when Transport is set.
+	MaxResponseHeaderBytes int64
 	// MaxReplyBytes bounds a reply body; a longer one is a failed delivery. Default 4 MiB.
 	MaxReplyBytes int64
 }
@@ -50,7 +53,7 @@ type Options struct {
 // New returns a Deliverer.
 func New(o Options) *Deliverer {
 	if o.Transport == nil {
-		o.Transport = NewTransport()
+		o.Transport = NewTransport(o.MaxResponseHeaderBytes)
 	}
 	if o.MaxReplyBytes <= 0 {
 		o.MaxReplyBytes = 4 << 20

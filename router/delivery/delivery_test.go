@@ -219,7 +219,7 @@ func BenchmarkDeliver(b *testing.B) {
 		make func() http.RoundTripper
 	}{
 		{"net-http", func() http.RoundTripper { return &http.Transport{MaxIdleConnsPerHost: maxIdlePerHost} }},
-		{"direct", NewTransport},
+		{"direct", func() http.RoundTripper { return NewTransport(0) }},
 	}
 	for _, tr := range transports {
 		for _, parallel := range []int{1, 64} {

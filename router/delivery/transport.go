@@ -19,18 +19,32 @@ import (
 
 // NewTransport returns the transport deliveries share. Plain-HTTP subscribers reached without a
 // proxy go through a directTransport (see there); HTTPS and proxied ones through a tuned
-// http.Transport with many idle connections per subscriber.
-func NewTransport() http.RoundTripper {
-	fallback := &http.Transport{
-		Proxy:               http.ProxyFromEnvironment,
-		DialContext:         dialer.DialContext,
-		MaxIdleConns:        4096,
-		MaxIdleConnsPerHost: maxIdlePerHost,
-		IdleConnTimeout:     idleTimeout,
-		TLSHandshakeTimeout: 10 * time.Second,
+// http.Transport with many idle connections per subscriber. A response head (status line and
+// headers, interim 1xx answers included) larger than maxHeaderBytes fails the attempt: a subscriber
+// streaming headers would otherwise grow the router's memory without bound. 0 means
+// DefaultMaxResponseHeaderBytes.
+func NewTransport(maxHeaderBytes int64) http.RoundTripper {
+	if maxHeaderBytes <= 0 {
+		maxHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
-	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, idleTimeout: idleTimeout}
+	fallback := &http.Transport{
+		Proxy:                  http.ProxyFromEnvironment,
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           4096,
+		MaxIdleConnsPerHost:    maxIdlePerHost,
+		IdleConnTimeout:        idleTimeout,
+		TLSHandshakeTimeout:    10 * time.Second,
+		MaxResponseHeaderBytes: maxHeaderBytes,
+	}
+	return &directTransport{fallback: fallback, proxy: http.ProxyFromEnvironment, idleTimeout: idleTimeout, maxHead: maxHeaderBytes}
 }
+
+// DefaultMaxResponseHeaderBytes bounds a subscriber's response head by default. Functions answer
+// with a few hundred bytes of headers; every delivery in flight may hold this much.
+const DefaultMaxResponseHeaderBytes = 64 << 10
+
+// ErrResponseHeadTooLarge fails an attempt whose response head exceeded the transport's bound.
+var ErrResponseHeadTooLarge = errors.New("response headers larger than the configured limit (spec.subscribers.maxResponseHeaderBytes)")
 
 const (
 	maxIdlePerHost = 512
@@ -55,6 +69,8 @@ type directTransport struct {
 	// idleTimeout closes connections unused for that long, by a timer per host: a subscriber no
 	// longer delivered to must not keep sockets open (and half-closed by it) for ever.
 	idleTimeout time.Duration
+	// maxHead bounds the bytes read from the socket while a response head is read.
+	maxHead int64
 
 	hosts sync.Map // URL host -> *hostConns
 }
@@ -63,6 +79,7 @@ type directTransport struct {
 type hostConns struct {
 	direct  bool // no proxy applies to this host: the directTransport serves it
 	timeout time.Duration
+	maxHead int64
 	// key and hosts let the set leave the transport's map once its last connection has expired,
 	// so subscribers that come and go (a changing set of services) leave nothing behind.
 	key   string
@@ -76,6 +93,7 @@ type hostConns struct {
 
 type directConn struct {
 	net.Conn
+	head     *headMeter // what br reads from
 	br       *bufio.Reader
 	bw       *bufio.Writer
 	idleFrom time.Time
@@ -133,7 +151,7 @@ func (t *directTransport) host(req *http.Request) *hostConns {
 		return h.(*hostConns)
 	}
 	p, err := t.proxy(req)
-	h, _ := t.hosts.LoadOrStore(req.URL.Host, &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout, key: req.URL.Host, hosts: &t.hosts})
+	h, _ := t.hosts.LoadOrStore(req.URL.Host, &hostConns{direct: err == nil && p == nil, timeout: t.idleTimeout, maxHead: t.maxHead, key: req.URL.Host, hosts: &t.hosts})
 	return h.(*hostConns)
 }
 
@@ -208,7 +226,32 @@ func dial(ctx context.Context, u *url.URL) (*directConn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &directConn{Conn: nc, br: bufio.NewReaderSize(nc, 4096), bw: bufio.NewWriterSize(nc, 4096)}, nil
+	head := &headMeter{Conn: nc, left: -1}
+	return &directConn{Conn: nc, head: head, br: bufio.NewReaderSize(head, connBufferSize), bw: bufio.NewWriterSize(nc, connBufferSize)}, nil
+}
+
+const connBufferSize = 4096
+
+// headMeter is a connection as its bufio.Reader sees it: while a response head is read (left >= 0)
+// reads are counted and refused past the bound; otherwise they pass straight through.
+type headMeter struct {
+	net.Conn
+	left int64
+}
+
+func (m *headMeter) Read(p []byte) (int, error) {
+	if m.left < 0 {
+		return m.Conn.Read(p)
+	}
+	if m.left == 0 {
+		return 0, ErrResponseHeadTooLarge
+	}
+	if int64(len(p)) > m.left {
+		p = p[:m.left]
+	}
+	n, err := m.Conn.Read(p)
+	m.left -= int64(n)
+	return n, err
 }
 
 // isStale reports whether err says the subscriber had closed the connection: what a kept
@@ -232,6 +275,10 @@ func (h *hostConns) exchange(ctx context.Context, c *directConn, req *http.Reque
 	if werr == nil {
 		werr = c.bw.Flush()
 	}
+	// The head may take maxHead bytes, interim answers included, plus what the reader's buffer
+	// may have pulled in beyond it.
+	c.head.left = h.maxHead + connBufferSize
+	defer func() { c.head.left = -1 }()
 	if _, err := c.br.Peek(1); err != nil {
 		if werr != nil {
 			return fail(fmt.Errorf("writing the request: %w", werr))
@@ -243,6 +290,9 @@ func (h *hostConns) exchange(ctx context.Context, c *directConn, req *http.Reque
 	for {
 		resp, err := http.ReadResponse(c.br, req)
 		if err != nil {
+			if c.head.left == 0 { // the parser may report the cut-off line rather than the bound
+				err = ErrResponseHeadTooLarge
+			}
 			return fail(err)
 		}
 		// Interim answers (100 Continue, 103 Early Hints) precede the real one.

@@ -206,7 +206,7 @@ func TestDirectTransportRequestHead(t *testing.T) {
 	req.Header["Traceparent"] = []string{"00-abc-def-01"}
 	req.Header["X-Multi"] = []string{"one", "two"}
 	req.Header["X-Injected"] = []string{"v\r\nX-Smuggled: yes"}
-	resp, err := NewTransport().RoundTrip(req)
+	resp, err := NewTransport(0).RoundTrip(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +241,7 @@ func TestDirectTransportClosesIdleConnections(t *testing.T) {
 	}
 	srv.Start()
 	defer srv.Close()
-	tr := NewTransport().(*directTransport)
+	tr := NewTransport(0).(*directTransport)
 	tr.idleTimeout = 60 * time.Millisecond
 	if res := New(Options{Transport: tr}).Deliver(context.Background(), &Request{URL: srv.URL, Event: testEvent()}, &Policy{Timeout: time.Second}); !res.Delivered {
 		t.Fatal(res.Err)
@@ -291,5 +291,79 @@ func TestDirectTransportFallback(t *testing.T) {
 	}
 	if len(fallback.urls) != 2 {
 		t.Errorf("fallback saw %v, want both URLs", fallback.urls)
+	}
+}
+
+// rawSubscriber accepts connections and runs answer on each after reading the request head; it
+// counts the bytes answer wrote.
+func rawSubscriber(t *testing.T, answer func(c net.Conn) int64) (string, *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				_, _ = c.Read(buf) // the request (small enough for one read)
+				written.Add(answer(c))
+			}()
+		}
+	}()
+	return "http://" + ln.Addr().String(), &written
+}
+
+// TestResponseHeadIsBounded (issue #16, item 3): a subscriber that streams headers for ever, or
+// interim 1xx answers for ever, used to grow the router's memory without bound (6 GB in 12 s). The
+// attempt now fails once the head passes the limit, and the failure is retryable like a broken
+// connection. Each case stops writing after 64 MiB: with the bound in place the router reads a
+// small part of that.
+func TestResponseHeadIsBounded(t *testing.T) {
+	const budget = 64 << 20
+	stream := func(prefix, repeat string) func(c net.Conn) int64 {
+		return func(c net.Conn) int64 {
+			n, _ := io.WriteString(c, prefix)
+			total := int64(n)
+			chunk := []byte(strings.Repeat(repeat, 4096/len(repeat)))
+			for total < budget {
+				n, err := c.Write(chunk)
+				total += int64(n)
+				if err != nil {
+					break
+				}
+			}
+			return total
+		}
+	}
+	cases := map[string]func(net.Conn) int64{
+		"endless headers":     stream("HTTP/1.1 200 OK\r\n", "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"),
+		"one endless header":  stream("HTTP/1.1 200 OK\r\nX-Long: ", "a"),
+		"endless 100 Continue": stream("", "HTTP/1.1 100 Continue\r\n\r\n"),
+	}
+	for name, answer := range cases {
+		t.Run(name, func(t *testing.T) {
+			u, written := rawSubscriber(t, answer)
+			d := New(Options{MaxResponseHeaderBytes: 16 << 10})
+			res := deliverOnce(t, d, u, &Policy{Timeout: 10 * time.Second})
+			if res.Delivered || !strings.Contains(res.Err, "response headers larger than") {
+				t.Fatalf("result %+v, want a failure naming the header limit", res)
+			}
+			if w := written.Load(); w >= budget {
+				t.Errorf("the subscriber wrote all %d bytes: the router kept reading", w)
+			}
+		})
 	}
 }
