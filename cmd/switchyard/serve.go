@@ -187,8 +187,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	maxBody.Store(cfg.Settings.MaxBodyBytes)
 	var auth atomic.Pointer[senderauth.Authenticator]
 	auth.Store(senderauth.New(cfg.Auth))
-	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load})
-	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load})
+	bodies := ingress.NewBodyBudget(cfg.Settings.MaxBodyBytesInFlight)
+	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load, Bodies: bodies})
+	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies})
 	hooks.Apply(cfg.Webhooks)
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)
@@ -205,8 +206,12 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		}
 		in.ServeHTTP(w, r)
 	})
-	ingressSrv := &http.Server{Handler: front, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	adminSrv := &http.Server{Handler: adm, ReadHeaderTimeout: 10 * time.Second}
+	// Timeouts bound what a slow or stalled client holds: a connection that never finishes its
+	// head or body, or idles between requests, is closed (the body bytes it sent are counted by
+	// bodies meanwhile). Listener timeouts apply at the next restart.
+	st := &cfg.Settings
+	ingressSrv := &http.Server{Handler: front, ReadHeaderTimeout: st.ReadHeaderTimeout, ReadTimeout: st.ReadTimeout, IdleTimeout: st.IdleTimeout}
+	adminSrv := &http.Server{Handler: adm, ReadHeaderTimeout: st.ReadHeaderTimeout, ReadTimeout: st.ReadTimeout, IdleTimeout: st.IdleTimeout}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- ingressSrv.Serve(ingressLn) }()
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
@@ -228,6 +233,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		hooks.Apply(next.Webhooks)
 		kafkaSources.Apply(next.KafkaSources)
 		maxBody.Store(next.Settings.MaxBodyBytes)
+		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
 		m.SetMaxEventTypes(next.Settings.MaxEventTypes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()

@@ -150,6 +150,7 @@ func (l *loader) objectRef(d *doc, m *objectMeta) (router.BrokerRef, bool) {
 func (l *loader) compileSettings(s *Settings) deliveryFields {
 	*s = Settings{
 		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes, MaxResponseHeaderBytes: delivery.DefaultMaxResponseHeaderBytes,
+		MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
 		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
@@ -202,6 +203,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		*dst = *v
 	}
 	positive64("spec.subscribers.maxResponseHeaderBytes", spec.Subscribers.MaxResponseHeaderBytes, &s.MaxResponseHeaderBytes)
+	positive64("spec.ingress.maxBodyBytesInFlight", spec.Ingress.MaxBodyBytesInFlight, &s.MaxBodyBytesInFlight)
 	positive("spec.ingress.queueSize", spec.Ingress.QueueSize, &s.QueueSize)
 	if v := spec.Ingress.MaxInFlight; v != nil {
 		if *v < 0 {
@@ -236,6 +238,9 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		*dst = dur
 	}
 	goDuration("spec.ingress.maxInFlightWait", spec.Ingress.MaxInFlightWait, &s.MaxInFlightWait)
+	goDuration("spec.ingress.readHeaderTimeout", spec.Ingress.ReadHeaderTimeout, &s.ReadHeaderTimeout)
+	goDuration("spec.ingress.readTimeout", spec.Ingress.ReadTimeout, &s.ReadTimeout)
+	goDuration("spec.ingress.idleTimeout", spec.Ingress.IdleTimeout, &s.IdleTimeout)
 	goDuration("spec.shutdownGracePeriod", spec.ShutdownGracePeriod, &s.ShutdownGrace)
 	goDuration("spec.reloadInterval", spec.ReloadInterval, &s.ReloadInterval)
 	switch spec.Log.Format {

@@ -114,6 +114,14 @@ type settingsSpec struct {
 		Addr string `yaml:"addr"`
 		// MaxBodyBytes bounds a request body; larger ones get 413.
 		MaxBodyBytes *int64 `yaml:"maxBodyBytes"`
+		// MaxBodyBytesInFlight bounds the bytes of request bodies being received at once, by
+		// broker ingress and webhook sources together; past it requests get 503.
+		MaxBodyBytesInFlight *int64 `yaml:"maxBodyBytesInFlight"`
+		// ReadHeaderTimeout, ReadTimeout (head and body) and IdleTimeout (between requests on a
+		// kept connection) are Go durations.
+		ReadHeaderTimeout string `yaml:"readHeaderTimeout"`
+		ReadTimeout       string `yaml:"readTimeout"`
+		IdleTimeout       string `yaml:"idleTimeout"`
 		// QueueSize bounds each in-memory broker's queue; a full queue answers 429.
 		QueueSize *int `yaml:"queueSize"`
 		// MaxInFlight bounds each in-memory broker's unfinished events (accepted, not yet

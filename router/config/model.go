@@ -37,7 +37,11 @@ type Settings struct {
 	MaxBodyBytes int64
 	// MaxResponseHeaderBytes bounds the head of a subscriber's (or sink's) response.
 	MaxResponseHeaderBytes int64
-	QueueSize              int
+	// MaxBodyBytesInFlight bounds the request bodies being received at once.
+	MaxBodyBytesInFlight int64
+	// Timeouts of the ingress listener (and, for reads, of the admin listener).
+	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
+	QueueSize                                   int
 	// MaxInFlight is the default max-in-flight of in-memory brokers (0: none); MaxInFlightWait is
 	// how long a producer waits for room under it.
 	MaxInFlight     int
@@ -120,21 +124,25 @@ type TLSFiles struct {
 
 // Defaults of Settings and of delivery, used where the configuration says nothing.
 const (
-	DefaultAddr               = ":8080"
-	DefaultAdminAddr          = ":9090"
-	DefaultMaxBodyBytes       = 4 << 20
-	DefaultQueueSize          = 10000
-	DefaultMaxInFlightWait    = time.Second
-	DefaultMaxTTL             = 255
-	DefaultClusterDomain      = "cluster.local"
-	DefaultTriggerConcurrency = 64
-	DefaultTriggerPending     = 256
-	DefaultMaxOutcomes        = 100000
-	DefaultShutdownGrace      = 30 * time.Second
-	DefaultReloadInterval     = 2 * time.Second
-	DefaultRetry              = 10
-	DefaultBackoffDelay       = 200 * time.Millisecond
-	DefaultTimeout            = 30 * time.Second
+	DefaultAddr                 = ":8080"
+	DefaultAdminAddr            = ":9090"
+	DefaultMaxBodyBytes         = 4 << 20
+	DefaultMaxBodyBytesInFlight = 64 << 20
+	DefaultReadHeaderTimeout    = 10 * time.Second
+	DefaultReadTimeout          = 30 * time.Second
+	DefaultIdleTimeout          = 120 * time.Second
+	DefaultQueueSize            = 10000
+	DefaultMaxInFlightWait      = time.Second
+	DefaultMaxTTL               = 255
+	DefaultClusterDomain        = "cluster.local"
+	DefaultTriggerConcurrency   = 64
+	DefaultTriggerPending       = 256
+	DefaultMaxOutcomes          = 100000
+	DefaultShutdownGrace        = 30 * time.Second
+	DefaultReloadInterval       = 2 * time.Second
+	DefaultRetry                = 10
+	DefaultBackoffDelay         = 200 * time.Millisecond
+	DefaultTimeout              = 30 * time.Second
 )
 
 // Broker is one configured broker.

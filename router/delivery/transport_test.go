@@ -349,8 +349,8 @@ func TestResponseHeadIsBounded(t *testing.T) {
 		}
 	}
 	cases := map[string]func(net.Conn) int64{
-		"endless headers":     stream("HTTP/1.1 200 OK\r\n", "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"),
-		"one endless header":  stream("HTTP/1.1 200 OK\r\nX-Long: ", "a"),
+		"endless headers":      stream("HTTP/1.1 200 OK\r\n", "X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"),
+		"one endless header":   stream("HTTP/1.1 200 OK\r\nX-Long: ", "a"),
 		"endless 100 Continue": stream("", "HTTP/1.1 100 Continue\r\n\r\n"),
 	}
 	for name, answer := range cases {

@@ -5,7 +5,6 @@ package ingress
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -30,6 +29,9 @@ type Options struct {
 	RetryAfterSeconds int
 	// Auth returns the current sender authentication (it can change on reload); nil allows all.
 	Auth func() *senderauth.Authenticator
+	// Bodies bounds the bytes of bodies being read at once (shared with webhook sources); nil:
+	// a budget of its own with the default bound.
+	Bodies *BodyBudget
 }
 
 // Handler serves broker ingress.
@@ -43,6 +45,9 @@ type Handler struct {
 func New(o Options) *Handler {
 	if o.RetryAfterSeconds <= 0 {
 		o.RetryAfterSeconds = 1
+	}
+	if o.Bodies == nil {
+		o.Bodies = NewBodyBudget(0)
 	}
 	return &Handler{o: o, logger: o.Logger.Named("ingress")}
 }
@@ -106,12 +111,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	body, status, msg := readBody(r, h.o.MaxBodyBytes())
-	if status != 0 {
-		h.fail(w, ref, "", status, msg)
+	body, berr := h.o.Bodies.Read(r, h.o.MaxBodyBytes())
+	if berr != nil {
+		if berr.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
+		}
+		h.fail(w, ref, "", berr.Status, berr.Msg)
 		return
 	}
-	events, err := cehttp.Decode(r.Header, body)
+	defer body.Release()
+	events, err := cehttp.Decode(r.Header, body.Data)
 	if err != nil {
 		h.fail(w, ref, "", http.StatusBadRequest, err.Error())
 		return
@@ -147,45 +156,6 @@ func (h *Handler) fail(w http.ResponseWriter, ref router.BrokerRef, eventType st
 
 func (h *Handler) count(ref router.BrokerRef, eventType string, code int) {
 	h.o.Metrics.CountIngress(ref.Namespace, ref.Name, eventType, code)
-}
-
-// readBody reads the request body up to limit bytes; a status is returned for a body too large
-// (413) or unreadable (400).
-func readBody(r *http.Request, limit int64) ([]byte, int, string) {
-	// Formatted only when needed: this runs for every event.
-	tooLarge := func() string { return fmt.Sprintf("body larger than the %d-byte limit", limit) }
-	if r.ContentLength > limit {
-		return nil, http.StatusRequestEntityTooLarge, tooLarge()
-	}
-	if r.ContentLength >= 0 {
-		// Exactly the announced length (the server reads no further): the buffer becomes the
-		// event's data and is held while the event is queued, so it should not round up to the
-		// next size class, as a byte more to detect an overlong body would make it.
-		buf := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, buf); err != nil {
-			return nil, http.StatusBadRequest, "reading body: " + err.Error()
-		}
-		return buf, 0, ""
-	}
-	buf := make([]byte, 0, 513)
-	lr := io.LimitReader(r.Body, limit+1)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return nil, http.StatusBadRequest, "reading body: " + err.Error()
-		}
-	}
-	if int64(len(buf)) > limit {
-		return nil, http.StatusRequestEntityTooLarge, tooLarge()
-	}
-	return buf, 0, ""
 }
 
 // ForwardedHeaders picks the producer's headers that travel with an event to its subscribers:

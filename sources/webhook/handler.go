@@ -34,6 +34,9 @@ type Options struct {
 	Logger       *zap.Logger
 	Metrics      *metrics.Metrics
 	MaxBodyBytes func() int64
+	// Bodies bounds the bytes of bodies being read at once (shared with broker ingress); nil: a
+	// budget of its own with the default bound.
+	Bodies *ingress.BodyBudget
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -56,6 +59,9 @@ type source struct {
 func New(o Options) *Handler {
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.Bodies == nil {
+		o.Bodies = ingress.NewBodyBudget(0)
 	}
 	h := &Handler{o: o, logger: o.Logger.Named("webhook")}
 	empty := map[string]*source{}
@@ -109,16 +115,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, msg, status)
 	}
 
-	limit := h.o.MaxBodyBytes()
-	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
-	switch {
-	case err != nil:
-		rejectWith(http.StatusBadRequest, "bad_body", "reading body: "+err.Error())
-		return
-	case int64(len(body)) > limit:
-		rejectWith(http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body larger than the %d-byte limit", limit))
+	read, berr := h.o.Bodies.Read(r, h.o.MaxBodyBytes())
+	if berr != nil {
+		reason := map[int]string{http.StatusRequestEntityTooLarge: "too_large", http.StatusServiceUnavailable: "busy", http.StatusRequestTimeout: "timeout"}[berr.Status]
+		if reason == "" {
+			reason = "bad_body"
+		}
+		if berr.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		rejectWith(berr.Status, reason, berr.Msg)
 		return
 	}
+	defer read.Release()
+	body := read.Data
 	now := h.o.Now()
 	secrets := values(src.secrets, now)
 	if len(secrets) == 0 && len(src.secrets) > 0 {

@@ -1,7 +1,9 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
@@ -119,4 +121,80 @@ func TestEventTypeLabelsAreBounded(t *testing.T) {
 	if !strings.Contains(metrics, `switchyard_event_type_overflow_total{broker_name="default",namespace_name="default"}`) {
 		t.Error("no switchyard_event_type_overflow_total series")
 	}
+}
+
+// TestSlowBodiesAreBounded (issue #16, item 4): bodies announced large and sent slowly used to be
+// allocated at their announced length (1,000 connections announcing 4 MiB: 4.2 GB of heap), and a
+// chunked body that never ended was held without an answer. Now memory follows the bytes that
+// arrived, and the read timeout answers 408.
+func TestSlowBodiesAreBounded(t *testing.T) {
+	sub := newSubscriber(t, nil)
+	r := startRouter(t, hostileManifests(sub), "    readTimeout: 2s\n")
+	host := strings.TrimPrefix(r.Ingress, "http://")
+	base := rssMB(t, r.cmd.Process.Pid)
+
+	const conns = 300
+	var open []net.Conn
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for i := range conns {
+		c, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		path := "/default/default"
+		if i%2 == 1 {
+			path = "/webhooks/default/open"
+		}
+		fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: x\r\nCe-Specversion: 1.0\r\nCe-Id: slow-%d\r\nCe-Source: /s\r\nCe-Type: t\r\nContent-Length: 4194304\r\n\r\nx", path, i)
+	}
+	time.Sleep(time.Second) // the router has read every head and the one byte
+	held := rssMB(t, r.cmd.Process.Pid) - base
+	t.Logf("%d connections announcing 4 MiB and sending 1 byte: RSS %.0f MB above the start", conns, held)
+	if held > 100 {
+		t.Errorf("RSS grew by %.0f MB: bodies are allocated as announced, not as received", held)
+	}
+
+	// A chunked body that never ends is answered 408 once the read timeout (2s) has passed.
+	c, err := net.Dial("tcp", host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	start := time.Now()
+	fmt.Fprint(c, "POST /default/default HTTP/1.1\r\nHost: x\r\nCe-Specversion: 1.0\r\nCe-Id: chunked\r\nCe-Source: /s\r\nCe-Type: t\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nx\r\n")
+	go func() { // keep trickling, as a slow-loris would
+		for i := 0; i < 20; i++ {
+			if _, err := fmt.Fprint(c, "1\r\ny\r\n"); err != nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to an endless chunked body after %s: %v", time.Since(start), err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 5*time.Second {
+		t.Errorf("endless chunked body: %d after %s, want 408 after about 2s", resp.StatusCode, time.Since(start))
+	}
+	// The announced-large bodies got the same answer, and nothing of theirs was routed.
+	for _, c := range open[:4] {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatalf("stalled body: %v", err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Errorf("stalled body: %d, want 408", resp.StatusCode)
+		}
+	}
+	sub.quiet(t, 0, 100*time.Millisecond)
 }
