@@ -168,3 +168,37 @@ func printable(v string) string {
 	}
 	return v
 }
+
+// envelopeOverhead approximates what an envelope costs beyond its strings and data: the event's
+// structures, maps, the envelope itself and its place in queues.
+const envelopeOverhead = 1024
+
+// EnvelopeSize estimates the memory env holds: its data, attribute and extension strings and
+// forwarded headers, plus a fixed overhead. It is what memory bounds count per event, so it must
+// be cheap and must not change while the event is held (it is computed once, at admission).
+func EnvelopeSize(env *Envelope) int64 {
+	n := int64(envelopeOverhead)
+	e := env.Event
+	n += int64(len(e.DataEncoded))
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		n += int64(len(ec.ID) + len(ec.Type) + len(ec.Source.Path) + len(ec.Source.Host) + len(ec.Source.Opaque) + len(ec.Source.RawQuery))
+		if ec.Subject != nil {
+			n += int64(len(*ec.Subject))
+		}
+		for k, v := range ec.Extensions {
+			n += int64(len(k)) + 16
+			if s, ok := v.(string); ok {
+				n += int64(len(s))
+			}
+		}
+	} else {
+		n += int64(len(e.ID()) + len(e.Type()) + len(e.Source()) + len(e.Subject()))
+	}
+	for k, vs := range env.Headers {
+		n += int64(len(k))
+		for _, v := range vs {
+			n += int64(len(v)) + 16
+		}
+	}
+	return n
+}

@@ -35,6 +35,9 @@ type Envelope struct {
 	// Partition and Offset locate the event in a Kafka log; Partition is -1 in memory.
 	Partition int32
 	Offset    int64
+	// Bytes is what an in-memory broker counted for the envelope against its memory bound
+	// (EnvelopeSize at admission), given back when its fate is final; 0 when not counted.
+	Bytes int64
 }
 
 // Log is a broker's event log: ingress appends accepted events to it, and the dispatcher reads them

@@ -21,7 +21,12 @@ import (
 // flushes it and must run after the router has stopped recording.
 func openResults(s *config.Settings, logger *zap.Logger, reg prometheus.Registerer) (store router.ResultStore, close func() error, err error) {
 	if s.Cassandra == nil {
-		return memstore.New(s.MaxOutcomes), func() error { return nil }, nil
+		ms := memstore.New(s.MaxOutcomes)
+		ms.SetMaxEventBytes(s.MaxResultEventBytes)
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_results_event_bytes",
+			Help: "Bytes of events the in-memory result store keeps with failed outcomes (bounded by spec.results.memory.maxEventBytes)."},
+			func() float64 { return float64(ms.EventBytes()) }))
+		return ms, func() error { return nil }, nil
 	}
 	cfg, err := cassandraConfig(s.Cassandra, logger, reg)
 	if err != nil {

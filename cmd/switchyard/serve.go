@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -171,7 +172,8 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	}
 	brokerBase := "http://" + hostForURL(ingressLn.Addr())
 
-	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes, MaxResponseHeaderBytes: cfg.Settings.MaxResponseHeaderBytes})
+	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes, MaxResponseHeaderBytes: cfg.Settings.MaxResponseHeaderBytes,
+		MaxReplyBytesInFlight: cfg.Settings.MaxReplyBytesInFlight})
 	rtr := broker.New(broker.Options{
 		Logger:    logger,
 		Deliverer: deliverer,
@@ -182,12 +184,22 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	})
 	rtr.Apply(cfg)
 	m.RegisterQueueDepth(rtr.QueueDepths)
+	bodies := ingress.NewBodyBudget(cfg.Settings.MaxBodyBytesInFlight)
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_unfinished_event_bytes",
+			Help: "Estimated bytes of the events in-memory brokers hold, accepted and not yet final (bounded by spec.ingress.maxUnfinishedBytes)."},
+			func() float64 { return float64(rtr.UnfinishedBytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_ingress_body_bytes_in_flight",
+			Help: "Bytes of request bodies being received (bounded by spec.ingress.maxBodyBytesInFlight)."},
+			func() float64 { return float64(bodies.Used()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_reply_bytes_in_flight",
+			Help: "Bytes of subscribers' reply bodies being read (bounded by spec.subscribers.maxReplyBytesInFlight)."},
+			func() float64 { return float64(deliverer.ReplyBytesInFlight()) }))
 
 	var maxBody atomic.Int64
 	maxBody.Store(cfg.Settings.MaxBodyBytes)
 	var auth atomic.Pointer[senderauth.Authenticator]
 	auth.Store(senderauth.New(cfg.Auth))
-	bodies := ingress.NewBodyBudget(cfg.Settings.MaxBodyBytesInFlight)
 	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load, Bodies: bodies})
 	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies})
 	hooks.Apply(cfg.Webhooks)

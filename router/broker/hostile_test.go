@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -69,5 +70,57 @@ func TestPublishRefusesInvalidStrings(t *testing.T) {
 	err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev("1", "ok", nil), ev("2", "bad\xff", nil)})
 	if !errors.Is(err, router.ErrInvalidEvent) || !strings.Contains(err.Error(), "batch event 1") {
 		t.Fatalf("got %v, want ErrInvalidEvent naming batch event 1", err)
+	}
+}
+
+// TestInMemoryBrokersAreBoundedByBytes (issue #16, items 5 and 12): the queue used to be bounded
+// by count only (10,000 events of up to 5 MiB each), and a batch larger than the queue was
+// answered 429 for ever. Now the events in-memory brokers hold are bounded in bytes too (429 when
+// full, given back as events finish), and what can never fit is ErrTooLarge (413).
+func TestInMemoryBrokersAreBoundedByBytes(t *testing.T) {
+	release := make(chan struct{})
+	sub := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-release }))
+	defer sub.Close()
+	r := newRouter(memstore.New(100))
+	cfg := testConfig(t, sub.URL, "")
+	cfg.Settings.QueueSize = 10
+	cfg.Settings.MaxUnfinishedBytes = 3 << 20
+	r.Apply(cfg)
+	ctx := context.Background()
+	ref := router.BrokerRef{Namespace: "ns", Name: "b"}
+	big := func(id string) *router.Envelope {
+		env := ev(id, "wanted", nil)
+		env.Event.DataEncoded = make([]byte, 1<<20)
+		return env
+	}
+	for _, id := range []string{"a", "b"} {
+		if err := r.Publish(ctx, ref, []*router.Envelope{big(id)}); err != nil {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+	if err := r.Publish(ctx, ref, []*router.Envelope{big("c")}); !errors.Is(err, router.ErrQueueFull) {
+		t.Fatalf("a third MiB past a 3 MiB bound: %v, want ErrQueueFull", err)
+	}
+	if got := r.UnfinishedBytes(); got < 2<<20 || got > 3<<20 {
+		t.Errorf("%d bytes counted for two 1 MiB events", got)
+	}
+	if err := r.Publish(ctx, ref, []*router.Envelope{big("x"), big("y"), big("z"), big("w")}); !errors.Is(err, router.ErrTooLarge) {
+		t.Errorf("a batch larger than the whole bound: %v, want ErrTooLarge", err)
+	}
+	batch := make([]*router.Envelope, 11)
+	for i := range batch {
+		batch[i] = ev(fmt.Sprint("q", i), "other", nil)
+	}
+	if err := r.Publish(ctx, ref, batch); !errors.Is(err, router.ErrTooLarge) || !strings.Contains(err.Error(), "queue of 10") {
+		t.Errorf("a batch larger than the queue: %v, want ErrTooLarge naming the queue size", err)
+	}
+	close(release)
+	shutdownCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if aborted := r.Shutdown(shutdownCtx); aborted != 0 {
+		t.Fatalf("%d aborted", aborted)
+	}
+	if got := r.UnfinishedBytes(); got != 0 {
+		t.Errorf("%d bytes still counted after every event finished", got)
 	}
 }

@@ -56,6 +56,10 @@ type Router struct {
 	brokers atomic.Pointer[map[router.BrokerRef]*brokerState]
 	maxTTL  atomic.Int32
 
+	// unfinishedBytes bounds the memory of the events in-memory brokers hold, accepted and not
+	// yet final (EnvelopeSize each): spec.ingress.maxUnfinishedBytes.
+	unfinishedBytes *router.ByteBudget
+
 	applyMu  sync.Mutex // serialises Apply and Shutdown
 	closing  atomic.Bool
 	pending  atomic.Int64 // events read back from a log whose fate is not final yet
@@ -67,7 +71,7 @@ func New(o Options) *Router {
 	if o.ReplyPublishTimeout <= 0 {
 		o.ReplyPublishTimeout = 5 * time.Second
 	}
-	r := &Router{o: o, logger: o.Logger.Named("broker")}
+	r := &Router{o: o, logger: o.Logger.Named("broker"), unfinishedBytes: router.NewByteBudget(config.DefaultMaxUnfinishedBytes)}
 	r.runCtx, r.cancelRun = context.WithCancel(context.Background())
 	empty := map[router.BrokerRef]*brokerState{}
 	r.brokers.Store(&empty)
@@ -87,8 +91,10 @@ type brokerState struct {
 	// admit.release(1), made once so that no event allocates it.
 	admit      *admission
 	releaseOne func()
-	events     atomic.Uint64 // events dispatched, for filtered-out counts
-	routes     atomic.Pointer[routes]
+	// queueSize is the in-memory queue's capacity, fixed when the queue was made.
+	queueSize int
+	events    atomic.Uint64 // events dispatched, for filtered-out counts
+	routes    atomic.Pointer[routes]
 }
 
 type routes struct {
@@ -192,6 +198,9 @@ func (r *Router) Apply(cfg *config.Config) {
 		return
 	}
 	r.maxTTL.Store(cfg.Settings.MaxTTL)
+	if cfg.Settings.MaxUnfinishedBytes > 0 {
+		r.unfinishedBytes.SetMax(cfg.Settings.MaxUnfinishedBytes)
+	}
 	old := *r.brokers.Load()
 	next := make(map[router.BrokerRef]*brokerState, len(cfg.Brokers))
 	byBroker := map[router.BrokerRef][]*config.Trigger{}
@@ -206,7 +215,7 @@ func (r *Router) Apply(cfg *config.Config) {
 				r.logger.Error("broker not served: its log cannot be opened", zap.String("broker", bc.Ref.String()), zap.Error(err))
 				continue
 			}
-			b = &brokerState{r: r, ref: bc.Ref, queue: log}
+			b = &brokerState{r: r, ref: bc.Ref, queue: log, queueSize: cfg.Settings.QueueSize}
 			if w, ok := log.(router.WindowedLog); ok {
 				b.windowed = w.BoundsUnfinished()
 			}
@@ -334,14 +343,44 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 	if b.admit == nil {
 		return r.append(ctx, b, envs)
 	}
+	size, err := r.takeBytes(b, envs)
+	if err != nil {
+		return err
+	}
 	if err := b.admit.acquire(ctx, len(envs)); err != nil {
+		r.unfinishedBytes.Release(size)
 		return err
 	}
 	if err := r.append(ctx, b, envs); err != nil {
 		b.admit.release(len(envs))
+		r.unfinishedBytes.Release(size)
 		return err
 	}
 	return nil
+}
+
+// takeBytes counts envs against the memory bound of in-memory brokers, each envelope's share in
+// its Bytes. A batch that could never fit (more events than the queue holds, more bytes than the
+// bound) is router.ErrTooLarge: retrying it is pointless. One that does not fit now is
+// router.ErrQueueFull.
+func (r *Router) takeBytes(b *brokerState, envs []*router.Envelope) (int64, error) {
+	if b.queueSize > 0 && len(envs) > b.queueSize {
+		return 0, fmt.Errorf("%w: a batch of %d events can never fit broker %s's queue of %d (spec.ingress.queueSize): send smaller batches",
+			router.ErrTooLarge, len(envs), b.ref, b.queueSize)
+	}
+	var size int64
+	for _, env := range envs {
+		env.Bytes = router.EnvelopeSize(env)
+		size += env.Bytes
+	}
+	if max := r.unfinishedBytes.Max(); size > max {
+		return 0, fmt.Errorf("%w: %d bytes in memory are more than the router holds for all its in-memory brokers (spec.ingress.maxUnfinishedBytes, %d)",
+			router.ErrTooLarge, size, max)
+	}
+	if !r.unfinishedBytes.Take(size) {
+		return 0, fmt.Errorf("%w: the events held in memory are at the bound of %d bytes (spec.ingress.maxUnfinishedBytes)", router.ErrQueueFull, r.unfinishedBytes.Max())
+	}
+	return size, nil
 }
 
 // takeTTL removes the knativebrokerttl extension from e and returns what remains after this hop.
@@ -396,10 +435,12 @@ type fanout struct {
 	remaining atomic.Int32
 	done      func()
 	r         *Router
+	bytes     int64 // the envelope's Bytes, given back to the memory bound at the end
 }
 
 func (f *fanout) finish() {
 	if f.remaining.Add(-1) == 0 {
+		f.r.unfinishedBytes.Release(f.bytes)
 		f.done()
 		f.r.pending.Add(-1)
 	}
@@ -419,11 +460,12 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	if len(matches) == 0 {
 		*bufp = matches
 		matchPool.Put(bufp)
+		r.unfinishedBytes.Release(env.Bytes)
 		done()
 		r.pending.Add(-1)
 		return
 	}
-	f := &fanout{done: done, r: r}
+	f := &fanout{done: done, r: r, bytes: env.Bytes}
 	f.remaining.Store(int32(len(matches)))
 	for _, i := range matches {
 		t := rt.triggers[i]
@@ -606,11 +648,15 @@ func (r *Router) publishReply(ctx context.Context, b *brokerState, orig *router.
 	if b.admit == nil {
 		return r.appendReply(ctx, b, env)
 	}
-	// Counted in without waiting: the reply is part of an event that is itself counted.
+	// Counted in without waiting or refusing: the reply is part of an event that is itself
+	// counted, and its bytes are in memory already.
 	b.admit.take(1)
+	env.Bytes = router.EnvelopeSize(env)
+	r.unfinishedBytes.Force(env.Bytes)
 	err := r.appendReply(ctx, b, env)
 	if err != nil {
 		b.admit.release(1)
+		r.unfinishedBytes.Release(env.Bytes)
 	}
 	return err
 }
@@ -660,6 +706,9 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	series.latency.Observe(float64(o.Latency()) / float64(time.Millisecond))
 	r.o.Results.Record(o)
 }
+
+// UnfinishedBytes is the estimated memory of the events in-memory brokers hold, not yet final.
+func (r *Router) UnfinishedBytes() int64 { return r.unfinishedBytes.Used() }
 
 // Pending is the number of events read from the logs whose fate is not yet final.
 func (r *Router) Pending() int64 { return r.pending.Load() }

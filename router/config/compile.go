@@ -150,7 +150,9 @@ func (l *loader) objectRef(d *doc, m *objectMeta) (router.BrokerRef, bool) {
 func (l *loader) compileSettings(s *Settings) deliveryFields {
 	*s = Settings{
 		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes, MaxResponseHeaderBytes: delivery.DefaultMaxResponseHeaderBytes,
-		MaxBodyBytesInFlight: DefaultMaxBodyBytesInFlight, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
+		MaxReplyBytesInFlight: delivery.DefaultMaxReplyBytesInFlight,
+		MaxBodyBytesInFlight:  DefaultMaxBodyBytesInFlight, MaxUnfinishedBytes: DefaultMaxUnfinishedBytes,
+		MaxResultEventBytes: DefaultMaxResultEventBytes, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
 		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
@@ -203,7 +205,9 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		*dst = *v
 	}
 	positive64("spec.subscribers.maxResponseHeaderBytes", spec.Subscribers.MaxResponseHeaderBytes, &s.MaxResponseHeaderBytes)
+	positive64("spec.subscribers.maxReplyBytesInFlight", spec.Subscribers.MaxReplyBytesInFlight, &s.MaxReplyBytesInFlight)
 	positive64("spec.ingress.maxBodyBytesInFlight", spec.Ingress.MaxBodyBytesInFlight, &s.MaxBodyBytesInFlight)
+	positive64("spec.ingress.maxUnfinishedBytes", spec.Ingress.MaxUnfinishedBytes, &s.MaxUnfinishedBytes)
 	positive("spec.ingress.queueSize", spec.Ingress.QueueSize, &s.QueueSize)
 	if v := spec.Ingress.MaxInFlight; v != nil {
 		if *v < 0 {
@@ -222,6 +226,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	positive("spec.triggers.concurrency", spec.Triggers.Concurrency, &s.TriggerConcurrency)
 	positive("spec.triggers.pending", spec.Triggers.Pending, &s.TriggerPending)
 	positive("spec.results.memory.maxOutcomes", spec.Results.Memory.MaxOutcomes, &s.MaxOutcomes)
+	positive64("spec.results.memory.maxEventBytes", spec.Results.Memory.MaxEventBytes, &s.MaxResultEventBytes)
 	positive("spec.metrics.maxEventTypes", spec.Metrics.MaxEventTypes, &s.MaxEventTypes)
 	if spec.ClusterDomain != "" {
 		s.ClusterDomain = spec.ClusterDomain

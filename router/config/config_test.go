@@ -566,3 +566,42 @@ func TestLoadSourcesDocumentsAndResolver(t *testing.T) {
 		t.Errorf("no resolver: %v", err)
 	}
 }
+
+// TestAliasBombIsRefused (issue #16, item 7): a 1.5 KB document whose aliases expand to billions
+// of nodes made validate run for minutes (and pinned a core on every reload). It is refused at
+// once, naming the file and line; ordinary anchors still work.
+func TestAliasBombIsRefused(t *testing.T) {
+	// Trigger filters nest (all of all of ...), so the strict walk follows every alias.
+	var b strings.Builder
+	b.WriteString("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: t, namespace: ns}\nspec:\n  broker: b\n  subscriber: {uri: \"http://fn\"}\n  filters:\n")
+	b.WriteString("    - all: &a0 [" + strings.Repeat("{exact: {type: x}}, ", 8) + "{exact: {type: x}}]\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&b, "    - all: &a%d [%s{all: *a%d}]\n", i, strings.Repeat(fmt.Sprintf("{all: *a%d}, ", i-1), 8), i-1)
+	}
+	start := time.Now()
+	_, err := Parse("bomb.yaml", []byte(b.String()))
+	if err == nil || !strings.Contains(err.Error(), "bomb.yaml:") || !strings.Contains(err.Error(), "alias bomb") {
+		t.Fatalf("got %v, want an error naming the file and the alias bomb", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("refusing took %s", d)
+	}
+
+	shared := `apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+spec:
+  delivery: &retries {retry: 3, backoffDelay: PT1S}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: t, namespace: ns}
+spec:
+  broker: b
+  subscriber: {uri: "http://fn"}
+  delivery: {retry: 5}
+`
+	if _, err := Parse("ok.yaml", []byte(shared)); err != nil {
+		t.Fatalf("a document with an anchor: %v", err)
+	}
+}

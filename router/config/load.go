@@ -191,6 +191,11 @@ func (l *loader) parseFile(name string, data []byte) {
 		if len(root.Content) == 0 || root.Content[0].Tag == "!!null" {
 			continue // an empty document, e.g. after a trailing ---
 		}
+		if a := aliasExpansion(&root); a != nil {
+			l.errs = append(l.errs, &Error{File: name, Line: a.Line, Msg: fmt.Sprintf(
+				"aliases expand this document by more than %d nodes (a YAML alias bomb?): the document is not read", maxAliasNodes)})
+			continue
+		}
 		l.parseDoc(&doc{file: name, root: &root})
 	}
 }

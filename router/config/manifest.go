@@ -124,6 +124,9 @@ type settingsSpec struct {
 		IdleTimeout       string `yaml:"idleTimeout"`
 		// QueueSize bounds each in-memory broker's queue; a full queue answers 429.
 		QueueSize *int `yaml:"queueSize"`
+		// MaxUnfinishedBytes bounds the memory of the events all in-memory brokers hold,
+		// accepted and not yet final (queued, being delivered, waiting to retry); past it 429.
+		MaxUnfinishedBytes *int64 `yaml:"maxUnfinishedBytes"`
 		// MaxInFlight bounds each in-memory broker's unfinished events (accepted, not yet
 		// delivered, dead-lettered or failed); a producer waits for room up to MaxInFlightWait,
 		// then gets 429. 0 or absent: no bound but the queue's. The annotation
@@ -144,6 +147,9 @@ type settingsSpec struct {
 	Subscribers struct {
 		// MaxResponseHeaderBytes bounds a response's status line and headers (default 64 KiB).
 		MaxResponseHeaderBytes *int64 `yaml:"maxResponseHeaderBytes"`
+		// MaxReplyBytesInFlight bounds the reply bodies being read at once (default 64 MiB);
+		// an attempt whose reply does not fit fails and is retried.
+		MaxReplyBytesInFlight *int64 `yaml:"maxReplyBytesInFlight"`
 	} `yaml:"subscribers"`
 	Triggers struct {
 		// Concurrency bounds the deliveries in flight per trigger (annotation switchyard.dev/concurrency
@@ -159,6 +165,9 @@ type settingsSpec struct {
 		Memory struct {
 			// MaxOutcomes bounds the in-memory result history; the oldest are forgotten first.
 			MaxOutcomes *int `yaml:"maxOutcomes"`
+			// MaxEventBytes bounds the bytes of the events kept with failed outcomes for
+			// redrive; past it the oldest lose their event.
+			MaxEventBytes *int64 `yaml:"maxEventBytes"`
 		} `yaml:"memory"`
 		// Cassandra, when set, stores outcomes in Cassandra instead of memory.
 		Cassandra *cassandraSpec `yaml:"cassandra"`

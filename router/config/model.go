@@ -37,8 +37,12 @@ type Settings struct {
 	MaxBodyBytes int64
 	// MaxResponseHeaderBytes bounds the head of a subscriber's (or sink's) response.
 	MaxResponseHeaderBytes int64
+	// MaxReplyBytesInFlight bounds the subscribers' reply bodies being read at once.
+	MaxReplyBytesInFlight int64
 	// MaxBodyBytesInFlight bounds the request bodies being received at once.
 	MaxBodyBytesInFlight int64
+	// MaxUnfinishedBytes bounds the memory of events in-memory brokers hold, accepted and not final.
+	MaxUnfinishedBytes int64
 	// Timeouts of the ingress listener (and, for reads, of the admin listener).
 	ReadHeaderTimeout, ReadTimeout, IdleTimeout time.Duration
 	QueueSize                                   int
@@ -52,6 +56,8 @@ type Settings struct {
 	TriggerConcurrency int
 	TriggerPending     int
 	MaxOutcomes        int
+	// MaxResultEventBytes bounds the event bytes the in-memory result store keeps.
+	MaxResultEventBytes int64
 	// MaxEventTypes bounds the distinct event_type metric label values per broker.
 	MaxEventTypes  int
 	ShutdownGrace  time.Duration
@@ -128,6 +134,8 @@ const (
 	DefaultAdminAddr            = ":9090"
 	DefaultMaxBodyBytes         = 4 << 20
 	DefaultMaxBodyBytesInFlight = 64 << 20
+	DefaultMaxUnfinishedBytes   = 256 << 20
+	DefaultMaxResultEventBytes  = 64 << 20
 	DefaultReadHeaderTimeout    = 10 * time.Second
 	DefaultReadTimeout          = 30 * time.Second
 	DefaultIdleTimeout          = 120 * time.Second

@@ -192,3 +192,46 @@ func pathAtLine(n *yaml.Node, line int, path string) (string, bool) {
 	}
 	return "", false
 }
+
+// maxAliasNodes is how many nodes aliases may add to a document once expanded. Anchors and
+// aliases are fine for sharing a delivery block; a "billion laughs" document, where each alias
+// names a list of aliases, expands a few hundred bytes into billions of nodes, and every walk over
+// it (ours, then yaml.v3's decode) would run for minutes.
+const maxAliasNodes = 100_000
+
+// aliasExpansion reports the first alias of the document whose expansion pushes the nodes aliases
+// add past maxAliasNodes, or nil. It counts each node's expanded size once (memoised), so it is
+// linear in the document, not in its expansion.
+func aliasExpansion(root *yaml.Node) *yaml.Node {
+	sizes := map[*yaml.Node]int64{}
+	var added int64
+	var culprit *yaml.Node
+	var size func(n *yaml.Node, depth int) int64
+	size = func(n *yaml.Node, depth int) int64 {
+		if s, ok := sizes[n]; ok {
+			return s
+		}
+		if depth > 10_000 { // an alias cycle yaml.v3 let through, or absurd nesting
+			return maxAliasNodes + 1
+		}
+		var s int64 = 1
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			s = size(n.Alias, depth+1)
+			added += s
+			if added > maxAliasNodes && culprit == nil {
+				culprit = n
+			}
+		} else {
+			for _, c := range n.Content {
+				s += size(c, depth+1)
+				if s > 1<<40 {
+					s = 1 << 40 // saturate: it only needs to exceed the bound
+				}
+			}
+		}
+		sizes[n] = s
+		return s
+	}
+	size(root, 0)
+	return culprit
+}

@@ -36,7 +36,9 @@ const maxErrorData = 1024
 type Deliverer struct {
 	transport     http.RoundTripper
 	maxReplyBytes int64
-	urls          subscriberURLs
+	// replies bounds the bytes of reply bodies being read at once, over every delivery.
+	replies *router.ByteBudget
+	urls    subscriberURLs
 }
 
 // Options configure a Deliverer.
@@ -48,6 +50,9 @@ type Options struct {
 	MaxResponseHeaderBytes int64
 	// MaxReplyBytes bounds a reply body; a longer one is a failed delivery. Default 4 MiB.
 	MaxReplyBytes int64
+	// MaxReplyBytesInFlight bounds the bytes of reply bodies being read at once; an attempt
+	// whose reply does not fit fails (and is retried). Default DefaultMaxReplyBytesInFlight.
+	MaxReplyBytesInFlight int64
 }
 
 // New returns a Deliverer.
@@ -61,8 +66,17 @@ func New(o Options) *Deliverer {
 	// The transport is called directly rather than through an http.Client: a delivery follows no
 	// redirect (a 3xx is a final answer), keeps no cookies and has its own timeout, and the
 	// client's per-request header and URL copies for those were a tenth of a delivery's allocations.
-	return &Deliverer{transport: o.Transport, maxReplyBytes: o.MaxReplyBytes}
+	if o.MaxReplyBytesInFlight <= 0 {
+		o.MaxReplyBytesInFlight = DefaultMaxReplyBytesInFlight
+	}
+	return &Deliverer{transport: o.Transport, maxReplyBytes: o.MaxReplyBytes, replies: router.NewByteBudget(o.MaxReplyBytesInFlight)}
 }
+
+// DefaultMaxReplyBytesInFlight bounds the reply bodies read at once by default.
+const DefaultMaxReplyBytesInFlight = 64 << 20
+
+// ReplyBytesInFlight is the bytes of reply bodies being read now.
+func (d *Deliverer) ReplyBytesInFlight() int64 { return d.replies.Used() }
 
 // Request is one event to deliver.
 type Request struct {
@@ -241,12 +255,10 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 // other body is a failure (Knative answers such responses with 502 Bad Gateway, and so does our
 // accounting).
 func (d *Deliverer) readReply(resp *http.Response) attemptResult {
-	body, err := io.ReadAll(io.LimitReader(resp.Body, d.maxReplyBytes+1))
+	body, held, err := d.readReplyBody(resp.Body, resp.ContentLength)
+	defer d.replies.Release(held) // a reply event's bytes are counted by the broker from here on
 	if err != nil {
-		return attemptResult{code: http.StatusBadGateway, retryable: true, err: fmt.Sprintf("reading reply: %v", err)}
-	}
-	if int64(len(body)) > d.maxReplyBytes {
-		return attemptResult{code: http.StatusBadGateway, retryable: true, err: fmt.Sprintf("reply larger than %d bytes", d.maxReplyBytes)}
+		return attemptResult{code: http.StatusBadGateway, retryable: true, err: err.Error()}
 	}
 	mode := cehttp.DetectMode(resp.Header)
 	if mode == cehttp.NotCloudEvent {
@@ -265,6 +277,51 @@ func (d *Deliverer) readReply(resp *http.Response) attemptResult {
 		return attemptResult{code: http.StatusBadGateway, retryable: true, body: truncate(body), err: "invalid reply: " + err.Error()}
 	}
 	return attemptResult{code: resp.StatusCode, reply: events[0]}
+}
+
+// readReplyBody reads a reply body of at most maxReplyBytes into a buffer grown as bytes arrive,
+// each growth taken from the replies budget; it returns the bytes held, to be released.
+func (d *Deliverer) readReplyBody(r io.Reader, length int64) (body []byte, held int64, err error) {
+	if length == 0 {
+		return nil, 0, nil // most answers: no reply
+	}
+	if length > d.maxReplyBytes {
+		return nil, 0, fmt.Errorf("reply larger than %d bytes", d.maxReplyBytes)
+	}
+	first := int64(4 << 10)
+	want := d.maxReplyBytes + 1 // a byte past the limit tells it was exceeded
+	if length > 0 {
+		// A known length (the transport reads no further): exactly that, taken as it arrives.
+		want, first = length, min(length, first)
+	}
+	for {
+		if len(body) == cap(body) {
+			to := min(want, max(first, 4*int64(cap(body))))
+			if cap(body) == 0 {
+				to = first
+			}
+			if int64(cap(body)) == want {
+				break
+			}
+			if !d.replies.Take(to - int64(cap(body))) {
+				return nil, held, fmt.Errorf("reply bodies being read are at the bound of %d bytes (spec.subscribers.maxReplyBytesInFlight): will retry", d.replies.Max())
+			}
+			held += to - int64(cap(body))
+			body = append(make([]byte, 0, to), body...)
+		}
+		n, rerr := r.Read(body[len(body):cap(body)])
+		body = body[:len(body)+n]
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return nil, held, fmt.Errorf("reading reply: %v", rerr)
+		}
+	}
+	if int64(len(body)) > d.maxReplyBytes {
+		return nil, held, fmt.Errorf("reply larger than %d bytes", d.maxReplyBytes)
+	}
+	return body, held, nil
 }
 
 func truncate(b []byte) []byte {

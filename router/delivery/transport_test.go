@@ -367,3 +367,38 @@ func TestResponseHeadIsBounded(t *testing.T) {
 		})
 	}
 }
+
+// TestReplyBytesInFlightAreBounded (issue #16, item 5): reply bodies are read under a shared byte
+// budget; a reply that does not fit fails the attempt (retryable) instead of adding to memory, and
+// the budget is whole again afterwards.
+func TestReplyBytesInFlightAreBounded(t *testing.T) {
+	reply := strings.Repeat("r", 200<<10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Id", "reply")
+		w.Header().Set("Ce-Source", "/fn")
+		w.Header().Set("Ce-Type", "reply")
+		if r.URL.Query().Has("chunked") {
+			w.(http.Flusher).Flush() // no Content-Length: the budget is taken as bytes arrive
+		}
+		_, _ = io.WriteString(w, reply)
+	}))
+	defer srv.Close()
+	for _, u := range []string{srv.URL, srv.URL + "/?chunked"} {
+		small := New(Options{MaxReplyBytesInFlight: 100 << 10})
+		res := deliverOnce(t, small, u, &Policy{Timeout: 5 * time.Second})
+		if res.Delivered || !strings.Contains(res.Err, "maxReplyBytesInFlight") {
+			t.Errorf("%s: a 200 KiB reply under a 100 KiB budget: %+v", u, res)
+		}
+		if n := small.ReplyBytesInFlight(); n != 0 {
+			t.Errorf("%s: %d bytes still counted", u, n)
+		}
+		roomy := New(Options{MaxReplyBytesInFlight: 1 << 20})
+		if res := deliverOnce(t, roomy, u, &Policy{Timeout: 5 * time.Second}); !res.Delivered || res.Reply == nil || len(res.Reply.Data()) != len(reply) {
+			t.Errorf("%s: a 200 KiB reply under a 1 MiB budget: %+v", u, res)
+		}
+		if n := roomy.ReplyBytesInFlight(); n != 0 {
+			t.Errorf("%s: %d bytes still counted", u, n)
+		}
+	}
+}

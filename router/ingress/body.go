@@ -6,7 +6,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"sync/atomic"
+
+	"github.com/switchyard-events/switchyard/router"
 )
 
 // BodyBudget bounds the bytes of request bodies being read at once, across every handler that
@@ -14,11 +15,8 @@ import (
 // Content-Length announces them: a thousand connections that announce 4 MiB and send one byte hold
 // a few kilobytes each, not 4 GiB. A request whose body does not fit in what is left is answered
 // 503 with Retry-After at once. Once the handler is done, the event's bytes are counted by the
-// broker's queue bound instead.
-type BodyBudget struct {
-	max  atomic.Int64
-	used atomic.Int64
-}
+// broker's bound on unfinished events instead.
+type BodyBudget struct{ router.ByteBudget }
 
 // DefaultBodyBudget is the default bound of the bytes of bodies being read at once.
 const DefaultBodyBudget = 64 << 20
@@ -30,23 +28,12 @@ func NewBodyBudget(max int64) *BodyBudget {
 	return b
 }
 
-// SetMax changes the bound; bodies already being read keep what they hold.
+// SetMax changes the bound (DefaultBodyBudget when max <= 0); bodies being read keep what they hold.
 func (b *BodyBudget) SetMax(max int64) {
 	if max <= 0 {
 		max = DefaultBodyBudget
 	}
-	b.max.Store(max)
-}
-
-// Used is the number of body bytes being held now.
-func (b *BodyBudget) Used() int64 { return b.used.Load() }
-
-func (b *BodyBudget) take(n int64) bool {
-	if b.used.Add(n) > b.max.Load() {
-		b.used.Add(-n)
-		return false
-	}
-	return true
+	b.ByteBudget.SetMax(max)
 }
 
 // Body is a request body read under a BodyBudget; Release gives its bytes back.
@@ -59,7 +46,7 @@ type Body struct {
 // Release returns the body's bytes to the budget. It is idempotent.
 func (b *Body) Release() {
 	if b.budget != nil && b.held > 0 {
-		b.budget.used.Add(-b.held)
+		b.budget.Release(b.held)
 		b.held = 0
 	}
 }
@@ -94,7 +81,7 @@ func (b *BodyBudget) Read(r *http.Request, limit int64) (*Body, *BodyError) {
 	}
 	body := &Body{budget: b}
 	grow := func(to int64) *BodyError {
-		if !b.take(to - int64(cap(body.Data))) {
+		if !b.Take(to - int64(cap(body.Data))) {
 			body.Release()
 			return &BodyError{http.StatusServiceUnavailable, "too many request bodies are being received at once (spec.ingress.maxBodyBytesInFlight): retry later"}
 		}

@@ -11,12 +11,18 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 )
 
-// Store keeps the last Size outcomes.
+// Store keeps the last Size outcomes, and the events of the failed ones (for redrive) up to a bound
+// in bytes: past it, the oldest failed outcomes lose their event (their record stays, saying so).
 type Store struct {
-	mu      sync.RWMutex
-	ring    []*router.Outcome
-	seq     uint64              // sequence number of the next outcome; outcome n lives in ring[n%len]
-	byEvent map[string][]uint64 // event id -> sequence numbers of its outcomes still held
+	mu sync.RWMutex
+	// eventBytes is what the held events take (router.EnvelopeSize of each); withEvents are the
+	// sequence numbers of the outcomes holding one, oldest first.
+	eventBytes    int64
+	maxEventBytes int64
+	withEvents    []uint64
+	ring          []*router.Outcome
+	seq           uint64              // sequence number of the next outcome; outcome n lives in ring[n%len]
+	byEvent       map[string][]uint64 // event id -> sequence numbers of its outcomes still held
 	// redriven marks failed outcomes taken off their trigger's failed list.
 	redriven map[*router.Outcome]bool
 }
@@ -26,7 +32,52 @@ func New(size int) *Store {
 	if size <= 0 {
 		size = 1
 	}
-	return &Store{ring: make([]*router.Outcome, size), byEvent: map[string][]uint64{}, redriven: map[*router.Outcome]bool{}}
+	return &Store{ring: make([]*router.Outcome, size), byEvent: map[string][]uint64{}, redriven: map[*router.Outcome]bool{},
+		maxEventBytes: DefaultMaxEventBytes}
+}
+
+// DefaultMaxEventBytes bounds the bytes of events kept with failed outcomes by default.
+const DefaultMaxEventBytes = 64 << 20
+
+// SetMaxEventBytes bounds the bytes of events the store keeps with failed outcomes.
+func (s *Store) SetMaxEventBytes(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxEventBytes = n
+	s.trimEventsLocked()
+}
+
+// EventBytes is what the events kept with failed outcomes take now.
+func (s *Store) EventBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.eventBytes
+}
+
+// eventNotKept is appended to the LastError of an outcome whose event the bound dropped.
+const eventNotKept = "; event not kept for redrive: the in-memory result store's bound on event bytes (spec.results.memory.maxEventBytes) was reached"
+
+func eventSize(o *router.Outcome) int64 {
+	return router.EnvelopeSize(&router.Envelope{Event: o.Event})
+}
+
+// trimEventsLocked drops the events of the oldest failed outcomes until the rest fit the bound.
+func (s *Store) trimEventsLocked() {
+	oldest := s.oldestLocked()
+	for s.eventBytes > s.maxEventBytes && len(s.withEvents) > 0 {
+		n := s.withEvents[0]
+		s.withEvents = s.withEvents[1:]
+		if n < oldest {
+			continue // evicted already, its bytes given back then
+		}
+		o := s.ring[n%uint64(len(s.ring))]
+		if o.Event == nil {
+			continue
+		}
+		s.eventBytes -= eventSize(o)
+		o.Event = nil
+		o.LastError += eventNotKept
+	}
 }
 
 // Record stores o, evicting the oldest outcome when full. It takes a lock for a few map operations
@@ -38,10 +89,41 @@ func (s *Store) Record(o *router.Outcome) {
 	if old := s.ring[slot]; old != nil {
 		s.forget(old.EventID, s.seq-uint64(len(s.ring)))
 		delete(s.redriven, old)
+		if old.Event != nil {
+			s.eventBytes -= eventSize(old)
+		}
 	}
 	s.ring[slot] = o
 	s.byEvent[o.EventID] = append(s.byEvent[o.EventID], s.seq)
 	s.seq++
+	if o.Event != nil {
+		s.eventBytes += eventSize(o)
+		s.withEvents = append(s.withEvents, s.seq-1)
+		if len(s.withEvents) > 2*len(s.ring) { // forget the evicted ones' places now and then
+			s.compactWithEventsLocked()
+		}
+		s.trimEventsLocked()
+	}
+}
+
+// oldestLocked is the sequence number of the oldest outcome the ring holds.
+func (s *Store) oldestLocked() uint64 {
+	if s.seq > uint64(len(s.ring)) {
+		return s.seq - uint64(len(s.ring))
+	}
+	return 0
+}
+
+// compactWithEventsLocked drops the places of outcomes evicted from the ring.
+func (s *Store) compactWithEventsLocked() {
+	oldest := s.oldestLocked()
+	kept := s.withEvents[:0]
+	for _, n := range s.withEvents {
+		if n >= oldest {
+			kept = append(kept, n)
+		}
+	}
+	s.withEvents = kept
 }
 
 func (s *Store) forget(id string, seq uint64) {

@@ -3,9 +3,12 @@ package memstore
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/switchyard-events/switchyard/router"
 )
@@ -100,5 +103,43 @@ func TestConcurrentRecord(t *testing.T) {
 	}
 	if held != 50 {
 		t.Errorf("index holds %d outcomes, want the store's 50", held)
+	}
+}
+
+// TestEventBytesAreBounded (issue #16, item 5): failed outcomes keep their event for redrive, but
+// only up to the byte bound: 150 failed 4 MB events used to stay in memory (607 MB) after delivery
+// ended. Past the bound the oldest outcomes lose their event and say so; the newest stay redrivable.
+func TestEventBytesAreBounded(t *testing.T) {
+	s := New(1000)
+	s.SetMaxEventBytes(10 << 20)
+	ctx := context.Background()
+	data := make([]byte, 1<<20)
+	for i := range 30 {
+		o := outcome(fmt.Sprintf("e%d", i), "t", router.StatusFailed, time.Unix(int64(i), 0))
+		e := event.New()
+		e.SetID(o.EventID)
+		e.SetSource("/s")
+		e.SetType("t")
+		e.DataEncoded = data
+		o.Event = &e
+		s.Record(o)
+	}
+	if got := s.EventBytes(); got > 10<<20 {
+		t.Fatalf("%d event bytes held, bound 10 MiB", got)
+	}
+	newest, _ := s.EventOutcomes(ctx, "e29")
+	oldest, _ := s.EventOutcomes(ctx, "e0")
+	if newest[0].Event == nil {
+		t.Error("the newest failed outcome lost its event")
+	}
+	if oldest[0].Event != nil || !strings.Contains(oldest[0].LastError, "event not kept") {
+		t.Errorf("the oldest failed outcome: event kept %v, error %q", oldest[0].Event != nil, oldest[0].LastError)
+	}
+	// Evicting outcomes gives their bytes back.
+	for i := range 1000 {
+		s.Record(outcome(fmt.Sprintf("d%d", i), "t", router.StatusDelivered, time.Unix(100, 0)))
+	}
+	if got := s.EventBytes(); got != 0 {
+		t.Errorf("%d event bytes counted after every failed outcome was evicted", got)
 	}
 }

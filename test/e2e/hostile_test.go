@@ -198,3 +198,128 @@ func TestSlowBodiesAreBounded(t *testing.T) {
 	}
 	sub.quiet(t, 0, 100*time.Millisecond)
 }
+
+// metricValue reads one sample's value from /metrics text; -1 when absent.
+func metricValue(metrics, series string) float64 {
+	for _, line := range strings.Split(metrics, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			var v float64
+			if _, err := fmt.Sscan(rest, &v); err == nil {
+				return v
+			}
+		}
+	}
+	return -1
+}
+
+// TestMemoryIsBoundedByBytes (issue #16, items 5 and 12): 200 events of 4 MB were all accepted
+// (826 MB RSS), and 150 failed ones stayed in the result store (607 MB) after delivery ended; a
+// batch larger than the queue got 429 for ever. Now in-memory brokers hold at most
+// maxUnfinishedBytes of events (429 past it), the result store keeps at most maxEventBytes of failed
+// events, and a batch that can never fit gets 413.
+func TestMemoryIsBoundedByBytes(t *testing.T) {
+	release := make(chan struct{})
+	sub := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(http.StatusInternalServerError)
+	})
+	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n  delivery:\n    retry: 0\n")
+	// As in a pod with a 320 MiB memory limit, where Switchyard sets Go's soft limit to 80 % of it
+	// (cmd/switchyard/gc.go): the bounds keep what is live under it, the soft limit keeps the
+	// garbage of the refused bodies from piling up on top (GOGC is 400).
+	t.Setenv("GOMEMLIMIT", "256MiB")
+	r := startRouterIn(t, t.TempDir(), manifests, "    queueSize: 10\n    maxUnfinishedBytes: 67108864\n",
+		"  results:\n    memory:\n      maxEventBytes: 16777216\n")
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	base := rssMB(t, r.cmd.Process.Pid)
+	body := strings.Repeat("x", 4_000_000)
+	var accepted, refused int
+	for i := range 100 {
+		req := binaryEvent(fmt.Sprintf("big-%d", i), "t")
+		req.Body = body
+		code, h, msg := r.send(t, "/default/default", req)
+		switch {
+		case code == 202:
+			accepted++
+		case code == 429 && h.Get("Retry-After") != "" && strings.Contains(msg, "maxUnfinishedBytes"):
+			refused++
+		default:
+			t.Fatalf("event %d: %d %q", i, code, msg)
+		}
+	}
+	peak := rssMB(t, r.cmd.Process.Pid) - base
+	t.Logf("100 events of 4 MB to a stalled subscriber: %d accepted, %d refused with 429; RSS +%.0f MB", accepted, refused, peak)
+	if accepted == 0 || accepted > 16 || refused == 0 {
+		t.Errorf("accepted %d (want 1 to 16 under a 64 MiB bound), refused %d", accepted, refused)
+	}
+	if peak > 320 {
+		t.Errorf("RSS grew by %.0f MB holding at most 64 MiB of events, past the pod's 320 MiB", peak)
+	}
+
+	batch := "["
+	for i := range 11 {
+		if i > 0 {
+			batch += ","
+		}
+		batch += fmt.Sprintf(`{"specversion":"1.0","id":"batch-%d","source":"/s","type":"t"}`, i)
+	}
+	code, _, msg := r.send(t, "/default/default", ceRequest{Headers: map[string]string{"Content-Type": "application/cloudevents-batch+json"}, Body: batch + "]"})
+	if code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "queueSize") {
+		t.Errorf("a batch of 11 for a queue of 10: %d %q, want 413 naming queueSize", code, msg)
+	}
+
+	close(release) // every accepted event now fails (500, no retry) and is kept for redrive
+	sub.waitFor(t, accepted, 20*time.Second)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, metrics := r.get(t, "/metrics")
+		unfinished := metricValue(metrics, "switchyard_unfinished_event_bytes")
+		kept := metricValue(metrics, "switchyard_results_event_bytes")
+		if unfinished == 0 && kept > 0 {
+			if kept > 16<<20 {
+				t.Errorf("the result store keeps %.0f bytes of failed events, bound 16 MiB", kept)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("unfinished bytes %v, kept %v after every delivery failed", unfinished, kept)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestAliasBombReloadIsRejected (issue #16, item 7): a configuration change whose aliases expand to
+// billions of nodes used to pin a core and block every later reload. It is rejected at once with
+// the file and line, the old configuration keeps serving, and the next good change applies.
+func TestAliasBombReloadIsRejected(t *testing.T) {
+	a, b := newSubscriber(t, nil), newSubscriber(t, nil)
+	r := startRouter(t, brokerYAML("default")+triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+a.URL+"\n"), "")
+	settings := fmt.Sprintf(settingsDoc, strings.TrimPrefix(r.Ingress, "http://"), "", strings.TrimPrefix(r.Admin, "http://"), "")
+	var bomb strings.Builder
+	bomb.WriteString("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata: {name: bomb, namespace: default}\nspec:\n  broker: default\n  subscriber: {uri: \"http://fn\"}\n  filters:\n")
+	bomb.WriteString("    - all: &a0 [" + strings.Repeat("{exact: {type: x}}, ", 8) + "{exact: {type: x}}]\n")
+	for i := 1; i < 10; i++ {
+		fmt.Fprintf(&bomb, "    - all: &a%d [%s{all: *a%d}]\n", i, strings.Repeat(fmt.Sprintf("{all: *a%d}, ", i-1), 8), i-1)
+	}
+	r.writeConfig(settings + brokerYAML("default") + triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+a.URL+"\n") + bomb.String())
+	waitFor(t, 5*time.Second, func() bool {
+		_, body := r.get(t, "/metrics")
+		return strings.Contains(body, `switchyard_config_reloads_total{result="rejected"} 1`)
+	})
+	if !strings.Contains(r.log.String(), "alias bomb") {
+		t.Error("the rejection does not say why")
+	}
+	r.writeConfig(settings + brokerYAML("default") + triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+b.URL+"\n"))
+	waitFor(t, 5*time.Second, func() bool {
+		_, body := r.get(t, "/v1/triggers")
+		return strings.Contains(body, b.URL)
+	})
+	r.send(t, "/default/default", binaryEvent("after-bomb", "x"))
+	b.waitFor(t, 1, 5*time.Second)
+}
