@@ -35,10 +35,18 @@ type Envelope struct {
 	// Partition and Offset locate the event in a Kafka log; Partition is -1 in memory.
 	Partition int32
 	Offset    int64
+	// ReplyBudget is how many events this event's replies, their replies and so on may still add
+	// to the broker: the bound on reply amplification (see broker.Router). A Kafka log keeps it
+	// in the record as the extension ExtReplyBudget.
+	ReplyBudget int32
 	// Bytes is what an in-memory broker counted for the envelope against its memory bound
 	// (EnvelopeSize at admission), given back when its fate is final; 0 when not counted.
 	Bytes int64
 }
+
+// ExtReplyBudget carries Envelope.ReplyBudget through a durable log; it is taken out of the event
+// when read back and never reaches a subscriber.
+const ExtReplyBudget = "switchyardreplybudget"
 
 // Log is a broker's event log: ingress appends accepted events to it, and the dispatcher reads them
 // back through a Handler.

@@ -7,12 +7,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
@@ -122,5 +124,74 @@ func TestInMemoryBrokersAreBoundedByBytes(t *testing.T) {
 	}
 	if got := r.UnfinishedBytes(); got != 0 {
 		t.Errorf("%d bytes still counted after every event finished", got)
+	}
+}
+
+// TestReplyFanOutIsBounded (issue #16, item 8): two triggers whose subscribers both reply double
+// the events at every hop; the TTL (255 hops) bounds depth, not width, and one seed event used to
+// fill the queue in seconds. The reply budget caps what one event's lineage adds to the broker.
+func TestReplyFanOutIsBounded(t *testing.T) {
+	var deliveries atomic.Int64
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := deliveries.Add(1)
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Id", fmt.Sprint("reply-", n))
+		w.Header().Set("Ce-Source", "/fn")
+		w.Header().Set("Ce-Type", "echo")
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer sub.Close()
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata: {name: s}
+spec:
+  ingress: {maxRepliesPerEvent: 100}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: one, namespace: ns}
+spec: {broker: b, subscriber: {uri: "%[1]s"}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: two, namespace: ns}
+spec: {broker: b, subscriber: {uri: "%[1]s"}}
+`, sub.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := metrics.New()
+	r := New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: memstore.New(1000), Metrics: m})
+	r.Apply(cfg)
+	if err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev("seed", "echo", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	// Wait until nothing moves any more, then stop.
+	for last := int64(-1); ; {
+		time.Sleep(200 * time.Millisecond)
+		if n := deliveries.Load(); n == last {
+			break
+		} else {
+			last = n
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.Shutdown(ctx)
+	// The seed and at most 100 replies, each delivered to both triggers.
+	if n := deliveries.Load(); n > 2*101 || n < 2*50 {
+		t.Fatalf("%d deliveries from one seed event with a budget of 100 replies", n)
+	}
+	t.Logf("%d deliveries from one seed event", deliveries.Load())
+	var delivered uint64
+	for _, ts := range r.Triggers() {
+		delivered += ts.Delivered
+	}
+	if delivered != uint64(deliveries.Load()) {
+		t.Errorf("triggers report %d delivered, subscriber saw %d", delivered, deliveries.Load())
 	}
 }

@@ -55,6 +55,8 @@ type Router struct {
 
 	brokers atomic.Pointer[map[router.BrokerRef]*brokerState]
 	maxTTL  atomic.Int32
+	// replyBudget is what a newly published event gets: spec.ingress.maxRepliesPerEvent.
+	replyBudget atomic.Int32
 
 	// unfinishedBytes bounds the memory of the events in-memory brokers hold, accepted and not
 	// yet final (EnvelopeSize each): spec.ingress.maxUnfinishedBytes.
@@ -145,6 +147,7 @@ type triggerMetrics struct {
 	ns, broker, name                     string
 	inFlight                             prometheus.Gauge
 	retries, deadLettered, failed, drops prometheus.Counter
+	overBudget                           prometheus.Counter
 	byTypeCode                           sync.Map // typeCode -> *outcomeSeries
 }
 
@@ -166,6 +169,7 @@ func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.Tri
 		deadLettered: m.DeadLettered.WithLabelValues(t.Namespace, t.Name),
 		failed:       m.Failed.WithLabelValues(t.Namespace, t.Name),
 		drops:        m.RepliesDropped.WithLabelValues(t.Namespace, t.Name),
+		overBudget:   m.RepliesOverBudget.WithLabelValues(t.Namespace, t.Name),
 	}
 }
 
@@ -198,6 +202,7 @@ func (r *Router) Apply(cfg *config.Config) {
 		return
 	}
 	r.maxTTL.Store(cfg.Settings.MaxTTL)
+	r.replyBudget.Store(cfg.Settings.MaxRepliesPerEvent)
 	if cfg.Settings.MaxUnfinishedBytes > 0 {
 		r.unfinishedBytes.SetMax(cfg.Settings.MaxUnfinishedBytes)
 	}
@@ -339,6 +344,10 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 			return err
 		}
 		env.TTL = ttl
+		// A producer's event starts a new lineage: whatever budget extension it carries is ours
+		// to set, not the producer's.
+		env.Event.SetExtension(router.ExtReplyBudget, nil)
+		env.ReplyBudget = r.replyBudget.Load()
 	}
 	if b.admit == nil {
 		return r.append(ctx, b, envs)
@@ -433,6 +442,7 @@ type task struct {
 // fanout counts the triggers an event still waits on; the last to finish releases it.
 type fanout struct {
 	remaining atomic.Int32
+	matched   int32 // triggers the event matched: its reply budget is shared among them
 	done      func()
 	r         *Router
 	bytes     int64 // the envelope's Bytes, given back to the memory bound at the end
@@ -465,7 +475,7 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 		r.pending.Add(-1)
 		return
 	}
-	f := &fanout{done: done, r: r, bytes: env.Bytes}
+	f := &fanout{done: done, r: r, bytes: env.Bytes, matched: int32(len(matches))}
 	f.remaining.Store(int32(len(matches)))
 	for _, i := range matches {
 		t := rt.triggers[i]
@@ -601,10 +611,14 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 		o.Status = router.StatusDelivered
 	case res.Delivered:
 		o.ReplyID = res.Reply.ID()
-		err := r.publishReply(ctx, tk.b, env, res.Reply)
+		err := r.publishReply(ctx, tk.b, env, tk.f.matched, res.Reply)
 		switch {
 		case err == nil:
 			o.Status = router.StatusDelivered
+		case errors.Is(err, errReplyBudgetSpent):
+			o.Status = router.StatusDelivered
+			o.LastError = "reply dropped: " + err.Error()
+			t.m.overBudget.Inc()
 		case errors.Is(err, router.ErrTTLExpired):
 			// The hop limit doing its job: Knative drops such replies too.
 			o.Status = router.StatusDelivered
@@ -637,14 +651,28 @@ func (r *Router) deadLetter(ctx context.Context, req *delivery.Request, p *deliv
 	return otherwise
 }
 
+// errReplyBudgetSpent: the reply would take its lineage past spec.ingress.maxRepliesPerEvent.
+var errReplyBudgetSpent = errors.New("the event's reply budget is spent (spec.ingress.maxRepliesPerEvent): replies of replies fanned out too far")
+
 // publishReply admits a subscriber's reply into the same broker, carrying the original's TTL. A
 // full queue is waited on for a while: the reply is part of an event already accepted.
-func (r *Router) publishReply(ctx context.Context, b *brokerState, orig *router.Envelope, reply *event.Event) error {
+//
+// The TTL bounds how deep replies go, not how wide: two triggers whose subscribers both reply
+// double the events at every hop, 2^255 in principle. So each event also carries a reply budget,
+// shared evenly among the triggers it matched (matched): a reply costs one and takes what is left
+// of its trigger's share as its own budget. However replies fan out, one producer's event adds at
+// most maxRepliesPerEvent events to the broker; a chain of single replies runs until the TTL.
+func (r *Router) publishReply(ctx context.Context, b *brokerState, orig *router.Envelope, matched int32, reply *event.Event) error {
 	if orig.TTL <= 0 {
 		return fmt.Errorf("%w: %s is 0 after this hop", router.ErrTTLExpired, ExtTTL)
 	}
+	share := orig.ReplyBudget / max(matched, 1)
+	if share < 1 {
+		return errReplyBudgetSpent
+	}
 	reply.SetExtension(ExtTTL, nil)
-	env := &router.Envelope{Event: reply, Headers: orig.Headers, TTL: orig.TTL - 1}
+	reply.SetExtension(router.ExtReplyBudget, nil)
+	env := &router.Envelope{Event: reply, Headers: orig.Headers, TTL: orig.TTL - 1, ReplyBudget: share - 1}
 	if b.admit == nil {
 		return r.appendReply(ctx, b, env)
 	}
@@ -879,8 +907,8 @@ func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q RedriveQu
 			continue
 		}
 		e := o.Event.Clone()
-		env := &router.Envelope{Event: &e, Broker: b.ref, Received: time.Now(), Partition: -1, TTL: r.maxTTL.Load() - 1}
-		f := &fanout{done: func() {}, r: r}
+		env := &router.Envelope{Event: &e, Broker: b.ref, Received: time.Now(), Partition: -1, TTL: r.maxTTL.Load() - 1, ReplyBudget: r.replyBudget.Load()}
+		f := &fanout{done: func() {}, r: r, matched: 1}
 		f.remaining.Store(1)
 		r.pending.Add(1)
 		if err := t.lane.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {

@@ -153,7 +153,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		MaxReplyBytesInFlight: delivery.DefaultMaxReplyBytesInFlight,
 		MaxBodyBytesInFlight:  DefaultMaxBodyBytesInFlight, MaxUnfinishedBytes: DefaultMaxUnfinishedBytes,
 		MaxResultEventBytes: DefaultMaxResultEventBytes, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
-		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, ClusterDomain: DefaultClusterDomain,
+		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, MaxRepliesPerEvent: DefaultMaxRepliesPerEvent, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
 		ReloadInterval: DefaultReloadInterval, LogFormat: "json", LogLevel: "info",
@@ -214,6 +214,13 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 			l.errAt(d, "spec.ingress.maxInFlight", "must be 0 (no limit) or positive, got %d", *v)
 		} else {
 			s.MaxInFlight = *v
+		}
+	}
+	if v := spec.Ingress.MaxRepliesPerEvent; v != nil {
+		if *v < 0 {
+			l.errAt(d, "spec.ingress.maxRepliesPerEvent", "must be 0 (no replies are published) or positive, got %d", *v)
+		} else {
+			s.MaxRepliesPerEvent = *v
 		}
 	}
 	if v := spec.Ingress.MaxTTL; v != nil {

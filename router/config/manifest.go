@@ -135,6 +135,9 @@ type settingsSpec struct {
 		MaxInFlightWait string `yaml:"maxInFlightWait"`
 		// MaxTTL is the knativebrokerttl given to events that carry none, and the most any may carry.
 		MaxTTL *int32 `yaml:"maxTTL"`
+		// MaxRepliesPerEvent bounds how many events the replies to one accepted event (and the
+		// replies to those, and so on) may add to its broker; further replies are dropped.
+		MaxRepliesPerEvent *int32 `yaml:"maxRepliesPerEvent"`
 		// Auth lists sender-authentication policies; brokers no policy names are open.
 		Auth []authSpec `yaml:"auth"`
 	} `yaml:"ingress"`

@@ -51,7 +51,9 @@ type Settings struct {
 	MaxInFlight     int
 	MaxInFlightWait time.Duration
 	MaxTTL          int32
-	ClusterDomain   string
+	// MaxRepliesPerEvent bounds the events one accepted event's replies may add, transitively.
+	MaxRepliesPerEvent int32
+	ClusterDomain      string
 	// TriggerConcurrency and TriggerPending are the per-trigger defaults.
 	TriggerConcurrency int
 	TriggerPending     int
@@ -142,6 +144,7 @@ const (
 	DefaultQueueSize            = 10000
 	DefaultMaxInFlightWait      = time.Second
 	DefaultMaxTTL               = 255
+	DefaultMaxRepliesPerEvent   = 1000
 	DefaultClusterDomain        = "cluster.local"
 	DefaultTriggerConcurrency   = 64
 	DefaultTriggerPending       = 256

@@ -28,8 +28,10 @@ type Metrics struct {
 	DeadLettered    *prometheus.CounterVec
 	Failed          *prometheus.CounterVec
 	RepliesDropped  *prometheus.CounterVec
-	InFlight        *prometheus.GaugeVec
-	ConfigReloads   *prometheus.CounterVec
+	// RepliesOverBudget counts replies dropped because their lineage's reply budget was spent.
+	RepliesOverBudget *prometheus.CounterVec
+	InFlight          *prometheus.GaugeVec
+	ConfigReloads     *prometheus.CounterVec
 
 	// Webhook sources, per source.
 	WebhookReceived     *prometheus.CounterVec
@@ -79,6 +81,7 @@ func New() *Metrics {
 	m.DeadLettered = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_dead_lettered_total", Help: "Events handed to a dead-letter sink."}, byTrigger)
 	m.Failed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_failed_total", Help: "Events neither delivered nor dead-lettered, kept in the result store."}, byTrigger)
 	m.RepliesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_replies_dropped_total", Help: "Replies dropped because their TTL was exhausted."}, byTrigger)
+	m.RepliesOverBudget = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_replies_over_budget_total", Help: "Replies dropped because the reply budget of the event they answer was spent (spec.ingress.maxRepliesPerEvent)."}, byTrigger)
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchyard_trigger_in_flight", Help: "Deliveries in progress."}, byTrigger)
 	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_config_reloads_total", Help: "Configuration reloads, by result (applied or rejected)."}, []string{"result"})
 	bySource := []string{"namespace_name", "source_name"}
@@ -90,7 +93,7 @@ func New() *Metrics {
 		Help: "Events counted at ingress under event_type=\"" + OverflowEventType + "\" because their broker already had as many distinct types as it may (spec.metrics.maxEventTypes)."},
 		[]string{"namespace_name", "broker_name"})
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
-	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
+	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
 		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated} {
 		f(c)
 	}

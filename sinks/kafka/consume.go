@@ -157,6 +157,12 @@ func decodeRecord(msg *sarama.ConsumerMessage) (*router.Envelope, error) {
 		}
 		e.SetExtension("knativebrokerttl", nil)
 	}
+	if v, ok := e.Extensions()[router.ExtReplyBudget]; ok {
+		if n, err := strconv.Atoi(toString(v)); err == nil {
+			env.ReplyBudget = int32(n)
+		}
+		e.SetExtension(router.ExtReplyBudget, nil)
+	}
 	if v, ok := e.Extensions()["knativearrivaltime"]; ok {
 		if t, err := time.Parse(time.RFC3339Nano, toString(v)); err == nil {
 			env.Received = t

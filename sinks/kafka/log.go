@@ -155,6 +155,7 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 		// The hop count and the arrival time travel in the record as Knative's Kafka broker
 		// keeps them: as CloudEvents extensions.
 		env.Event.SetExtension("knativebrokerttl", strconv.Itoa(int(env.TTL)))
+		env.Event.SetExtension(router.ExtReplyBudget, strconv.Itoa(int(env.ReplyBudget)))
 		msg := &sarama.ProducerMessage{Topic: l.cfg.Topic}
 		if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(env.Event), msg); err != nil {
 			return fmt.Errorf("encoding event %s for kafka: %w", env.Event.ID(), err)
