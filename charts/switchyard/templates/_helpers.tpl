@@ -47,6 +47,10 @@ spec:
     maxInFlight: {{ int .Values.config.maxInFlight }}
     maxInFlightWait: {{ .Values.config.maxInFlightWait | quote }}
     maxTTL: {{ int .Values.config.maxTTL }}
+    maxUnfinishedBytes: {{ int64 .Values.config.memory.maxUnfinishedBytes }}
+    maxBodyBytesInFlight: {{ int64 .Values.config.memory.maxBodyBytesInFlight }}
+  subscribers:
+    maxReplyBytesInFlight: {{ int64 .Values.config.memory.maxReplyBytesInFlight }}
   admin:
     addr: ":9090"
   delivery:
@@ -85,9 +89,11 @@ spec:
   log:
     format: json
     level: {{ .Values.logLevel }}
+  results:
+    memory:
+      maxEventBytes: {{ int64 .Values.config.memory.maxResultEventBytes }}
   {{- with .Values.cassandra }}
   {{- if .hosts }}
-  results:
     cassandra:
       hosts:
         {{- toYaml .hosts | nindent 8 }}
