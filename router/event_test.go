@@ -105,3 +105,15 @@ func BenchmarkCheckEventStrings(b *testing.B) {
 		}
 	}
 }
+
+func TestRedactURL(t *testing.T) {
+	for in, want := range map[string]string{
+		"http://fn.default.svc/path":          "http://fn.default.svc/path",
+		"http://user:s3cret@fn.default.svc/p": "http://user:xxxxx@fn.default.svc/p",
+		"https://ghp_token@host/":             "https://xxxxx@host/",
+	} {
+		if got := RedactURL(in); got != want {
+			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

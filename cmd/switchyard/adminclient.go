@@ -1,10 +1,12 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 )
@@ -18,10 +20,12 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	id := args[1]
 	fs := newFlagSet("events get", stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	var cred adminCredentials
+	cred.register(fs)
 	if _, err := parseWithEnv(fs, args[2:]); err != nil {
 		return 2
 	}
-	return adminCall(stdout, stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
+	return cred.call(stdout, stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
 }
 
 // runRedrive is `switchyard redrive --trigger NS/NAME [--since T] [--event ID]`.
@@ -31,6 +35,8 @@ func runRedrive(args []string, stdout, stderr io.Writer) int {
 	trigger := fs.String("trigger", "", "NAMESPACE/NAME of the trigger whose failed events to re-queue (required)")
 	since := fs.String("since", "", "only outcomes finished since this RFC 3339 time")
 	event := fs.String("event", "", "only this event id")
+	var cred adminCredentials
+	cred.register(fs)
 	if _, err := parseWithEnv(fs, args); err != nil {
 		return 2
 	}
@@ -53,14 +59,34 @@ func runRedrive(args []string, stdout, stderr io.Writer) int {
 		q.Set("event", *event)
 	}
 	u := fmt.Sprintf("%s/v1/triggers/%s/%s/redrive?%s", strings.TrimRight(*admin, "/"), url.PathEscape(ns), url.PathEscape(name), q.Encode())
-	return adminCall(stdout, stderr, http.MethodPost, u)
+	return cred.call(stdout, stderr, http.MethodPost, u)
 }
 
-func adminCall(stdout, stderr io.Writer, method, u string) int {
+// adminCredentials are the bearer credentials the admin client sends (spec.admin.auth).
+type adminCredentials struct{ token, tokenFile string }
+
+func (c *adminCredentials) register(fs *flag.FlagSet) {
+	fs.StringVar(&c.token, "token", "", "bearer token for an admin API with spec.admin.auth (env SWITCHYARD_TOKEN)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding that token (env SWITCHYARD_TOKEN_FILE)")
+}
+
+func (c *adminCredentials) call(stdout, stderr io.Writer, method, u string) int {
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 2
+	}
+	token := c.token
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "reading --token-file:", err)
+			return 2
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
 	if err != nil {

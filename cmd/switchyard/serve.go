@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"strings"
 	"sync/atomic"
@@ -56,11 +57,21 @@ func (f *serveFlags) override(s *config.Settings) {
 		s.LogLevel = f.logLevel
 	}
 	overrideCassandraHosts(s, f.set["cassandra-hosts"], f.cassandraHosts)
+	inPod(f, s)
 	if f.set["kafka-bootstrap-servers"] && f.kafkaServers != "" {
 		if s.Kafka == nil {
 			s.Kafka = &config.Kafka{Partitions: 10, ReplicationFactor: 1}
 		}
 		s.Kafka.BootstrapServers = strings.Split(f.kafkaServers, ",")
+	}
+}
+
+// inPod widens the admin listener's default from loopback to every interface when running in a
+// Kubernetes pod (KUBERNETES_SERVICE_HOST is set), where the kubelet's probes come from outside
+// the container. An address set by flag, environment or configuration is kept.
+func inPod(f *serveFlags, s *config.Settings) {
+	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" && !f.set["admin-addr"] && s.AdminAddr == config.DefaultAdminAddr {
+		s.AdminAddr = ":9090"
 	}
 }
 
@@ -206,6 +217,11 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)
 	adm := admin.New(results, rtr, m)
+	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
+	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
+		logger.Warn("the admin API is reachable beyond this host without credentials: set spec.admin.auth (docs/security.md)",
+			zap.String("admin", adminLn.Addr().String()))
+	}
 	if f.profiling {
 		adm.EnableProfiling()
 	}
@@ -246,6 +262,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		kafkaSources.Apply(next.KafkaSources)
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
+		adm.SetAuth(adminAuth(next.Settings.AdminAuth))
 		m.SetMaxEventTypes(next.Settings.MaxEventTypes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
@@ -313,6 +330,20 @@ func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *conf
 			Security: s.Kafka.Security, SecretsDir: secretsDir,
 		}), nil
 	}
+}
+
+// adminAuth is the admin API's view of the configured credentials.
+func adminAuth(a *config.AdminAuth) *admin.Auth {
+	if a == nil {
+		return nil
+	}
+	return &admin.Auth{Readers: a.Readers, Operators: a.Operators}
+}
+
+// isLoopback reports whether a listener accepts connections from this host only.
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // hostForURL turns a listener address into a host:port usable in a URL (":8080" -> localhost:8080).

@@ -8,6 +8,10 @@
 //	GET /v1/triggers                          every trigger with its counters
 //	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
 //	POST /v1/triggers/{ns}/{name}/redrive     re-queue failed events to the trigger (?event=ID or ?since=RFC3339)
+//
+// With Auth set, /v1/ and /debug/pprof/ need a bearer token or JWT: a reader's for GET, an
+// operator's for POST (an operator may read too). The probes and /metrics stay open. Cross-origin
+// POSTs from browsers are refused whatever the credentials (CSRF).
 package admin
 
 import (
@@ -25,6 +29,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/broker"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
 // Routes is what the admin API needs of the router; broker.Router implements it.
@@ -36,10 +41,21 @@ type Routes interface {
 // Server is the admin HTTP handler.
 type Server struct {
 	mux     *http.ServeMux
+	handler http.Handler
 	ready   atomic.Bool
 	results router.ResultStore
 	routes  Routes
+	auth    atomic.Pointer[Auth]
 }
+
+// Auth are the credentials of the admin API's roles; a nil role has no members.
+type Auth struct {
+	// Readers may GET; Operators may also POST (redrive).
+	Readers, Operators *senderauth.Policy
+}
+
+// SetAuth protects the admin API with a (nil: open). It may be called while serving (reload).
+func (s *Server) SetAuth(a *Auth) { s.auth.Store(a) }
 
 // New returns the admin handler; it reports not ready until SetReady(true).
 func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Server {
@@ -51,7 +67,57 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
 	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
+	// A browser on another origin must not make an operator's browser redrive: Go's check of
+	// Sec-Fetch-Site and Origin refuses cross-origin requests that are not GET, HEAD or OPTIONS.
+	csrf := http.NewCrossOriginProtection()
+	s.handler = csrf.Handler(http.HandlerFunc(s.authorize))
 	return s
+}
+
+// authorize applies Auth, then serves the request.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	a := s.auth.Load()
+	if a == nil || !protected(r.URL.Path) {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	reading := r.Method == http.MethodGet || r.Method == http.MethodHead
+	op := verifyRole(a.Operators, r.Header)
+	if op.Status == 0 {
+		s.mux.ServeHTTP(w, r)
+		return
+	}
+	rd := verifyRole(a.Readers, r.Header)
+	switch {
+	case rd.Status == 0 && reading:
+		s.mux.ServeHTTP(w, r)
+	case rd.Status == 0:
+		http.Error(w, "these credentials may read the admin API but not act through it: an operator's are needed", http.StatusForbidden)
+	case op.Status == http.StatusForbidden:
+		http.Error(w, op.Reason, op.Status)
+	case rd.Status == http.StatusForbidden:
+		http.Error(w, rd.Reason, rd.Status)
+	default:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard-admin"`)
+		http.Error(w, "the admin API requires an Authorization: Bearer token of a reader (or, to act, an operator)", http.StatusUnauthorized)
+	}
+}
+
+func verifyRole(p *senderauth.Policy, h http.Header) senderauth.Decision {
+	if p == nil {
+		return senderauth.Decision{Status: http.StatusUnauthorized}
+	}
+	return p.Verify(h, "the admin API", time.Now())
+}
+
+// protected reports whether path needs credentials when Auth is set: everything but the probes
+// and /metrics, which kubelets and Prometheus read without them.
+func protected(path string) bool {
+	switch path {
+	case "/healthz", "/readyz", "/metrics":
+		return false
+	}
+	return true
 }
 
 // EnableProfiling serves Go's runtime profiles under /debug/pprof/ (CPU, heap, goroutines, mutex
@@ -68,7 +134,7 @@ func (s *Server) EnableProfiling() {
 // SetReady flips /readyz.
 func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {

@@ -62,6 +62,9 @@ type Router struct {
 	// yet final (EnvelopeSize each): spec.ingress.maxUnfinishedBytes.
 	unfinishedBytes *router.ByteBudget
 
+	// redriving holds the redriveKeys of redriven events whose new run is not final yet.
+	redriving sync.Map
+
 	applyMu  sync.Mutex // serialises Apply and Shutdown
 	closing  atomic.Bool
 	pending  atomic.Int64 // events read back from a log whose fate is not final yet
@@ -105,10 +108,13 @@ type routes struct {
 }
 
 type triggerState struct {
-	cfg   *config.Trigger
-	lane  *lane
-	stats *triggerStats
-	m     *triggerMetrics
+	cfg *config.Trigger
+	// shownSubscriber is the subscriber URL with its credentials redacted: what outcomes, the
+	// admin API and logs show.
+	shownSubscriber string
+	lane            *lane
+	stats           *triggerStats
+	m               *triggerMetrics
 	// parts are an ordered trigger's lanes per Kafka partition: a partition's events go one at a
 	// time, and partitions do not wait for each other. nil for other triggers.
 	parts *partitionLanes
@@ -289,7 +295,7 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 	rt := &routes{triggers: make([]*triggerState, len(triggers))}
 	filters := make([]filter.Filter, len(triggers))
 	for i, tc := range triggers {
-		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref)}
+		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref), shownSubscriber: router.RedactURL(tc.Subscriber)}
 		if p := prev[tc.Ref]; p != nil {
 			ts.stats = p.stats
 			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit && p.cfg.Ordered == tc.Ordered {
@@ -708,7 +714,7 @@ func (r *Router) appendReply(ctx context.Context, b *brokerState, env *router.En
 func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o *router.Outcome) {
 	e := env.Event
 	o.EventID, o.Source, o.Type = e.ID(), e.Source(), e.Type()
-	o.Broker, o.Trigger, o.Subscriber = b.ref, t.cfg.Ref, t.cfg.Subscriber
+	o.Broker, o.Trigger, o.Subscriber = b.ref, t.cfg.Ref, t.shownSubscriber
 	o.Received, o.Finished = env.Received, time.Now()
 	if o.Status != router.StatusDelivered {
 		o.Event = e
@@ -832,7 +838,7 @@ func (r *Router) Triggers() []TriggerStatus {
 				filtered = seen - s.base - matched
 			}
 			out = append(out, TriggerStatus{
-				Namespace: t.cfg.Ref.Namespace, Name: t.cfg.Ref.Name, Broker: b.ref.Name, Subscriber: t.cfg.Subscriber,
+				Namespace: t.cfg.Ref.Namespace, Name: t.cfg.Ref.Name, Broker: b.ref.Name, Subscriber: t.shownSubscriber,
 				Ordered: t.cfg.Ordered, Concurrency: t.cfg.Concurrency,
 				Matched: matched, FilteredOut: filtered, Delivered: s.delivered.Load(),
 				DeadLettered: s.deadLettered.Load(), Failed: s.failed.Load(), Retries: s.rs.Load(), InFlight: s.inFlight.Load(),
@@ -857,12 +863,19 @@ type RedriveQuery struct {
 	Since   time.Time
 }
 
+// redriveKey names one event's redrive to one trigger.
+type redriveKey struct {
+	trigger router.TriggerRef
+	eventID string
+}
+
 // maxRedrive bounds one redrive request; run it again for more.
 const maxRedrive = 100000
 
 // Redrive re-queues to trigger ref the events of its failed and dead-lettered outcomes, with the
 // trigger's current subscriber and delivery, and takes them off the failed list. Each redelivery
-// records a new outcome. It returns how many events were re-queued.
+// records a new outcome. An event whose earlier redrive to the trigger is still under way is
+// skipped. It returns how many events were re-queued.
 func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q RedriveQuery) (int, error) {
 	if r.closing.Load() {
 		return 0, router.ErrUnavailable
@@ -906,9 +919,15 @@ func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q RedriveQu
 		if o.Event == nil {
 			continue
 		}
+		// One redrive of an event at a time: asking again while its new run is under way (a
+		// retried request, an impatient operator) must not deliver it twice.
+		key := redriveKey{ref, o.EventID}
+		if _, busy := r.redriving.LoadOrStore(key, struct{}{}); busy {
+			continue
+		}
 		e := o.Event.Clone()
 		env := &router.Envelope{Event: &e, Broker: b.ref, Received: time.Now(), Partition: -1, TTL: r.maxTTL.Load() - 1, ReplyBudget: r.replyBudget.Load()}
-		f := &fanout{done: func() {}, r: r, matched: 1}
+		f := &fanout{done: func() { r.redriving.Delete(key) }, r: r, matched: 1}
 		f.remaining.Store(1)
 		r.pending.Add(1)
 		if err := t.lane.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {

@@ -177,6 +177,9 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	}
 	setAddr("spec.ingress.addr", spec.Ingress.Addr, &s.Addr)
 	setAddr("spec.admin.addr", spec.Admin.Addr, &s.AdminAddr)
+	if a := spec.Admin.Auth; a != nil {
+		s.AdminAuth = l.compileAdminAuth(d, a.Readers, a.Operators)
+	}
 	positive := func(path string, v *int, dst *int) {
 		if v == nil {
 			return
@@ -742,42 +745,64 @@ func (l *loader) compileAuth(d *doc, specs []authSpec) []senderauth.Policy {
 				l.errAt(d, fmt.Sprintf("%s.brokers[%d]", path, j), "%q is not namespace/name or namespace/*", b)
 			}
 		}
-		for j := range a.Tokens {
-			if v, ok := l.readSecret(d, fmt.Sprintf("%s.tokens[%d]", path, j), &a.Tokens[j]); ok {
-				p.Tokens = append(p.Tokens, v)
-			}
-		}
-		if j := a.JWT; j != nil {
-			p.JWT = &senderauth.JWT{Issuer: j.Issuer, Audiences: j.Audiences, Subjects: j.Subjects}
-			switch {
-			case j.HMACSecret != nil && j.PublicKeyFile != "":
-				l.errAt(d, path+".jwt", "set hmacSecret or publicKeyFile, not both")
-			case j.HMACSecret != nil:
-				if v, ok := l.readSecret(d, path+".jwt.hmacSecret", j.HMACSecret); ok {
-					p.JWT.Key = v
-				}
-			case j.PublicKeyFile != "":
-				pemBytes, err := os.ReadFile(j.PublicKeyFile)
-				if err != nil {
-					l.errAt(d, path+".jwt.publicKeyFile", "cannot read %s: %v", j.PublicKeyFile, errors.Unwrap(err))
-					break
-				}
-				key, err := senderauth.ParsePublicKey(pemBytes)
-				if err != nil {
-					l.errAt(d, path+".jwt.publicKeyFile", "%s: %v", j.PublicKeyFile, err)
-					break
-				}
-				p.JWT.Key = key
-			default:
-				l.errAt(d, path+".jwt", "needs hmacSecret or publicKeyFile to verify signatures")
-			}
-		}
-		if len(a.Tokens) == 0 && a.JWT == nil {
-			l.errAt(d, path, "set tokens, jwt, or both")
-		}
+		l.compileCredentials(d, path, &a.credentialsSpec, &p)
 		out = append(out, p)
 	}
 	return out
+}
+
+// compileAdminAuth compiles spec.admin.auth: who may read the admin API, and who may also act.
+func (l *loader) compileAdminAuth(d *doc, readers, operators *credentialsSpec) *AdminAuth {
+	out := &AdminAuth{}
+	if readers == nil && operators == nil {
+		l.errAt(d, "spec.admin.auth", "set readers, operators, or both")
+	}
+	if readers != nil {
+		out.Readers = &senderauth.Policy{}
+		l.compileCredentials(d, "spec.admin.auth.readers", readers, out.Readers)
+	}
+	if operators != nil {
+		out.Operators = &senderauth.Policy{}
+		l.compileCredentials(d, "spec.admin.auth.operators", operators, out.Operators)
+	}
+	return out
+}
+
+// compileCredentials reads a's tokens and JWT settings into p.
+func (l *loader) compileCredentials(d *doc, path string, a *credentialsSpec, p *senderauth.Policy) {
+	for j := range a.Tokens {
+		if v, ok := l.readSecret(d, fmt.Sprintf("%s.tokens[%d]", path, j), &a.Tokens[j]); ok {
+			p.Tokens = append(p.Tokens, v)
+		}
+	}
+	if j := a.JWT; j != nil {
+		p.JWT = &senderauth.JWT{Issuer: j.Issuer, Audiences: j.Audiences, Subjects: j.Subjects}
+		switch {
+		case j.HMACSecret != nil && j.PublicKeyFile != "":
+			l.errAt(d, path+".jwt", "set hmacSecret or publicKeyFile, not both")
+		case j.HMACSecret != nil:
+			if v, ok := l.readSecret(d, path+".jwt.hmacSecret", j.HMACSecret); ok {
+				p.JWT.Key = v
+			}
+		case j.PublicKeyFile != "":
+			pemBytes, err := os.ReadFile(j.PublicKeyFile)
+			if err != nil {
+				l.errAt(d, path+".jwt.publicKeyFile", "cannot read %s: %v", j.PublicKeyFile, errors.Unwrap(err))
+				break
+			}
+			key, err := senderauth.ParsePublicKey(pemBytes)
+			if err != nil {
+				l.errAt(d, path+".jwt.publicKeyFile", "%s: %v", j.PublicKeyFile, err)
+				break
+			}
+			p.JWT.Key = key
+		default:
+			l.errAt(d, path+".jwt", "needs hmacSecret or publicKeyFile to verify signatures")
+		}
+	}
+	if len(a.Tokens) == 0 && a.JWT == nil {
+		l.errAt(d, path, "set tokens, jwt, or both")
+	}
 }
 
 // readSecret reads a secret from its file or environment variable.

@@ -143,6 +143,12 @@ type settingsSpec struct {
 	} `yaml:"ingress"`
 	Admin struct {
 		Addr string `yaml:"addr"`
+		// Auth, when set, requires bearer credentials on the admin API (/v1/...): readers may
+		// read, operators may also redrive. /healthz, /readyz and /metrics stay open.
+		Auth *struct {
+			Readers   *credentialsSpec `yaml:"readers"`
+			Operators *credentialsSpec `yaml:"operators"`
+		} `yaml:"auth"`
 	} `yaml:"admin"`
 	// Delivery is the default for triggers whose broker and trigger leave a field unset.
 	Delivery *deliverySpec `yaml:"delivery"`
@@ -195,9 +201,14 @@ type settingsSpec struct {
 // authSpec protects brokers with bearer tokens and/or JWTs.
 type authSpec struct {
 	// Brokers are "namespace/name" or "namespace/*".
-	Brokers []string      `yaml:"brokers"`
-	Tokens  []secretValue `yaml:"tokens"`
-	JWT     *struct {
+	Brokers         []string `yaml:"brokers"`
+	credentialsSpec `yaml:",inline"`
+}
+
+// credentialsSpec is what bearer credentials are accepted: static tokens and/or JWTs.
+type credentialsSpec struct {
+	Tokens []secretValue `yaml:"tokens"`
+	JWT    *struct {
 		Issuer        string       `yaml:"issuer"`
 		Audiences     []string     `yaml:"audiences"`
 		Subjects      []string     `yaml:"subjects"`

@@ -32,8 +32,11 @@ type Config struct {
 
 // Settings are the router's own settings, from SwitchyardConfig or defaults.
 type Settings struct {
-	Addr         string
-	AdminAddr    string
+	Addr      string
+	AdminAddr string
+	// AdminAuth, when set, protects the admin API; nil leaves it open (it listens on loopback
+	// by default).
+	AdminAuth    *AdminAuth
 	MaxBodyBytes int64
 	// MaxResponseHeaderBytes bounds the head of a subscriber's (or sink's) response.
 	MaxResponseHeaderBytes int64
@@ -70,6 +73,12 @@ type Settings struct {
 	Cassandra *Cassandra
 	// Kafka is set when Kafka-class brokers have a cluster to use.
 	Kafka *Kafka
+}
+
+// AdminAuth are the credentials of the admin API's two roles. A nil role has no members.
+type AdminAuth struct {
+	// Readers may read (GET); Operators may also act (redrive).
+	Readers, Operators *senderauth.Policy
 }
 
 // Kafka is the cluster Kafka-class brokers keep their events in.
@@ -132,8 +141,10 @@ type TLSFiles struct {
 
 // Defaults of Settings and of delivery, used where the configuration says nothing.
 const (
-	DefaultAddr                 = ":8080"
-	DefaultAdminAddr            = ":9090"
+	DefaultAddr = ":8080"
+	// DefaultAdminAddr is loopback: the admin API shows events and can redrive them, so it is
+	// reachable from elsewhere only when configured so (the Helm chart binds :9090 for probes).
+	DefaultAdminAddr            = "127.0.0.1:9090"
 	DefaultMaxBodyBytes         = 4 << 20
 	DefaultMaxBodyBytesInFlight = 64 << 20
 	DefaultMaxUnfinishedBytes   = 256 << 20

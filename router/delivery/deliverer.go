@@ -164,7 +164,7 @@ func (d *Deliverer) DeadLetter(ctx context.Context, req *Request, p *Policy, fai
 		return Result{}, false
 	}
 	e := req.Event.Clone()
-	e.SetExtension(ExtErrorDest, dest)
+	e.SetExtension(ExtErrorDest, router.RedactURL(dest))
 	e.SetExtension(ExtErrorCode, strconv.Itoa(failure.ErrorCode()))
 	data := failure.Body
 	if len(data) == 0 && failure.Code == 0 {
@@ -229,7 +229,7 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 
 	resp, err := d.transport.RoundTrip(hreq)
 	if err != nil {
-		err = &url.Error{Op: "Post", URL: req.URL, Err: err}
+		err = &url.Error{Op: "Post", URL: router.RedactURL(req.URL), Err: err}
 		msg := err.Error()
 		if errors.Is(err, context.DeadlineExceeded) && p.Timeout > 0 {
 			msg = fmt.Sprintf("no response within %s: %v", p.Timeout, err)

@@ -88,10 +88,17 @@ func (a *Authenticator) Check(ref router.BrokerRef, h http.Header) Decision {
 	if p == nil {
 		return Decision{}
 	}
+	return p.Verify(h, "broker "+ref.String(), a.now())
+}
+
+// Verify checks the bearer credentials of h against p's tokens and JWT, whatever p's brokers:
+// for callers that protect something else with the same verifiers (the admin API). what names
+// the protected thing in the reasons.
+func (p *Policy) Verify(h http.Header, what string, now time.Time) Decision {
 	auth := h.Get("Authorization")
 	scheme, token, _ := strings.Cut(auth, " ")
 	if auth == "" || !strings.EqualFold(scheme, "bearer") || token == "" {
-		return Decision{http.StatusUnauthorized, fmt.Sprintf("broker %s requires an Authorization: Bearer token", ref)}
+		return Decision{http.StatusUnauthorized, what + " requires an Authorization: Bearer token"}
 	}
 	for _, t := range p.Tokens {
 		if subtle.ConstantTimeCompare(t, []byte(token)) == 1 {
@@ -99,14 +106,14 @@ func (a *Authenticator) Check(ref router.BrokerRef, h http.Header) Decision {
 		}
 	}
 	if p.JWT == nil {
-		return Decision{http.StatusUnauthorized, "the bearer token is not one this broker accepts"}
+		return Decision{http.StatusUnauthorized, "the bearer token is not one " + what + " accepts"}
 	}
-	claims, err := p.JWT.verify(token, a.now())
+	claims, err := p.JWT.verify(token, now)
 	if err != nil {
 		return Decision{http.StatusUnauthorized, "invalid token: " + err.Error()}
 	}
 	if len(p.JWT.Subjects) > 0 && !slices.Contains(p.JWT.Subjects, claims.Subject) {
-		return Decision{http.StatusForbidden, fmt.Sprintf("subject %q may not publish to broker %s", claims.Subject, ref)}
+		return Decision{http.StatusForbidden, fmt.Sprintf("subject %q may not use %s", claims.Subject, what)}
 	}
 	return Decision{}
 }

@@ -200,7 +200,7 @@ func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.H
 	policy := &delivery.Policy{Timeout: 10 * time.Second}
 	out := h.o.Deliverer.Deliver(ctx, &delivery.Request{URL: src.cfg.Sink.URI, Event: e, Headers: fwd, Namespace: src.cfg.Namespace}, policy)
 	if !out.Delivered {
-		h.logger.Warn("webhook sink refused the event", zap.String("sink", src.cfg.Sink.URI), zap.String("error", out.Err))
+		h.logger.Warn("webhook sink refused the event", zap.String("sink", router.RedactURL(src.cfg.Sink.URI)), zap.String("error", out.Err))
 		return http.StatusBadGateway, "the sink did not accept the event: " + out.Err
 	}
 	return http.StatusAccepted, "accepted as event " + e.ID()

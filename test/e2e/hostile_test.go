@@ -2,11 +2,16 @@ package e2e
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -322,4 +327,101 @@ func TestAliasBombReloadIsRejected(t *testing.T) {
 	})
 	r.send(t, "/default/default", binaryEvent("after-bomb", "x"))
 	b.waitFor(t, 1, 5*time.Second)
+}
+
+// TestAdminAPIIsGuarded (issue #16, item 9): the admin API used to take cross-site POSTs, deliver a
+// redriven event once per request while the first was still in flight, and show subscriber URLs
+// with their credentials. Now: roles with bearer tokens, cross-origin POSTs refused, one redrive
+// per event at a time, credentials redacted.
+func TestAdminAPIIsGuarded(t *testing.T) {
+	dir := t.TempDir()
+	for name, value := range map[string]string{"reader": "r3ader-token", "operator": "0perator-token"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(value), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var fixed atomic.Bool
+	sub := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) {
+		if fixed.Load() {
+			time.Sleep(time.Second) // the redriven run is in flight meanwhile
+			return
+		}
+		w.WriteHeader(http.StatusBadRequest)
+	})
+	withCreds := strings.Replace(sub.URL, "http://", "http://fn-user:fn-s3cret@", 1)
+	// Right after admin.addr in settingsDoc, so these lines belong to the admin block.
+	auth := fmt.Sprintf("    auth:\n      readers: {tokens: [{file: %s}]}\n      operators: {tokens: [{file: %s}]}\n",
+		filepath.Join(dir, "reader"), filepath.Join(dir, "operator"))
+	r := startRouterIn(t, t.TempDir(), brokerYAML("default")+triggerYAML("fn", "  broker: default\n  subscriber:\n    uri: "+withCreds+"\n  delivery:\n    retry: 0\n"), "", auth)
+
+	call := func(method, path, token string, header map[string]string) (int, string) {
+		req, _ := http.NewRequest(method, r.Admin+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := call("GET", "/v1/triggers", "", nil); code != 401 {
+		t.Errorf("no token: %d, want 401", code)
+	}
+	if code, _ := call("GET", "/v1/triggers", "wrong", nil); code != 401 {
+		t.Errorf("wrong token: %d, want 401", code)
+	}
+	for _, open := range []string{"/healthz", "/readyz", "/metrics"} {
+		if code, _ := call("GET", open, "", nil); code != 200 {
+			t.Errorf("%s without a token: %d, want 200 (probes and scrapes stay open)", open, code)
+		}
+	}
+	code, body := call("GET", "/v1/triggers", "r3ader-token", nil)
+	if code != 200 || strings.Contains(body, "fn-s3cret") || !strings.Contains(body, "fn-user:xxxxx@") {
+		t.Errorf("triggers as a reader: %d %s (want 200 with the subscriber's password redacted)", code, body)
+	}
+	if code, _ := call("POST", "/v1/triggers/default/fn/redrive", "r3ader-token", nil); code != 403 {
+		t.Errorf("redrive as a reader: %d, want 403", code)
+	}
+
+	r.send(t, "/default/default", binaryEvent("adm-1", "t"))
+	sub.waitFor(t, 1, 5*time.Second)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		code, body := call("GET", "/v1/events/adm-1", "r3ader-token", nil)
+		if code == 200 && strings.Contains(body, `"failed"`) {
+			if strings.Contains(body, "fn-s3cret") {
+				t.Errorf("the outcome shows the subscriber's password: %s", body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failed outcome: %d %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := call("POST", "/v1/triggers/default/fn/redrive?event=adm-1", "0perator-token", map[string]string{"Origin": "http://evil.example", "Sec-Fetch-Site": "cross-site"}); code != 403 {
+		t.Errorf("cross-site redrive with an operator's token: %d %s, want 403", code, body)
+	}
+	fixed.Store(true)
+	redriven := 0
+	for range 5 { // the first starts a run that takes a second; the others come while it is in flight
+		code, body := call("POST", "/v1/triggers/default/fn/redrive?event=adm-1", "0perator-token", nil)
+		if code != 200 {
+			t.Fatalf("redrive: %d %s", code, body)
+		}
+		var out struct{ Redriven int }
+		_ = json.Unmarshal([]byte(body), &out)
+		redriven += out.Redriven
+	}
+	if redriven != 1 {
+		t.Errorf("5 redrives of one event while its run was in flight re-queued it %d times, want 1", redriven)
+	}
+	sub.waitFor(t, 2, 5*time.Second)
+	sub.quiet(t, 2, 1500*time.Millisecond)
 }
