@@ -244,6 +244,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	go func() { serveErr <- ingressSrv.Serve(ingressLn) }()
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
 	adm.SetReady(true)
+	for _, w := range cfg.Warnings {
+		logger.Warn("configuration: "+w.Msg, zap.String("at", fmt.Sprintf("%s:%d", w.File, w.Line)))
+	}
 	logger.Info("switchyard serving", zap.String("version", version), zap.String("ingress", ingressLn.Addr().String()),
 		zap.String("admin", adminLn.Addr().String()), zap.Int("brokers", len(cfg.Brokers)), zap.Int("triggers", len(cfg.Triggers)),
 		zap.Int("webhook_sources", len(cfg.Webhooks)))

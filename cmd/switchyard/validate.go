@@ -23,6 +23,9 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, "warning:", w.Error())
+	}
 	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s) in %d file(s)\n", *path, len(cfg.Brokers), len(cfg.Triggers), len(cfg.Files))
 	return 0
 }

@@ -113,6 +113,14 @@ func (l *loader) compile(files []string) (*Config, error) {
 
 	cfg.Webhooks = l.compileWebhooks(brokers, &cfg.Settings)
 	cfg.KafkaSources = l.compileKafkaSources(brokers, &cfg.Settings)
+	auth := senderauth.New(cfg.Auth)
+	for _, w := range cfg.Webhooks {
+		if b := w.Sink.Broker; b != nil && auth.Protects(*b) {
+			// Not an error: a webhook's own signature check is what vouches for its events.
+			cfg.Warnings = append(cfg.Warnings, &Error{File: w.File, Line: w.Line, Path: "spec.sink",
+				Msg: fmt.Sprintf("webhook source %s/%s publishes into broker %s, which spec.ingress.auth protects: its events are vouched for by the webhook's %s verification, not by the broker's policy", w.Namespace, w.Name, b, w.Provider)})
+		}
+	}
 
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {
@@ -771,15 +779,59 @@ func (l *loader) compileAdminAuth(d *doc, readers, operators *credentialsSpec) *
 // compileCredentials reads a's tokens and JWT settings into p.
 func (l *loader) compileCredentials(d *doc, path string, a *credentialsSpec, p *senderauth.Policy) {
 	for j := range a.Tokens {
-		if v, ok := l.readSecret(d, fmt.Sprintf("%s.tokens[%d]", path, j), &a.Tokens[j]); ok {
+		tp := fmt.Sprintf("%s.tokens[%d]", path, j)
+		if f := a.Tokens[j].File; f != "" && a.Tokens[j].Env == "" {
+			// Read again whenever the file changes: a revoked token stops working at once.
+			tf, err := senderauth.NewTokenFile(f)
+			if err != nil {
+				l.errAt(d, tp+".file", "%v", err)
+				continue
+			}
+			p.TokenFiles = append(p.TokenFiles, tf)
+			continue
+		}
+		if v, ok := l.readSecret(d, tp, &a.Tokens[j]); ok {
 			p.Tokens = append(p.Tokens, v)
 		}
 	}
 	if j := a.JWT; j != nil {
 		p.JWT = &senderauth.JWT{Issuer: j.Issuer, Audiences: j.Audiences, Subjects: j.Subjects}
+		if j.MaxTokenAge != "" {
+			if age, err := time.ParseDuration(j.MaxTokenAge); err != nil || age <= 0 {
+				l.errAt(d, path+".jwt.maxTokenAge", "%q is not a positive duration such as 1h", j.MaxTokenAge)
+			} else {
+				p.JWT.MaxAge = age
+			}
+		}
+		sources := 0
+		for _, set := range []bool{j.HMACSecret != nil, j.PublicKeyFile != "", j.JWKSFile != "", j.JWKSURL != "", j.OIDCDiscovery} {
+			if set {
+				sources++
+			}
+		}
+		if j.HMACSecret == nil && sources > 0 && len(j.Audiences) == 0 {
+			// Public keys verify every token their issuer signs, for any service: without an
+			// audience, any token of that issuer (any service account's) would do.
+			l.errAt(d, path+".jwt.audiences", "must name at least one audience when tokens are verified with public keys: otherwise any token of the issuer is accepted")
+		}
 		switch {
-		case j.HMACSecret != nil && j.PublicKeyFile != "":
-			l.errAt(d, path+".jwt", "set hmacSecret or publicKeyFile, not both")
+		case sources > 1:
+			l.errAt(d, path+".jwt", "set one of hmacSecret, publicKeyFile, jwksFile, jwksURL or oidcDiscovery")
+		case j.JWKSFile != "" || j.JWKSURL != "" || j.OIDCDiscovery:
+			if j.OIDCDiscovery && j.Issuer == "" {
+				l.errAt(d, path+".jwt.issuer", "oidcDiscovery needs the issuer whose /.well-known/openid-configuration to read")
+				break
+			}
+			issuer := ""
+			if j.OIDCDiscovery {
+				issuer = j.Issuer
+			}
+			ks, err := senderauth.NewKeySet(senderauth.KeySetOptions{File: j.JWKSFile, URL: j.JWKSURL, Issuer: issuer, CAFile: j.CAFile, BearerTokenFile: j.BearerTokenFile})
+			if err != nil {
+				l.errAt(d, path+".jwt", "%v", err)
+				break
+			}
+			p.JWT.Keys = ks
 		case j.HMACSecret != nil:
 			if v, ok := l.readSecret(d, path+".jwt.hmacSecret", j.HMACSecret); ok {
 				p.JWT.Key = v
@@ -797,7 +849,7 @@ func (l *loader) compileCredentials(d *doc, path string, a *credentialsSpec, p *
 			}
 			p.JWT.Key = key
 		default:
-			l.errAt(d, path+".jwt", "needs hmacSecret or publicKeyFile to verify signatures")
+			l.errAt(d, path+".jwt", "needs hmacSecret, publicKeyFile, jwksFile, jwksURL or oidcDiscovery to verify signatures")
 		}
 	}
 	if len(a.Tokens) == 0 && a.JWT == nil {

@@ -1,6 +1,10 @@
 package config
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
@@ -603,5 +607,49 @@ spec:
 `
 	if _, err := Parse("ok.yaml", []byte(shared)); err != nil {
 		t.Fatalf("a document with an anchor: %v", err)
+	}
+}
+
+// TestAuthRules (issue #16, item 10): public-key JWT verification without an audience accepts any
+// token of the issuer (any service account's), so it is a configuration error; a webhook source
+// that feeds a protected broker is a warning.
+func TestAuthRules(t *testing.T) {
+	dir := t.TempDir()
+	key := filepath.Join(dir, "jwt.pub")
+	priv, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKIXPublicKey(&priv.PublicKey)
+	if err := os.WriteFile(key, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	settings := func(jwt string) string {
+		return "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: s}\nspec:\n  ingress:\n    auth:\n      - brokers: [ns/default]\n        jwt: " + jwt + "\n---\n" + broker
+	}
+	_, err := Parse("c.yaml", []byte(settings("{issuer: https://k8s, publicKeyFile: "+key+"}")))
+	if err == nil || !strings.Contains(err.Error(), "spec.ingress.auth[0].jwt.audiences: must name at least one audience") {
+		t.Errorf("public key without audiences: %v", err)
+	}
+	_, err = Parse("c.yaml", []byte(settings("{issuer: https://k8s, audiences: [sy], publicKeyFile: "+key+", jwksURL: https://k8s/keys}")))
+	if err == nil || !strings.Contains(err.Error(), "set one of hmacSecret, publicKeyFile, jwksFile, jwksURL or oidcDiscovery") {
+		t.Errorf("two key sources: %v", err)
+	}
+	_, err = Parse("c.yaml", []byte(settings("{audiences: [sy], oidcDiscovery: true}")))
+	if err == nil || !strings.Contains(err.Error(), "jwt.issuer: oidcDiscovery needs the issuer") {
+		t.Errorf("discovery without an issuer: %v", err)
+	}
+	cfg, err := Parse("c.yaml", []byte(settings("{issuer: https://k8s, audiences: [sy], publicKeyFile: "+key+"}")+`---
+apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: hook, namespace: ns}
+spec:
+  provider: generic
+  generic: {verification: none}
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].Error(), "webhook source ns/hook publishes into broker ns/default, which spec.ingress.auth protects") {
+		t.Errorf("warnings %v", cfg.Warnings)
 	}
 }

@@ -214,6 +214,17 @@ type credentialsSpec struct {
 		Subjects      []string     `yaml:"subjects"`
 		HMACSecret    *secretValue `yaml:"hmacSecret"`
 		PublicKeyFile string       `yaml:"publicKeyFile"`
+		// JWKSFile, JWKSURL or OIDCDiscovery (the issuer's jwks_uri) give a key set picked by
+		// the token's kid and refreshed as keys rotate.
+		JWKSFile      string `yaml:"jwksFile"`
+		JWKSURL       string `yaml:"jwksURL"`
+		OIDCDiscovery bool   `yaml:"oidcDiscovery"`
+		// CAFile verifies the key set's HTTPS server; BearerTokenFile is sent to it (the
+		// Kubernetes API server asks discovery requests for a service account's token).
+		CAFile          string `yaml:"caFile"`
+		BearerTokenFile string `yaml:"bearerTokenFile"`
+		// MaxTokenAge bounds a token's lifetime (Go duration, default 24h).
+		MaxTokenAge string `yaml:"maxTokenAge"`
 	} `yaml:"jwt"`
 }
 

@@ -28,6 +28,8 @@ type Config struct {
 	KafkaSources []*KafkaSource
 	// Files are the files read, in the order read.
 	Files []string
+	// Warnings are things worth knowing that are not errors, each at its file and line.
+	Warnings []*Error
 }
 
 // Settings are the router's own settings, from SwitchyardConfig or defaults.

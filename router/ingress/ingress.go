@@ -99,6 +99,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.o.Publisher.HasBroker(ref) {
+		if h.o.Auth != nil {
+			if d := h.o.Auth().CheckUnknown(ref.Namespace, r.Header); d.Status != 0 {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+				http.Error(w, d.Reason, d.Status)
+				return
+			}
+		}
 		http.Error(w, fmt.Sprintf("broker %s not found", ref), http.StatusNotFound)
 		return
 	}

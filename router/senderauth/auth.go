@@ -35,6 +35,8 @@ type Policy struct {
 	Brokers []string
 	// Tokens are accepted static bearer tokens.
 	Tokens [][]byte
+	// TokenFiles are accepted bearer tokens kept in files, read again when they change.
+	TokenFiles []*TokenFile
 	// JWT, when set, accepts JSON Web Tokens it verifies.
 	JWT *JWT
 }
@@ -47,7 +49,16 @@ type JWT struct {
 	Subjects []string
 	// Key is an HMAC secret ([]byte) or a public key (*rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey).
 	Key any
+	// Keys, when set instead of Key, finds the public key by the token's key id (JWKS).
+	Keys *KeySet
+	// MaxAge bounds a token's lifetime: one issued (iat) longer ago, or expiring (exp) further
+	// ahead, is refused. 0 means DefaultMaxTokenAge.
+	MaxAge time.Duration
 }
+
+// DefaultMaxTokenAge is the longest-lived token accepted by default: Kubernetes' projected
+// service-account tokens live an hour, and a stolen token should not be good for weeks.
+const DefaultMaxTokenAge = 24 * time.Hour
 
 // Decision is the outcome of a check.
 type Decision struct {
@@ -91,6 +102,50 @@ func (a *Authenticator) Check(ref router.BrokerRef, h http.Header) Decision {
 	return p.Verify(h, "broker "+ref.String(), a.now())
 }
 
+// CheckUnknown decides a request for a broker of namespace ns that does not exist. Where policies
+// protect brokers of ns, it answers as for a protected broker (401 without credentials one of them
+// accepts), so that 404 and 401 do not tell an outsider which brokers exist; elsewhere it allows
+// (and the caller answers 404).
+func (a *Authenticator) CheckUnknown(ns string, h http.Header) Decision {
+	var first *Decision
+	for i := range a.policies {
+		p := &a.policies[i]
+		if !p.coversNamespace(ns) {
+			continue
+		}
+		d := p.Verify(h, "namespace "+ns, a.now())
+		if d.Status == 0 || d.Status == http.StatusForbidden {
+			return Decision{} // a known producer may learn that the broker does not exist
+		}
+		if first == nil {
+			first = &d
+		}
+	}
+	if first == nil {
+		return Decision{}
+	}
+	return *first
+}
+
+func (p *Policy) coversNamespace(ns string) bool {
+	for _, b := range p.Brokers {
+		if bns, _, _ := strings.Cut(b, "/"); bns == ns {
+			return true
+		}
+	}
+	return false
+}
+
+// Protects reports whether some policy covers ref.
+func (a *Authenticator) Protects(ref router.BrokerRef) bool {
+	for i := range a.policies {
+		if a.policies[i].covers(ref) {
+			return true
+		}
+	}
+	return false
+}
+
 // Verify checks the bearer credentials of h against p's tokens and JWT, whatever p's brokers:
 // for callers that protect something else with the same verifiers (the admin API). what names
 // the protected thing in the reasons.
@@ -102,6 +157,11 @@ func (p *Policy) Verify(h http.Header, what string, now time.Time) Decision {
 	}
 	for _, t := range p.Tokens {
 		if subtle.ConstantTimeCompare(t, []byte(token)) == 1 {
+			return Decision{}
+		}
+	}
+	for _, f := range p.TokenFiles {
+		if v := f.Value(now); v != nil && subtle.ConstantTimeCompare(v, []byte(token)) == 1 {
 			return Decision{}
 		}
 	}
@@ -124,6 +184,7 @@ type claims struct {
 	Audience  json.RawMessage `json:"aud"`
 	ExpiresAt *float64        `json:"exp"`
 	NotBefore *float64        `json:"nbf"`
+	IssuedAt  *float64        `json:"iat"`
 }
 
 // leeway tolerates clock skew between the token issuer and us.
@@ -136,6 +197,7 @@ func (j *JWT) verify(token string, now time.Time) (*claims, error) {
 	}
 	var header struct {
 		Alg string `json:"alg"`
+		Kid string `json:"kid"`
 	}
 	if err := decodeSegment(parts[0], &header); err != nil {
 		return nil, fmt.Errorf("header: %w", err)
@@ -144,15 +206,32 @@ func (j *JWT) verify(token string, now time.Time) (*claims, error) {
 	if err != nil {
 		return nil, errors.New("signature is not base64url")
 	}
-	if err := verifySignature(header.Alg, j.Key, []byte(parts[0]+"."+parts[1]), sig); err != nil {
+	key := j.Key
+	if j.Keys != nil {
+		if key, err = j.Keys.Key(header.Kid, now); err != nil {
+			return nil, err
+		}
+	}
+	if err := verifySignature(header.Alg, key, []byte(parts[0]+"."+parts[1]), sig); err != nil {
 		return nil, err
 	}
 	var c claims
 	if err := decodeSegment(parts[1], &c); err != nil {
 		return nil, fmt.Errorf("payload: %w", err)
 	}
-	if c.ExpiresAt != nil && now.After(time.Unix(int64(*c.ExpiresAt), 0).Add(leeway)) {
+	maxAge := j.MaxAge
+	if maxAge <= 0 {
+		maxAge = DefaultMaxTokenAge
+	}
+	switch {
+	case c.ExpiresAt == nil:
+		return nil, errors.New("the token has no expiry (exp): a token that never expires is not accepted")
+	case now.After(time.Unix(int64(*c.ExpiresAt), 0).Add(leeway)):
 		return nil, errors.New("expired")
+	case time.Unix(int64(*c.ExpiresAt), 0).Sub(now) > maxAge+leeway:
+		return nil, fmt.Errorf("the token expires more than %s from now (jwt.maxTokenAge)", maxAge)
+	case c.IssuedAt != nil && now.Sub(time.Unix(int64(*c.IssuedAt), 0)) > maxAge+leeway:
+		return nil, fmt.Errorf("the token was issued more than %s ago (jwt.maxTokenAge)", maxAge)
 	}
 	if c.NotBefore != nil && now.Add(leeway).Before(time.Unix(int64(*c.NotBefore), 0)) {
 		return nil, errors.New("not valid yet")

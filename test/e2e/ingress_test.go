@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -225,12 +226,15 @@ func TestSenderAuth(t *testing.T) {
 	r := startRouter(t, brokerYAML("secure")+brokerYAML("open")+
 		triggerYAML("s", "  broker: secure\n  subscriber:\n    uri: "+sub.URL+"\n"),
 		"    auth:\n      - brokers: [default/secure]\n        tokens:\n          - env: SY_TEST_TOKEN\n        jwt:\n          issuer: test\n          subjects: [producer]\n          hmacSecret:\n            env: SY_TEST_HMAC\n")
-	jwt := func(sub string) string {
+	jwtClaims := func(claims string) string {
 		enc := func(v string) string { return base64.RawURLEncoding.EncodeToString([]byte(v)) }
-		signed := enc(`{"alg":"HS256"}`) + "." + enc(`{"iss":"test","sub":"`+sub+`"}`)
+		signed := enc(`{"alg":"HS256"}`) + "." + enc(claims)
 		m := hmac.New(sha256.New, []byte("jwt-hmac-secret"))
 		m.Write([]byte(signed))
 		return signed + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	jwt := func(sub string) string {
+		return jwtClaims(fmt.Sprintf(`{"iss":"test","sub":"%s","exp":%d}`, sub, time.Now().Add(10*time.Minute).Unix()))
 	}
 	for _, c := range []struct {
 		name, path, auth string
@@ -242,6 +246,12 @@ func TestSenderAuth(t *testing.T) {
 		{"jwt", "/default/secure", "Bearer " + jwt("producer"), 202},
 		{"jwt wrong subject", "/default/secure", "Bearer " + jwt("someone"), 403},
 		{"open broker", "/default/open", "", 202},
+		// Issue #16, item 10: a JWT that never expires is refused; an unknown broker in a protected
+		// namespace answers 401 to outsiders, as an existing one does, and 404 only to producers
+		// with credentials.
+		{"jwt without exp", "/default/secure", "Bearer " + jwtClaims(`{"iss":"test","sub":"producer"}`), 401},
+		{"unknown broker, no token", "/default/nosuch", "", 401},
+		{"unknown broker, token", "/default/nosuch", "Bearer let-me-in", 404},
 	} {
 		req := binaryEvent("a-"+c.name, "t")
 		if c.auth != "" {
