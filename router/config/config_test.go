@@ -653,3 +653,40 @@ spec:
 		t.Errorf("warnings %v", cfg.Warnings)
 	}
 }
+
+// TestShortWebhookSecrets (issue #16, item 11): a webhook secret readable at load that is too short
+// to verify anything (an empty whsec_ key, a word) is a configuration error.
+func TestShortWebhookSecrets(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, v string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(v), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	source := func(provider, file string) string {
+		return broker + fmt.Sprintf(`---
+apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: hook, namespace: ns}
+spec:
+  provider: %s
+  secrets: [{file: %s}]
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+`, provider, file)
+	}
+	for _, c := range []struct{ provider, secret, want string }{
+		{"github", "s3cret", "spec.secrets[0]: the secret is 6 bytes; at least 16 are needed"},
+		{"standardwebhooks", "whsec_", "spec.secrets[0]: the secret is 0 bytes"},
+		{"standardwebhooks", "whsec_c2VjcmV0", "the secret is 6 bytes"},
+		{"github", "a-long-enough-secret", ""},
+		{"standardwebhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", ""},
+	} {
+		_, err := Parse("c.yaml", []byte(source(c.provider, write(c.provider+c.secret, c.secret))))
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("%s %q: %v, want %q", c.provider, c.secret, err, c.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
@@ -14,6 +15,36 @@ import (
 var webhookProviders = map[string]bool{"github": true, "gitlab": true, "stripe": true, "slack": true, "standardwebhooks": true, "generic": true}
 
 // compileWebhooks validates WebhookSource and GitHubSource documents.
+// MinWebhookSecretBytes is the shortest webhook secret used (for Standard Webhooks, the key a
+// whsec_ secret decodes to): a shorter one, an empty whsec_ key or a password-like word, is
+// guessable, so it would verify nothing. Shorter secrets are configuration errors where they can
+// be read at load, and are never used to verify.
+const MinWebhookSecretBytes = 16
+
+// checkSecretLength reports a secret readable now (a file or variable; Kubernetes Secrets are
+// mounted at run time and checked then) that is too short to verify anything.
+func (l *loader) checkSecretLength(d *doc, path string, r SecretRef, provider string) {
+	if r.Name != "" {
+		return
+	}
+	v, err := r.Read("")
+	if err != nil {
+		return // a secret not there yet is reported when a request needs it
+	}
+	n := len(v)
+	if provider == "standardwebhooks" {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(v), "whsec_"))
+		if err != nil {
+			l.errAt(d, path, "a Standard Webhooks secret is whsec_ followed by base64")
+			return
+		}
+		n = len(key)
+	}
+	if n < MinWebhookSecretBytes {
+		l.errAt(d, path, "the secret is %d bytes; at least %d are needed (a short secret can be guessed, and signatures made with it forged)", n, MinWebhookSecretBytes)
+	}
+}
+
 func (l *loader) compileWebhooks(brokers map[router.BrokerRef]*brokerDoc, s *Settings) []*WebhookSource {
 	var out []*WebhookSource
 	seen := map[router.BrokerRef]*doc{}
@@ -39,8 +70,10 @@ func (l *loader) compileWebhooks(brokers map[router.BrokerRef]*brokerDoc, s *Set
 			l.errAt(wd.d, "spec.provider", "%q is not a provider (github, gitlab, stripe, slack, standardwebhooks, generic)", spec.Provider)
 		}
 		for j := range spec.Secrets {
-			if r, ok := l.secretRef(wd.d, fmt.Sprintf("spec.secrets[%d]", j), &spec.Secrets[j]); ok {
+			path := fmt.Sprintf("spec.secrets[%d]", j)
+			if r, ok := l.secretRef(wd.d, path, &spec.Secrets[j]); ok {
 				w.Secrets = append(w.Secrets, r)
+				l.checkSecretLength(wd.d, path, r, spec.Provider)
 			}
 		}
 		needsSecret := spec.Provider != "generic" || (spec.Generic != nil && spec.Generic.Verification != "none")

@@ -132,8 +132,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := h.o.Now()
 	secrets := values(src.secrets, now)
 	if len(secrets) == 0 && len(src.secrets) > 0 {
-		h.logger.Error("no secret of the webhook source is readable", zap.String("source", key))
-		rejectWith(http.StatusServiceUnavailable, "no_secret", "the webhook source has no readable secret configured")
+		h.logger.Error("no secret of the webhook source is readable and long enough", zap.String("source", key), zap.Int("min_bytes", config.MinWebhookSecretBytes))
+		rejectWith(http.StatusServiceUnavailable, "no_secret", fmt.Sprintf("the webhook source has no readable secret of at least %d bytes configured", config.MinWebhookSecretBytes))
 		return
 	}
 	res := src.provider(&request{h: r.Header, body: body, now: now, secrets: secrets, src: src.cfg})
@@ -150,15 +150,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.WebhookVerified.WithLabelValues(ns, name).Inc()
 
+	var keys []string // what deduplication reserved for this request
 	if src.dedup != nil && res.deliveryID != "" {
-		switch src.dedup.reserve(res.deliveryID, now) {
-		case accepted:
+		keys = append(keys, res.deliveryID)
+		if res.bodyKey != "" {
+			keys = append(keys, res.bodyKey)
+		}
+		for i, k := range keys {
+			state := src.dedup.reserve(k, now)
+			if state == fresh {
+				continue
+			}
+			for _, reserved := range keys[:i] {
+				src.dedup.done(reserved, false, now)
+			}
 			m.WebhookDeduplicated.WithLabelValues(ns, name).Inc()
-			http.Error(w, fmt.Sprintf("delivery %s was already accepted: not routed again", res.deliveryID), http.StatusOK)
-			return
-		case inFlight:
-			m.WebhookDeduplicated.WithLabelValues(ns, name).Inc()
-			http.Error(w, fmt.Sprintf("delivery %s is being routed right now: retry later", res.deliveryID), http.StatusConflict)
+			what := "delivery " + res.deliveryID
+			if k == res.bodyKey {
+				what = "a delivery with the same signed body" // a replay under a new delivery id
+			}
+			if state == accepted {
+				http.Error(w, what+" was already accepted: not routed again", http.StatusOK)
+			} else {
+				http.Error(w, what+" is being routed right now: retry later", http.StatusConflict)
+			}
 			return
 		}
 	}
@@ -166,8 +181,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res.event.SetExtension(k, v)
 	}
 	status, msg := h.route(r.Context(), src, res, ingress.ForwardedHeaders(r.Header))
-	if src.dedup != nil && res.deliveryID != "" {
-		src.dedup.done(res.deliveryID, status < 300, h.o.Now())
+	for _, k := range keys {
+		src.dedup.done(k, status < 300, h.o.Now())
 	}
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")

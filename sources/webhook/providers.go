@@ -37,6 +37,10 @@ type request struct {
 type result struct {
 	event      *event.Event
 	deliveryID string // "" when the provider gives none: not deduplicated
+	// bodyKey, when set, deduplicates on the signed body as well: for providers whose signature
+	// covers the body only, a captured delivery replays under a new delivery id (and an unsigned
+	// event-type header), and only its body gives it away.
+	bodyKey string
 
 	status      int    // the immediate answer when event is nil
 	reason      string // metric label of a rejection
@@ -206,7 +210,8 @@ func gitHub(r *request) result {
 		}
 	}
 	e := newEvent(delivery, "dev.knative.source.github."+kind, source, gitHubSubject(kind, payload), body, "application/json")
-	return result{event: e, deliveryID: delivery}
+	sum := sha256.Sum256(r.body)
+	return result{event: e, deliveryID: delivery, bodyKey: "sha256:" + hex.EncodeToString(sum[:])}
 }
 
 func contains(list []string, v string) bool {
@@ -429,8 +434,8 @@ func standardWebhooks(r *request) result {
 	ok := false
 	for _, s := range r.secrets {
 		key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(string(s), "whsec_"))
-		if err != nil {
-			continue
+		if err != nil || len(key) < config.MinWebhookSecretBytes {
+			continue // an empty or short key would let anyone sign
 		}
 		want := macOf(sha256.New, key, []byte(id+"."+ts+"."), r.body)
 		for _, sig := range strings.Fields(header) {

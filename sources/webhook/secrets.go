@@ -60,11 +60,11 @@ func (s *secret) get(now time.Time) []byte {
 	return s.value
 }
 
-// values returns every available secret value.
+// values returns every available secret value long enough to be used.
 func values(secrets []*secret, now time.Time) [][]byte {
 	out := make([][]byte, 0, len(secrets))
 	for _, s := range secrets {
-		if v := s.get(now); len(v) > 0 {
+		if v := s.get(now); len(v) >= config.MinWebhookSecretBytes {
 			out = append(out, v)
 		}
 	}

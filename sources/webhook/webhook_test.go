@@ -14,6 +14,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -101,7 +102,7 @@ func mac(newHash func() hash.Hash, key, msg string) []byte {
 func TestGitHub(t *testing.T) {
 	body := `{"action":"opened","number":7,"pull_request":{"number":7},"repository":{"full_name":"acme/shop"}}`
 	sign := func(secret, b string) string { return "sha256=" + hex.EncodeToString(mac(sha256.New, secret, b)) }
-	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "github", DedupWindow: time.Minute}, "old-secret", "new-secret")
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "github", DedupWindow: time.Minute}, "old-secret-0123456789", "new-secret-0123456789")
 	headers := func(sig string) map[string]string {
 		return map[string]string{"X-Hub-Signature-256": sig, "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "d-1", "Content-Type": "application/json"}
 	}
@@ -114,19 +115,19 @@ func TestGitHub(t *testing.T) {
 	}{
 		{"missing signature", map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "x"}, body, 401, "missing X-Hub-Signature-256"},
 		{"wrong secret", headers(sign("nope", body)), body, 401, "does not match"},
-		{"tampered body", headers(sign("new-secret", body)), body + " ", 401, "does not match"},
+		{"tampered body", headers(sign("new-secret-0123456789", body)), body + " ", 401, "does not match"},
 		{"sha1 style", headers("sha1=abc"), body, 401, "not sha256=<hex>"},
-		{"missing event header", map[string]string{"X-Hub-Signature-256": sign("new-secret", body)}, body, 400, "X-GitHub-Event"},
-		{"not json", headers(sign("new-secret", "nope")), "nope", 400, "not a JSON object"},
-		{"valid with the second (rotated) secret", headers(sign("new-secret", body)), body, 202, "accepted"},
-		{"valid with the first secret, redelivered", headers(sign("old-secret", body)), body, 200, "already accepted"},
+		{"missing event header", map[string]string{"X-Hub-Signature-256": sign("new-secret-0123456789", body)}, body, 400, "X-GitHub-Event"},
+		{"not json", headers(sign("new-secret-0123456789", "nope")), "nope", 400, "not a JSON object"},
+		{"valid with the second (rotated) secret", headers(sign("new-secret-0123456789", body)), body, 202, "accepted"},
+		{"valid with the first secret, redelivered", headers(sign("old-secret-0123456789", body)), body, 200, "already accepted"},
 	}
 	for _, c := range cases {
 		rec := post(h, c.headers, c.body)
 		if rec.Code != c.want || !strings.Contains(rec.Body.String(), c.msg) {
 			t.Errorf("%s: %d %q, want %d containing %q", c.name, rec.Code, rec.Body.String(), c.want, c.msg)
 		}
-		if strings.Contains(rec.Body.String(), "old-secret") || strings.Contains(rec.Body.String(), "new-secret") {
+		if strings.Contains(rec.Body.String(), "old-secret-0123456789") || strings.Contains(rec.Body.String(), "new-secret-0123456789") {
 			t.Errorf("%s: answer leaks a secret", c.name)
 		}
 	}
@@ -137,7 +138,7 @@ func TestGitHub(t *testing.T) {
 	if e.Type() != "dev.knative.source.github.pull_request" || e.Source() != "https://github.com/acme/shop" || e.ID() != "d-1" || e.Subject() != "7" || e.DataContentType() != "application/json" || string(e.Data()) != body {
 		t.Errorf("mapped event: %v", e)
 	}
-	ping := post(h, map[string]string{"X-Hub-Signature-256": sign("old-secret", `{"zen":"x"}`), "X-GitHub-Event": "ping", "X-GitHub-Delivery": "p"}, `{"zen":"x"}`)
+	ping := post(h, map[string]string{"X-Hub-Signature-256": sign("old-secret-0123456789", `{"zen":"x"}`), "X-GitHub-Event": "ping", "X-GitHub-Delivery": "p"}, `{"zen":"x"}`)
 	if ping.Code != 200 || !strings.Contains(ping.Body.String(), "pong") || pub.count() != 1 {
 		t.Errorf("ping: %d %s", ping.Code, ping.Body.String())
 	}
@@ -156,9 +157,9 @@ func TestGitHubPublishedExample(t *testing.T) {
 }
 
 func TestGitHubSourceEventTypes(t *testing.T) {
-	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "github", GitHubEventTypes: []string{"push"}, Source: "https://github.com/acme/shop"}, "s")
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "github", GitHubEventTypes: []string{"push"}, Source: "https://github.com/acme/shop"}, "s-0123456789abcdef")
 	body := `{"compare":"https://github.com/acme/shop/compare/abc...def","repository":{"full_name":"other/repo"}}`
-	sig := "sha256=" + hex.EncodeToString(mac(sha256.New, "s", body))
+	sig := "sha256=" + hex.EncodeToString(mac(sha256.New, "s-0123456789abcdef", body))
 	if rec := post(h, map[string]string{"X-Hub-Signature-256": sig, "X-GitHub-Event": "issues", "X-GitHub-Delivery": "a"}, body); rec.Code != 200 || pub.count() != 0 {
 		t.Errorf("an event kind outside eventTypes: %d, routed %d", rec.Code, pub.count())
 	}
@@ -171,7 +172,7 @@ func TestGitHubSourceEventTypes(t *testing.T) {
 }
 
 func TestGitLab(t *testing.T) {
-	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "gitlab", DedupWindow: time.Minute}, "tok-1", "tok-2")
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "gitlab", DedupWindow: time.Minute}, "tok-1-0123456789abcdef", "tok-2-0123456789abcdef")
 	body := `{"object_kind":"merge_request","project":{"web_url":"https://gitlab.com/acme/shop"},"object_attributes":{"iid":12,"id":999}}`
 	hdr := func(tok, uuid string) map[string]string {
 		return map[string]string{"X-Gitlab-Token": tok, "X-Gitlab-Event": "Merge Request Hook", "X-Gitlab-Event-UUID": uuid}
@@ -182,9 +183,9 @@ func TestGitLab(t *testing.T) {
 	}{
 		{map[string]string{"X-Gitlab-Event": "Push Hook"}, 401},
 		{hdr("wrong", "u1"), 401},
-		{hdr("tok-2", "u1"), 202},
-		{hdr("tok-1", "u1"), 200}, // the same delivery again
-		{hdr("tok-1", "u2"), 202},
+		{hdr("tok-2-0123456789abcdef", "u1"), 202},
+		{hdr("tok-1-0123456789abcdef", "u1"), 200}, // the same delivery again
+		{hdr("tok-1-0123456789abcdef", "u2"), 202},
 	} {
 		if rec := post(h, c.h, body); rec.Code != c.want {
 			t.Errorf("%v: %d %s, want %d", c.h, rec.Code, rec.Body.String(), c.want)
@@ -199,7 +200,7 @@ func TestGitLab(t *testing.T) {
 }
 
 func TestStripe(t *testing.T) {
-	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "stripe", Tolerance: 300 * time.Second, DedupWindow: time.Minute}, "whsec_stripe")
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "stripe", Tolerance: 300 * time.Second, DedupWindow: time.Minute}, "whsec_stripe_0123456789")
 	body := `{"id":"evt_1","type":"payment_intent.succeeded","created":1799999990,"data":{"object":{"id":"pi_9"}}}`
 	sigAt := func(ts int64, secret string, b string) string {
 		return fmt.Sprintf("t=%d,v1=%s,v1=%s", ts, "00ff", hex.EncodeToString(mac(sha256.New, secret, fmt.Sprintf("%d.%s", ts, b))))
@@ -211,12 +212,12 @@ func TestStripe(t *testing.T) {
 	}{
 		{"missing", "", body, 401, "missing Stripe-Signature"},
 		{"no v1", "t=1", body, 401, "needs t= and at least one v1="},
-		{"stale", sigAt(now.Unix()-301, "whsec_stripe", body), body, 401, "outside the 5m0s tolerance"},
-		{"future", sigAt(now.Unix()+301, "whsec_stripe", body), body, 401, "tolerance"},
+		{"stale", sigAt(now.Unix()-301, "whsec_stripe_0123456789", body), body, 401, "outside the 5m0s tolerance"},
+		{"future", sigAt(now.Unix()+301, "whsec_stripe_0123456789", body), body, 401, "tolerance"},
 		{"wrong secret", sigAt(now.Unix(), "other", body), body, 401, "no v1 signature"},
-		{"tampered", sigAt(now.Unix(), "whsec_stripe", body), body + "x", 401, "no v1 signature"},
-		{"valid, second v1", sigAt(now.Unix()-100, "whsec_stripe", body), body, 202, "accepted"},
-		{"duplicate", sigAt(now.Unix(), "whsec_stripe", body), body, 200, "already accepted"},
+		{"tampered", sigAt(now.Unix(), "whsec_stripe_0123456789", body), body + "x", 401, "no v1 signature"},
+		{"valid, second v1", sigAt(now.Unix()-100, "whsec_stripe_0123456789", body), body, 202, "accepted"},
+		{"duplicate", sigAt(now.Unix(), "whsec_stripe_0123456789", body), body, 200, "already accepted"},
 	} {
 		rec := post(h, map[string]string{"Stripe-Signature": c.sig}, c.body)
 		if rec.Code != c.want || !strings.Contains(rec.Body.String(), c.msg) {
@@ -233,10 +234,10 @@ func TestStripe(t *testing.T) {
 }
 
 func TestSlack(t *testing.T) {
-	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "slack", DedupWindow: time.Minute}, "slack-signing")
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "slack", DedupWindow: time.Minute}, "slack-signing-0123456789")
 	ts := fmt.Sprint(now.Unix())
 	sign := func(ts, body string) string {
-		return "v0=" + hex.EncodeToString(mac(sha256.New, "slack-signing", "v0:"+ts+":"+body))
+		return "v0=" + hex.EncodeToString(mac(sha256.New, "slack-signing-0123456789", "v0:"+ts+":"+body))
 	}
 	challenge := `{"type":"url_verification","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"}`
 	rec := post(h, map[string]string{"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sign(ts, challenge)}, challenge)
@@ -309,9 +310,9 @@ func TestGeneric(t *testing.T) {
 	rule := config.FieldRule{}
 	hmacSrc := &config.WebhookSource{Provider: "generic", Generic: &config.GenericWebhook{Verification: "hmac", HMACHeader: "X-Sig", HMACAlgorithm: "sha1", HMACEncoding: "base64", HMACPrefix: "sha1=",
 		Type: config.FieldRule{JSON: "kind"}, Source: config.FieldRule{Value: "https://crm.example"}, Subject: config.FieldRule{Header: "X-Customer"}, ID: config.FieldRule{JSON: "event.id"}}, DedupWindow: time.Minute}
-	h, pub, _ := fixture(t, hmacSrc, "generic-secret")
+	h, pub, _ := fixture(t, hmacSrc, "generic-secret-0123456789")
 	body := `{"kind":"customer.updated","event":{"id":"ev-5"}}`
-	sig := "sha1=" + base64.StdEncoding.EncodeToString(mac(sha1.New, "generic-secret", body))
+	sig := "sha1=" + base64.StdEncoding.EncodeToString(mac(sha1.New, "generic-secret-0123456789", body))
 	if rec := post(h, map[string]string{"X-Sig": sig, "X-Customer": "c-1"}, body); rec.Code != 202 {
 		t.Fatalf("hmac: %d %s", rec.Code, rec.Body.String())
 	}
@@ -325,11 +326,11 @@ func TestGeneric(t *testing.T) {
 		t.Errorf("duplicate by mapped id: %d", rec.Code)
 	}
 
-	bearer, pub2, _ := fixture(t, &config.WebhookSource{Provider: "generic", Generic: &config.GenericWebhook{Verification: "bearer", BearerHeader: "Authorization", Type: rule}}, "tkn")
+	bearer, pub2, _ := fixture(t, &config.WebhookSource{Provider: "generic", Generic: &config.GenericWebhook{Verification: "bearer", BearerHeader: "Authorization", Type: rule}}, "tkn-0123456789abcdef")
 	if rec := post(bearer, map[string]string{"Authorization": "Bearer nope"}, "plain text"); rec.Code != 401 {
 		t.Errorf("bad bearer: %d", rec.Code)
 	}
-	if rec := post(bearer, map[string]string{"Authorization": "Bearer tkn", "Content-Type": "text/plain"}, "plain text"); rec.Code != 202 {
+	if rec := post(bearer, map[string]string{"Authorization": "Bearer tkn-0123456789abcdef", "Content-Type": "text/plain"}, "plain text"); rec.Code != 202 {
 		t.Fatalf("bearer: %d %s", rec.Code, rec.Body.String())
 	}
 	if e := pub2.envs[0].Event; e.Type() != "dev.switchyard.webhook" || e.DataContentType() != "text/plain" || string(e.Data()) != "plain text" {
@@ -343,20 +344,20 @@ func TestGeneric(t *testing.T) {
 }
 
 func TestSecretRotationOnDisk(t *testing.T) {
-	h, pub, dir := fixture(t, &config.WebhookSource{Provider: "gitlab"}, "first")
+	h, pub, dir := fixture(t, &config.WebhookSource{Provider: "gitlab"}, "first-0123456789abcdef")
 	send := func(tok string) int {
 		return post(h, map[string]string{"X-Gitlab-Token": tok, "X-Gitlab-Event": "Push Hook"}, `{"object_kind":"push"}`).Code
 	}
-	if send("first") != 202 {
+	if send("first-0123456789abcdef") != 202 {
 		t.Fatal("first secret refused")
 	}
-	if err := os.WriteFile(filepath.Join(dir, "wh0", "secret"), []byte("second"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, "wh0", "secret"), []byte("second-0123456789abcdef"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	future := time.Unix(now.Unix()+2, 0) // the file is checked again after a second
 	_ = os.Chtimes(filepath.Join(dir, "wh0", "secret"), future, future)
 	h.o.Now = func() time.Time { return future }
-	if send("second") != 202 || send("first") != 401 {
+	if send("second-0123456789abcdef") != 202 || send("first-0123456789abcdef") != 401 {
 		t.Error("a rewritten secret file did not take effect")
 	}
 	if pub.count() != 2 {
@@ -365,8 +366,8 @@ func TestSecretRotationOnDisk(t *testing.T) {
 }
 
 func TestAnswersFromTheSink(t *testing.T) {
-	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "gitlab"}, "t")
-	hdr := map[string]string{"X-Gitlab-Token": "t", "X-Gitlab-Event": "Push Hook"}
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "gitlab"}, "t-0123456789abcdef")
+	hdr := map[string]string{"X-Gitlab-Token": "t-0123456789abcdef", "X-Gitlab-Event": "Push Hook"}
 	pub.err = router.ErrQueueFull
 	if rec := post(h, hdr, `{}`); rec.Code != 429 || rec.Header().Get("Retry-After") == "" {
 		t.Errorf("full broker: %d", rec.Code)
@@ -396,7 +397,7 @@ func TestAnswersFromTheSink(t *testing.T) {
 		}
 	}))
 	defer sink.Close()
-	uh, _, _ := fixture(t, &config.WebhookSource{Provider: "gitlab", Sink: config.Sink{URI: sink.URL}}, "t")
+	uh, _, _ := fixture(t, &config.WebhookSource{Provider: "gitlab", Sink: config.Sink{URI: sink.URL}}, "t-0123456789abcdef")
 	if rec := post(uh, hdr, `{"object_kind":"push"}`); rec.Code != 202 || got != 1 {
 		t.Errorf("uri sink: %d, sink got %d", rec.Code, got)
 	}
@@ -439,4 +440,36 @@ func FuzzProviders(f *testing.F) {
 			t.Fatalf("invalid event %v", res.event)
 		}
 	})
+}
+
+// TestHostileWebhooks (issue #16, item 11): a captured GitHub delivery replayed under a new
+// X-GitHub-Delivery, re-typed through the unsigned X-GitHub-Event, used to be routed again; and a
+// whsec_ secret with an empty key accepted signatures anyone can compute.
+func TestHostileWebhooks(t *testing.T) {
+	secret := "gh-secret-0123456789"
+	h, pub, _ := fixture(t, &config.WebhookSource{Provider: "github", DedupWindow: time.Minute}, secret)
+	body := `{"ref":"refs/heads/main","after":"0f1e2d","repository":{"full_name":"acme/shop"}}`
+	sig := "sha256=" + hex.EncodeToString(mac(sha256.New, secret, body))
+	if rec := post(h, map[string]string{"X-Hub-Signature-256": sig, "X-GitHub-Event": "push", "X-GitHub-Delivery": "d-1"}, body); rec.Code != 202 {
+		t.Fatalf("original: %d %s", rec.Code, rec.Body.String())
+	}
+	rec := post(h, map[string]string{"X-Hub-Signature-256": sig, "X-GitHub-Event": "release", "X-GitHub-Delivery": "d-2-replayed"}, body)
+	if rec.Code != 200 || !strings.Contains(rec.Body.String(), "same signed body") || pub.count() != 1 {
+		t.Errorf("replay under a new delivery id, re-typed: %d %q, routed %d (want 200, not routed)", rec.Code, rec.Body.String(), pub.count())
+	}
+
+	// Standard Webhooks with "whsec_" (an empty key): anyone can sign with the empty key.
+	empty, pub2, _ := fixture(t, &config.WebhookSource{Provider: "standardwebhooks", Tolerance: 5 * time.Minute}, "whsec_")
+	now := time.Now()
+	empty.o.Now = func() time.Time { return now }
+	ts := strconv.FormatInt(now.Unix(), 10)
+	forged := base64.StdEncoding.EncodeToString(mac(sha256.New, "", "msg_1."+ts+"."+`{}`))
+	rec = post(empty, map[string]string{"webhook-id": "msg_1", "webhook-timestamp": ts, "webhook-signature": "v1," + forged}, `{}`)
+	if rec.Code < 400 || pub2.count() != 0 {
+		t.Errorf("a signature made with the empty key: %d, routed %d", rec.Code, pub2.count())
+	}
+	short, pub3, _ := fixture(t, &config.WebhookSource{Provider: "gitlab"}, "short")
+	if rec := post(short, map[string]string{"X-Gitlab-Token": "short", "X-Gitlab-Event": "Push Hook"}, `{}`); rec.Code != 503 || pub3.count() != 0 {
+		t.Errorf("a 5-byte token: %d, routed %d (want 503: no usable secret)", rec.Code, pub3.count())
+	}
 }

@@ -18,7 +18,7 @@ import (
 // trigger's subscriber; bad signatures are refused and redeliveries routed once.
 func TestWebhooksThroughTheBinary(t *testing.T) {
 	secrets := t.TempDir()
-	for name, value := range map[string]string{"github-secret/secretToken": "gh-s3cret", "github-secret/accessToken": "unused", "stripe/whsec": "whsec_e2e"} {
+	for name, value := range map[string]string{"github-secret/secretToken": "gh-s3cret-0123456789", "github-secret/accessToken": "unused", "stripe/whsec": "whsec_e2e_0123456789"} {
 		p := filepath.Join(secrets, name)
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
 			t.Fatal(err)
@@ -76,7 +76,7 @@ spec:
 		return hex.EncodeToString(m.Sum(nil))
 	}
 	push := `{"ref":"refs/heads/main","compare":"https://github.com/acme/shop/compare/a1...b2","repository":{"full_name":"acme/shop"}}`
-	gh := map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "gh-1", "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + sign("gh-s3cret", push)}
+	gh := map[string]string{"X-GitHub-Event": "push", "X-GitHub-Delivery": "gh-1", "Content-Type": "application/json", "X-Hub-Signature-256": "sha256=" + sign("gh-s3cret-0123456789", push)}
 	if code, body := hook("/webhooks/default/github", gh, push); code != 202 {
 		t.Fatalf("github push: %d %s", code, body)
 	}
@@ -85,12 +85,12 @@ spec:
 	}
 	gh["X-Hub-Signature-256"] = "sha256=" + sign("wrong", push)
 	gh["X-GitHub-Delivery"] = "gh-2"
-	if code, body := hook("/webhooks/default/github", gh, push); code != 401 || strings.Contains(body, "gh-s3cret") {
+	if code, body := hook("/webhooks/default/github", gh, push); code != 401 || strings.Contains(body, "gh-s3cret-0123456789") {
 		t.Errorf("bad signature: %d %s", code, body)
 	}
 	charge := `{"id":"evt_e2e","type":"charge.succeeded","created":1,"data":{"object":{"id":"ch_1"}}}`
 	ts := time.Now().Unix()
-	st := map[string]string{"Stripe-Signature": fmt.Sprintf("t=%d,v1=%s", ts, sign("whsec_e2e", fmt.Sprintf("%d.%s", ts, charge)))}
+	st := map[string]string{"Stripe-Signature": fmt.Sprintf("t=%d,v1=%s", ts, sign("whsec_e2e_0123456789", fmt.Sprintf("%d.%s", ts, charge)))}
 	if code, body := hook("/webhooks/default/payments", st, charge); code != 202 {
 		t.Fatalf("stripe: %d %s", code, body)
 	}
