@@ -2,12 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -25,6 +27,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
+	"github.com/switchyard-events/switchyard/router/tlsfiles"
 	"github.com/switchyard-events/switchyard/sinks/kafka"
 	kafkasource "github.com/switchyard-events/switchyard/sources/kafka"
 	"github.com/switchyard-events/switchyard/sources/kubernetes"
@@ -181,10 +184,25 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		ingressLn.Close()
 		return fmt.Errorf("listening for admin: %w", err)
 	}
-	brokerBase := "http://" + hostForURL(ingressLn.Addr())
+	scheme := "http"
+	if t := cfg.Settings.IngressTLS; t != nil {
+		if ingressLn, err = withTLS(ingressLn, t); err != nil {
+			adminLn.Close()
+			return fmt.Errorf("ingress TLS: %w", err)
+		}
+		scheme = "https"
+	}
+	if t := cfg.Settings.AdminTLS; t != nil {
+		if adminLn, err = withTLS(adminLn, t); err != nil {
+			ingressLn.Close()
+			return fmt.Errorf("admin TLS: %w", err)
+		}
+	}
+	brokerBase := scheme + "://" + hostForURL(ingressLn.Addr())
 
 	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes, MaxResponseHeaderBytes: cfg.Settings.MaxResponseHeaderBytes,
 		MaxReplyBytesInFlight: cfg.Settings.MaxReplyBytesInFlight})
+	deliverer.SetDestinationTLS(destinationTLS(cfg.DestinationTLS, f.secretsDir))
 	rtr := broker.New(broker.Options{
 		Logger:    logger,
 		Deliverer: deliverer,
@@ -265,6 +283,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		kafkaSources.Apply(next.KafkaSources)
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
+		deliverer.SetDestinationTLS(destinationTLS(next.DestinationTLS, f.secretsDir))
 		adm.SetAuth(adminAuth(next.Settings.AdminAuth))
 		m.SetMaxEventTypes(next.Settings.MaxEventTypes)
 		auth.Store(senderauth.New(next.Auth))
@@ -333,6 +352,35 @@ func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *conf
 			Security: s.Kafka.Security, SecretsDir: secretsDir,
 		}), nil
 	}
+}
+
+// withTLS makes ln serve TLS from t's files (read again as they change).
+func withTLS(ln net.Listener, t *config.ListenerTLS) (net.Listener, error) {
+	auth := tls.RequireAndVerifyClientCert
+	if t.ClientAuth == "verify-if-given" {
+		auth = tls.VerifyClientCertIfGiven
+	}
+	cfg, err := tlsfiles.ServerConfig(tlsfiles.Server{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile, ClientAuth: auth})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return tls.NewListener(ln, cfg), nil
+}
+
+// destinationTLS is the deliverer's view of the destinations' TLS: client Secrets become the
+// files of a mounted kubernetes.io/tls Secret.
+func destinationTLS(byURL map[string]config.DestinationTLS, secretsDir string) map[string]tlsfiles.Client {
+	out := make(map[string]tlsfiles.Client, len(byURL))
+	for u, d := range byURL {
+		c := tlsfiles.Client{CAPEM: d.CAPEM}
+		if d.ClientSecret != "" {
+			c.CertFile = filepath.Join(secretsDir, d.ClientSecret, "tls.crt")
+			c.KeyFile = filepath.Join(secretsDir, d.ClientSecret, "tls.key")
+		}
+		out[u] = c
+	}
+	return out
 }
 
 // adminAuth is the admin API's view of the configured credentials.

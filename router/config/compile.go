@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/filter"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
+	"github.com/switchyard-events/switchyard/router/tlsfiles"
 )
 
 // Annotations Switchyard reads.
@@ -28,6 +29,9 @@ const (
 	AnnotationConcurrency   = "switchyard.dev/concurrency"
 	AnnotationRateLimit     = "switchyard.dev/rate-limit"
 	AnnotationMaxInFlight   = "switchyard.dev/max-in-flight"
+	// AnnotationTLSClientSecret names a Secret (tls.crt, tls.key) whose certificate a trigger
+	// presents to its HTTPS subscriber (mTLS).
+	AnnotationTLSClientSecret = "switchyard.dev/tls-client-secret"
 )
 
 // Broker classes served from memory. Knative's own MT class is accepted so that its manifests work
@@ -43,6 +47,7 @@ var (
 // compile validates everything parsed and builds the Config, or returns every error found.
 func (l *loader) compile(files []string) (*Config, error) {
 	cfg := &Config{Files: files}
+	l.destTLS = map[string]*destTLSDoc{}
 	defaults := l.compileSettings(&cfg.Settings)
 	if len(l.settings) > 0 {
 		cfg.Auth = l.compileAuth(l.settings[0].d, l.settings[0].m.Spec.Ingress.Auth)
@@ -122,6 +127,12 @@ func (l *loader) compile(files []string) (*Config, error) {
 		}
 	}
 
+	if len(l.destTLS) > 0 {
+		cfg.DestinationTLS = make(map[string]DestinationTLS, len(l.destTLS))
+		for u, e := range l.destTLS {
+			cfg.DestinationTLS[u] = e.tls
+		}
+	}
 	if len(l.errs) > 0 {
 		sort.SliceStable(l.errs, func(i, j int) bool {
 			if l.errs[i].File != l.errs[j].File {
@@ -185,6 +196,8 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	}
 	setAddr("spec.ingress.addr", spec.Ingress.Addr, &s.Addr)
 	setAddr("spec.admin.addr", spec.Admin.Addr, &s.AdminAddr)
+	s.IngressTLS = l.listenerTLS(d, "spec.ingress.tls", spec.Ingress.TLS)
+	s.AdminTLS = l.listenerTLS(d, "spec.admin.tls", spec.Admin.TLS)
 	if a := spec.Admin.Auth; a != nil {
 		s.AdminAuth = l.compileAdminAuth(d, a.Readers, a.Operators)
 	}
@@ -423,6 +436,16 @@ func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers ma
 	} else {
 		tr.Subscriber = l.resolveDestination(t.d, "spec.subscriber", spec.Subscriber, ref.Namespace, s)
 	}
+	if name, ok := t.m.Metadata.Annotations[AnnotationTLSClientSecret]; ok {
+		switch {
+		case !objectName.MatchString(name):
+			l.errAt(t.d, "metadata.annotations", "%s must name a Secret (with tls.crt and tls.key), got %q", AnnotationTLSClientSecret, name)
+		case tr.Subscriber != "" && !strings.HasPrefix(tr.Subscriber, "https://"):
+			l.errAt(t.d, "metadata.annotations", "%s needs an https subscriber, got %s", AnnotationTLSClientSecret, router.RedactURL(tr.Subscriber))
+		case tr.Subscriber != "":
+			l.addDestinationTLS(t.d, "metadata.annotations", tr.Subscriber, nil, name)
+		}
+	}
 	own := l.parseDelivery(t.d, "spec.delivery", spec.Delivery, ref.Namespace, s, true)
 	tr.Delivery = resolvePolicy(defaults, brokerDelivery, own)
 
@@ -566,9 +589,53 @@ func (l *loader) compileFilter(d *doc, path string, f *filterSpec) filter.Filter
 
 // resolveDestination turns a Knative Destination into a URL.
 func (l *loader) resolveDestination(d *doc, path string, dst *destination, namespace string, s *Settings) string {
-	if dst.CACerts != nil {
-		l.errAt(d, path+".CACerts", "custom CA certificates per destination are not supported yet; trust the CA system-wide")
+	u := l.resolveDestinationURL(d, path, dst, namespace, s)
+	if u != "" && dst.CACerts != nil {
+		if err := tlsfiles.CheckCAPEM([]byte(*dst.CACerts)); err != nil {
+			l.errAt(d, path+".CACerts", "%v", err)
+		} else if !strings.HasPrefix(u, "https://") {
+			l.errAt(d, path+".CACerts", "applies to https destinations, not %s", router.RedactURL(u))
+		} else {
+			l.addDestinationTLS(d, path+".CACerts", u, []byte(*dst.CACerts), "")
+		}
 	}
+	return u
+}
+
+// destTLSDoc is what one destination URL trusts and presents, and where that was said first.
+type destTLSDoc struct {
+	tls      DestinationTLS
+	caAt     string // file:line of the CACerts, "" when none
+	secretAt string
+}
+
+// addDestinationTLS records CA certificates or a client Secret for destination u. TLS applies per
+// URL (a connection to it is one TLS session), so two places giving the same URL different CAs or
+// Secrets are a conflict, reported at the second.
+func (l *loader) addDestinationTLS(d *doc, path, u string, ca []byte, secret string) {
+	at := fmt.Sprintf("%s:%d", d.file, d.line(path))
+	e := l.destTLS[u]
+	if e == nil {
+		e = &destTLSDoc{}
+		l.destTLS[u] = e
+	}
+	if ca != nil {
+		if e.caAt != "" && !bytes.Equal(e.tls.CAPEM, ca) {
+			l.errAt(d, path, "%s has other CACerts at %s: one destination URL has one set of CA certificates", router.RedactURL(u), e.caAt)
+			return
+		}
+		e.tls.CAPEM, e.caAt = ca, at
+	}
+	if secret != "" {
+		if e.secretAt != "" && e.tls.ClientSecret != secret {
+			l.errAt(d, path, "%s presents Secret %s at %s: one destination URL presents one client certificate", router.RedactURL(u), e.tls.ClientSecret, e.secretAt)
+			return
+		}
+		e.tls.ClientSecret, e.secretAt = secret, at
+	}
+}
+
+func (l *loader) resolveDestinationURL(d *doc, path string, dst *destination, namespace string, s *Settings) string {
 	if dst.Audience != nil {
 		l.errAt(d, path+".audience", "OIDC audiences are not supported yet")
 	}
@@ -596,7 +663,11 @@ func (l *loader) resolveDestination(d *doc, path string, dst *destination, names
 				return ""
 			}
 		case r.Kind == "Service" && (r.APIVersion == "v1" || r.APIVersion == "serving.knative.dev/v1"):
-			base = &url.URL{Scheme: "http", Host: r.Name + "." + ns + ".svc." + s.ClusterDomain, Path: "/"}
+			scheme := "http"
+			if dst.CACerts != nil {
+				scheme = "https" // as Knative resolves a Service with CACerts
+			}
+			base = &url.URL{Scheme: scheme, Host: r.Name + "." + ns + ".svc." + s.ClusterDomain, Path: "/"}
 		default:
 			l.errAt(d, path+".ref", "cannot resolve a ref to %s %s outside Kubernetes: refs to v1 Service and serving.knative.dev/v1 Service are supported; use uri for anything else", r.APIVersion, r.Kind)
 			return ""
@@ -757,6 +828,26 @@ func (l *loader) compileAuth(d *doc, specs []authSpec) []senderauth.Policy {
 		out = append(out, p)
 	}
 	return out
+}
+
+// listenerTLS checks a listener's TLS settings. The files are read when the listener starts (a
+// Secret is mounted where serve runs, not always where validate does).
+func (l *loader) listenerTLS(d *doc, path string, t *listenerTLSSpec) *ListenerTLS {
+	if t == nil {
+		return nil
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		l.errAt(d, path, "certFile and keyFile are both needed")
+	}
+	switch t.ClientAuth {
+	case "", "require", "verify-if-given":
+	default:
+		l.errAt(d, path+".clientAuth", "%q is not require or verify-if-given", t.ClientAuth)
+	}
+	if t.ClientAuth != "" && t.ClientCAFile == "" {
+		l.errAt(d, path+".clientAuth", "needs clientCAFile, the CA that issues client certificates")
+	}
+	return &ListenerTLS{CertFile: t.CertFile, KeyFile: t.KeyFile, ClientCAFile: t.ClientCAFile, ClientAuth: t.ClientAuth}
 }
 
 // compileAdminAuth compiles spec.admin.auth: who may read the admin API, and who may also act.

@@ -130,6 +130,8 @@ type loader struct {
 	webhooks   []webhookDoc
 	github     []gitHubDoc
 	kafkaSrc   []kafkaSourceDoc
+	// destTLS collects destinations' TLS by URL while compiling.
+	destTLS map[string]*destTLSDoc
 }
 
 type kafkaSourceDoc struct {

@@ -140,9 +140,13 @@ type settingsSpec struct {
 		MaxRepliesPerEvent *int32 `yaml:"maxRepliesPerEvent"`
 		// Auth lists sender-authentication policies; brokers no policy names are open.
 		Auth []authSpec `yaml:"auth"`
+		// TLS makes the ingress listener (brokers and webhooks) serve HTTPS.
+		TLS *listenerTLSSpec `yaml:"tls"`
 	} `yaml:"ingress"`
 	Admin struct {
 		Addr string `yaml:"addr"`
+		// TLS makes the admin listener serve HTTPS.
+		TLS *listenerTLSSpec `yaml:"tls"`
 		// Auth, when set, requires bearer credentials on the admin API (/v1/...): readers may
 		// read, operators may also redrive. /healthz, /readyz and /metrics stay open.
 		Auth *struct {
@@ -196,6 +200,15 @@ type settingsSpec struct {
 		Format string `yaml:"format"` // json or console
 		Level  string `yaml:"level"`  // debug, info, warn, error
 	} `yaml:"log"`
+}
+
+// listenerTLSSpec are a listener's PEM files, read again when they change.
+type listenerTLSSpec struct {
+	CertFile     string `yaml:"certFile"`
+	KeyFile      string `yaml:"keyFile"`
+	ClientCAFile string `yaml:"clientCAFile"`
+	// ClientAuth is require (the default with a clientCAFile) or verify-if-given.
+	ClientAuth string `yaml:"clientAuth"`
 }
 
 // authSpec protects brokers with bearer tokens and/or JWTs.

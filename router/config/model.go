@@ -30,12 +30,17 @@ type Config struct {
 	Files []string
 	// Warnings are things worth knowing that are not errors, each at its file and line.
 	Warnings []*Error
+	// DestinationTLS is what HTTPS destinations (subscribers, dead-letter and webhook sinks) trust
+	// and present beyond the defaults, by destination URL.
+	DestinationTLS map[string]DestinationTLS
 }
 
 // Settings are the router's own settings, from SwitchyardConfig or defaults.
 type Settings struct {
 	Addr      string
 	AdminAddr string
+	// IngressTLS and AdminTLS, when set, make those listeners serve HTTPS.
+	IngressTLS, AdminTLS *ListenerTLS
 	// AdminAuth, when set, protects the admin API; nil leaves it open (it listens on loopback
 	// by default).
 	AdminAuth    *AdminAuth
@@ -75,6 +80,22 @@ type Settings struct {
 	Cassandra *Cassandra
 	// Kafka is set when Kafka-class brokers have a cluster to use.
 	Kafka *Kafka
+}
+
+// DestinationTLS is a destination's TLS beyond the system's roots: Knative's CACerts, and the
+// client certificate a trigger presents (switchyard.dev/tls-client-secret).
+type DestinationTLS struct {
+	CAPEM []byte
+	// ClientSecret names a Secret with tls.crt and tls.key under the secrets directory.
+	ClientSecret string
+}
+
+// ListenerTLS are a listener's TLS files; nil serves plain HTTP.
+type ListenerTLS struct {
+	CertFile, KeyFile string
+	// ClientCAFile verifies client certificates; ClientAuth is "require" (default with a CA) or
+	// "verify-if-given".
+	ClientCAFile, ClientAuth string
 }
 
 // AdminAuth are the credentials of the admin API's two roles. A nil role has no members.

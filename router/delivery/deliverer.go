@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
+	"github.com/switchyard-events/switchyard/router/tlsfiles"
 )
 
 // Extensions set on an event sent to a dead-letter sink.
@@ -36,9 +37,14 @@ const maxErrorData = 1024
 type Deliverer struct {
 	transport     http.RoundTripper
 	maxReplyBytes int64
+	maxHead       int64
 	// replies bounds the bytes of reply bodies being read at once, over every delivery.
 	replies *router.ByteBudget
-	urls    subscriberURLs
+	// destTLS is what HTTPS destinations trust and present beyond the defaults, by URL;
+	// tlsTransports holds a transport per distinct configuration (tlsfiles.Client.Key).
+	destTLS       atomic.Pointer[map[string]tlsfiles.Client]
+	tlsTransports sync.Map
+	urls          subscriberURLs
 }
 
 // Options configure a Deliverer.
@@ -69,11 +75,51 @@ func New(o Options) *Deliverer {
 	if o.MaxReplyBytesInFlight <= 0 {
 		o.MaxReplyBytesInFlight = DefaultMaxReplyBytesInFlight
 	}
-	return &Deliverer{transport: o.Transport, maxReplyBytes: o.MaxReplyBytes, replies: router.NewByteBudget(o.MaxReplyBytesInFlight)}
+	if o.MaxResponseHeaderBytes <= 0 {
+		o.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	return &Deliverer{transport: o.Transport, maxReplyBytes: o.MaxReplyBytes, replies: router.NewByteBudget(o.MaxReplyBytesInFlight), maxHead: o.MaxResponseHeaderBytes}
 }
 
 // DefaultMaxReplyBytesInFlight bounds the reply bodies read at once by default.
 const DefaultMaxReplyBytesInFlight = 64 << 20
+
+// SetDestinationTLS sets, by destination URL, the CA certificates HTTPS destinations are
+// verified with beyond the system's roots and the client certificates presented to them. It may be
+// called while delivering (reload); connections already open keep the configuration they had.
+func (d *Deliverer) SetDestinationTLS(byURL map[string]tlsfiles.Client) {
+	d.destTLS.Store(&byURL)
+}
+
+// transportFor is the transport of a delivery to u: the shared one, or for an HTTPS destination
+// with TLS settings of its own, one per distinct setting.
+func (d *Deliverer) transportFor(raw string, u *url.URL) (http.RoundTripper, error) {
+	if u.Scheme != "https" {
+		return d.transport, nil
+	}
+	byURL := d.destTLS.Load()
+	if byURL == nil {
+		return d.transport, nil
+	}
+	c, ok := (*byURL)[raw]
+	if !ok {
+		return d.transport, nil
+	}
+	key := c.Key()
+	if tr, ok := d.tlsTransports.Load(key); ok {
+		return tr.(http.RoundTripper), nil
+	}
+	cfg, err := tlsfiles.ClientConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	tr, _ := d.tlsTransports.LoadOrStore(key, &http.Transport{
+		Proxy: http.ProxyFromEnvironment, DialContext: dialer.DialContext, TLSClientConfig: cfg, ForceAttemptHTTP2: true,
+		MaxIdleConnsPerHost: maxIdlePerHost, IdleConnTimeout: idleTimeout, TLSHandshakeTimeout: 10 * time.Second,
+		MaxResponseHeaderBytes: d.maxHead,
+	})
+	return tr.(http.RoundTripper), nil
+}
 
 // ReplyBytesInFlight is the bytes of reply bodies being read now.
 func (d *Deliverer) ReplyBytesInFlight() int64 { return d.replies.Used() }
@@ -227,7 +273,11 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 		hreq.Body = http.NoBody
 	}
 
-	resp, err := d.transport.RoundTrip(hreq)
+	transport, err := d.transportFor(req.URL, u)
+	if err != nil {
+		return attemptResult{err: fmt.Sprintf("TLS settings of %s: %v", router.RedactURL(req.URL), err), retryable: true}
+	}
+	resp, err := transport.RoundTrip(hreq)
 	if err != nil {
 		err = &url.Error{Op: "Post", URL: router.RedactURL(req.URL), Err: err}
 		msg := err.Error()

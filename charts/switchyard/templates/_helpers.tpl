@@ -49,10 +49,26 @@ spec:
     maxTTL: {{ int .Values.config.maxTTL }}
     maxUnfinishedBytes: {{ int64 .Values.config.memory.maxUnfinishedBytes }}
     maxBodyBytesInFlight: {{ int64 .Values.config.memory.maxBodyBytesInFlight }}
+    {{- with .Values.tls.ingress }}
+    {{- if .existingSecret }}
+    tls:
+      certFile: {{ printf "%s/%s/tls.crt" (include "switchyard.secretsDir" $) .existingSecret }}
+      keyFile: {{ printf "%s/%s/tls.key" (include "switchyard.secretsDir" $) .existingSecret }}
+      {{- if .clientCASecret }}
+      clientCAFile: {{ printf "%s/%s/ca.crt" (include "switchyard.secretsDir" $) .clientCASecret }}
+      clientAuth: {{ .clientAuth }}
+      {{- end }}
+    {{- end }}
+    {{- end }}
   subscribers:
     maxReplyBytesInFlight: {{ int64 .Values.config.memory.maxReplyBytesInFlight }}
   admin:
     addr: ":9090"
+    {{- with .Values.tls.admin.existingSecret }}
+    tls:
+      certFile: {{ printf "%s/%s/tls.crt" (include "switchyard.secretsDir" $) . }}
+      keyFile: {{ printf "%s/%s/tls.key" (include "switchyard.secretsDir" $) . }}
+    {{- end }}
   delivery:
     {{- toYaml .Values.config.delivery | nindent 4 }}
   triggers:
@@ -130,5 +146,8 @@ spec:
 {{- with .Values.cassandra.auth.existingSecret }}{{- $names = append $names . -}}{{- end -}}
 {{- if .Values.cassandra.tls.enabled }}{{- with .Values.cassandra.tls.existingSecret }}{{- $names = append $names . -}}{{- end -}}{{- end -}}
 {{- end -}}
+{{- with .Values.tls.ingress.existingSecret }}{{- $names = append $names . -}}{{- end -}}
+{{- with .Values.tls.ingress.clientCASecret }}{{- $names = append $names . -}}{{- end -}}
+{{- with .Values.tls.admin.existingSecret }}{{- $names = append $names . -}}{{- end -}}
 {{- $names | uniq | toJson -}}
 {{- end -}}
