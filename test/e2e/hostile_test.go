@@ -2,12 +2,16 @@ package e2e
 
 import (
 	"bufio"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -424,4 +428,162 @@ func TestAdminAPIIsGuarded(t *testing.T) {
 	}
 	sub.waitFor(t, 2, 5*time.Second)
 	sub.quiet(t, 2, 1500*time.Millisecond)
+}
+
+// TestEndlessSubscriberHeadersAreBounded (issue #16, item 3): a subscriber streaming headers for
+// ever took the router to 6 GB RSS in 12 s. The attempt now fails once the head passes
+// spec.subscribers.maxResponseHeaderBytes, memory stays flat, and the event is recorded as failed.
+func TestEndlessSubscriberHeadersAreBounded(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var written atomic.Int64
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				_, _ = c.Read(make([]byte, 64<<10))
+				_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\n")
+				line := []byte(strings.Repeat("X-Filler: "+strings.Repeat("a", 100)+"\r\n", 40))
+				for written.Load() < 1<<30 { // at most 1 GiB in all, then the test is over anyway
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					n, err := c.Write(line)
+					written.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	defer ln.Close()
+	r := startRouter(t, brokerYAML("default")+triggerYAML("headers", "  broker: default\n  subscriber:\n    uri: http://"+ln.Addr().String()+"\n  delivery:\n    retry: 2\n    backoffDelay: PT0.1S\n"), "")
+	base := rssMB(t, r.cmd.Process.Pid)
+	for i := range 4 {
+		if code, _, body := r.send(t, "/default/default", binaryEvent(fmt.Sprintf("hdr-%d", i), "t")); code != 202 {
+			t.Fatalf("%d %s", code, body)
+		}
+	}
+	for i := range 4 {
+		o := waitOutcome(t, r, fmt.Sprintf("hdr-%d", i), "failed", 3)
+		if !strings.Contains(fmt.Sprint(o["lastError"]), "response headers larger than") {
+			t.Errorf("outcome does not name the bound: %v", o["lastError"])
+		}
+	}
+	grown := rssMB(t, r.cmd.Process.Pid) - base
+	t.Logf("12 attempts against a subscriber streaming headers: it wrote %d MB, RSS +%.0f MB", written.Load()>>20, grown)
+	if grown > 50 {
+		t.Errorf("RSS grew by %.0f MB", grown)
+	}
+}
+
+// TestReplyLoopIsBounded (issue #16, item 8): two triggers whose subscribers both reply filled the
+// 10,000-event queue from one seed event in 2.5 s, after which every producer got 429. The reply
+// budget stops the lineage at spec.ingress.maxRepliesPerEvent, and producers are still served.
+func TestReplyLoopIsBounded(t *testing.T) {
+	var replies atomic.Int64
+	echo := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) {
+		n := replies.Add(1)
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Id", fmt.Sprint("echo-", n))
+		w.Header().Set("Ce-Source", "/echo")
+		w.Header().Set("Ce-Type", "loop")
+		w.WriteHeader(http.StatusOK)
+	})
+	r := startRouter(t, brokerYAML("default")+
+		triggerYAML("echo-a", "  broker: default\n  filter: {attributes: {type: loop}}\n  subscriber:\n    uri: "+echo.URL+"\n")+
+		triggerYAML("echo-b", "  broker: default\n  filter: {attributes: {type: loop}}\n  subscriber:\n    uri: "+echo.URL+"\n"),
+		"    maxRepliesPerEvent: 200\n")
+	if code, _, body := r.send(t, "/default/default", binaryEvent("seed", "loop")); code != 202 {
+		t.Fatalf("%d %s", code, body)
+	}
+	// Wait until the loop has died down.
+	for last := int64(-1); ; {
+		time.Sleep(300 * time.Millisecond)
+		n := replies.Load()
+		if n == last {
+			break
+		}
+		last = n
+	}
+	if n := replies.Load(); n > 2*201 {
+		t.Fatalf("%d deliveries from one seed event with a budget of 200 replies", n)
+	}
+	_, metrics := r.get(t, "/metrics")
+	if !strings.Contains(metrics, "switchyard_trigger_replies_over_budget_total") {
+		t.Error("replies over budget are not counted")
+	}
+	if code, _, body := r.send(t, "/default/default", binaryEvent("after-loop", "other")); code != 202 {
+		t.Errorf("a producer after the loop: %d %s", code, body)
+	}
+}
+
+// TestWebhookReplayIsNotRouted (issue #16, item 11): a captured GitHub delivery replayed under a
+// new X-GitHub-Delivery and re-typed through the unsigned X-GitHub-Event was routed again; a
+// Standard Webhooks "whsec_" secret (an empty key) is refused at load.
+func TestWebhookReplayIsNotRouted(t *testing.T) {
+	dir := t.TempDir()
+	secret := "gh-hostile-0123456789"
+	if err := os.WriteFile(filepath.Join(dir, "gh"), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := newSubscriber(t, nil)
+	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: gh, namespace: default}
+spec:
+  provider: github
+  secrets: [{file: %s}]
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+---
+`, filepath.Join(dir, "gh"))
+	r := startRouter(t, manifests, "")
+	body := `{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"acme/shop"}}`
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(body))
+	sig := "sha256=" + hex.EncodeToString(m.Sum(nil))
+	post := func(event, delivery string) int {
+		req, _ := http.NewRequest(http.MethodPost, r.Ingress+"/webhooks/default/gh", strings.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", sig)
+		req.Header.Set("X-GitHub-Event", event)
+		req.Header.Set("X-GitHub-Delivery", delivery)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("push", "d-1"); code != 202 {
+		t.Fatalf("original: %d", code)
+	}
+	if code := post("release", "d-2-forged"); code != 200 {
+		t.Errorf("replay under a new delivery id: %d, want 200 without routing", code)
+	}
+	sub.waitFor(t, 1, 5*time.Second)
+	sub.quiet(t, 1, 300*time.Millisecond)
+
+	if err := os.WriteFile(filepath.Join(dir, "sw"), []byte("whsec_"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "sw.yaml")
+	if err := os.WriteFile(cfg, []byte(brokerYAML("default")+fmt.Sprintf("apiVersion: switchyard.dev/v1alpha1\nkind: WebhookSource\nmetadata: {name: sw, namespace: default}\nspec:\n  provider: standardwebhooks\n  secrets: [{file: %s}]\n  sink:\n    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}\n", filepath.Join(dir, "sw"))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "validate", "--config", cfg).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the secret is 0 bytes; at least 16 are needed") {
+		t.Errorf("validate of an empty whsec_ key: %v %s", err, out)
+	}
 }
