@@ -66,10 +66,11 @@ demo: build
 	  $(BIN) serve --config examples/demo.yaml
 
 FUZZTIME ?= 15s
-FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/config:FuzzParse ./router/filter:FuzzCESQL ./sources/webhook:FuzzProviders
+FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/config:FuzzParse ./router/filter:FuzzCESQL ./sources/webhook:FuzzProviders ./router/ingress:FuzzFullPath
 
-# Each fuzz target for FUZZTIME (not part of `make test`): CloudEvents decoding, config loading,
-# CESQL, webhook verification and mapping.
+# Each fuzz target for FUZZTIME (not part of `make test`, which runs their seed corpora): CloudEvents
+# decoding, config loading, CESQL, webhook verification and mapping, and raw HTTP request bytes
+# through ingress, routing, delivery and recording.
 fuzz:
 	@for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 	  echo "== $$fn ($$pkg)"; $(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; done
