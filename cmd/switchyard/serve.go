@@ -256,8 +256,8 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	// head or body, or idles between requests, is closed (the body bytes it sent are counted by
 	// bodies meanwhile). Listener timeouts apply at the next restart.
 	st := &cfg.Settings
-	ingressSrv := &http.Server{Handler: front, ReadHeaderTimeout: st.ReadHeaderTimeout, ReadTimeout: st.ReadTimeout, IdleTimeout: st.IdleTimeout}
-	adminSrv := &http.Server{Handler: adm, ReadHeaderTimeout: st.ReadHeaderTimeout, ReadTimeout: st.ReadTimeout, IdleTimeout: st.IdleTimeout}
+	ingressSrv := &http.Server{Handler: recoverPanics(front, logger), ReadHeaderTimeout: st.ReadHeaderTimeout, ReadTimeout: st.ReadTimeout, IdleTimeout: st.IdleTimeout}
+	adminSrv := &http.Server{Handler: recoverPanics(adm, logger), ReadHeaderTimeout: st.ReadHeaderTimeout, ReadTimeout: st.ReadTimeout, IdleTimeout: st.IdleTimeout}
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- ingressSrv.Serve(ingressLn) }()
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
@@ -352,6 +352,24 @@ func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *conf
 			Security: s.Kafka.Security, SecretsDir: secretsDir,
 		}), nil
 	}
+}
+
+// recoverPanics answers 500 to a request whose handler panicked, and logs it once with the stack,
+// instead of net/http's reset connection and bare stack trace on stderr. A panic is a bug: the
+// request is refused (nothing was accepted), the process serves on.
+func recoverPanics(next http.Handler, logger *zap.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p) // net/http's own way of aborting a response
+				}
+				logger.Error("request handler panicked: a bug, the request was refused", zap.String("path", r.URL.Path), zap.Any("panic", p), zap.Stack("stack"))
+				http.Error(w, "internal error: the request was not accepted; retry, and report it if it persists", http.StatusInternalServerError)
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
 }
 
 // withTLS makes ln serve TLS from t's files (read again as they change).
