@@ -201,33 +201,9 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	if a := spec.Admin.Auth; a != nil {
 		s.AdminAuth = l.compileAdminAuth(d, a.Readers, a.Operators)
 	}
-	positive := func(path string, v *int, dst *int) {
-		if v == nil {
-			return
-		}
-		if *v <= 0 {
-			l.errAt(d, path, "must be positive, got %d", *v)
-			return
-		}
-		*dst = *v
-	}
-	if v := spec.Ingress.MaxBodyBytes; v != nil {
-		if *v <= 0 {
-			l.errAt(d, "spec.ingress.maxBodyBytes", "must be positive, got %d", *v)
-		} else {
-			s.MaxBodyBytes = *v
-		}
-	}
-	positive64 := func(path string, v *int64, dst *int64) {
-		if v == nil {
-			return
-		}
-		if *v <= 0 {
-			l.errAt(d, path, "must be positive, got %d", *v)
-			return
-		}
-		*dst = *v
-	}
+	positive := func(path string, v *int, dst *int) { setPositive(l, d, path, v, dst) }
+	positive64 := func(path string, v *int64, dst *int64) { setPositive(l, d, path, v, dst) }
+	positive64("spec.ingress.maxBodyBytes", spec.Ingress.MaxBodyBytes, &s.MaxBodyBytes)
 	positive64("spec.subscribers.maxResponseHeaderBytes", spec.Subscribers.MaxResponseHeaderBytes, &s.MaxResponseHeaderBytes)
 	positive64("spec.subscribers.maxReplyBytesInFlight", spec.Subscribers.MaxReplyBytesInFlight, &s.MaxReplyBytesInFlight)
 	positive64("spec.ingress.maxBodyBytesInFlight", spec.Ingress.MaxBodyBytesInFlight, &s.MaxBodyBytesInFlight)
@@ -828,6 +804,18 @@ func (l *loader) compileAuth(d *doc, specs []authSpec) []senderauth.Policy {
 		out = append(out, p)
 	}
 	return out
+}
+
+// setPositive sets *dst to *v when v is set, reporting a value that is not positive at path.
+func setPositive[T int | int32 | int64](l *loader, d *doc, path string, v *T, dst *T) {
+	if v == nil {
+		return
+	}
+	if *v <= 0 {
+		l.errAt(d, path, "must be positive, got %d", *v)
+		return
+	}
+	*dst = *v
 }
 
 // listenerTLS checks a listener's TLS settings. The files are read when the listener starts (a

@@ -2,7 +2,7 @@
 // key or CA file replaced on disk (a renewed cert-manager Secret, a rotated mount) is used from the
 // next handshake on, without a restart. Files are looked at again at most once a second, on a
 // handshake that needs them; a file that turns unreadable keeps the last good material in use
-// (an expiring certificate is better than none) and the error is reported by Err.
+// (an expiring certificate is better than none).
 package tlsfiles
 
 import (
@@ -48,7 +48,7 @@ func (c Client) Key() string {
 // ServerConfig returns a listener's configuration. It reads the files once now, so that a
 // mistake is reported at start-up (the error names the file), then again as they change.
 func ServerConfig(s Server) (*tls.Config, error) {
-	kp := &keyPair{certFile: s.CertFile, keyFile: s.KeyFile}
+	kp := newKeyPair(s.CertFile, s.KeyFile)
 	if _, err := kp.get(time.Now()); err != nil {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func ServerConfig(s Server) (*tls.Config, error) {
 		base.GetCertificate = func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return kp.get(time.Now()) }
 		return base, nil
 	}
-	cas := &certPool{file: s.ClientCAFile}
+	cas := newCertPool(s.ClientCAFile)
 	if _, err := cas.get(time.Now()); err != nil {
 		return nil, err
 	}
@@ -96,7 +96,7 @@ func ClientConfig(c Client) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	if c.CertFile != "" || c.KeyFile != "" {
-		kp := &keyPair{certFile: c.CertFile, keyFile: c.KeyFile}
+		kp := newKeyPair(c.CertFile, c.KeyFile)
 		if _, err := kp.get(time.Now()); err != nil {
 			return nil, err
 		}
@@ -113,97 +113,76 @@ func CheckCAPEM(pemBytes []byte) error {
 	return nil
 }
 
-// watched remembers when a set of files was last looked at and what they were then.
-type watched struct {
+// reloading is material loaded from files and loaded again when they change: looked at at most
+// once a second, on use. A failed load keeps the last good material (and tries again later).
+type reloading[T any] struct {
+	files []string
+	load  func() (T, error)
+
+	mu      sync.Mutex
 	checked time.Time
-	stamp   string // modification times and sizes of the files
+	stamp   string // modification times and sizes of the files when last loaded
+	value   T
+	loaded  bool
 }
 
-// changed reports whether files differ from when last loaded; it looks at most once a second.
-func (w *watched) changed(now time.Time, files ...string) (bool, error) {
-	if !w.checked.IsZero() && now.Sub(w.checked) < time.Second {
-		return false, nil
+func (r *reloading[T]) get(now time.Time) (T, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.loaded && now.Sub(r.checked) < time.Second {
+		return r.value, nil
 	}
-	w.checked = now
+	r.checked = now
+	stamp, err := stampOf(r.files)
+	if err == nil && stamp == r.stamp && r.loaded {
+		return r.value, nil
+	}
+	if err == nil {
+		var v T
+		if v, err = r.load(); err == nil {
+			r.value, r.stamp, r.loaded = v, stamp, true
+			return v, nil
+		}
+	}
+	if r.loaded {
+		return r.value, nil // an expiring certificate is better than none
+	}
+	var zero T
+	return zero, err
+}
+
+func stampOf(files []string) (string, error) {
 	stamp := ""
 	for _, f := range files {
 		fi, err := os.Stat(f)
 		if err != nil {
-			return false, fmt.Errorf("cannot read %s: %v", f, errors.Unwrap(err))
+			return "", fmt.Errorf("cannot read %s: %v", f, errors.Unwrap(err))
 		}
 		stamp += fmt.Sprintf("%s:%d:%d;", f, fi.ModTime().UnixNano(), fi.Size())
 	}
-	if stamp == w.stamp {
-		return false, nil
-	}
-	w.stamp = stamp
-	return true, nil
+	return stamp, nil
 }
 
-type keyPair struct {
-	certFile, keyFile string
-	mu                sync.Mutex
-	w                 watched
-	cert              *tls.Certificate
+func newKeyPair(certFile, keyFile string) *reloading[*tls.Certificate] {
+	return &reloading[*tls.Certificate]{files: []string{certFile, keyFile}, load: func() (*tls.Certificate, error) {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("%s and %s: %v", certFile, keyFile, err)
+		}
+		return &cert, nil
+	}}
 }
 
-func (k *keyPair) get(now time.Time) (*tls.Certificate, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	changed, err := k.w.changed(now, k.certFile, k.keyFile)
-	if err != nil || !changed {
-		if k.cert != nil {
-			return k.cert, nil
+func newCertPool(file string) *reloading[*x509.CertPool] {
+	return &reloading[*x509.CertPool]{files: []string{file}, load: func() (*x509.CertPool, error) {
+		pemBytes, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read %s: %v", file, errors.Unwrap(err))
 		}
-		if err == nil {
-			err = errors.New("no certificate loaded")
-		}
-		return nil, err
-	}
-	cert, err := tls.LoadX509KeyPair(k.certFile, k.keyFile)
-	if err != nil {
-		k.w.stamp = "" // try again on a later handshake: a half-written pair
-		if k.cert != nil {
-			return k.cert, nil
-		}
-		return nil, fmt.Errorf("%s and %s: %v", k.certFile, k.keyFile, err)
-	}
-	k.cert = &cert
-	return k.cert, nil
-}
-
-type certPool struct {
-	file string
-	mu   sync.Mutex
-	w    watched
-	pool *x509.CertPool
-}
-
-func (c *certPool) get(now time.Time) (*x509.CertPool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	changed, err := c.w.changed(now, c.file)
-	if err != nil || !changed {
-		if c.pool != nil {
-			return c.pool, nil
-		}
-		if err == nil {
-			err = errors.New("no CA loaded")
-		}
-		return nil, err
-	}
-	pemBytes, err := os.ReadFile(c.file)
-	if err == nil {
 		pool := x509.NewCertPool()
-		if pool.AppendCertsFromPEM(pemBytes) {
-			c.pool = pool
-			return pool, nil
+		if !pool.AppendCertsFromPEM(pemBytes) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", file)
 		}
-		err = errors.New("holds no PEM certificate")
-	}
-	c.w.stamp = ""
-	if c.pool != nil {
-		return c.pool, nil
-	}
-	return nil, fmt.Errorf("%s: %v", c.file, err)
+		return pool, nil
+	}}
 }
