@@ -91,17 +91,9 @@ func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
 		return 2
 	}
 	ctl, err := kubernetes.New(kubernetes.Options{
-		Config: rc,
-		Class:  f.kube.class,
-		Build: func(src config.Sources) (*config.Config, error) {
-			src.Path = f.config
-			cfg, err := config.LoadSources(src)
-			if err != nil {
-				return nil, err
-			}
-			f.override(&cfg.Settings)
-			return cfg, nil
-		},
+		Config:     rc,
+		Class:      f.kube.class,
+		Build:      f.load,
 		Lease:      f.kube.lease(),
 		CRDRecheck: f.kube.crdRecheck,
 		Logger:     logger,

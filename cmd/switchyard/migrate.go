@@ -13,23 +13,20 @@ import (
 // runMigrate creates the Cassandra keyspace and tables the configuration's result store needs. It
 // is idempotent; serve does the same at start-up.
 func runMigrate(args []string, stdout, stderr io.Writer) int {
+	var f settingsFlags
 	fs := newFlagSet("migrate", stderr)
-	path := fs.String("config", "", "configuration file or directory (env SWITCHYARD_CONFIG)")
-	hosts := fs.String("cassandra-hosts", "", "comma-separated Cassandra hosts; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
+	f.register(fs)
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
 		return 2
 	}
-	var settings config.Settings
-	if *path != "" {
-		cfg, err := config.Load(*path)
-		if err != nil {
-			printConfigError(stderr, err)
-			return 1
-		}
-		settings = cfg.Settings
+	f.set = set
+	loaded, err := f.load(config.Sources{}) // without --config: the defaults and the flags
+	if err != nil {
+		printConfigError(stderr, err)
+		return 1
 	}
-	overrideCassandraHosts(&settings, set["cassandra-hosts"], *hosts)
+	settings := loaded.Settings
 	if settings.Cassandra == nil {
 		fmt.Fprintln(stderr, "migrate: no Cassandra configured: set spec.results.cassandra in a SwitchyardConfig or --cassandra-hosts")
 		return 2

@@ -7,10 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,96 +32,33 @@ import (
 	"github.com/switchyard-events/switchyard/sources/webhook"
 )
 
-// serveFlags are the flags of serve; those set override the configuration's settings.
+// serveFlags are the flags of serve: the settings overrides it shares with validate and migrate,
+// and its own.
 type serveFlags struct {
-	config, addr, adminAddr, logFormat, logLevel, cassandraHosts, secretsDir, kafkaServers string
-	grace                                                                                  time.Duration
-	profiling                                                                              bool
-	set                                                                                    map[string]bool
-	kube                                                                                   kubeFlags
-}
-
-func (f *serveFlags) override(s *config.Settings) {
-	if f.set["addr"] {
-		s.Addr = f.addr
-	}
-	if f.set["admin-addr"] {
-		s.AdminAddr = f.adminAddr
-	}
-	if f.set["shutdown-grace"] {
-		s.ShutdownGrace = f.grace
-	}
-	if f.set["log-format"] {
-		s.LogFormat = f.logFormat
-	}
-	if f.set["log-level"] {
-		s.LogLevel = f.logLevel
-	}
-	overrideCassandraHosts(s, f.set["cassandra-hosts"], f.cassandraHosts)
-	inPod(f, s)
-	if f.set["kafka-bootstrap-servers"] && f.kafkaServers != "" {
-		if s.Kafka == nil {
-			s.Kafka = &config.Kafka{Partitions: 10, ReplicationFactor: 1}
-		}
-		s.Kafka.BootstrapServers = strings.Split(f.kafkaServers, ",")
-	}
-}
-
-// inPod widens the admin listener's default from loopback to every interface when running in a
-// Kubernetes pod (KUBERNETES_SERVICE_HOST is set), where the kubelet's probes come from outside
-// the container. An address set by flag, environment or configuration is kept.
-func inPod(f *serveFlags, s *config.Settings) {
-	if os.Getenv("KUBERNETES_SERVICE_HOST") != "" && !f.set["admin-addr"] && s.AdminAddr == config.DefaultAdminAddr {
-		s.AdminAddr = ":9090"
-	}
-}
-
-// overrideCassandraHosts applies --cassandra-hosts: it names the hosts, and turns the Cassandra
-// result store on when the configuration did not.
-func overrideCassandraHosts(s *config.Settings, set bool, hosts string) {
-	if !set || hosts == "" {
-		return
-	}
-	if s.Cassandra == nil {
-		s.Cassandra = &config.Cassandra{}
-	}
-	s.Cassandra.Hosts = strings.Split(hosts, ",")
+	settingsFlags
+	secretsDir string
+	profiling  bool
+	kube       kubeFlags
 }
 
 func runServe(args []string, _, stderr io.Writer) int {
-	var f serveFlags
-	fs := newFlagSet("serve", stderr)
-	fs.StringVar(&f.config, "config", "", "configuration file or directory of YAML manifests (env SWITCHYARD_CONFIG)")
-	fs.StringVar(&f.addr, "addr", config.DefaultAddr, "broker ingress listen address (env SWITCHYARD_ADDR)")
-	fs.StringVar(&f.adminAddr, "admin-addr", config.DefaultAdminAddr, "admin listen address: probes, metrics, admin API (env SWITCHYARD_ADMIN_ADDR)")
-	fs.DurationVar(&f.grace, "shutdown-grace", config.DefaultShutdownGrace, "how long SIGTERM waits for in-flight deliveries (env SWITCHYARD_SHUTDOWN_GRACE)")
-	fs.StringVar(&f.logFormat, "log-format", "json", "json or console (env SWITCHYARD_LOG_FORMAT)")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error (env SWITCHYARD_LOG_LEVEL)")
-	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
-	fs.StringVar(&f.kafkaServers, "kafka-bootstrap-servers", "", "comma-separated Kafka brokers for Kafka-class brokers; overrides the config (env SWITCHYARD_KAFKA_BOOTSTRAP_SERVERS)")
-	fs.StringVar(&f.cassandraHosts, "cassandra-hosts", "", "comma-separated Cassandra hosts for the result store; overrides the config (env SWITCHYARD_CASSANDRA_HOSTS)")
-	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's profiles and execution traces under /debug/pprof/ on the admin address (env SWITCHYARD_PROFILING)")
-	f.kube.register(fs)
-	set, err := parseWithEnv(fs, args)
-	if err != nil {
-		fmt.Fprintln(stderr, "serve:", err)
-		return 2
+	f, code := parseServeFlags(args, stderr)
+	if f == nil {
+		return code
 	}
-	f.set = set
 	if f.kube.enabled {
-		return runServeKubernetes(&f, stderr)
+		return runServeKubernetes(f, stderr)
 	}
 	if f.config == "" {
 		fmt.Fprintln(stderr, "serve: --config is required (try --config examples/demo.yaml), or --kubernetes")
 		return 2
 	}
 	fingerprint, _ := config.Fingerprint(f.config)
-	cfg, err := config.Load(f.config)
+	cfg, err := f.load(config.Sources{})
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
 	}
-	f.override(&cfg.Settings)
 	logger, err := newLogger(cfg.Settings.LogFormat, cfg.Settings.LogLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)
@@ -131,11 +66,28 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	defer func() { _ = logger.Sync() }()
 	tuneGC(logger)
-	if err := serve(&f, cfg, fingerprint, nil, logger); err != nil {
+	if err := serve(f, cfg, fingerprint, nil, logger); err != nil {
 		logger.Error("serve failed", zap.Error(err))
 		return 1
 	}
 	return 0
+}
+
+// parseServeFlags reads serve's flags and variables; nil and an exit code when they are wrong.
+func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, int) {
+	var f serveFlags
+	fs := newFlagSet("serve", stderr)
+	f.settingsFlags.register(fs)
+	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
+	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's profiles and execution traces under /debug/pprof/ on the admin address (env SWITCHYARD_PROFILING)")
+	f.kube.register(fs)
+	set, err := parseWithEnv(fs, args)
+	if err != nil {
+		fmt.Fprintln(stderr, "serve:", err)
+		return nil, 2
+	}
+	f.set = set
+	return &f, 0
 }
 
 func newLogger(format, level string) (*zap.Logger, error) {
@@ -306,8 +258,12 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		}
 		go ctl.Run(watchCtx, ingressURL, apply, rejected)
 	default:
-		go config.Watch(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, func(next *config.Config) {
-			f.override(&next.Settings)
+		go config.WatchChanges(watchCtx, f.config, fingerprint, cfg.Settings.ReloadInterval, func() {
+			next, err := f.load(config.Sources{})
+			if err != nil {
+				rejected(err)
+				return
+			}
 			apply(next)
 		}, rejected)
 	}

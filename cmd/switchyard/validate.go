@@ -9,16 +9,22 @@ import (
 )
 
 func runValidate(args []string, stdout, stderr io.Writer) int {
+	var f settingsFlags
 	fs := newFlagSet("validate", stderr)
-	path := fs.String("config", "", "configuration file or directory (env SWITCHYARD_CONFIG)")
-	if _, err := parseWithEnv(fs, args); err != nil {
+	f.register(fs)
+	set, err := parseWithEnv(fs, args)
+	if err != nil {
 		return 2
 	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "validate: --config is required")
+	f.set = set
+	if f.config == "" && fs.NArg() == 1 {
+		f.config = fs.Arg(0) // validate FILE
+	}
+	if f.config == "" || fs.NArg() > 1 {
+		fmt.Fprintln(stderr, "validate: name the configuration: switchyard validate PATH, or --config PATH (a file or a directory)")
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := f.load(config.Sources{})
 	if err != nil {
 		printConfigError(stderr, err)
 		return 1
@@ -26,7 +32,7 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	for _, w := range cfg.Warnings {
 		fmt.Fprintln(stdout, "warning:", w.Error())
 	}
-	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s) in %d file(s)\n", *path, len(cfg.Brokers), len(cfg.Triggers), len(cfg.Files))
+	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s) in %d file(s)\n", f.config, len(cfg.Brokers), len(cfg.Triggers), len(cfg.Files))
 	return 0
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 	"github.com/switchyard-events/switchyard/router/tlsfiles"
+	"gopkg.in/yaml.v3"
 )
 
 // Annotations Switchyard reads.
@@ -177,6 +178,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
 		ReloadInterval: DefaultReloadInterval, LogFormat: "json", LogLevel: "info",
 	}
+	defer l.applyOverrides(s)
 	if len(l.settings) == 0 {
 		return deliveryFields{}
 	}
@@ -273,7 +275,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		s.Cassandra = l.compileCassandra(d, c)
 	}
 	if k := spec.Kafka; k != nil {
-		s.Kafka = &Kafka{BootstrapServers: k.BootstrapServers, Partitions: 10, ReplicationFactor: 1}
+		s.Kafka = &Kafka{BootstrapServers: k.BootstrapServers, Partitions: DefaultKafkaPartitions, ReplicationFactor: DefaultKafkaReplicationFactor}
 		if len(k.BootstrapServers) == 0 {
 			l.errAt(d, "spec.kafka.bootstrapServers", "must name at least one Kafka broker (host:port)")
 		}
@@ -804,6 +806,59 @@ func (l *loader) compileAuth(d *doc, specs []authSpec) []senderauth.Policy {
 		out = append(out, p)
 	}
 	return out
+}
+
+// applyOverrides applies the command line's settings over the files' ones, checking them as the
+// files' are; an error names the flag.
+func (l *loader) applyOverrides(s *Settings) {
+	o := l.overrides
+	if o == nil {
+		return
+	}
+	flag := &doc{file: "command line", root: &yaml.Node{}}
+	addr := func(name string, v *string, dst *string) {
+		if v == nil {
+			return
+		}
+		if _, _, err := net.SplitHostPort(*v); err != nil {
+			l.errAt(flag, "--"+name, "%q is not host:port (e.g. :8080 or 127.0.0.1:8080)", *v)
+			return
+		}
+		*dst = *v
+	}
+	addr("addr", o.Addr, &s.Addr)
+	addr("admin-addr", o.AdminAddr, &s.AdminAddr)
+	if o.ShutdownGrace != nil {
+		s.ShutdownGrace = *o.ShutdownGrace
+	}
+	if o.LogFormat != nil {
+		switch *o.LogFormat {
+		case "json", "console":
+			s.LogFormat = *o.LogFormat
+		default:
+			l.errAt(flag, "--log-format", "%q is not json or console", *o.LogFormat)
+		}
+	}
+	if o.LogLevel != nil {
+		switch *o.LogLevel {
+		case "debug", "info", "warn", "error":
+			s.LogLevel = *o.LogLevel
+		default:
+			l.errAt(flag, "--log-level", "%q is not debug, info, warn or error", *o.LogLevel)
+		}
+	}
+	if len(o.KafkaBootstrapServers) > 0 {
+		if s.Kafka == nil {
+			s.Kafka = &Kafka{Partitions: DefaultKafkaPartitions, ReplicationFactor: DefaultKafkaReplicationFactor}
+		}
+		s.Kafka.BootstrapServers = o.KafkaBootstrapServers
+	}
+	if len(o.CassandraHosts) > 0 {
+		if s.Cassandra == nil {
+			s.Cassandra = &Cassandra{}
+		}
+		s.Cassandra.Hosts = o.CassandraHosts
+	}
 }
 
 // setPositive sets *dst to *v when v is set, reporting a value that is not positive at path.

@@ -75,6 +75,10 @@ type Sources struct {
 	// Path is a file or directory of YAML manifests, or "" for none.
 	Path      string
 	Documents []Document
+	// Overrides are settings from the command line and environment: they win over the files'
+	// SwitchyardConfig and are applied before anything is checked, so that they can satisfy a
+	// check (a Kafka-class broker needs a cluster: --kafka-bootstrap-servers gives it one).
+	Overrides *Overrides
 	// ResolveRef, when set, turns every subscriber, dead-letter and sink ref (except refs to this
 	// configuration's Brokers) into a URL, e.g. by reading the cluster; its error is reported on the
 	// ref. Unset, refs to Services resolve to their cluster DNS name and others are errors.
@@ -93,6 +97,7 @@ func LoadSources(src Sources) (*Config, error) {
 	}
 	l := newLoader()
 	l.resolveRef = src.ResolveRef
+	l.overrides = src.Overrides
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -130,6 +135,7 @@ type loader struct {
 	webhooks   []webhookDoc
 	github     []gitHubDoc
 	kafkaSrc   []kafkaSourceDoc
+	overrides  *Overrides
 	// destTLS collects destinations' TLS by URL while compiling.
 	destTLS map[string]*destTLSDoc
 }

@@ -98,6 +98,18 @@ type ListenerTLS struct {
 	ClientCAFile, ClientAuth string
 }
 
+// Overrides are the settings a command line (or its SWITCHYARD_* variables) may give; a nil or
+// empty field leaves the configuration's value. See Sources.Overrides.
+type Overrides struct {
+	Addr, AdminAddr     *string
+	ShutdownGrace       *time.Duration
+	LogFormat, LogLevel *string
+	// KafkaBootstrapServers turns on (or repoints) the cluster of Kafka-class brokers;
+	// CassandraHosts turns on (or repoints) the Cassandra result store.
+	KafkaBootstrapServers []string
+	CassandraHosts        []string
+}
+
 // AdminAuth are the credentials of the admin API's two roles. A nil role has no members.
 type AdminAuth struct {
 	// Readers may read (GET); Operators may also act (redrive).
@@ -178,16 +190,19 @@ const (
 	DefaultQueueSize            = 10000
 	DefaultMaxInFlightWait      = time.Second
 	DefaultMaxTTL               = 255
-	DefaultMaxRepliesPerEvent   = 1000
-	DefaultClusterDomain        = "cluster.local"
-	DefaultTriggerConcurrency   = 64
-	DefaultTriggerPending       = 256
-	DefaultMaxOutcomes          = 100000
-	DefaultShutdownGrace        = 30 * time.Second
-	DefaultReloadInterval       = 2 * time.Second
-	DefaultRetry                = 10
-	DefaultBackoffDelay         = 200 * time.Millisecond
-	DefaultTimeout              = 30 * time.Second
+	// The topics Switchyard creates for Kafka-class brokers.
+	DefaultKafkaPartitions        = 10
+	DefaultKafkaReplicationFactor = 1
+	DefaultMaxRepliesPerEvent     = 1000
+	DefaultClusterDomain          = "cluster.local"
+	DefaultTriggerConcurrency     = 64
+	DefaultTriggerPending         = 256
+	DefaultMaxOutcomes            = 100000
+	DefaultShutdownGrace          = 30 * time.Second
+	DefaultReloadInterval         = 2 * time.Second
+	DefaultRetry                  = 10
+	DefaultBackoffDelay           = 200 * time.Millisecond
+	DefaultTimeout                = 30 * time.Second
 )
 
 // Broker is one configured broker.

@@ -33,23 +33,9 @@ func Fingerprint(path string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// Watch polls the configuration at path every interval, starting from the fingerprint last, and
-// loads it whenever its content changes: onLoad gets a valid configuration, onError the problems of
-// an invalid one (the caller keeps serving the old one). It returns when ctx ends.
-func Watch(ctx context.Context, path, last string, interval time.Duration, onLoad func(*Config), onError func(error)) {
-	WatchChanges(ctx, path, last, interval, func() {
-		cfg, err := Load(path)
-		if err != nil {
-			onError(err)
-			return
-		}
-		onLoad(cfg)
-	}, onError)
-}
-
 // WatchChanges polls the files at path every interval and calls onChange whenever their content
-// differs from the fingerprint last; onError gets a path that cannot be read. For callers that
-// build the configuration from more than the files.
+// differs from the fingerprint last; onError gets a path that cannot be read. The caller loads the
+// configuration (files, flags, cluster resources) and keeps serving the old one when it is invalid.
 func WatchChanges(ctx context.Context, path, last string, interval time.Duration, onChange func(), onError func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()

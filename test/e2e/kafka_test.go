@@ -325,3 +325,21 @@ func TestKafkaOrderedTriggerAcrossRestart(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestKafkaClusterFromTheFlag (issue #17): plain Knative manifests (a Kafka-class Broker, a
+// Trigger) and no Kafka block of ours: --kafka-bootstrap-servers gives the cluster, and the router
+// starts and routes through Kafka. It used to exit: the flag was applied after the check.
+func TestKafkaClusterFromTheFlag(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-flag-%d", time.Now().UnixNano())
+	sub := newSubscriber(t, nil)
+	r := startRouter(t, kafkaBroker("durable", topic)+triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n"),
+		"", "--kafka-bootstrap-servers", kafka)
+	if code, _, body := r.send(t, "/default/durable", binaryEvent("flag-1", "t")); code != 202 {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	got := sub.waitFor(t, 1, 30*time.Second)[0]
+	if got.Event == nil || got.Event.Extensions()["knativekafkaoffset"] == nil {
+		t.Errorf("not delivered through Kafka: %+v", got.Event)
+	}
+}
