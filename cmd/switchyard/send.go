@@ -42,7 +42,7 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		url, args = args[0], args[1:]
 	}
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseWithEnv(fs, args); err != nil {
 		return 2
 	}
 	if url == "" && fs.NArg() > 0 {
