@@ -79,6 +79,15 @@ type WindowedLog interface {
 	BoundsUnfinished() bool
 }
 
+// VolatileLog is a BrokerLog whose accepted events live only in this process until they are final
+// (memqueue.Queue): a crash loses them, and nothing but the broker bounds them. The broker then
+// counts them itself (max-in-flight, the memory bound) and releases each when its fate is final;
+// the done it is handed by Run does nothing.
+type VolatileLog interface {
+	BrokerLog
+	Volatile() bool
+}
+
 // Handler takes envelopes read back from a Log.
 type Handler interface {
 	// Handle routes env. done must be called exactly once, when env's fate is final for every

@@ -64,7 +64,8 @@ Run 'switchyard <command> -h' for a command's flags.
 `)
 }
 
-// newFlagSet returns a flag set whose flags default to their SWITCHYARD_* environment variables.
+// newFlagSet returns a subcommand's flag set; parseWithEnv then reads each flag's SWITCHYARD_*
+// variable before the command line.
 func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -74,4 +74,7 @@ func (q *Queue) Close() {
 	}
 }
 
-var _ router.BrokerLog = (*Queue)(nil)
+// Volatile reports true: queued events live only in this process (see router.VolatileLog).
+func (q *Queue) Volatile() bool { return true }
+
+var _ router.VolatileLog = (*Queue)(nil)

@@ -1,6 +1,9 @@
-// Package metrics defines every Prometheus metric Switchyard exports, in one place, with Knative's
-// label names (namespace_name, broker_name, trigger_name, event_type, response_code,
-// response_code_class) so existing dashboards need little change.
+// Package metrics defines the router's Prometheus metrics (ingress, triggers, webhooks, the
+// registry they and every component's are exported from) with Knative's label names
+// (namespace_name, broker_name, trigger_name, event_type, response_code, response_code_class) so
+// existing dashboards need little change. Components with metrics of their own register them on
+// the same registry where they are made (the Cassandra result store's switchyard_results_*, the
+// memory gauges in cmd/switchyard).
 package metrics
 
 import (

@@ -1,0 +1,135 @@
+package broker
+
+import (
+	"context"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/memqueue"
+)
+
+// Apply makes cfg the routing configuration. Brokers and triggers that persist keep their queues,
+// lanes and counters; events already dispatched finish under the trigger settings they started with.
+func (r *Router) Apply(cfg *config.Config) {
+	r.applyMu.Lock()
+	defer r.applyMu.Unlock()
+	if r.closing.Load() {
+		return
+	}
+	r.maxTTL.Store(cfg.Settings.MaxTTL)
+	r.replyBudget.Store(cfg.Settings.MaxRepliesPerEvent)
+	if cfg.Settings.MaxUnfinishedBytes > 0 {
+		r.unfinishedBytes.SetMax(cfg.Settings.MaxUnfinishedBytes)
+	}
+	old := *r.brokers.Load()
+	next := make(map[router.BrokerRef]*brokerState, len(cfg.Brokers))
+	byBroker := map[router.BrokerRef][]*config.Trigger{}
+	for _, t := range cfg.Triggers {
+		byBroker[t.Broker] = append(byBroker[t.Broker], t)
+	}
+	for _, bc := range cfg.Brokers {
+		b := old[bc.Ref]
+		if b == nil {
+			log, err := r.openLog(bc, &cfg.Settings)
+			if err != nil {
+				r.logger.Error("broker not served: its log cannot be opened", zap.String("broker", bc.Ref.String()), zap.Error(err))
+				continue
+			}
+			b = &brokerState{r: r, ref: bc.Ref, queue: log, queueSize: cfg.Settings.QueueSize}
+			if w, ok := log.(router.WindowedLog); ok {
+				b.windowed = w.BoundsUnfinished()
+			}
+			var h router.Handler = b
+			if v, ok := log.(router.VolatileLog); ok && v.Volatile() {
+				b.admit = &admission{}
+				b.releaseOne = func() { b.admit.release(1) }
+				h = admittedHandler{b}
+			}
+			if r.o.BrokerURL != nil {
+				b.url = r.o.BrokerURL(bc.Ref)
+			}
+			r.dispatch.Add(1)
+			go func() {
+				defer r.dispatch.Done()
+				b.queue.Run(r.runCtx, h)
+			}()
+		}
+		if b.admit != nil {
+			b.admit.configure(bc.MaxInFlight, cfg.Settings.MaxInFlightWait)
+		}
+		b.routes.Store(r.buildRoutes(b, byBroker[bc.Ref]))
+		next[bc.Ref] = b
+	}
+	r.brokers.Store(&next)
+	for ref, b := range old {
+		if next[ref] == nil {
+			b.closeIngress()
+		}
+	}
+}
+
+// closeIngress stops b admitting events; its dispatcher drains what is queued, then exits.
+func (b *brokerState) closeIngress() {
+	if b.admit != nil {
+		b.admit.close()
+	}
+	b.queue.Close()
+}
+
+// admittedHandler hands an in-memory broker's events to it with a done that counts them out of
+// its admission (the in-memory queue itself has nothing to do when an event is final).
+type admittedHandler struct{ b *brokerState }
+
+func (h admittedHandler) Handle(ctx context.Context, env *router.Envelope, _ func()) {
+	h.b.Handle(ctx, env, h.b.releaseOne)
+}
+
+func (r *Router) openLog(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+	if r.o.OpenLog != nil {
+		log, err := r.o.OpenLog(b, s)
+		if err != nil || log != nil {
+			return log, err
+		}
+	}
+	return memqueue.New(s.QueueSize), nil
+}
+
+func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes {
+	prev := map[router.TriggerRef]*triggerState{}
+	if old := b.routes.Load(); old != nil {
+		for _, t := range old.triggers {
+			prev[t.cfg.Ref] = t
+		}
+	}
+	rt := &routes{triggers: make([]*triggerState, len(triggers))}
+	filters := make([]filter.Filter, len(triggers))
+	for i, tc := range triggers {
+		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref), shownSubscriber: router.RedactURL(tc.Subscriber)}
+		if p := prev[tc.Ref]; p != nil {
+			ts.stats = p.stats
+			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit && p.cfg.Ordered == tc.Ordered {
+				ts.lane, ts.parts = p.lane, p.parts // keeps an ordered trigger's order across a reload
+			}
+		} else {
+			ts.stats = &triggerStats{base: b.events.Load()}
+		}
+		if ts.lane == nil {
+			ts.lane = newLane(r.runCtx, tc.Concurrency, tc.Pending, tc.RateLimit, r.runTask)
+			if tc.Ordered {
+				shared := ts.lane.limiter // one rate limit for the trigger, whatever its partitions
+				ts.parts = &partitionLanes{lanes: map[int32]*lane{}, make: func() *lane {
+					l := newLane(r.runCtx, tc.Concurrency, tc.Pending, 0, r.runTask)
+					l.limiter = shared
+					return l
+				}}
+			}
+		}
+		rt.triggers[i] = ts
+		filters[i] = tc.Filter
+	}
+	rt.index = filter.NewIndex(filters)
+	return rt
+}

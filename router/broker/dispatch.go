@@ -1,0 +1,186 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/delivery"
+)
+
+// task is one event on its way to one trigger.
+type task struct {
+	b   *brokerState
+	t   *triggerState
+	env *router.Envelope
+	f   *fanout
+	// l is the lane the task runs in; a parked retry resumes there.
+	l *lane
+	// attempt (0 before the first) and res carry a delivery across a parked backoff.
+	attempt int
+	res     delivery.Result
+}
+
+// fanout counts the triggers an event still waits on; the last to finish releases it.
+type fanout struct {
+	remaining atomic.Int32
+	matched   int32 // triggers the event matched: its reply budget is shared among them
+	done      func()
+	r         *Router
+	bytes     int64 // the envelope's Bytes, given back to the memory bound at the end
+}
+
+func (f *fanout) finish() {
+	if f.remaining.Add(-1) == 0 {
+		f.r.unfinishedBytes.Release(f.bytes)
+		f.done()
+		f.r.pending.Add(-1)
+	}
+}
+
+var matchPool = sync.Pool{New: func() any { s := make([]int32, 0, 16); return &s }}
+
+// Handle routes one envelope read from the broker's log: match, then hand it to each matching
+// trigger's lane. It returns once every lane accepted it; done is called when all are final.
+func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done func()) {
+	r := b.r
+	r.pending.Add(1)
+	rt := b.routes.Load()
+	b.events.Add(1)
+	bufp := matchPool.Get().(*[]int32)
+	matches := rt.index.Match(env.Event, (*bufp)[:0])
+	if len(matches) == 0 {
+		*bufp = matches
+		matchPool.Put(bufp)
+		r.unfinishedBytes.Release(env.Bytes)
+		done()
+		r.pending.Add(-1)
+		return
+	}
+	f := &fanout{done: done, r: r, bytes: env.Bytes, matched: int32(len(matches))}
+	f.remaining.Store(int32(len(matches)))
+	for _, i := range matches {
+		t := rt.triggers[i]
+		t.stats.matched.Add(1)
+		l := b.laneFor(t, env)
+		if b.windowed {
+			l.enqueue(task{b: b, t: t, env: env, f: f})
+			continue
+		}
+		if err := l.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
+			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()})
+			f.finish()
+		}
+	}
+	*bufp = matches
+	matchPool.Put(bufp)
+}
+
+// runTask delivers one event to one trigger and records the outcome. A retryable failure of an
+// unordered trigger parks the task for its backoff instead of holding a lane worker, so the
+// trigger keeps delivering other events meanwhile; an ordered trigger waits, since its next event
+// must not overtake. It reports whether the task was parked.
+//
+// A panic anywhere on that path (a library's bug meeting an event nobody foresaw) ends this task
+// only: the event is recorded as failed with the panic, so it can be redriven once fixed, and the
+// process and every other queued event live on.
+func (r *Router) runTask(ctx context.Context, tk task) (parked bool) {
+	finished := false // set once tk.f.finish has run: it must run exactly once
+	defer func() {
+		if p := recover(); p != nil {
+			parked = false
+			r.taskPanicked(tk, p, finished)
+		}
+	}()
+	t, env := tk.t, tk.env
+	req := &delivery.Request{URL: t.cfg.Subscriber, Event: env.Event, Headers: env.Headers, Namespace: t.cfg.Ref.Namespace}
+	if err := ctx.Err(); err != nil && tk.attempt > 0 {
+		tk.res.GiveUp(err) // resumed by shutdown, not by its timer
+		r.finishTask(ctx, tk, req, &finished)
+		return false
+	}
+	if r.attempts(ctx, &tk, req) {
+		return true
+	}
+	r.finishTask(ctx, tk, req, &finished)
+	return false
+}
+
+// taskPanicked records tk's event as failed after a panic p on its way, and releases it unless
+// that already happened.
+func (r *Router) taskPanicked(tk task, p any, finished bool) {
+	r.logger.Error("delivery panicked: event recorded as failed", zap.String("trigger", tk.t.cfg.Ref.String()),
+		zap.String("event_id", tk.env.Event.ID()), zap.Any("panic", p), zap.Stack("stack"))
+	if finished {
+		return // the outcome was recorded and the event released; the panic came after
+	}
+	defer tk.f.finish()
+	defer func() {
+		if p := recover(); p != nil { // recording itself panicked: the log line above is what is left
+			r.logger.Error("recording a panicked delivery panicked too", zap.Any("panic", p))
+		}
+	}()
+	r.record(tk.b, tk.t, tk.env, &router.Outcome{Status: router.StatusFailed, Attempts: tk.res.Attempts, LastCode: tk.res.Code,
+		LastError: fmt.Sprintf("internal error (a bug in Switchyard): delivery panicked: %v", p)})
+}
+
+// attempts delivers until the result is final, or parks the task for its backoff (unordered
+// triggers) and reports true.
+func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) (parked bool) {
+	t := tk.t
+	t.stats.inFlight.Add(1)
+	t.m.inFlight.Inc()
+	defer func() {
+		t.stats.inFlight.Add(-1)
+		t.m.inFlight.Dec()
+	}()
+	for {
+		tk.attempt++
+		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
+		switch {
+		case !again:
+			return false
+		case !t.cfg.Ordered:
+			r.park(ctx, *tk, wait)
+			return true
+		case !router.Sleep(ctx, wait):
+			tk.res.GiveUp(ctx.Err())
+			return false
+		}
+	}
+}
+
+// park resumes tk in its lane after wait, or at once when ctx ends (shutdown), whichever is first.
+// The task keeps its lane slot meanwhile, so parked retries still count against the lane's bound.
+func (r *Router) park(ctx context.Context, tk task, wait time.Duration) {
+	p := &parkedTask{tk: tk}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.timer = time.AfterFunc(wait, p.resume)
+	p.stop = context.AfterFunc(ctx, p.resume)
+}
+
+type parkedTask struct {
+	mu      sync.Mutex
+	tk      task
+	timer   *time.Timer
+	stop    func() bool
+	resumed bool
+}
+
+func (p *parkedTask) resume() {
+	p.mu.Lock() // also waits until park has set timer and stop
+	defer p.mu.Unlock()
+	if p.resumed {
+		return
+	}
+	p.resumed = true
+	p.timer.Stop()
+	p.stop()
+	p.tk.l.enqueue(p.tk)
+}

@@ -1,0 +1,154 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// triggerMetrics holds a trigger's Prometheus series, resolved once instead of hashing label
+// values on every event.
+type triggerMetrics struct {
+	all                                  *metrics.Metrics
+	ns, broker, name                     string
+	inFlight                             prometheus.Gauge
+	retries, deadLettered, failed, drops prometheus.Counter
+	overBudget                           prometheus.Counter
+	byTypeCode                           sync.Map // typeCode -> *outcomeSeries
+}
+
+type typeCode struct {
+	eventType string
+	code      int
+}
+
+type outcomeSeries struct {
+	events  prometheus.Counter
+	latency prometheus.Observer
+}
+
+func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.TriggerRef) *triggerMetrics {
+	return &triggerMetrics{
+		all: m, ns: t.Namespace, broker: broker.Name, name: t.Name,
+		inFlight:     m.InFlight.WithLabelValues(t.Namespace, t.Name),
+		retries:      m.Retries.WithLabelValues(t.Namespace, t.Name),
+		deadLettered: m.DeadLettered.WithLabelValues(t.Namespace, t.Name),
+		failed:       m.Failed.WithLabelValues(t.Namespace, t.Name),
+		drops:        m.RepliesDropped.WithLabelValues(t.Namespace, t.Name),
+		overBudget:   m.RepliesOverBudget.WithLabelValues(t.Namespace, t.Name),
+	}
+}
+
+func (tm *triggerMetrics) outcome(eventType string, code int) *outcomeSeries {
+	eventType = tm.all.EventTypeLabel(tm.ns, tm.broker, eventType) // bounds byTypeCode too
+	key := typeCode{eventType, code}
+	if s, ok := tm.byTypeCode.Load(key); ok {
+		return s.(*outcomeSeries)
+	}
+	labels := []string{tm.ns, tm.broker, tm.name, eventType, strconv.Itoa(code), metrics.CodeClass(code)}
+	s, _ := tm.byTypeCode.LoadOrStore(key, &outcomeSeries{
+		events:  tm.all.TriggerEvents.WithLabelValues(labels...),
+		latency: tm.all.DispatchLatency.WithLabelValues(labels...),
+	})
+	return s.(*outcomeSeries)
+}
+
+type triggerStats struct {
+	base                                         uint64 // broker events dispatched before the trigger existed
+	matched, delivered, deadLettered, failed, rs atomic.Uint64
+	inFlight                                     atomic.Int64
+}
+
+// finishTask turns a final delivery result into the outcome: reply published, dead-lettered or
+// failed; records it and releases the event for this trigger.
+// finished is set when the event has been released (see runTask).
+func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request, finished *bool) {
+	t, env, res := tk.t, tk.env, &tk.res
+	policy := &t.cfg.Delivery
+	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code, LastError: res.Err}
+
+	switch {
+	case res.Delivered && res.Reply == nil:
+		o.Status = router.StatusDelivered
+	case res.Delivered:
+		o.ReplyID = res.Reply.ID()
+		err := r.publishReply(ctx, tk.b, env, tk.f.matched, res.Reply)
+		switch {
+		case err == nil:
+			o.Status = router.StatusDelivered
+		case errors.Is(err, errReplyBudgetSpent):
+			o.Status = router.StatusDelivered
+			o.LastError = "reply dropped: " + err.Error()
+			t.m.overBudget.Inc()
+		case errors.Is(err, router.ErrTTLExpired):
+			// The hop limit doing its job: Knative drops such replies too.
+			o.Status = router.StatusDelivered
+			o.LastError = "reply dropped: " + err.Error()
+			t.m.drops.Inc()
+		default:
+			failure := delivery.Result{Code: 0, Err: "publishing the reply: " + err.Error()}
+			o.LastError = failure.Err
+			o.Status = r.deadLetter(ctx, req, policy, &failure, tk.b.url, o, router.StatusReplyFailed)
+		}
+	default:
+		o.Status = r.deadLetter(ctx, req, policy, res, t.cfg.Subscriber, o, router.StatusFailed)
+	}
+	r.record(tk.b, t, env, o)
+	*finished = true
+	tk.f.finish()
+}
+
+// deadLetter hands the event to the policy's dead-letter sink and returns the resulting status:
+// dead-lettered, or otherwise (no sink, or the sink failed too).
+func (r *Router) deadLetter(ctx context.Context, req *delivery.Request, p *delivery.Policy, failure *delivery.Result, dest string, o *router.Outcome, otherwise router.Status) router.Status {
+	dl, ok := r.o.Deliverer.DeadLetter(ctx, req, p, failure, dest)
+	if !ok {
+		return otherwise
+	}
+	if dl.Delivered {
+		return router.StatusDeadLettered
+	}
+	o.LastError += "; the dead-letter sink failed too: " + dl.Err
+	return otherwise
+}
+
+// record completes o with what every outcome carries and stores it.
+func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o *router.Outcome) {
+	e := env.Event
+	o.EventID, o.Source, o.Type = e.ID(), e.Source(), e.Type()
+	o.Broker, o.Trigger, o.Subscriber = b.ref, t.cfg.Ref, t.shownSubscriber
+	o.Received, o.Finished = env.Received, time.Now()
+	if o.Status != router.StatusDelivered {
+		o.Event = e
+	}
+	switch o.Status {
+	case router.StatusDelivered:
+		t.stats.delivered.Add(1)
+	case router.StatusDeadLettered:
+		t.stats.deadLettered.Add(1)
+		t.m.deadLettered.Inc()
+	default:
+		t.stats.failed.Add(1)
+		t.m.failed.Inc()
+		r.logger.Warn("event not delivered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
+			zap.String("status", string(o.Status)), zap.String("error", o.LastError))
+	}
+	if o.Attempts > 1 {
+		t.stats.rs.Add(uint64(o.Attempts - 1))
+		t.m.retries.Add(float64(o.Attempts - 1))
+	}
+	series := t.m.outcome(o.Type, o.LastCode)
+	series.events.Inc()
+	series.latency.Observe(float64(o.Latency()) / float64(time.Millisecond))
+	r.o.Results.Record(o)
+}

@@ -1,0 +1,67 @@
+package broker
+
+import (
+	"sort"
+
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// QueueDepths reports every broker's queue length and, in memory, its unfinished events.
+func (r *Router) QueueDepths() []metrics.QueueDepth {
+	brokers := *r.brokers.Load()
+	out := make([]metrics.QueueDepth, 0, len(brokers))
+	for ref, b := range brokers {
+		unfinished := -1
+		if b.admit != nil {
+			unfinished = b.admit.unfinished()
+		}
+		out = append(out, metrics.QueueDepth{Namespace: ref.Namespace, Broker: ref.Name, Depth: b.queue.Len(), Unfinished: unfinished})
+	}
+	return out
+}
+
+// TriggerStatus is a trigger's configuration summary and counters since it was first configured.
+type TriggerStatus struct {
+	Namespace    string `json:"namespace"`
+	Name         string `json:"name"`
+	Broker       string `json:"broker"`
+	Subscriber   string `json:"subscriber"`
+	Ordered      bool   `json:"ordered"`
+	Concurrency  int    `json:"concurrency"`
+	Matched      uint64 `json:"matched"`
+	FilteredOut  uint64 `json:"filteredOut"`
+	Delivered    uint64 `json:"delivered"`
+	DeadLettered uint64 `json:"deadLettered"`
+	Failed       uint64 `json:"failed"`
+	Retries      uint64 `json:"retries"`
+	InFlight     int64  `json:"inFlight"`
+}
+
+// Triggers returns every configured trigger's status, by broker and trigger name.
+func (r *Router) Triggers() []TriggerStatus {
+	var out []TriggerStatus
+	for _, b := range *r.brokers.Load() {
+		seen := b.events.Load()
+		for _, t := range b.routes.Load().triggers {
+			s := t.stats
+			matched := s.matched.Load()
+			var filtered uint64
+			if seen > s.base+matched {
+				filtered = seen - s.base - matched
+			}
+			out = append(out, TriggerStatus{
+				Namespace: t.cfg.Ref.Namespace, Name: t.cfg.Ref.Name, Broker: b.ref.Name, Subscriber: t.shownSubscriber,
+				Ordered: t.cfg.Ordered, Concurrency: t.cfg.Concurrency,
+				Matched: matched, FilteredOut: filtered, Delivered: s.delivered.Load(),
+				DeadLettered: s.deadLettered.Load(), Failed: s.failed.Load(), Retries: s.rs.Load(), InFlight: s.inFlight.Load(),
+			})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
