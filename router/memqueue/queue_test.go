@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/brokerlogtest"
 )
 
 type collect struct {
@@ -54,4 +55,9 @@ func TestAllOrNothingAndOrder(t *testing.T) {
 		t.Fatalf("drained %d in the wrong order", len(c.got))
 	}
 	q.Close() // idempotent
+}
+
+// TestContract runs the BrokerLog contract every log keeps.
+func TestContract(t *testing.T) {
+	brokerlogtest.Run(t, func(*testing.T) router.BrokerLog { return New(100) })
 }

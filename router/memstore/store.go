@@ -5,7 +5,10 @@ package memstore
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -85,6 +88,13 @@ func (s *Store) trimEventsLocked() {
 func (s *Store) Record(o *router.Outcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The same outcome recorded again (an at-least-once path retrying) is stored once, as the
+	// Cassandra store's primary key does.
+	for _, n := range s.byEvent[o.EventID] {
+		if h := s.ring[n%uint64(len(s.ring))]; h.Trigger == o.Trigger && h.Status == o.Status && h.Received.Equal(o.Received) && h.Finished.Equal(o.Finished) {
+			return
+		}
+	}
 	slot := s.seq % uint64(len(s.ring))
 	if old := s.ring[slot]; old != nil {
 		s.forget(old.EventID, s.seq-uint64(len(s.ring)))
@@ -153,42 +163,72 @@ func (s *Store) EventOutcomes(_ context.Context, id string) ([]router.Outcome, e
 	return out, nil
 }
 
-// TriggerOutcomes pages through a trigger's outcomes, newest first. The page token is the sequence
-// number to continue below.
+// TriggerOutcomes pages through a trigger's outcomes, newest finished first (the order the
+// Cassandra store keeps; outcomes are not always recorded in the order they finish). The page token
+// is the position of the last outcome returned: "{finished unix nanoseconds}.{sequence number}".
 func (s *Store) TriggerOutcomes(_ context.Context, q router.OutcomeQuery) ([]router.Outcome, string, error) {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
 	}
-	start := s.seq
-	if q.PageToken != "" {
-		n, err := strconv.ParseUint(q.PageToken, 10, 64)
-		if err != nil {
-			return nil, "", err
-		}
-		start = min(n, s.seq)
+	after, hasCursor, err := parseCursor(q.PageToken)
+	if err != nil {
+		return nil, "", err
 	}
-	oldest := uint64(0)
-	if s.seq > uint64(len(s.ring)) {
-		oldest = s.seq - uint64(len(s.ring))
-	}
-	var out []router.Outcome
-	for n := start; n > oldest; n-- {
-		o := s.ring[(n-1)%uint64(len(s.ring))]
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	oldest := s.oldestLocked()
+	var matches []cursor
+	for n := oldest; n < s.seq; n++ {
+		o := s.ring[n%uint64(len(s.ring))]
 		if o.Trigger != q.Trigger || (q.OnlyFailed && (o.Status == router.StatusDelivered || s.redriven[o])) {
 			continue
 		}
 		if !q.Since.IsZero() && o.Finished.Before(q.Since) {
 			continue
 		}
-		if len(out) == limit {
-			return out, strconv.FormatUint(n, 10), nil
+		c := cursor{finished: o.Finished.UnixNano(), seq: n}
+		if hasCursor && !c.after(after) {
+			continue
 		}
-		out = append(out, *o)
+		matches = append(matches, c)
 	}
-	return out, "", nil
+	sort.Slice(matches, func(i, j int) bool { return matches[j].after(matches[i]) })
+	next := ""
+	if len(matches) > limit {
+		matches = matches[:limit]
+		last := matches[limit-1]
+		next = strconv.FormatInt(last.finished, 10) + "." + strconv.FormatUint(last.seq, 10)
+	}
+	out := make([]router.Outcome, len(matches))
+	for i, c := range matches {
+		out[i] = *s.ring[c.seq%uint64(len(s.ring))]
+	}
+	return out, next, nil
+}
+
+// cursor orders outcomes newest finished first, later recorded first among equals.
+type cursor struct {
+	finished int64
+	seq      uint64
+}
+
+// after reports whether c comes after d in that order.
+func (c cursor) after(d cursor) bool {
+	return c.finished < d.finished || (c.finished == d.finished && c.seq < d.seq)
+}
+
+func parseCursor(token string) (cursor, bool, error) {
+	if token == "" {
+		return cursor{}, false, nil
+	}
+	f, n, ok := strings.Cut(token, ".")
+	finished, err1 := strconv.ParseInt(f, 10, 64)
+	seq, err2 := strconv.ParseUint(n, 10, 64)
+	if !ok || err1 != nil || err2 != nil {
+		return cursor{}, false, fmt.Errorf("page token %q is not one this store gave out", token)
+	}
+	return cursor{finished, seq}, true, nil
 }
 
 // Redriven marks the held outcome equal to o (same event, trigger and run) as redriven.

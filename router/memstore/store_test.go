@@ -11,6 +11,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/resultstoretest"
 )
 
 func outcome(id string, trigger string, status router.Status, at time.Time) *router.Outcome {
@@ -38,48 +39,6 @@ func TestEvictionAndEventLookup(t *testing.T) {
 	}
 	if len(s.byEvent) != 3 {
 		t.Errorf("index holds %d ids, want 3 (b, c, d)", len(s.byEvent))
-	}
-}
-
-func TestTriggerOutcomesPaging(t *testing.T) {
-	s := New(100)
-	ctx := context.Background()
-	t0 := time.Unix(1000, 0)
-	for i := 0; i < 10; i++ {
-		st := router.StatusDelivered
-		if i%2 == 1 {
-			st = router.StatusDeadLettered
-		}
-		s.Record(outcome(fmt.Sprint(i), "t", st, t0.Add(time.Duration(i)*time.Second)))
-		s.Record(outcome(fmt.Sprint(i), "other", st, t0))
-	}
-	var ids []string
-	token := ""
-	for page := 0; ; page++ {
-		out, next, err := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "t"}, OnlyFailed: true, Limit: 2, PageToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, o := range out {
-			ids = append(ids, o.EventID)
-		}
-		if next == "" {
-			break
-		}
-		token = next
-		if page > 10 {
-			t.Fatal("paging does not end")
-		}
-	}
-	if fmt.Sprint(ids) != "[9 7 5 3 1]" {
-		t.Errorf("failed outcomes newest first: %v", ids)
-	}
-	out, _, _ := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "t"}, Since: t0.Add(8 * time.Second)})
-	if len(out) != 2 {
-		t.Errorf("since filter kept %d, want 2", len(out))
-	}
-	if _, _, err := s.TriggerOutcomes(ctx, router.OutcomeQuery{PageToken: "x"}); err == nil {
-		t.Error("a bad page token was accepted")
 	}
 }
 
@@ -142,4 +101,9 @@ func TestEventBytesAreBounded(t *testing.T) {
 	if got := s.EventBytes(); got != 0 {
 		t.Errorf("%d event bytes counted after every failed outcome was evicted", got)
 	}
+}
+
+// TestContract runs the ResultStore contract every store keeps.
+func TestContract(t *testing.T) {
+	resultstoretest.Run(t, func(*testing.T) (router.ResultStore, func()) { return New(1000), func() {} })
 }

@@ -3,15 +3,14 @@ package cassandra
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/gocql/gocql"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/resultstoretest"
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
@@ -41,23 +40,7 @@ func open(t *testing.T, cfg Config) *Store {
 	return s
 }
 
-func testOutcome(id, trigger string, status router.Status, finished time.Time) *router.Outcome {
-	o := &router.Outcome{
-		EventID: id, Source: "/src", Type: "t", Broker: router.BrokerRef{Namespace: "ns", Name: "b"},
-		Trigger: router.TriggerRef{Namespace: "ns", Name: trigger}, Subscriber: "http://sub", Status: status,
-		Attempts: 2, LastCode: 503, Received: finished.Add(-10 * time.Millisecond), Finished: finished,
-	}
-	if status != router.StatusDelivered {
-		e := event.New()
-		e.SetID(id)
-		e.SetSource("/src")
-		e.SetType("t")
-		_ = e.SetData("application/json", map[string]string{"id": id})
-		o.Event = &e
-		o.LastError = "subscriber answered 503"
-	}
-	return o
-}
+var testOutcome = resultstoretest.Outcome
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -78,109 +61,17 @@ func eventCount(t *testing.T, s *Store, id string) int {
 	return len(out)
 }
 
-func TestQueries(t *testing.T) {
-	cfg := testConfig(t, testenv.Cassandra(t))
-	s := open(t, cfg)
-	defer s.Close()
-	ctx := context.Background()
-	now := time.Now().UTC()
-	// 12 outcomes of trigger "a" spread over 4 hourly buckets, every third one failed; "b" as noise.
-	for i := 0; i < 12; i++ {
-		st := router.StatusDelivered
-		if i%3 == 0 {
-			st = router.StatusDeadLettered
+// TestContract runs the ResultStore contract every store keeps, against the real Cassandra.
+func TestContract(t *testing.T) {
+	host := testenv.Cassandra(t)
+	resultstoretest.Run(t, func(t *testing.T) (router.ResultStore, func()) {
+		s := open(t, testConfig(t, host))
+		return s, func() {
+			if err := s.Close(); err != nil {
+				t.Error(err)
+			}
 		}
-		s.Record(testOutcome(fmt.Sprintf("e%02d", i), "a", st, now.Add(-time.Duration(i)*20*time.Minute)))
-		s.Record(testOutcome(fmt.Sprintf("e%02d", i), "b", router.StatusDelivered, now.Add(-time.Duration(i)*20*time.Minute)))
-	}
-	waitFor(t, "all outcomes written", func() bool { return eventCount(t, s, "e11") == 2 && eventCount(t, s, "e00") == 2 })
-
-	out, err := s.EventOutcomes(ctx, "e03")
-	if err != nil || len(out) != 2 {
-		t.Fatalf("Q1: %v %v", out, err)
-	}
-	for _, o := range out {
-		if o.Trigger.Name == "a" && (o.Status != router.StatusDeadLettered || o.Event == nil || string(o.Event.Data()) != `{"id":"e03"}` || o.Attempts != 2 || o.LastCode != 503) {
-			t.Errorf("Q1 outcome at a: %+v", o)
-		}
-	}
-
-	page := func(q router.OutcomeQuery) []string {
-		var ids []string
-		for i := 0; ; i++ {
-			got, next, err := s.TriggerOutcomes(ctx, q)
-			if err != nil {
-				t.Fatalf("Q2/Q3: %v", err)
-			}
-			if len(got) > q.Limit {
-				t.Fatalf("page of %d, limit %d", len(got), q.Limit)
-			}
-			for _, o := range got {
-				ids = append(ids, o.EventID)
-			}
-			if next == "" || i > 20 {
-				return ids
-			}
-			q.PageToken = next
-		}
-	}
-	a := router.TriggerRef{Namespace: "ns", Name: "a"}
-	if got := fmt.Sprint(page(router.OutcomeQuery{Trigger: a, Limit: 5})); got != "[e00 e01 e02 e03 e04 e05 e06 e07 e08 e09 e10 e11]" {
-		t.Errorf("Q2 newest first across buckets: %s", got)
-	}
-	if got := fmt.Sprint(page(router.OutcomeQuery{Trigger: a, Limit: 2, OnlyFailed: true})); got != "[e00 e03 e06 e09]" {
-		t.Errorf("Q3 failed only: %s", got)
-	}
-	if got := fmt.Sprint(page(router.OutcomeQuery{Trigger: a, Limit: 100, Since: now.Add(-65 * time.Minute)})); got != "[e00 e01 e02 e03]" {
-		t.Errorf("since: %s", got)
-	}
-	failed, _, _ := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: a, Limit: 1, OnlyFailed: true})
-	if len(failed) != 1 || failed[0].Event == nil {
-		t.Fatalf("Q4 keeps the event: %+v", failed)
-	}
-	if err := s.Redriven(ctx, &failed[0]); err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprint(page(router.OutcomeQuery{Trigger: a, Limit: 10, OnlyFailed: true})); got != "[e03 e06 e09]" {
-		t.Errorf("after redrive of e00: %s", got)
-	}
-	if eventCount(t, s, "e00") != 2 {
-		t.Error("redrive removed history")
-	}
-	if _, _, err := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: a, PageToken: "!!"}); err == nil {
-		t.Error("a bad page token was accepted")
-	}
-}
-
-// TestIdempotentAndConcurrent: eight writers record overlapping outcomes, each twice; every
-// outcome is stored exactly once.
-func TestIdempotentAndConcurrent(t *testing.T) {
-	cfg := testConfig(t, testenv.Cassandra(t))
-	s := open(t, cfg)
-	defer s.Close()
-	base := time.Now().UTC()
-	var wg sync.WaitGroup
-	for g := 0; g < 8; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			for i := 0; i < 100; i++ {
-				o := testOutcome(fmt.Sprintf("c%03d", i), fmt.Sprintf("t%d", g%4), router.StatusFailed, base.Add(time.Duration(i)*time.Millisecond))
-				s.Record(o)
-			}
-		}(g)
-	}
-	wg.Wait()
-	waitFor(t, "writes", func() bool { return eventCount(t, s, "c099") == 4 })
-	for i := 0; i < 100; i += 7 {
-		if n := eventCount(t, s, fmt.Sprintf("c%03d", i)); n != 4 {
-			t.Errorf("c%03d has %d outcomes, want 4 (one per trigger, duplicates folded)", i, n)
-		}
-	}
-	failed, _, err := s.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "t1"}, OnlyFailed: true, Limit: 1000})
-	if err != nil || len(failed) != 100 {
-		t.Errorf("t1 failed list has %d, want 100 (%v)", len(failed), err)
-	}
+	})
 }
 
 func TestRetention(t *testing.T) {
