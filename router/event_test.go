@@ -63,13 +63,13 @@ func TestCheckAttributeName(t *testing.T) {
 	}
 }
 
-func TestPublishStatus(t *testing.T) {
+func TestHTTPStatus(t *testing.T) {
 	for err, want := range map[error]int{
 		nil: 202, ErrBrokerNotFound: 404, ErrInvalidEvent: 400, ErrTTLExpired: 400, ErrTooLarge: 413,
 		ErrQueueFull: 429, ErrUnavailable: 503, errors.New("kafka: broken pipe"): 503,
 	} {
-		if got := PublishStatus(err); got != want {
-			t.Errorf("PublishStatus(%v) = %d, want %d", err, got, want)
+		if got := HTTPStatus(err); got != want {
+			t.Errorf("HTTPStatus(%v) = %d, want %d", err, got, want)
 		}
 	}
 }

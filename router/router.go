@@ -121,12 +121,43 @@ var (
 	ErrTooLarge = errors.New("too large")
 )
 
-// PublishStatus is the HTTP status a producer is answered with when Publish returned err: the one
-// mapping shared by ingress, webhook sources and every other HTTP front of Publish.
-func PublishStatus(err error) int {
+// DeliveryError is why a delivery (to a subscriber, a dead-letter sink, a URI sink) did not
+// succeed. It keeps the cause for errors.Is and errors.As: a context deadline, a TLS verification
+// error, delivery's ErrResponseHeadTooLarge, a reply that did not decode; nil for an answer with a
+// failing status code.
+type DeliveryError struct {
+	// Code is the last status code answered, 0 when no response arrived.
+	Code int
+	// Retryable says whether trying again may succeed (a timeout, a 503) or not (a 400).
+	Retryable bool
+	Msg       string
+	Cause     error
+}
+
+func (e *DeliveryError) Error() string { return e.Msg }
+func (e *DeliveryError) Unwrap() error { return e.Cause }
+
+// IsRetryable reports whether err says trying again later may succeed: a DeliveryError that says
+// so, a full queue, an unavailable log. Nil, invalid events, exhausted TTLs, unknown brokers and
+// refused deliveries are not.
+func IsRetryable(err error) bool {
+	var de *DeliveryError
+	if errors.As(err, &de) {
+		return de.Retryable
+	}
+	return errors.Is(err, ErrQueueFull) || errors.Is(err, ErrUnavailable)
+}
+
+// HTTPStatus is the status a producer is answered with when accepting its event ended in err, from
+// Publish or from a delivery to a URI sink: the one mapping that ingress, webhook sources and every
+// other HTTP front share.
+func HTTPStatus(err error) int {
+	var de *DeliveryError
 	switch {
 	case err == nil:
 		return http.StatusAccepted
+	case errors.As(err, &de):
+		return http.StatusBadGateway // the destination behind us did not take it
 	case errors.Is(err, ErrBrokerNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, ErrInvalidEvent), errors.Is(err, ErrTTLExpired):

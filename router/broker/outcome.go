@@ -75,12 +75,15 @@ type triggerStats struct {
 func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request, finished *bool) {
 	t, env, res := tk.t, tk.env, &tk.res
 	policy := &t.cfg.Delivery
-	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code, LastError: res.Err}
+	o := &router.Outcome{Attempts: res.Attempts, LastCode: res.Code}
+	if res.Err != nil {
+		o.LastError = res.Err.Error()
+	}
 
 	switch {
-	case res.Delivered && res.Reply == nil:
+	case res.Delivered() && res.Reply == nil:
 		o.Status = router.StatusDelivered
-	case res.Delivered:
+	case res.Delivered():
 		o.ReplyID = res.Reply.ID()
 		err := r.publishReply(ctx, tk.b, env, tk.f.matched, res.Reply)
 		switch {
@@ -96,8 +99,8 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 			o.LastError = "reply dropped: " + err.Error()
 			t.m.drops.Inc()
 		default:
-			failure := delivery.Result{Code: 0, Err: "publishing the reply: " + err.Error()}
-			o.LastError = failure.Err
+			failure := delivery.Result{Attempts: res.Attempts, Err: &router.DeliveryError{Retryable: router.IsRetryable(err), Msg: "publishing the reply: " + err.Error(), Cause: err}}
+			o.LastError = failure.Err.Error()
 			o.Status = r.deadLetter(ctx, req, policy, &failure, tk.b.url, o, router.StatusReplyFailed)
 		}
 	default:
@@ -115,10 +118,10 @@ func (r *Router) deadLetter(ctx context.Context, req *delivery.Request, p *deliv
 	if !ok {
 		return otherwise
 	}
-	if dl.Delivered {
+	if dl.Delivered() {
 		return router.StatusDeadLettered
 	}
-	o.LastError += "; the dead-letter sink failed too: " + dl.Err
+	o.LastError += "; the dead-letter sink failed too: " + dl.Err.Error()
 	return otherwise
 }
 

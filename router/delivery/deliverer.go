@@ -134,19 +134,26 @@ type Request struct {
 	Namespace string
 }
 
-// Result is the outcome of a delivery after its retries.
+// Result is the outcome of a delivery after its retries: delivered (Err nil), or not, and then
+// Err, a *router.DeliveryError, says whether it is worth trying again later and keeps the cause.
 type Result struct {
-	Delivered bool
-	Attempts  int
+	Attempts int
 	// Code is the last HTTP status code; 0 when no response arrived.
 	Code int
-	// Err describes the last failure; "" when delivered.
-	Err string
+	// Err is why the last attempt failed; nil when delivered.
+	Err error
 	// Body is the start of the last failed response's body (at most 1024 bytes).
 	Body []byte
 	// Reply is the CloudEvent the subscriber answered with, if any.
 	Reply *event.Event
 }
+
+// Delivered reports whether the subscriber took the event (2xx).
+func (r *Result) Delivered() bool { return r.Attempts > 0 && r.Err == nil }
+
+// Retryable reports whether a failed delivery could succeed if tried again later (retries spent
+// on a timeout or a 503), as opposed to one refused for good (a 400, an invalid reply address).
+func (r *Result) Retryable() bool { return router.IsRetryable(r.Err) }
 
 // ErrorCode is the status code reported to a dead-letter sink: the last code, or 500 when no
 // response arrived (a connection error or timeout).
@@ -179,12 +186,12 @@ func (d *Deliverer) Deliver(ctx context.Context, req *Request, p *Policy) Result
 // worker during the backoff wait elsewhere and call Try again.
 func (d *Deliverer) Try(ctx context.Context, req *Request, p *Policy, n int, res *Result) (wait time.Duration, again bool) {
 	a := d.attempt(ctx, req, p)
-	res.Attempts, res.Code, res.Err, res.Body, res.Reply = n, a.code, a.err, a.body, a.reply
+	res.Attempts, res.Code, res.Body, res.Reply, res.Err = n, a.code, a.body, a.reply, nil
 	if a.err == "" {
-		res.Delivered = true
 		res.Body = nil
 		return 0, false
 	}
+	res.Err = &router.DeliveryError{Code: a.code, Retryable: a.retryable, Msg: a.err, Cause: a.cause}
 	if !a.retryable || n > p.Retry || ctx.Err() != nil {
 		return 0, false
 	}
@@ -198,7 +205,12 @@ func (d *Deliverer) Try(ctx context.Context, req *Request, p *Policy, n int, res
 // GiveUp marks a result whose next attempt will not be made because err (the context's) ended the
 // wait for it.
 func (r *Result) GiveUp(err error) {
-	r.Err = fmt.Sprintf("%s; then gave up waiting to retry: %v", r.Err, err)
+	prev := &router.DeliveryError{Code: r.Code}
+	if r.Err != nil {
+		errors.As(r.Err, &prev)
+	}
+	r.Err = &router.DeliveryError{Code: prev.Code, Retryable: true, Msg: fmt.Sprintf("%v; then gave up waiting to retry: %v", r.Err, err),
+		Cause: errors.Join(prev.Cause, err)}
 }
 
 // DeadLetter sends the original event of a failed delivery to policy's dead-letter sink, with the
@@ -214,7 +226,7 @@ func (d *Deliverer) DeadLetter(ctx context.Context, req *Request, p *Policy, fai
 	e.SetExtension(ExtErrorCode, strconv.Itoa(failure.ErrorCode()))
 	data := failure.Body
 	if len(data) == 0 && failure.Code == 0 {
-		data = []byte(failure.Err)
+		data = []byte(failure.Err.Error())
 	}
 	if len(data) > maxErrorData {
 		data = data[:maxErrorData]
@@ -229,6 +241,7 @@ func (d *Deliverer) DeadLetter(ctx context.Context, req *Request, p *Policy, fai
 type attemptResult struct {
 	code       int
 	err        string // "" on success
+	cause      error  // what the failure came from, where there is more than a status code
 	retryable  bool
 	retryAfter time.Duration
 	body       []byte
@@ -243,7 +256,7 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 	}
 	u, err := d.urls.parse(req.URL)
 	if err != nil {
-		return attemptResult{err: fmt.Sprintf("building request: %v", err)}
+		return attemptResult{err: fmt.Sprintf("building request: %v", err), cause: err}
 	}
 	hreq := (&http.Request{
 		Method: http.MethodPost, URL: u, Host: u.Host, Header: make(http.Header, len(req.Headers)+12),
@@ -255,7 +268,7 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 	var body []byte
 	if p.Format == Structured {
 		if body, err = cehttp.EncodeStructured(req.Event); err != nil {
-			return attemptResult{err: fmt.Sprintf("encoding event: %v", err)}
+			return attemptResult{err: fmt.Sprintf("encoding event: %v", err), cause: err}
 		}
 		hreq.Header["Content-Type"] = []string{cehttp.ContentTypeStructured}
 	} else {
@@ -275,7 +288,7 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 
 	transport, err := d.transportFor(req.URL, u)
 	if err != nil {
-		return attemptResult{err: fmt.Sprintf("TLS settings of %s: %v", router.RedactURL(req.URL), err), retryable: true}
+		return attemptResult{err: fmt.Sprintf("TLS settings of %s: %v", router.RedactURL(req.URL), err), retryable: true, cause: err}
 	}
 	resp, err := transport.RoundTrip(hreq)
 	if err != nil {
@@ -284,7 +297,7 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 		if errors.Is(err, context.DeadlineExceeded) && p.Timeout > 0 {
 			msg = fmt.Sprintf("no response within %s: %v", p.Timeout, err)
 		}
-		return attemptResult{err: msg, retryable: true}
+		return attemptResult{err: msg, retryable: true, cause: err}
 	}
 	defer resp.Body.Close()
 
@@ -308,7 +321,7 @@ func (d *Deliverer) readReply(resp *http.Response) attemptResult {
 	body, held, err := d.readReplyBody(resp.Body, resp.ContentLength)
 	defer d.replies.Release(held) // a reply event's bytes are counted by the broker from here on
 	if err != nil {
-		return attemptResult{code: http.StatusBadGateway, retryable: true, err: err.Error()}
+		return attemptResult{code: http.StatusBadGateway, retryable: true, err: err.Error(), cause: err}
 	}
 	mode := cehttp.DetectMode(resp.Header)
 	if mode == cehttp.NotCloudEvent {
@@ -324,7 +337,7 @@ func (d *Deliverer) readReply(resp *http.Response) attemptResult {
 	}
 	events, err := cehttp.Decode(resp.Header, body)
 	if err != nil {
-		return attemptResult{code: http.StatusBadGateway, retryable: true, body: truncate(body), err: "invalid reply: " + err.Error()}
+		return attemptResult{code: http.StatusBadGateway, retryable: true, body: truncate(body), err: "invalid reply: " + err.Error(), cause: err}
 	}
 	return attemptResult{code: resp.StatusCode, reply: events[0]}
 }

@@ -2,6 +2,8 @@ package delivery
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
+	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 )
 
@@ -161,13 +164,13 @@ func TestDeliverOutcomes(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { c.handler(n.Add(1), w, r) }))
 			defer srv.Close()
 			res := d.Deliver(context.Background(), &Request{URL: srv.URL, Event: testEvent(), Namespace: "ns"}, &c.policy)
-			if res.Delivered != c.delivered || res.Attempts != c.attempts || res.Code != c.code {
-				t.Errorf("got delivered=%v attempts=%d code=%d (%s), want %v %d %d", res.Delivered, res.Attempts, res.Code, res.Err, c.delivered, c.attempts, c.code)
+			if res.Delivered() != c.delivered || res.Attempts != c.attempts || res.Code != c.code {
+				t.Errorf("got delivered=%v attempts=%d code=%d (%s), want %v %d %d", res.Delivered(), res.Attempts, res.Code, res.Err, c.delivered, c.attempts, c.code)
 			}
 			if c.reply != "" && (res.Reply == nil || res.Reply.ID() != c.reply) {
 				t.Errorf("reply %v, want id %s", res.Reply, c.reply)
 			}
-			if !strings.Contains(res.Err, c.errHas) {
+			if !strings.Contains(fmt.Sprint(res.Err), c.errHas) {
 				t.Errorf("error %q does not contain %q", res.Err, c.errHas)
 			}
 		})
@@ -190,7 +193,7 @@ func TestDeadLetterTruncatesBody(t *testing.T) {
 	failure := &Result{Code: 422, Body: []byte(long)}
 	p := &Policy{DeadLetterSink: dls.URL}
 	res, ok := New(Options{}).DeadLetter(context.Background(), &Request{URL: "http://sub", Event: testEvent()}, p, failure, "http://sub")
-	if !ok || !res.Delivered || got == nil {
+	if !ok || !res.Delivered() || got == nil {
 		t.Fatalf("dead-lettering failed: %+v", res)
 	}
 	data := got.Extensions()[ExtErrorData].(string)
@@ -233,7 +236,7 @@ func BenchmarkDeliver(b *testing.B) {
 				b.ResetTimer()
 				b.RunParallel(func(pb *testing.PB) {
 					for pb.Next() {
-						if res := d.Deliver(context.Background(), req, p); !res.Delivered {
+						if res := d.Deliver(context.Background(), req, p); !res.Delivered() {
 							b.Error(res.Err)
 							return
 						}
@@ -251,4 +254,46 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestTypedResults (issue #17): a failed delivery says whether trying again may succeed and keeps
+// its cause for errors.Is and errors.As, instead of a string.
+func TestTypedResults(t *testing.T) {
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/slow":
+			time.Sleep(300 * time.Millisecond)
+		case "/bad":
+			w.WriteHeader(http.StatusBadRequest)
+		case "/busy":
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	}))
+	defer slow.Close()
+	tlsSrv := httptest.NewTLSServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer tlsSrv.Close()
+	d := New(Options{})
+	p := &Policy{Timeout: 100 * time.Millisecond}
+	var de *router.DeliveryError
+	var unknownCA x509.UnknownAuthorityError
+
+	res := d.Deliver(context.Background(), &Request{URL: slow.URL + "/slow", Event: testEvent()}, p)
+	if res.Delivered() || !res.Retryable() || !errors.Is(res.Err, context.DeadlineExceeded) {
+		t.Errorf("timeout: %+v (retryable %v)", res.Err, res.Retryable())
+	}
+	res = d.Deliver(context.Background(), &Request{URL: slow.URL + "/bad", Event: testEvent()}, p)
+	if res.Retryable() || !errors.As(res.Err, &de) || de.Code != 400 || router.HTTPStatus(res.Err) != http.StatusBadGateway {
+		t.Errorf("400: %+v (retryable %v)", res.Err, res.Retryable())
+	}
+	res = d.Deliver(context.Background(), &Request{URL: slow.URL + "/busy", Event: testEvent()}, p)
+	if !res.Retryable() || !errors.As(res.Err, &de) || de.Code != 503 {
+		t.Errorf("503: %+v", res.Err)
+	}
+	res = d.Deliver(context.Background(), &Request{URL: tlsSrv.URL, Event: testEvent()}, p)
+	if res.Delivered() || !errors.As(res.Err, &unknownCA) {
+		t.Errorf("an untrusted certificate: %+v", res.Err)
+	}
+	if res := d.Deliver(context.Background(), &Request{URL: slow.URL, Event: testEvent()}, p); !res.Delivered() || res.Err != nil {
+		t.Errorf("delivered: %+v", res)
+	}
 }

@@ -139,7 +139,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	eventType := events[0].Type()
 	err = h.o.Publisher.Publish(r.Context(), ref, envs)
-	switch code := router.PublishStatus(err); code {
+	switch code := router.HTTPStatus(err); code {
 	case http.StatusAccepted:
 		h.count(ref, eventType, code)
 		w.WriteHeader(code)

@@ -172,8 +172,8 @@ func (s *source) deliver(ctx context.Context, e *event.Event) error {
 		return s.m.publisher.Publish(ctx, *b, []*router.Envelope{{Event: e}})
 	}
 	res := s.m.deliverer.Deliver(ctx, &delivery.Request{URL: s.cfg.Sink.URI, Event: e, Namespace: s.cfg.Namespace}, &delivery.Policy{Timeout: 10 * time.Second})
-	if !res.Delivered {
-		return errors.New(res.Err)
+	if !res.Delivered() {
+		return res.Err // a *router.DeliveryError: retryable or not, with its cause
 	}
 	return nil
 }

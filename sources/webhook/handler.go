@@ -201,7 +201,7 @@ func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.H
 	}
 	if b := src.cfg.Sink.Broker; b != nil {
 		err := h.o.Publisher.Publish(ctx, *b, []*router.Envelope{{Event: e, Headers: fwd}})
-		switch code := router.PublishStatus(err); code {
+		switch code := router.HTTPStatus(err); code {
 		case http.StatusAccepted:
 			return code, "accepted as event " + e.ID()
 		case http.StatusTooManyRequests:
@@ -214,9 +214,9 @@ func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.H
 	}
 	policy := &delivery.Policy{Timeout: 10 * time.Second}
 	out := h.o.Deliverer.Deliver(ctx, &delivery.Request{URL: src.cfg.Sink.URI, Event: e, Headers: fwd, Namespace: src.cfg.Namespace}, policy)
-	if !out.Delivered {
-		h.logger.Warn("webhook sink refused the event", zap.String("sink", router.RedactURL(src.cfg.Sink.URI)), zap.String("error", out.Err))
-		return http.StatusBadGateway, "the sink did not accept the event: " + out.Err
+	if !out.Delivered() {
+		h.logger.Warn("webhook sink refused the event", zap.String("sink", router.RedactURL(src.cfg.Sink.URI)), zap.Error(out.Err))
+		return router.HTTPStatus(out.Err), "the sink did not accept the event: " + out.Err.Error()
 	}
 	return http.StatusAccepted, "accepted as event " + e.ID()
 }
