@@ -6,11 +6,15 @@ package kafka
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/IBM/sarama"
 	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
@@ -140,26 +144,36 @@ func (s *source) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 			sess.MarkMessage(msg, "")
 			continue
 		}
-		if !s.send(sess.Context(), e) {
+		switch err := s.send(sess.Context(), e); {
+		case err == nil:
+		case sess.Context().Err() != nil:
 			return nil // the session ended before the sink took it: the next owner resends it
+		default:
+			// Refused for good (an event the broker will never take, a 4xx from a URI sink):
+			// retrying would stall the partition for ever. Logged with its coordinates, passed
+			// over, as a record that is no CloudEvent is.
+			s.logger.Error("the sink refused the record's event for good: passed over", zap.String("topic", msg.Topic),
+				zap.Int32("partition", msg.Partition), zap.Int64("offset", msg.Offset), zap.String("event_id", e.ID()), zap.Error(err))
 		}
 		sess.MarkMessage(msg, "")
 	}
 	return nil
 }
 
-// send retries until the sink accepts e or ctx ends, backing off up to 5 s between tries.
-func (s *source) send(ctx context.Context, e *event.Event) bool {
+// send retries until the sink accepts e, refuses it for good (the error is returned), or ctx
+// ends (ctx's error), backing off up to 5 s between tries.
+func (s *source) send(ctx context.Context, e *event.Event) error {
 	backoff := 50 * time.Millisecond
 	for {
 		err := s.deliver(ctx, e)
-		if err == nil {
-			return true
+		// A broker not found is a reload under way (the source goes with its broker): wait.
+		if err == nil || !router.IsRetryable(err) && !errors.Is(err, router.ErrBrokerNotFound) {
+			return err
 		}
 		s.logger.Debug("sink pushed back; retrying", zap.String("event_id", e.ID()), zap.Error(err))
 		router.Sleep(ctx, backoff)
 		if ctx.Err() != nil {
-			return false
+			return ctx.Err()
 		}
 		if backoff < 5*time.Second {
 			backoff *= 2
@@ -201,7 +215,7 @@ func (s *source) toEvent(msg *sarama.ConsumerMessage) (*event.Event, error) {
 			w.SetTime(msg.Timestamp)
 		}
 		if len(msg.Key) > 0 {
-			w.SetExtension("key", string(msg.Key))
+			w.SetExtension("key", keyString(msg.Key))
 		}
 		for _, h := range msg.Headers {
 			if string(h.Key) == "content-type" {
@@ -214,5 +228,15 @@ func (s *source) toEvent(msg *sarama.ConsumerMessage) (*event.Event, error) {
 	for k, v := range s.cfg.Extensions {
 		e.SetExtension(k, v)
 	}
-	return e, e.Validate()
+	return e, router.ValidateEvent(e)
+}
+
+// keyString is a record key as the key extension carries it: as it is when it is printable text,
+// else base64 (keys are often binary: Avro, Protobuf, a hash), which a CloudEvents String cannot
+// hold as bytes.
+func keyString(key []byte) string {
+	if utf8.Valid(key) && !strings.ContainsFunc(string(key), unicode.IsControl) {
+		return string(key)
+	}
+	return base64.StdEncoding.EncodeToString(key)
 }

@@ -1,0 +1,115 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.uber.org/zap"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
+)
+
+func testSource(sink config.Sink, p router.Publisher) *source {
+	cfg := &config.KafkaSource{Namespace: "ns", Name: "orders", Sink: sink, Extensions: map[string]string{"team": "shop"}}
+	m := NewManager(p, delivery.New(delivery.Options{}), zap.NewNop(), "")
+	return &source{cfg: cfg, m: m, logger: zap.NewNop()}
+}
+
+// TestRecordMapping: a record that is no CloudEvent becomes one as Knative's KafkaSource makes it;
+// a binary-mode CloudEvent record passes through; binary keys are carried as base64, since a
+// CloudEvents String cannot hold arbitrary bytes.
+func TestRecordMapping(t *testing.T) {
+	s := testSource(config.Sink{}, nil)
+	at := time.Unix(1_800_000_000, 0)
+	raw := &sarama.ConsumerMessage{Topic: "orders", Partition: 2, Offset: 41, Key: []byte("customer-7"), Value: []byte(`{"a":1}`), Timestamp: at,
+		Headers: []*sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte("application/json")}}}
+	e, err := s.toEvent(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.ID() != "partition:2/offset:41" || e.Type() != "dev.knative.kafka.event" || e.Source() != "/apis/v1/namespaces/ns/kafkasources/orders#orders" ||
+		e.Subject() != "partition:2#41" || !e.Time().Equal(at) || e.Extensions()["key"] != "customer-7" || e.Extensions()["team"] != "shop" ||
+		e.DataContentType() != "application/json" || string(e.Data()) != `{"a":1}` {
+		t.Errorf("wrapped record: %v", e)
+	}
+	binaryKey := &sarama.ConsumerMessage{Topic: "orders", Key: []byte{0xff, 0x00, 0x10}, Value: []byte("x")}
+	if e, err := s.toEvent(binaryKey); err != nil || e.Extensions()["key"] != "/wAQ" {
+		t.Errorf("binary key: %v %v", e, err)
+	}
+	ce := &sarama.ConsumerMessage{Topic: "orders", Value: []byte("hi"), Headers: []*sarama.RecordHeader{
+		{Key: []byte("ce_specversion"), Value: []byte("1.0")}, {Key: []byte("ce_id"), Value: []byte("ce-1")},
+		{Key: []byte("ce_source"), Value: []byte("/app")}, {Key: []byte("ce_type"), Value: []byte("com.example")},
+		{Key: []byte("content-type"), Value: []byte("text/plain")}}}
+	if e, err := s.toEvent(ce); err != nil || e.ID() != "ce-1" || e.Type() != "com.example" || string(e.Data()) != "hi" || e.Extensions()["kafkaoffset"] != nil {
+		t.Errorf("CloudEvent record: %v %v", e, err)
+	}
+	hostile := &sarama.ConsumerMessage{Topic: "orders", Value: []byte("x"), Headers: []*sarama.RecordHeader{
+		{Key: []byte("ce_specversion"), Value: []byte("1.0")}, {Key: []byte("ce_id"), Value: []byte("h-1")},
+		{Key: []byte("ce_source"), Value: []byte("/app")}, {Key: []byte("ce_type"), Value: []byte("com.example.\xff")}}}
+	if _, err := s.toEvent(hostile); !errors.Is(err, router.ErrInvalidEvent) {
+		t.Errorf("a record whose type is not UTF-8: %v, want ErrInvalidEvent (passed over, not sent)", err)
+	}
+}
+
+// fakePublisher answers each Publish with the next error of its script (then nil).
+type fakePublisher struct {
+	mu     sync.Mutex
+	script []error
+	calls  int
+}
+
+func (f *fakePublisher) HasBroker(router.BrokerRef) bool { return true }
+func (f *fakePublisher) Publish(context.Context, router.BrokerRef, []*router.Envelope) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if len(f.script) == 0 {
+		return nil
+	}
+	err := f.script[0]
+	f.script = f.script[1:]
+	return err
+}
+
+// TestSendRetriesOnlyWhatMaySucceed: a full or unavailable broker (and a broker not found, while a
+// reload is under way) is retried until it takes the event; a refusal for good (an invalid event,
+// an exhausted TTL, a 4xx from a URI sink) ends the retries at once, where it used to stall the
+// partition for ever.
+func TestSendRetriesOnlyWhatMaySucceed(t *testing.T) {
+	broker := &router.BrokerRef{Namespace: "ns", Name: "b"}
+	e, _ := testSource(config.Sink{}, nil).toEvent(&sarama.ConsumerMessage{Topic: "t", Value: []byte("x")})
+	ctx := context.Background()
+
+	p := &fakePublisher{script: []error{router.ErrQueueFull, router.ErrUnavailable, router.ErrBrokerNotFound}}
+	if err := testSource(config.Sink{Broker: broker}, p).send(ctx, e); err != nil || p.calls != 4 {
+		t.Errorf("pushed back three times: %v after %d calls, want delivered on the 4th", err, p.calls)
+	}
+	p = &fakePublisher{script: []error{router.ErrTTLExpired}}
+	if err := testSource(config.Sink{Broker: broker}, p).send(ctx, e); !errors.Is(err, router.ErrTTLExpired) || p.calls != 1 {
+		t.Errorf("TTL exhausted: %v after %d calls, want it returned at once", err, p.calls)
+	}
+
+	var hits sync.Map
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, _ := hits.LoadOrStore(r.URL.Path, new(int))
+		*n.(*int)++
+		if r.URL.Path == "/refuses" {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+		}
+	}))
+	defer sink.Close()
+	if err := testSource(config.Sink{URI: sink.URL + "/refuses"}, nil).send(ctx, e); router.IsRetryable(err) || err == nil {
+		t.Errorf("a 422 from the URI sink: %v, want a permanent error", err)
+	}
+	if err := testSource(config.Sink{URI: sink.URL + "/ok"}, nil).send(ctx, e); err != nil {
+		t.Errorf("the URI sink: %v", err)
+	}
+}
