@@ -48,6 +48,13 @@ type Envelope struct {
 // when read back and never reaches a subscriber.
 const ExtReplyBudget = "switchyardreplybudget"
 
+// Sink is where a source (a webhook, a KafkaSource) sends its events: a broker of this
+// configuration, or a URI. delivery.SinkSender sends to either.
+type Sink struct {
+	Broker *BrokerRef
+	URI    string
+}
+
 // Log is a broker's event log: ingress appends accepted events to it, and the dispatcher reads them
 // back through a Handler.
 type Log interface {

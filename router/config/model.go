@@ -309,10 +309,7 @@ func (r SecretRef) Read(secretsDir string) ([]byte, error) {
 }
 
 // Sink is where a source delivers: a broker of this configuration, or a URI.
-type Sink struct {
-	Broker *router.BrokerRef
-	URI    string
-}
+type Sink = router.Sink
 
 // GenericWebhook configures the generic provider.
 type GenericWebhook struct {

@@ -30,8 +30,7 @@ import (
 
 // Manager runs the KafkaSources of the current configuration.
 type Manager struct {
-	publisher  router.Publisher
-	deliverer  *delivery.Deliverer
+	sink       *delivery.SinkSender
 	logger     *zap.Logger
 	secretsDir string
 
@@ -48,7 +47,7 @@ type running struct {
 // NewManager returns a Manager with no sources; secretKeyRefs of their net settings are read
 // under secretsDir.
 func NewManager(p router.Publisher, d *delivery.Deliverer, logger *zap.Logger, secretsDir string) *Manager {
-	return &Manager{publisher: p, deliverer: d, logger: logger.Named("kafka-source"), secretsDir: secretsDir, running: map[string]*running{}}
+	return &Manager{sink: &delivery.SinkSender{Publisher: p, Deliverer: d}, logger: logger.Named("kafka-source"), secretsDir: secretsDir, running: map[string]*running{}}
 }
 
 // Apply starts new sources, restarts changed ones and stops removed ones.
@@ -182,14 +181,7 @@ func (s *source) send(ctx context.Context, e *event.Event) error {
 }
 
 func (s *source) deliver(ctx context.Context, e *event.Event) error {
-	if b := s.cfg.Sink.Broker; b != nil {
-		return s.m.publisher.Publish(ctx, *b, []*router.Envelope{{Event: e}})
-	}
-	res := s.m.deliverer.Deliver(ctx, &delivery.Request{URL: s.cfg.Sink.URI, Event: e, Namespace: s.cfg.Namespace}, &delivery.Policy{Timeout: 10 * time.Second})
-	if !res.Delivered() {
-		return res.Err // a *router.DeliveryError: retryable or not, with its cause
-	}
-	return nil
+	return s.m.sink.Send(ctx, s.cfg.Sink, &router.Envelope{Event: e}, s.cfg.Namespace)
 }
 
 // toEvent passes CloudEvents records through (binary ce_ headers or structured) and wraps any

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -45,6 +46,7 @@ type Options struct {
 type Handler struct {
 	o       Options
 	logger  *zap.Logger
+	sink    *delivery.SinkSender
 	sources atomic.Pointer[map[string]*source]
 }
 
@@ -63,7 +65,7 @@ func New(o Options) *Handler {
 	if o.Bodies == nil {
 		o.Bodies = ingress.NewBodyBudget(0)
 	}
-	h := &Handler{o: o, logger: o.Logger.Named("webhook")}
+	h := &Handler{o: o, logger: o.Logger.Named("webhook"), sink: &delivery.SinkSender{Publisher: o.Publisher, Deliverer: o.Deliverer}}
 	empty := map[string]*source{}
 	h.sources.Store(&empty)
 	return h
@@ -199,24 +201,20 @@ func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.H
 	if err := router.ValidateEvent(e); err != nil {
 		return http.StatusBadRequest, "the webhook maps to an invalid CloudEvent: " + err.Error()
 	}
-	if b := src.cfg.Sink.Broker; b != nil {
-		err := h.o.Publisher.Publish(ctx, *b, []*router.Envelope{{Event: e, Headers: fwd}})
-		switch code := router.HTTPStatus(err); code {
-		case http.StatusAccepted:
-			return code, "accepted as event " + e.ID()
-		case http.StatusTooManyRequests:
-			return code, fmt.Sprintf("broker %s is at capacity (%v): retry later", b, err)
-		case http.StatusServiceUnavailable:
-			return code, fmt.Sprintf("broker %s cannot accept events now", b)
-		default:
-			return code, fmt.Sprintf("broker %s refused the event: %v", b, err)
-		}
+	err := h.sink.Send(ctx, src.cfg.Sink, &router.Envelope{Event: e, Headers: fwd}, src.cfg.Namespace)
+	code := router.HTTPStatus(err)
+	var de *router.DeliveryError
+	switch {
+	case err == nil:
+		return code, "accepted as event " + e.ID()
+	case errors.As(err, &de):
+		h.logger.Warn("webhook sink refused the event", zap.String("sink", router.RedactURL(src.cfg.Sink.URI)), zap.Error(err))
+		return code, "the sink did not accept the event: " + err.Error()
+	case code == http.StatusTooManyRequests:
+		return code, fmt.Sprintf("broker %s is at capacity (%v): retry later", src.cfg.Sink.Broker, err)
+	case code == http.StatusServiceUnavailable:
+		return code, fmt.Sprintf("broker %s cannot accept events now", src.cfg.Sink.Broker)
+	default:
+		return code, fmt.Sprintf("broker %s refused the event: %v", src.cfg.Sink.Broker, err)
 	}
-	policy := &delivery.Policy{Timeout: 10 * time.Second}
-	out := h.o.Deliverer.Deliver(ctx, &delivery.Request{URL: src.cfg.Sink.URI, Event: e, Headers: fwd, Namespace: src.cfg.Namespace}, policy)
-	if !out.Delivered() {
-		h.logger.Warn("webhook sink refused the event", zap.String("sink", router.RedactURL(src.cfg.Sink.URI)), zap.Error(out.Err))
-		return router.HTTPStatus(out.Err), "the sink did not accept the event: " + out.Err.Error()
-	}
-	return http.StatusAccepted, "accepted as event " + e.ID()
 }
