@@ -20,6 +20,7 @@ import (
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/kafkaclient"
 )
 
 // Config configures one broker's log.
@@ -70,7 +71,7 @@ func New(cfg Config) *Log {
 }
 
 func (l *Log) saramaConfig() (*sarama.Config, error) {
-	c, err := ClientConfig("switchyard", l.cfg.Security, l.cfg.SecretsDir)
+	c, err := kafkaclient.Config("switchyard", l.cfg.Security, l.cfg.SecretsDir)
 	if err != nil {
 		return nil, err
 	}

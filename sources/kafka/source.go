@@ -25,7 +25,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
-	"github.com/switchyard-events/switchyard/sinks/kafka"
+	"github.com/switchyard-events/switchyard/router/kafkaclient"
 )
 
 // Manager runs the KafkaSources of the current configuration.
@@ -87,7 +87,7 @@ type source struct {
 }
 
 func (s *source) saramaConfig() (*sarama.Config, error) {
-	c, err := kafka.ClientConfig("switchyard-kafka-source", s.cfg.Security, s.m.secretsDir)
+	c, err := kafkaclient.Config("switchyard-kafka-source", s.cfg.Security, s.m.secretsDir)
 	if err != nil {
 		return nil, err
 	}

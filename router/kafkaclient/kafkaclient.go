@@ -1,4 +1,7 @@
-package kafka
+// Package kafkaclient builds the sarama configuration every Kafka client of Switchyard starts from:
+// the broker log's (sinks/kafka) and KafkaSource's (sources/kafka). It lives apart from both so
+// that a source does not import a sink for its client settings.
+package kafkaclient
 
 import (
 	"crypto/tls"
@@ -15,10 +18,10 @@ import (
 	"github.com/switchyard-events/switchyard/router/config"
 )
 
-// ClientConfig is the sarama configuration every Kafka client of Switchyard starts from (the
-// broker log's and KafkaSource's): protocol version, dial timeout, TLS and SASL. Secrets are read
-// now, so a rotated Secret applies from the next connection on.
-func ClientConfig(clientID string, sec config.KafkaSecurity, secretsDir string) (*sarama.Config, error) {
+// Config is the sarama configuration every Kafka client of Switchyard starts from: protocol
+// version, dial timeout, TLS and SASL. Secrets are read now, so a rotated Secret applies from the
+// next connection on.
+func Config(clientID string, sec config.KafkaSecurity, secretsDir string) (*sarama.Config, error) {
 	c := sarama.NewConfig()
 	c.Version = sarama.V2_8_0_0
 	c.ClientID = clientID

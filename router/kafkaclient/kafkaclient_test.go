@@ -1,4 +1,4 @@
-package kafka
+package kafkaclient
 
 import (
 	"errors"
@@ -28,7 +28,7 @@ func writeSecret(t *testing.T, dir, name, key, value string) config.SecretRef {
 // connect opens a cluster admin with the security given and lists topics: a real round trip
 // through TLS and the SASL handshake.
 func connect(addr string, sec config.KafkaSecurity, secretsDir string) error {
-	c, err := ClientConfig("switchyard-test", sec, secretsDir)
+	c, err := Config("switchyard-test", sec, secretsDir)
 	if err != nil {
 		return err
 	}
@@ -79,7 +79,7 @@ func TestClientConfigAgainstRealSASLSSL(t *testing.T) {
 	})
 	t.Run("missing secret", func(t *testing.T) {
 		sec := config.KafkaSecurity{SASL: &config.KafkaSASL{Mechanism: "PLAIN", User: user, Password: config.SecretRef{Name: "nope", Key: "password"}}}
-		if _, err := ClientConfig("x", sec, dir); err == nil || !strings.Contains(err.Error(), "kafka SASL: password") {
+		if _, err := Config("x", sec, dir); err == nil || !strings.Contains(err.Error(), "kafka SASL: password") {
 			t.Errorf("missing password secret: %v", err)
 		}
 	})
