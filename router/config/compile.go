@@ -17,6 +17,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/secret"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 	"github.com/switchyard-events/switchyard/router/tlsfiles"
 	"gopkg.in/yaml.v3"
@@ -916,12 +917,12 @@ func (l *loader) compileCredentials(d *doc, path string, a *credentialsSpec, p *
 		tp := fmt.Sprintf("%s.tokens[%d]", path, j)
 		if f := a.Tokens[j].File; f != "" && a.Tokens[j].Env == "" {
 			// Read again whenever the file changes: a revoked token stops working at once.
-			tf, err := senderauth.NewTokenFile(f)
-			if err != nil {
+			ref := secret.Ref{File: f}
+			if _, err := ref.Read(""); err != nil {
 				l.errAt(d, tp+".file", "%v", err)
 				continue
 			}
-			p.TokenFiles = append(p.TokenFiles, tf)
+			p.TokenFiles = append(p.TokenFiles, secret.Watch(ref, ""))
 			continue
 		}
 		if v, ok := l.readSecret(d, tp, &a.Tokens[j]); ok {
@@ -993,30 +994,21 @@ func (l *loader) compileCredentials(d *doc, path string, a *credentialsSpec, p *
 
 // readSecret reads a secret from its file or environment variable.
 func (l *loader) readSecret(d *doc, path string, s *secretValue) ([]byte, bool) {
+	field := ".file"
 	switch {
 	case s.File != "" && s.Env != "":
 		l.errAt(d, path, "set file or env, not both")
-	case s.File != "":
-		b, err := os.ReadFile(s.File)
-		if err != nil {
-			l.errAt(d, path+".file", "cannot read %s: %v", s.File, errors.Unwrap(err))
-			return nil, false
-		}
-		b = bytes.TrimRight(b, "\r\n")
-		if len(b) == 0 {
-			l.errAt(d, path+".file", "%s is empty", s.File)
-			return nil, false
-		}
-		return b, true
+		return nil, false
 	case s.Env != "":
-		v := os.Getenv(s.Env)
-		if v == "" {
-			l.errAt(d, path+".env", "environment variable %s is not set", s.Env)
-			return nil, false
-		}
-		return []byte(v), true
-	default:
+		field = ".env"
+	case s.File == "":
 		l.errAt(d, path, "set file or env")
+		return nil, false
 	}
-	return nil, false
+	v, err := secret.Ref{File: s.File, Env: s.Env}.Read("")
+	if err != nil {
+		l.errAt(d, path+field, "%v", err)
+		return nil, false
+	}
+	return v, true
 }

@@ -1,16 +1,12 @@
 package config
 
 import (
-	"bytes"
-	"errors"
-	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/secret"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
@@ -265,48 +261,8 @@ type WebhookSource struct {
 }
 
 // SecretRef is where a secret lives: a key of a Kubernetes Secret mounted under --secrets-dir
-// ({dir}/{Name}/{Key}), a file, or an environment variable.
-type SecretRef struct {
-	Name, Key string
-	File      string
-	Env       string
-}
-
-// IsZero tells an unset ref.
-func (r SecretRef) IsZero() bool { return r == SecretRef{} }
-
-// Path is the file of a file or secretKeyRef secret: a Kubernetes Secret mounted under secretsDir
-// keeps each key at {secretsDir}/{name}/{key}. "" for an environment variable.
-func (r SecretRef) Path(secretsDir string) string {
-	switch {
-	case r.File != "":
-		return r.File
-	case r.Name != "":
-		return filepath.Join(secretsDir, r.Name, r.Key)
-	}
-	return ""
-}
-
-// Read returns the secret's current value, trailing newlines trimmed; secretKeyRefs are read from
-// {secretsDir}/{name}/{key}.
-func (r SecretRef) Read(secretsDir string) ([]byte, error) {
-	if r.Env != "" {
-		b := []byte(os.Getenv(r.Env))
-		if len(b) == 0 {
-			return nil, fmt.Errorf("environment variable %s is not set", r.Env)
-		}
-		return b, nil
-	}
-	path := r.Path(secretsDir)
-	if path == "" {
-		return nil, errors.New("no secret named")
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading secret: %w", err)
-	}
-	return bytes.TrimRight(b, "\r\n"), nil
-}
+// ({dir}/{Name}/{Key}), a file, or an environment variable (package secret reads it).
+type SecretRef = secret.Ref
 
 // Sink is where a source delivers: a broker of this configuration, or a URI.
 type Sink = router.Sink

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/secret"
 )
 
 // Policy protects the brokers it names.
@@ -35,8 +36,9 @@ type Policy struct {
 	Brokers []string
 	// Tokens are accepted static bearer tokens.
 	Tokens [][]byte
-	// TokenFiles are accepted bearer tokens kept in files, read again when they change.
-	TokenFiles []*TokenFile
+	// TokenFiles are accepted bearer tokens kept in files, read again when they change (a
+	// revoked token stops working without a reload; an unreadable file accepts nothing).
+	TokenFiles []*secret.Watched
 	// JWT, when set, accepts JSON Web Tokens it verifies.
 	JWT *JWT
 }

@@ -1,7 +1,6 @@
 package senderauth
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,69 +16,6 @@ import (
 
 	jose "github.com/go-jose/go-jose/v4"
 )
-
-// TokenFile is a static bearer token kept in a file (a mounted Secret). It is read again when the
-// file changes, checked at most once a second, so a revoked or rotated token takes effect without
-// a reload. A file that cannot be read any more matches nothing: it fails closed.
-type TokenFile struct {
-	path string
-
-	mu      sync.Mutex
-	checked time.Time
-	modTime time.Time
-	size    int64
-	value   []byte
-}
-
-// NewTokenFile reads the token at path; the error names the file, never its content.
-func NewTokenFile(path string) (*TokenFile, error) {
-	t := &TokenFile{path: path}
-	if _, err := t.read(time.Now()); err != nil {
-		return nil, err
-	}
-	return t, nil
-}
-
-// Value is the token as the file holds it now (nil when unreadable or empty).
-func (t *TokenFile) Value(now time.Time) []byte {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if now.Sub(t.checked) < time.Second {
-		return t.value
-	}
-	v, _ := t.readLocked(now)
-	return v
-}
-
-func (t *TokenFile) read(now time.Time) ([]byte, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.readLocked(now)
-}
-
-func (t *TokenFile) readLocked(now time.Time) ([]byte, error) {
-	t.checked = now
-	fi, err := os.Stat(t.path)
-	if err != nil {
-		t.value = nil
-		return nil, fmt.Errorf("cannot read %s: %v", t.path, errors.Unwrap(err))
-	}
-	if t.value != nil && fi.ModTime().Equal(t.modTime) && fi.Size() == t.size {
-		return t.value, nil
-	}
-	b, err := os.ReadFile(t.path)
-	if err != nil {
-		t.value = nil
-		return nil, fmt.Errorf("cannot read %s: %v", t.path, errors.Unwrap(err))
-	}
-	b = bytes.TrimRight(b, "\r\n")
-	if len(b) == 0 {
-		t.value = nil
-		return nil, fmt.Errorf("%s is empty", t.path)
-	}
-	t.value, t.modTime, t.size = b, fi.ModTime(), fi.Size()
-	return t.value, nil
-}
 
 // KeySet finds a JWT's verification key by its key id ("kid"): a JSON Web Key Set from a file, a
 // URL, or the jwks_uri an issuer publishes (OpenID Connect discovery, as the Kubernetes API server

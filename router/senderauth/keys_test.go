@@ -19,6 +19,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/secret"
 )
 
 // signKid is an RS256 JWT naming its key id.
@@ -80,11 +81,7 @@ func TestTokenFileIsReadAgain(t *testing.T) {
 	if err := os.WriteFile(path, []byte("old-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tf, err := NewTokenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &Policy{TokenFiles: []*TokenFile{tf}}
+	p := &Policy{TokenFiles: []*secret.Watched{secret.Watch(secret.Ref{File: path}, "")}}
 	now := time.Now()
 	if d := p.Verify(bearer("old-token"), "x", now); d.Status != 0 {
 		t.Fatalf("the file's token: %+v", d)

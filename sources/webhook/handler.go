@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/secret"
 )
 
 // PathPrefix is where webhook sources are served: PathPrefix + "{namespace}/{name}".
@@ -53,7 +54,7 @@ type Handler struct {
 type source struct {
 	cfg      *config.WebhookSource
 	provider provider
-	secrets  []*secret
+	secrets  []*secret.Watched
 	dedup    *dedup
 }
 
@@ -79,7 +80,7 @@ func (h *Handler) Apply(sources []*config.WebhookSource) {
 		key := c.Namespace + "/" + c.Name
 		s := &source{cfg: c, provider: providers[c.Provider]}
 		for _, ref := range c.Secrets {
-			s.secrets = append(s.secrets, newSecret(ref, h.o.SecretsDir))
+			s.secrets = append(s.secrets, secret.Watch(ref, h.o.SecretsDir))
 		}
 		if prev := old[key]; prev != nil && prev.dedup != nil && prev.dedup.window == c.DedupWindow {
 			s.dedup = prev.dedup
