@@ -1,9 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +11,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/memstore"
+	"github.com/switchyard-events/switchyard/router/tlsfiles"
 	"github.com/switchyard-events/switchyard/sinks/cassandra"
 )
 
@@ -51,23 +49,17 @@ func cassandraConfig(c *config.Cassandra, logger *zap.Logger, reg prometheus.Reg
 		cfg.JournalDir = filepath.Join(os.TempDir(), "switchyard-results-journal")
 	}
 	if t := c.TLS; t != nil {
-		tc := &tls.Config{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
+		client := tlsfiles.Client{CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 		if t.CAFile != "" {
-			pem, err := os.ReadFile(t.CAFile)
+			ca, err := os.ReadFile(t.CAFile)
 			if err != nil {
 				return cfg, fmt.Errorf("cassandra tls: %w", err)
 			}
-			tc.RootCAs = x509.NewCertPool()
-			if !tc.RootCAs.AppendCertsFromPEM(pem) {
-				return cfg, errors.New("cassandra tls: " + t.CAFile + " holds no PEM certificate")
-			}
+			client.CAPEM = ca
 		}
-		if t.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
-			if err != nil {
-				return cfg, fmt.Errorf("cassandra tls: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{cert}
+		tc, err := tlsfiles.ClientConfig(client)
+		if err != nil {
+			return cfg, fmt.Errorf("cassandra tls: %w", err)
 		}
 		cfg.TLS = tc
 	}

@@ -347,7 +347,7 @@ func withTLS(ln net.Listener, t *config.ListenerTLS) (net.Listener, error) {
 func destinationTLS(byURL map[string]config.DestinationTLS, secretsDir string) map[string]tlsfiles.Client {
 	out := make(map[string]tlsfiles.Client, len(byURL))
 	for u, d := range byURL {
-		c := tlsfiles.Client{CAPEM: d.CAPEM}
+		c := tlsfiles.Client{CAPEM: d.CAPEM, SystemRoots: true} // Knative's CACerts add to the system's roots
 		if d.ClientSecret != "" {
 			c.CertFile = filepath.Join(secretsDir, d.ClientSecret, "tls.crt")
 			c.KeyFile = filepath.Join(secretsDir, d.ClientSecret, "tls.key")

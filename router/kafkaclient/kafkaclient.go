@@ -5,8 +5,6 @@ package kafkaclient
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"github.com/xdg-go/scram"
 
 	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/tlsfiles"
 )
 
 // Config is the sarama configuration every Kafka client of Switchyard starts from: protocol
@@ -42,33 +41,22 @@ func Config(clientID string, sec config.KafkaSecurity, secretsDir string) (*sara
 }
 
 func tlsConfig(t *config.KafkaTLS, secretsDir string) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	c := tlsfiles.Client{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
+	var err error
 	if !t.CA.IsZero() {
-		pem, err := t.CA.Read(secretsDir)
-		if err != nil {
+		if c.CAPEM, err = t.CA.Read(secretsDir); err != nil {
 			return nil, fmt.Errorf("CA: %w", err)
-		}
-		tc.RootCAs = x509.NewCertPool()
-		if !tc.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, errors.New("CA: no PEM certificate in it")
 		}
 	}
 	if !t.Cert.IsZero() {
-		cert, err := t.Cert.Read(secretsDir)
-		if err != nil {
+		if c.CertPEM, err = t.Cert.Read(secretsDir); err != nil {
 			return nil, fmt.Errorf("client certificate: %w", err)
 		}
-		key, err := t.Key.Read(secretsDir)
-		if err != nil {
+		if c.KeyPEM, err = t.Key.Read(secretsDir); err != nil {
 			return nil, fmt.Errorf("client key: %w", err)
 		}
-		pair, err := tls.X509KeyPair(cert, key)
-		if err != nil {
-			return nil, fmt.Errorf("client certificate and key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{pair}
 	}
-	return tc, nil
+	return tlsfiles.ClientConfig(c)
 }
 
 func saslConfig(c *sarama.Config, a *config.KafkaSASL, secretsDir string) error {

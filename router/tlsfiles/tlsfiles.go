@@ -1,6 +1,7 @@
-// Package tlsfiles builds TLS configurations from PEM files and keeps them current: a certificate,
-// key or CA file replaced on disk (a renewed cert-manager Secret, a rotated mount) is used from the
-// next handshake on, without a restart. Files are looked at again at most once a second, on a
+// Package tlsfiles builds every TLS configuration of Switchyard, servers' and clients' (to
+// subscribers, Kafka, Cassandra), from PEM files or PEM read from Secrets, and keeps file-based
+// ones current: a certificate, key or CA file replaced on disk (a renewed cert-manager Secret, a
+// rotated mount) is used from the next handshake on, without a restart. Files are looked at again at most once a second, on a
 // handshake that needs them; a file that turns unreadable keeps the last good material in use
 // (an expiring certificate is better than none).
 package tlsfiles
@@ -26,23 +27,38 @@ type Server struct {
 	ClientAuth   tls.ClientAuthType
 }
 
-// Client is what a client trusts and presents beyond the system's defaults.
+// Client is what a TLS client (to a subscriber, to Kafka, to Cassandra) trusts and presents.
 type Client struct {
-	// CAPEM are PEM certificates trusted in addition to the system's roots (Knative's CACerts).
-	CAPEM []byte
-	// CertFile and KeyFile, when set, are presented as the client certificate (mTLS).
+	// CAPEM are PEM certificates to trust: beside the system's roots with SystemRoots (Knative's
+	// CACerts for a destination), else instead of them (a private cluster's CA). None: the
+	// system's roots.
+	CAPEM       []byte
+	SystemRoots bool
+	// CertFile and KeyFile, when set, are presented as the client certificate (mTLS) and read
+	// again as they change; CertPEM and KeyPEM instead give it as read (a Secret read at connect).
 	CertFile, KeyFile string
+	CertPEM, KeyPEM   []byte
+	// ServerName overrides the name verified; InsecureSkipVerify verifies nothing (tests only).
+	ServerName         string
+	InsecureSkipVerify bool
 }
 
 // Key identifies what c configures: equal keys make equal configurations.
 func (c Client) Key() string {
 	h := sha256.New()
-	h.Write(c.CAPEM)
-	h.Write([]byte{0})
-	h.Write([]byte(c.CertFile))
-	h.Write([]byte{0})
-	h.Write([]byte(c.KeyFile))
+	for _, part := range [][]byte{c.CAPEM, []byte(c.CertFile), []byte(c.KeyFile), c.CertPEM, c.KeyPEM, []byte(c.ServerName),
+		{boolByte(c.SystemRoots), boolByte(c.InsecureSkipVerify)}} {
+		h.Write(part)
+		h.Write([]byte{0})
+	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+func boolByte(b bool) byte {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ServerConfig returns a listener's configuration. It reads the files once now, so that a
@@ -81,19 +97,28 @@ func ServerConfig(s Server) (*tls.Config, error) {
 	return base, nil
 }
 
-// ClientConfig returns a client configuration: the system's roots plus c.CAPEM, and c's client
-// certificate, read again as its files change.
+// ClientConfig returns c's client configuration; a client certificate in files is read again as
+// they change. Errors say which part is wrong, never a key's content.
 func ClientConfig(c Client) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName, InsecureSkipVerify: c.InsecureSkipVerify}
 	if len(c.CAPEM) > 0 {
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
+		pool := x509.NewCertPool()
+		if c.SystemRoots {
+			if system, err := x509.SystemCertPool(); err == nil && system != nil {
+				pool = system
+			}
 		}
 		if !pool.AppendCertsFromPEM(c.CAPEM) {
-			return nil, errors.New("CACerts holds no PEM certificate")
+			return nil, errors.New("the CA holds no PEM certificate")
 		}
 		cfg.RootCAs = pool
+	}
+	if len(c.CertPEM) > 0 || len(c.KeyPEM) > 0 {
+		pair, err := tls.X509KeyPair(c.CertPEM, c.KeyPEM)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate and key: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
 	}
 	if c.CertFile != "" || c.KeyFile != "" {
 		kp := newKeyPair(c.CertFile, c.KeyFile)

@@ -58,7 +58,7 @@ func TestServerCertificateIsReloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	addr := serve(t, cfg)
-	client, err := ClientConfig(Client{CAPEM: ca.PEM})
+	client, err := ClientConfig(Client{CAPEM: ca.PEM, SystemRoots: true})
 	if err != nil {
 		t.Fatal(err)
 	}
