@@ -26,12 +26,12 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 		printConfigError(stderr, err)
 		return 1
 	}
-	settings := loaded.Settings
-	if settings.Cassandra == nil {
+	spec := cassandraSpec(loaded)
+	if spec == nil {
 		fmt.Fprintln(stderr, "migrate: no Cassandra configured: set spec.results.cassandra in a SwitchyardConfig or --cassandra-hosts")
 		return 2
 	}
-	cfg, err := cassandraConfig(settings.Cassandra, zap.NewNop(), nil)
+	cfg, err := spec.Config(zap.NewNop(), nil)
 	if err != nil {
 		fmt.Fprintln(stderr, "migrate:", err)
 		return 1
@@ -40,13 +40,6 @@ func runMigrate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "migrate:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "schema of keyspace %s is up to date\n", orDefault(settings.Cassandra.Keyspace, "switchyard"))
+	fmt.Fprintf(stdout, "schema of keyspace %s is up to date\n", spec.Keyspace)
 	return 0
-}
-
-func orDefault(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
 }

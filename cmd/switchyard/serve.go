@@ -117,7 +117,7 @@ func newLogger(format, level string) (*zap.Logger, error) {
 func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernetes.Controller, logger *zap.Logger) error {
 	m := metrics.New()
 	m.SetMaxEventTypes(cfg.Settings.MaxEventTypes)
-	results, closeResults, err := openResults(&cfg.Settings, logger, m.Registry)
+	results, closeResults, err := openResults(cfg, logger, m.Registry)
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	defer stopWatch()
 	apply := func(next *config.Config) {
 		if next.Settings.Addr != cfg.Settings.Addr || next.Settings.AdminAddr != cfg.Settings.AdminAddr ||
-			(next.Settings.Cassandra == nil) != (cfg.Settings.Cassandra == nil) {
+			(cassandraSpec(next) == nil) != (cassandraSpec(cfg) == nil) {
 			logger.Warn("listen addresses and the result store apply at the next restart, not on reload")
 		}
 		rtr.Apply(next)

@@ -67,6 +67,7 @@ func (f *settingsFlags) load(src config.Sources) (*config.Config, error) {
 		src.Path = f.config
 	}
 	src.Overrides = f.overrides()
+	src.Components = components()
 	cfg, err := config.LoadSources(src)
 	if err != nil {
 		return nil, err

@@ -41,7 +41,6 @@ const (
 var memoryClasses = map[string]bool{"": true, "MTChannelBasedBroker": true, "Switchyard": true}
 
 var (
-	cqlName       = regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_]{0,47}$`)
 	attributeName = regexp.MustCompile(`^[a-z][a-z0-9]*$`)
 	objectName    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$`)
 )
@@ -51,6 +50,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 	cfg := &Config{Files: files}
 	l.destTLS = map[string]*destTLSDoc{}
 	defaults := l.compileSettings(&cfg.Settings)
+	cfg.Components = l.compileComponents()
 	if len(l.settings) > 0 {
 		cfg.Auth = l.compileAuth(l.settings[0].d, l.settings[0].m.Spec.Ingress.Auth)
 	}
@@ -272,9 +272,6 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	default:
 		l.errAt(d, "spec.log.level", "%q is not debug, info, warn or error", spec.Log.Level)
 	}
-	if c := spec.Results.Cassandra; c != nil {
-		s.Cassandra = l.compileCassandra(d, c)
-	}
 	if k := spec.Kafka; k != nil {
 		s.Kafka = &Kafka{BootstrapServers: k.BootstrapServers, Partitions: DefaultKafkaPartitions, ReplicationFactor: DefaultKafkaReplicationFactor}
 		if len(k.BootstrapServers) == 0 {
@@ -295,81 +292,6 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		s.Kafka.Security = l.compileKafkaSecurity(d, k)
 	}
 	return l.parseDelivery(d, "spec.delivery", spec.Delivery, "default", s, true)
-}
-
-func (l *loader) compileCassandra(d *doc, c *cassandraSpec) *Cassandra {
-	const path = "spec.results.cassandra"
-	out := &Cassandra{Hosts: c.Hosts, Keyspace: c.Keyspace, Replication: c.Replication, Consistency: c.Consistency,
-		LocalDC: c.LocalDC, DisableHostLookup: c.DisableHostLookup, JournalDir: c.Journal.Dir}
-	if len(c.Hosts) == 0 {
-		l.errAt(d, path+".hosts", "must name at least one Cassandra host (host or host:port)")
-	}
-	if c.Keyspace != "" && !cqlName.MatchString(c.Keyspace) {
-		l.errAt(d, path+".keyspace", "%q is not a keyspace name (letters, digits, _; up to 48)", c.Keyspace)
-	}
-	switch strings.ToUpper(c.Consistency) {
-	case "", "ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE":
-	default:
-		l.errAt(d, path+".consistency", "%q is not a consistency level (e.g. LOCAL_QUORUM, QUORUM, ONE)", c.Consistency)
-	}
-	if c.Username != nil {
-		if v, ok := l.readSecret(d, path+".username", c.Username); ok {
-			out.Username = string(v)
-		}
-	}
-	if c.Password != nil {
-		if v, ok := l.readSecret(d, path+".password", c.Password); ok {
-			out.Password = string(v)
-		}
-	}
-	if t := c.TLS; t != nil {
-		out.TLS = &TLSFiles{CAFile: t.CAFile, CertFile: t.CertFile, KeyFile: t.KeyFile, ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-		if (t.CertFile == "") != (t.KeyFile == "") {
-			l.errAt(d, path+".tls", "certFile and keyFile go together")
-		}
-		for field, f := range map[string]string{"caFile": t.CAFile, "certFile": t.CertFile, "keyFile": t.KeyFile} {
-			if f == "" {
-				continue
-			}
-			if _, err := os.Stat(f); err != nil {
-				l.errAt(d, path+".tls."+field, "cannot read %s: %v", f, errors.Unwrap(err))
-			}
-		}
-	}
-	goDuration := func(field, v string, dst *time.Duration) {
-		if v == "" {
-			return
-		}
-		dur, err := time.ParseDuration(v)
-		if err != nil || dur <= 0 {
-			l.errAt(d, path+"."+field, "%q is not a positive duration such as 168h", v)
-			return
-		}
-		*dst = dur
-	}
-	goDuration("retention", c.Retention, &out.Retention)
-	goDuration("bucket", c.Bucket, &out.Bucket)
-	if out.Retention > 0 && out.Retention < time.Second {
-		l.errAt(d, path+".retention", "must be at least 1s (Cassandra's TTL is in seconds)")
-	}
-	for field, v := range map[string]*int{"writers": c.Writers, "buffer": c.Buffer} {
-		if v != nil && *v <= 0 {
-			l.errAt(d, path+"."+field, "must be positive, got %d", *v)
-		}
-	}
-	if c.Writers != nil {
-		out.Writers = *c.Writers
-	}
-	if c.Buffer != nil {
-		out.Buffer = *c.Buffer
-	}
-	if c.Journal.MaxBytes != nil {
-		if *c.Journal.MaxBytes <= 0 {
-			l.errAt(d, path+".journal.maxBytes", "must be positive, got %d", *c.Journal.MaxBytes)
-		}
-		out.JournalMaxBytes = *c.Journal.MaxBytes
-	}
-	return out
 }
 
 func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers map[router.BrokerRef]*brokerDoc, defaults deliveryFields, s *Settings) *Trigger {
@@ -853,12 +775,6 @@ func (l *loader) applyOverrides(s *Settings) {
 			s.Kafka = &Kafka{Partitions: DefaultKafkaPartitions, ReplicationFactor: DefaultKafkaReplicationFactor}
 		}
 		s.Kafka.BootstrapServers = o.KafkaBootstrapServers
-	}
-	if len(o.CassandraHosts) > 0 {
-		if s.Cassandra == nil {
-			s.Cassandra = &Cassandra{}
-		}
-		s.Cassandra.Hosts = o.CassandraHosts
 	}
 }
 

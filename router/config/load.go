@@ -75,6 +75,9 @@ type Sources struct {
 	// Path is a file or directory of YAML manifests, or "" for none.
 	Path      string
 	Documents []Document
+	// Components are the parts of Switchyard with settings blocks of their own in
+	// SwitchyardConfig (see Component); the loaded specs are Config.Components.
+	Components []Component
 	// Overrides are settings from the command line and environment: they win over the files'
 	// SwitchyardConfig and are applied before anything is checked, so that they can satisfy a
 	// check (a Kafka-class broker needs a cluster: --kafka-bootstrap-servers gives it one).
@@ -98,6 +101,7 @@ func LoadSources(src Sources) (*Config, error) {
 	l := newLoader()
 	l.resolveRef = src.ResolveRef
 	l.overrides = src.Overrides
+	l.components = src.Components
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -136,6 +140,10 @@ type loader struct {
 	github     []gitHubDoc
 	kafkaSrc   []kafkaSourceDoc
 	overrides  *Overrides
+	// components are the registered components; blocks their blocks taken from the
+	// SwitchyardConfig document.
+	components []Component
+	blocks     map[string]*componentBlock
 	// destTLS collects destinations' TLS by URL while compiling.
 	destTLS map[string]*destTLSDoc
 }
@@ -170,7 +178,7 @@ type triggerDoc struct {
 	m triggerManifest
 }
 
-func newLoader() *loader { return &loader{} }
+func newLoader() *loader { return &loader{blocks: map[string]*componentBlock{}} }
 
 func (l *loader) errAt(d *doc, path, format string, args ...any) {
 	l.errs = append(l.errs, &Error{File: d.file, Line: d.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
@@ -224,6 +232,7 @@ func (l *loader) parseDoc(d *doc) {
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Trigger":
 		decodeDoc(l, d, &l.triggers, func(t *triggerDoc) any { t.d = d; return &t.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "SwitchyardConfig":
+		l.takeComponentBlocks(d)
 		decodeDoc(l, d, &l.settings, func(s *settingsDoc) any { s.d = d; return &s.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "WebhookSource":
 		decodeDoc(l, d, &l.webhooks, func(w *webhookDoc) any { w.d = d; return &w.m })

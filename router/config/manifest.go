@@ -182,8 +182,8 @@ type settingsSpec struct {
 			// redrive; past it the oldest lose their event.
 			MaxEventBytes *int64 `yaml:"maxEventBytes"`
 		} `yaml:"memory"`
-		// Cassandra, when set, stores outcomes in Cassandra instead of memory.
-		Cassandra *cassandraSpec `yaml:"cassandra"`
+		// cassandra is the Cassandra result store's block (sinks/cassandra), taken out before
+		// this struct is decoded: see Component.
 	} `yaml:"results"`
 	// Kafka connects Kafka-class brokers.
 	Kafka *kafkaSpec `yaml:"kafka"`
@@ -245,33 +245,6 @@ type credentialsSpec struct {
 type secretValue struct {
 	File string `yaml:"file"`
 	Env  string `yaml:"env"`
-}
-
-// cassandraSpec configures the Cassandra result store (sinks/cassandra).
-type cassandraSpec struct {
-	Hosts             []string     `yaml:"hosts"`
-	Keyspace          string       `yaml:"keyspace"`
-	Replication       string       `yaml:"replication"`
-	Consistency       string       `yaml:"consistency"`
-	LocalDC           string       `yaml:"localDC"`
-	DisableHostLookup bool         `yaml:"disableHostLookup"`
-	Username          *secretValue `yaml:"username"`
-	Password          *secretValue `yaml:"password"`
-	TLS               *struct {
-		CAFile             string `yaml:"caFile"`
-		CertFile           string `yaml:"certFile"`
-		KeyFile            string `yaml:"keyFile"`
-		ServerName         string `yaml:"serverName"`
-		InsecureSkipVerify bool   `yaml:"insecureSkipVerify"`
-	} `yaml:"tls"`
-	Retention string `yaml:"retention"` // Go duration, 168h
-	Bucket    string `yaml:"bucket"`    // Go duration, 1h
-	Writers   *int   `yaml:"writers"`
-	Buffer    *int   `yaml:"buffer"`
-	Journal   struct {
-		Dir      string `yaml:"dir"`
-		MaxBytes *int64 `yaml:"maxBytes"`
-	} `yaml:"journal"`
 }
 
 // webhookSourceManifest is switchyard.dev/v1alpha1 WebhookSource: one webhook endpoint, served at

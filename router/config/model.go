@@ -26,6 +26,9 @@ type Config struct {
 	Files []string
 	// Warnings are things worth knowing that are not errors, each at its file and line.
 	Warnings []*Error
+	// Components are the registered components' settings (Sources.Components), by path:
+	// a pointer to the spec the component's NewSpec made, or absent when not configured.
+	Components map[string]any
 	// DestinationTLS is what HTTPS destinations (subscribers, dead-letter and webhook sinks) trust
 	// and present beyond the defaults, by destination URL.
 	DestinationTLS map[string]DestinationTLS
@@ -72,8 +75,6 @@ type Settings struct {
 	ReloadInterval time.Duration
 	LogFormat      string
 	LogLevel       string
-	// Cassandra is set when outcomes go to Cassandra instead of memory.
-	Cassandra *Cassandra
 	// Kafka is set when Kafka-class brokers have a cluster to use.
 	Kafka *Kafka
 }
@@ -146,29 +147,6 @@ type KafkaSASL struct {
 
 // KafkaSASLMechanisms are the SASL mechanisms Switchyard speaks.
 var KafkaSASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
-
-// Cassandra are the settings of the Cassandra result store; zero values mean the store's defaults.
-type Cassandra struct {
-	Hosts              []string
-	Keyspace           string
-	Replication        string
-	Consistency        string
-	LocalDC            string
-	DisableHostLookup  bool
-	Username, Password string
-	// TLS is nil for plain connections.
-	TLS               *TLSFiles
-	Retention, Bucket time.Duration
-	Writers, Buffer   int
-	JournalDir        string
-	JournalMaxBytes   int64
-}
-
-// TLSFiles names the PEM files of a TLS client configuration.
-type TLSFiles struct {
-	CAFile, CertFile, KeyFile, ServerName string
-	InsecureSkipVerify                    bool
-}
 
 // Defaults of Settings and of delivery, used where the configuration says nothing.
 const (

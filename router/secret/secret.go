@@ -114,3 +114,30 @@ func (w *Watched) Value(now time.Time) []byte {
 	w.value, w.modTime, w.size = v, fi.ModTime(), fi.Size()
 	return w.value
 }
+
+// FileOrEnv is a secret written in a settings block as {file: PATH} or {env: VARIABLE}.
+type FileOrEnv struct {
+	File string `yaml:"file"`
+	Env  string `yaml:"env"`
+}
+
+// Ref is f as a reference.
+func (f FileOrEnv) Ref() Ref { return Ref{File: f.File, Env: f.Env} }
+
+// Check reports what is wrong with f ("" when it can be read now), and the field at fault:
+// "", "file" or "env".
+func (f FileOrEnv) Check() (field, problem string) {
+	switch {
+	case f.File != "" && f.Env != "":
+		return "", "set file or env, not both"
+	case f.File == "" && f.Env == "":
+		return "", "set file or env"
+	}
+	if _, err := f.Ref().Read(""); err != nil {
+		if f.Env != "" {
+			return "env", err.Error()
+		}
+		return "file", err.Error()
+	}
+	return "", ""
+}

@@ -1,0 +1,140 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Component is a part of Switchyard whose settings are a block of SwitchyardConfig's spec (the
+// Cassandra result store's is results.cassandra) and belong to the component's own package: its
+// spec type with defaults, how the command line overrides it, and its validation. cmd/switchyard
+// lists the components in one place and hands them to the loader (Sources.Components), which
+// decodes each block strictly into the component's spec, applies the overrides, and has the
+// component check the result, every problem reported with its file, line and field path like any
+// other. Adding a component is its package, a line in that list, and its docs.
+type Component interface {
+	// Path is the block's place under spec, e.g. "results.cassandra".
+	Path() string
+	// NewSpec returns a pointer to a new spec holding the component's defaults: what the block
+	// decodes into.
+	NewSpec() any
+	// Override applies the command line's settings to spec, and reports whether they ask for the
+	// component, so that a flag alone (--cassandra-hosts) can turn it on.
+	Override(spec any, o *Overrides) bool
+	// Validate reports every problem of spec, at field paths relative to the block.
+	Validate(spec any, r Reporter)
+}
+
+// Reporter takes a component's problems: field is a path within its block ("hosts",
+// "tls.caFile"); the loader adds the block's path, the file and the line.
+type Reporter interface {
+	Errorf(field, format string, args ...any)
+}
+
+// componentBlock is a component's block as found in the SwitchyardConfig document.
+type componentBlock struct {
+	d    *doc
+	node *yaml.Node
+}
+
+// takeComponentBlocks removes the registered components' blocks from a SwitchyardConfig
+// document before its strict walk (which knows nothing of them) and keeps them for
+// compileComponents.
+func (l *loader) takeComponentBlocks(d *doc) {
+	spec := mapValue(d.root.Content[0], "spec")
+	for _, c := range l.components {
+		segs := strings.Split(c.Path(), ".")
+		parent := spec
+		for _, s := range segs[:len(segs)-1] {
+			if parent == nil {
+				break
+			}
+			parent = mapValue(parent, s)
+		}
+		if parent == nil || parent.Kind != yaml.MappingNode {
+			continue
+		}
+		key := segs[len(segs)-1]
+		for i := 0; i+1 < len(parent.Content); i += 2 {
+			if parent.Content[i].Value == key {
+				if l.blocks[c.Path()] == nil {
+					l.blocks[c.Path()] = &componentBlock{d: d, node: parent.Content[i+1]}
+				}
+				parent.Content = append(parent.Content[:i:i], parent.Content[i+2:]...)
+				break
+			}
+		}
+	}
+}
+
+// blockReporter reports a component's problems at its block's file, line and path.
+type blockReporter struct {
+	l    *loader
+	d    *doc
+	node *yaml.Node // nil: the block comes from the command line only
+	path string     // "spec.results.cassandra"
+	n    int
+}
+
+func (r *blockReporter) Errorf(field, format string, args ...any) {
+	r.n++
+	e := &Error{File: r.d.file, Path: joinPath(r.path, field), Msg: fmt.Sprintf(format, args...)}
+	if r.node != nil {
+		e.Line = nodeAt(r.node, field).Line
+	}
+	r.l.errs = append(r.l.errs, e)
+}
+
+// compileComponents decodes, overrides and validates every registered component's settings into
+// specs, by path. A component with no block and no override is absent (nil).
+func (l *loader) compileComponents() map[string]any {
+	out := map[string]any{}
+	flags := &doc{file: "command line", root: &yaml.Node{}}
+	for _, c := range l.components {
+		spec := c.NewSpec()
+		present := false
+		path := "spec." + c.Path()
+		rep := &blockReporter{l: l, d: flags, path: path}
+		if b := l.blocks[c.Path()]; b != nil {
+			present = true
+			rep.d, rep.node = b.d, b.node
+			before := len(l.errs)
+			unknownFields(b.node, reflect.TypeOf(spec), path, func(n *yaml.Node, p, msg string) {
+				l.errs = append(l.errs, &Error{File: b.d.file, Line: n.Line, Path: p, Msg: msg})
+			})
+			if err := b.node.Decode(spec); err != nil {
+				var te *yaml.TypeError
+				if !errors.As(err, &te) {
+					l.errs = append(l.errs, &Error{File: b.d.file, Line: b.node.Line, Path: path, Msg: err.Error()})
+				} else {
+					for _, e := range te.Errors {
+						line := b.node.Line
+						if m := yamlLine.FindStringSubmatch(e); m != nil {
+							line, _ = strconv.Atoi(m[1])
+							e = strings.Replace(e, m[0], "", 1)
+						}
+						p, _ := pathAtLine(b.node, line, path)
+						l.errs = append(l.errs, &Error{File: b.d.file, Line: line, Path: p, Msg: e})
+					}
+				}
+			}
+			if len(l.errs) > before {
+				continue // validating a half-decoded spec would only repeat the problems
+			}
+		}
+		if l.overrides != nil && c.Override(spec, l.overrides) {
+			present = true
+		}
+		if !present {
+			continue
+		}
+		c.Validate(spec, rep)
+		out[c.Path()] = spec
+	}
+	return out
+}
