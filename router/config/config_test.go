@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -202,83 +203,42 @@ metadata:
 }
 
 // TestParseErrors checks exact messages: they are the user interface of a config mistake.
-func TestParseErrors(t *testing.T) {
-	trigger := func(spec string) string {
-		return broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\nspec:\n" + spec
+var update = flag.Bool("update", false, "rewrite the golden files of testdata/errors from what the loader says now")
+
+// TestErrorFixtures: each testdata/errors/NAME.yaml is a configuration with mistakes, and
+// NAME.golden beside it every error the loader must report for it, one per line as validate prints
+// them (file:line: field.path: message). go test -run TestErrorFixtures -update rewrites the golden
+// files; review their diff.
+func TestErrorFixtures(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "errors", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no fixtures: %v", err)
 	}
-	cases := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{"unknown kind", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n",
-			[]string{"c.yaml:2: kind: unknown kind v1 ConfigMap (Switchyard reads eventing.knative.dev/v1 Broker and Trigger, sources.knative.dev/v1alpha1 GitHubSource, sources.knative.dev/v1beta1 KafkaSource, and switchyard.dev/v1alpha1 SwitchyardConfig, WebhookSource and KafkaSource)"}},
-		{"unknown field", broker + "spec:\n  deliveryy: {}\n",
-			[]string{"c.yaml:7: spec.deliveryy: unknown field (known: config, delivery)"}},
-		{"yaml syntax", "apiVersion: [\n", []string{"c.yaml:1: invalid YAML: did not find expected node content"}},
-		{"type error", broker + "spec:\n  delivery:\n    retry: lots\n",
-			[]string{"c.yaml:8: spec.delivery.retry: cannot unmarshal !!str `lots` into int32"}},
-		{"missing name", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  namespace: ns\n",
-			[]string{"c.yaml:4: metadata.name: must be set"}},
-		{"broker not found", trigger("  broker: nope\n  subscriber:\n    uri: http://x/\n"),
-			[]string{"c.yaml:13: spec.broker: broker ns/nope is not defined in this configuration"}},
-		{"empty prefix value", trigger("  broker: default\n  filters:\n    - prefix:\n        type: \"\"\n  subscriber:\n    uri: http://x/\n"),
-			[]string{"c.yaml:16: spec.filters[0].prefix.type: value must not be empty"}},
-		{"two dialects", trigger("  broker: default\n  filters:\n    - exact:\n        type: a\n      suffix:\n        type: b\n  subscriber:\n    uri: http://x/\n"),
-			[]string{"c.yaml:15: spec.filters[0]: sets exact and suffix: a filter object takes exactly one dialect"}},
-		{"non-boolean cesql", trigger("  broker: default\n  filters:\n    - cesql: type\n  subscriber:\n    uri: http://x/\n"),
-			[]string{`c.yaml:15: spec.filters[0].cesql: CESQL expression "type" is an attribute, not a boolean condition: compare it, e.g. type = 'value', or test it with EXISTS type`}},
-		{"string cesql", trigger("  broker: default\n  filters:\n    - cesql: \"'abc'\"\n  subscriber:\n    uri: http://x/\n"),
-			[]string{`c.yaml:15: spec.filters[0].cesql: CESQL expression "'abc'" yields a string, not a boolean`}},
-		{"bad attribute name", trigger("  broker: default\n  filter:\n    attributes:\n      Type: a\n  subscriber:\n    uri: http://x/\n"),
-			[]string{"c.yaml:16: spec.filter.attributes.Type: attribute names are lower-case letters and digits, starting with a letter"}},
-		{"relative uri", trigger("  broker: default\n  subscriber:\n    uri: /x\n"),
-			[]string{`c.yaml:15: spec.subscriber.uri: must be an absolute http or https URL, got "/x"`}},
-		{"ref to addressable", trigger("  broker: default\n  subscriber:\n    ref:\n      apiVersion: messaging.knative.dev/v1\n      kind: Channel\n      name: c\n"),
-			[]string{"c.yaml:16: spec.subscriber.ref: cannot resolve a ref to messaging.knative.dev/v1 Channel outside Kubernetes: refs to v1 Service and serving.knative.dev/v1 Service are supported; use uri for anything else"}},
-		{"bad delivery", trigger("  broker: default\n  subscriber:\n    uri: http://x/\n  delivery:\n    retry: -1\n    backoffPolicy: random\n    backoffDelay: 200ms\n    format: xml\n    deadLetterSink:\n      uri: dls\n"),
-			[]string{
-				"c.yaml:17: spec.delivery.retry: must not be negative, got -1",
-				`c.yaml:18: spec.delivery.backoffPolicy: must be exponential or linear, got "random"`,
-				`c.yaml:19: spec.delivery.backoffDelay: "200ms" is not an ISO 8601 duration (it must start with P), e.g. PT0.2S or PT1M30S`,
-				`c.yaml:20: spec.delivery.format: must be json or binary, got "xml"`,
-				`c.yaml:22: spec.delivery.deadLetterSink.uri: must be an absolute http or https URL, got "dls"`,
-			}},
-		{"kafka class", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: k\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n",
-			[]string{"c.yaml:6: metadata.annotations: broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig"}},
-		{"bad max-in-flight", "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  annotations:\n    switchyard.dev/max-in-flight: lots\n",
-			[]string{`c.yaml:6: metadata.annotations: switchyard.dev/max-in-flight must be a whole number of events (0 for no limit), got "lots"`}},
-		{"max-in-flight on kafka", "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata:\n  name: s\nspec:\n  kafka:\n    bootstrapServers: [127.0.0.1:9092]\n---\napiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: k\n  annotations:\n    eventing.knative.dev/broker.class: Kafka\n    switchyard.dev/max-in-flight: \"10\"\n",
-			[]string{"c.yaml:14: metadata.annotations: switchyard.dev/max-in-flight applies to in-memory brokers only (a Kafka-class broker's producers are acknowledged by Kafka)"}},
-		{"bad max-in-flight settings", "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata:\n  name: s\nspec:\n  ingress:\n    maxInFlight: -1\n    maxInFlightWait: forever\n",
-			[]string{
-				"c.yaml:7: spec.ingress.maxInFlight: must be 0 (no limit) or positive, got -1",
-				`c.yaml:8: spec.ingress.maxInFlightWait: "forever" is not a positive duration such as 30s or 1m`,
-			}},
-		{"duplicate broker", broker + "---\n" + broker,
-			[]string{"c.yaml:10: metadata.name: broker ns/default is defined twice (first at c.yaml:1)"}},
-		{"bad order annotation", broker + "---\napiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: t\n  namespace: ns\n  annotations:\n    kafka.eventing.knative.dev/delivery.order: sorted\nspec:\n  broker: default\n  subscriber:\n    uri: http://x/\n",
-			[]string{`c.yaml:13: metadata.annotations: kafka.eventing.knative.dev/delivery.order must be ordered or unordered, got "sorted"`}},
-		{"bad settings", "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata:\n  name: s\nspec:\n  ingress:\n    addr: 8080\n    queueSize: 0\n  shutdownGracePeriod: soon\n",
-			[]string{
-				`c.yaml:7: spec.ingress.addr: "8080" is not host:port (e.g. :8080 or 127.0.0.1:8080)`,
-				"c.yaml:8: spec.ingress.queueSize: must be positive, got 0",
-				`c.yaml:9: spec.shutdownGracePeriod: "soon" is not a positive duration such as 30s or 1m`,
-			}},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			_, err := Parse("c.yaml", []byte(c.yaml))
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			_, err := Load(file)
 			var errs Errors
 			if !errors.As(err, &errs) {
-				t.Fatalf("got %v, want config errors", err)
+				t.Fatalf("got %v, want configuration errors", err)
 			}
-			var got []string
+			var got strings.Builder
 			for _, e := range errs {
-				got = append(got, e.Error())
+				got.WriteString(e.Error() + "\n")
 			}
-			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
-				t.Errorf("errors\n got: %s\nwant: %s", strings.Join(got, "\n      "), strings.Join(c.want, "\n      "))
+			golden := strings.TrimSuffix(file, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, []byte(got.String()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.String() != string(want) {
+				t.Errorf("errors of %s\n got:\n%s\nwant:\n%s", file, got.String(), want)
 			}
 		})
 	}
