@@ -59,10 +59,10 @@ func New(cfg Config) *Log {
 		cfg.Window = 10000
 	}
 	if cfg.Partitions <= 0 {
-		cfg.Partitions = 10
+		cfg.Partitions = config.DefaultKafkaPartitions
 	}
 	if cfg.ReplicationFactor <= 0 {
-		cfg.ReplicationFactor = 1
+		cfg.ReplicationFactor = config.DefaultKafkaReplicationFactor
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
