@@ -157,15 +157,25 @@ func validate(e *event.Event) error { return router.ValidateEvent(e) }
 // reads them: sdk-go indexes past the end of "ce-" (a panic) and accepts any other name.
 func checkHeaderNames(h http.Header) error {
 	for k := range h {
-		if len(k) < 3 || !strings.EqualFold(k[:3], "ce-") {
+		if len(k) < 3 || !strings.EqualFold(k[:3], "ce-") || validHeaderName(k[3:]) {
 			continue
 		}
-		name := strings.ToLower(k[3:])
-		if err := router.CheckAttributeName(name); err != nil {
+		// Canonical header keys capitalise: the attribute is the name lower-cased, as sdk-go reads it.
+		if err := router.CheckAttributeName(strings.ToLower(k[3:])); err != nil {
 			return fmt.Errorf("header %q: %w", k, err)
 		}
 	}
 	return nil
+}
+
+// validHeaderName reports, without allocating, whether name is a-z, A-Z and 0-9 only and not empty.
+func validHeaderName(name string) bool {
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return name != ""
 }
 
 // percentDecode undoes the percent-encoding the HTTP binding requires of ce- header values. A value

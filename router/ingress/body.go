@@ -67,19 +67,19 @@ const firstChunk = 16 << 10
 // Read reads r's body, at most limit bytes, into a buffer grown as bytes arrive. Errors: 413
 // for a body over limit, 503 when the budget is spent, 408 when the server's read timeout ended
 // the read, 400 for any other read error.
-func (b *BodyBudget) Read(r *http.Request, limit int64) (*Body, *BodyError) {
+func (b *BodyBudget) Read(r *http.Request, limit int64) (Body, *BodyError) {
 	tooLarge := func() *BodyError {
 		return &BodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than the %d-byte limit", limit)}
 	}
 	if r.ContentLength > limit {
-		return nil, tooLarge()
+		return Body{}, tooLarge()
 	}
 	known := r.ContentLength >= 0
 	want := limit + 1 // unknown length: read one byte past the limit to see it exceeded
 	if known {
 		want = r.ContentLength
 	}
-	body := &Body{budget: b}
+	body := Body{budget: b}
 	grow := func(to int64) *BodyError {
 		if !b.Take(to - int64(cap(body.Data))) {
 			body.Release()
@@ -92,7 +92,7 @@ func (b *BodyBudget) Read(r *http.Request, limit int64) (*Body, *BodyError) {
 		return nil
 	}
 	if err := grow(min(want, firstChunk)); err != nil {
-		return nil, err
+		return Body{}, err
 	}
 	src := r.Body
 	if !known {
@@ -103,7 +103,7 @@ func (b *BodyBudget) Read(r *http.Request, limit int64) (*Body, *BodyError) {
 			// Grow by four: few copies on the way to a large body, and a known length is never
 			// exceeded (the server reads no further than it).
 			if err := grow(min(want, 4*int64(cap(body.Data)))); err != nil {
-				return nil, err
+				return Body{}, err
 			}
 		}
 		n, err := src.Read(body.Data[len(body.Data):cap(body.Data)])
@@ -111,21 +111,21 @@ func (b *BodyBudget) Read(r *http.Request, limit int64) (*Body, *BodyError) {
 		if err == io.EOF {
 			if known && int64(len(body.Data)) < want {
 				body.Release()
-				return nil, &BodyError{http.StatusBadRequest, fmt.Sprintf("reading body: it ended after %d of the %d bytes announced", len(body.Data), want)}
+				return Body{}, &BodyError{http.StatusBadRequest, fmt.Sprintf("reading body: it ended after %d of the %d bytes announced", len(body.Data), want)}
 			}
 			break
 		}
 		if err != nil {
 			body.Release()
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				return nil, &BodyError{http.StatusRequestTimeout, "reading body: not received within the read timeout (spec.ingress.readTimeout)"}
+				return Body{}, &BodyError{http.StatusRequestTimeout, "reading body: not received within the read timeout (spec.ingress.readTimeout)"}
 			}
-			return nil, &BodyError{http.StatusBadRequest, "reading body: " + err.Error()}
+			return Body{}, &BodyError{http.StatusBadRequest, "reading body: " + err.Error()}
 		}
 	}
 	if !known && int64(len(body.Data)) > limit {
 		body.Release()
-		return nil, tooLarge()
+		return Body{}, tooLarge()
 	}
 	return body, nil
 }

@@ -39,6 +39,9 @@ func New(size int) *Store {
 		maxEventBytes: DefaultMaxEventBytes}
 }
 
+// dedupDepth is how many of an event's newest outcomes a Record compares itself with.
+const dedupDepth = 16
+
 // DefaultMaxEventBytes bounds the bytes of events kept with failed outcomes by default.
 const DefaultMaxEventBytes = 64 << 20
 
@@ -89,9 +92,11 @@ func (s *Store) Record(o *router.Outcome) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// The same outcome recorded again (an at-least-once path retrying) is stored once, as the
-	// Cassandra store's primary key does.
-	for _, n := range s.byEvent[o.EventID] {
-		if h := s.ring[n%uint64(len(s.ring))]; h.Trigger == o.Trigger && h.Status == o.Status && h.Received.Equal(o.Received) && h.Finished.Equal(o.Finished) {
+	// Cassandra store's primary key does. A repeat comes soon after the first, so only the event's
+	// newest outcomes are looked at: a producer reusing one event id must not make Record linear.
+	seqs := s.byEvent[o.EventID]
+	for i := len(seqs) - 1; i >= 0 && i >= len(seqs)-dedupDepth; i-- {
+		if h := s.ring[seqs[i]%uint64(len(s.ring))]; h.Trigger == o.Trigger && h.Status == o.Status && h.Received.Equal(o.Received) && h.Finished.Equal(o.Finished) {
 			return
 		}
 	}

@@ -107,3 +107,19 @@ func TestEventBytesAreBounded(t *testing.T) {
 func TestContract(t *testing.T) {
 	resultstoretest.Run(t, func(*testing.T) (router.ResultStore, func()) { return New(1000), func() {} })
 }
+
+// BenchmarkRecordSameID: producers may reuse one event id for ever; recording must not grow with
+// the outcomes that id already has (100,000 here).
+func BenchmarkRecordSameID(b *testing.B) {
+	s := New(100000)
+	t0 := time.Now()
+	for i := range 100000 {
+		s.Record(outcome("same", "t", router.StatusDelivered, t0.Add(time.Duration(i))))
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		i++
+		s.Record(outcome("same", "t", router.StatusDelivered, t0.Add(time.Duration(100000+i))))
+	}
+}
