@@ -143,10 +143,16 @@ func (s *Store) compactWithEventsLocked() {
 
 func (s *Store) forget(id string, seq uint64) {
 	seqs := s.byEvent[id]
-	for i, v := range seqs {
-		if v == seq {
-			seqs = append(seqs[:i], seqs[i+1:]...)
-			break
+	// Eviction forgets an id's oldest outcome, first in its list: drop it without moving the
+	// rest (an id reused for every event holds the whole ring, and a copy per Record is O(ring)).
+	if len(seqs) > 0 && seqs[0] == seq {
+		seqs = seqs[1:]
+	} else {
+		for i, v := range seqs {
+			if v == seq {
+				seqs = append(seqs[:i], seqs[i+1:]...)
+				break
+			}
 		}
 	}
 	if len(seqs) == 0 {
