@@ -6,6 +6,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
+	"github.com/switchyard-events/switchyard/router/kafkaclient"
 	"github.com/switchyard-events/switchyard/router/secret"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
@@ -121,32 +122,15 @@ type Kafka struct {
 	Security          KafkaSecurity
 }
 
-// KafkaSecurity is how a Kafka client encrypts and authenticates; the zero value is plaintext
-// without SASL. Secrets are named, not held: they are read at each connection, so a rotated Secret
-// applies without a restart.
-type KafkaSecurity struct {
-	TLS  *KafkaTLS
-	SASL *KafkaSASL
-}
-
-// KafkaTLS is a TLS client configuration; unset refs mean the system's roots and no client certificate.
-type KafkaTLS struct {
-	CA, Cert, Key      SecretRef
-	ServerName         string
-	InsecureSkipVerify bool
-}
-
-// KafkaSASL is a SASL login.
-type KafkaSASL struct {
-	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; MechanismRef, when set instead, names a
-	// secret holding it (KafkaSource's net.sasl.type).
-	Mechanism      string
-	MechanismRef   *SecretRef
-	User, Password SecretRef
-}
+// The Kafka client's security settings (router/kafkaclient), as KafkaSources write them.
+type (
+	KafkaSecurity = kafkaclient.Security
+	KafkaTLS      = kafkaclient.TLS
+	KafkaSASL     = kafkaclient.SASL
+)
 
 // KafkaSASLMechanisms are the SASL mechanisms Switchyard speaks.
-var KafkaSASLMechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
+var KafkaSASLMechanisms = kafkaclient.Mechanisms
 
 // Defaults of Settings and of delivery, used where the configuration says nothing.
 const (

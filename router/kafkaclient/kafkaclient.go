@@ -13,14 +13,41 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
 
-	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/secret"
 	"github.com/switchyard-events/switchyard/router/tlsfiles"
 )
+
+// Security is how a Kafka client encrypts and authenticates; the zero value is plaintext without
+// SASL. Secrets are named, not held: they are read at each connection, so a rotated Secret applies
+// without a restart.
+type Security struct {
+	TLS  *TLS
+	SASL *SASL
+}
+
+// TLS is a TLS client configuration; unset refs mean the system's roots and no client certificate.
+type TLS struct {
+	CA, Cert, Key      secret.Ref
+	ServerName         string
+	InsecureSkipVerify bool
+}
+
+// SASL is a SASL login.
+type SASL struct {
+	// Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; MechanismRef, when set instead, names a
+	// secret holding it (KafkaSource's net.sasl.type).
+	Mechanism      string
+	MechanismRef   *secret.Ref
+	User, Password secret.Ref
+}
+
+// Mechanisms are the SASL mechanisms Switchyard speaks.
+var Mechanisms = []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"}
 
 // Config is the sarama configuration every Kafka client of Switchyard starts from: protocol
 // version, dial timeout, TLS and SASL. Secrets are read now, so a rotated Secret applies from the
 // next connection on.
-func Config(clientID string, sec config.KafkaSecurity, secretsDir string) (*sarama.Config, error) {
+func Config(clientID string, sec Security, secretsDir string) (*sarama.Config, error) {
 	c := sarama.NewConfig()
 	c.Version = sarama.V2_8_0_0
 	c.ClientID = clientID
@@ -40,7 +67,7 @@ func Config(clientID string, sec config.KafkaSecurity, secretsDir string) (*sara
 	return c, nil
 }
 
-func tlsConfig(t *config.KafkaTLS, secretsDir string) (*tls.Config, error) {
+func tlsConfig(t *TLS, secretsDir string) (*tls.Config, error) {
 	c := tlsfiles.Client{ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
 	var err error
 	if !t.CA.IsZero() {
@@ -59,7 +86,7 @@ func tlsConfig(t *config.KafkaTLS, secretsDir string) (*tls.Config, error) {
 	return tlsfiles.ClientConfig(c)
 }
 
-func saslConfig(c *sarama.Config, a *config.KafkaSASL, secretsDir string) error {
+func saslConfig(c *sarama.Config, a *SASL, secretsDir string) error {
 	mech := a.Mechanism
 	if a.MechanismRef != nil {
 		b, err := a.MechanismRef.Read(secretsDir)
@@ -68,8 +95,8 @@ func saslConfig(c *sarama.Config, a *config.KafkaSASL, secretsDir string) error 
 		}
 		mech = strings.ToUpper(strings.TrimSpace(string(b)))
 	}
-	if !slices.Contains(config.KafkaSASLMechanisms, mech) {
-		return fmt.Errorf("mechanism %q is not one of %s", mech, strings.Join(config.KafkaSASLMechanisms, ", "))
+	if !slices.Contains(Mechanisms, mech) {
+		return fmt.Errorf("mechanism %q is not one of %s", mech, strings.Join(Mechanisms, ", "))
 	}
 	user, err := a.User.Read(secretsDir)
 	if err != nil {

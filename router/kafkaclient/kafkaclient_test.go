@@ -9,12 +9,12 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/secret"
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
 // writeSecret lays a value out as a mounted Kubernetes Secret key: {dir}/{name}/{key}.
-func writeSecret(t *testing.T, dir, name, key, value string) config.SecretRef {
+func writeSecret(t *testing.T, dir, name, key, value string) secret.Ref {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
 		t.Fatal(err)
@@ -22,12 +22,12 @@ func writeSecret(t *testing.T, dir, name, key, value string) config.SecretRef {
 	if err := os.WriteFile(filepath.Join(dir, name, key), []byte(value+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return config.SecretRef{Name: name, Key: key}
+	return secret.Ref{Name: name, Key: key}
 }
 
 // connect opens a cluster admin with the security given and lists topics: a real round trip
 // through TLS and the SASL handshake.
-func connect(addr string, sec config.KafkaSecurity, secretsDir string) error {
+func connect(addr string, sec Security, secretsDir string) error {
 	c, err := Config("switchyard-test", sec, secretsDir)
 	if err != nil {
 		return err
@@ -48,11 +48,11 @@ func TestClientConfigAgainstRealSASLSSL(t *testing.T) {
 	user := writeSecret(t, dir, "kafka-sasl", "user", testenv.KafkaUser)
 	pass := writeSecret(t, dir, "kafka-sasl", "password", testenv.KafkaPassword)
 	wrong := writeSecret(t, dir, "kafka-sasl", "wrong", "not-the-password")
-	tlsOn := &config.KafkaTLS{CA: config.SecretRef{File: caFile}}
+	tlsOn := &TLS{CA: secret.Ref{File: caFile}}
 
 	for _, mech := range []string{"PLAIN", "SCRAM-SHA-512"} {
 		t.Run(mech, func(t *testing.T) {
-			sec := config.KafkaSecurity{TLS: tlsOn, SASL: &config.KafkaSASL{Mechanism: mech, User: user, Password: pass}}
+			sec := Security{TLS: tlsOn, SASL: &SASL{Mechanism: mech, User: user, Password: pass}}
 			if err := connect(addr, sec, dir); err != nil {
 				t.Fatalf("TLS + SASL %s with the right password: %v", mech, err)
 			}
@@ -65,20 +65,20 @@ func TestClientConfigAgainstRealSASLSSL(t *testing.T) {
 	}
 	t.Run("mechanism from a secret", func(t *testing.T) {
 		mech := writeSecret(t, dir, "kafka-sasl", "type", "scram-sha-512")
-		sec := config.KafkaSecurity{TLS: tlsOn, SASL: &config.KafkaSASL{MechanismRef: &mech, User: user, Password: pass}}
+		sec := Security{TLS: tlsOn, SASL: &SASL{MechanismRef: &mech, User: user, Password: pass}}
 		if err := connect(addr, sec, dir); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("untrusted certificate", func(t *testing.T) {
 		// Without the test CA the self-signed certificate must be refused: TLS really verifies.
-		sec := config.KafkaSecurity{TLS: &config.KafkaTLS{}, SASL: &config.KafkaSASL{Mechanism: "PLAIN", User: user, Password: pass}}
+		sec := Security{TLS: &TLS{}, SASL: &SASL{Mechanism: "PLAIN", User: user, Password: pass}}
 		if err := connect(addr, sec, dir); err == nil {
 			t.Fatal("connected to a server whose certificate no trusted CA signed")
 		}
 	})
 	t.Run("missing secret", func(t *testing.T) {
-		sec := config.KafkaSecurity{SASL: &config.KafkaSASL{Mechanism: "PLAIN", User: user, Password: config.SecretRef{Name: "nope", Key: "password"}}}
+		sec := Security{SASL: &SASL{Mechanism: "PLAIN", User: user, Password: secret.Ref{Name: "nope", Key: "password"}}}
 		if _, err := Config("x", sec, dir); err == nil || !strings.Contains(err.Error(), "kafka SASL: password") {
 			t.Errorf("missing password secret: %v", err)
 		}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 )
@@ -140,4 +141,50 @@ func (f FileOrEnv) Check() (field, problem string) {
 		return "file", err.Error()
 	}
 	return "", ""
+}
+
+// Spec is a secret reference as a settings block writes it: {secretKeyRef: {name, key}} (a
+// Kubernetes Secret mounted under the secrets directory), {file: PATH} or {env: VARIABLE}.
+type Spec struct {
+	SecretKeyRef *KeySelector `yaml:"secretKeyRef"`
+	File         string       `yaml:"file"`
+	Env          string       `yaml:"env"`
+}
+
+// KeySelector names a key of a Kubernetes Secret.
+type KeySelector struct {
+	Name string `yaml:"name"`
+	Key  string `yaml:"key"`
+}
+
+// Check reports what is wrong with s as written ("" when nothing), and the field at fault ("" or
+// "secretKeyRef"); it reads nothing (a Secret is mounted where serve runs, not always where
+// validate does).
+func (s Spec) Check() (field, problem string) {
+	set := 0
+	if k := s.SecretKeyRef; k != nil {
+		set++
+		if k.Name == "" || k.Key == "" || strings.ContainsAny(k.Name+k.Key, "/\\") || k.Name == ".." || k.Key == ".." {
+			return "secretKeyRef", "needs a name and a key (no slashes)"
+		}
+	}
+	if s.File != "" {
+		set++
+	}
+	if s.Env != "" {
+		set++
+	}
+	if set != 1 {
+		return "", "set exactly one of secretKeyRef, file, env"
+	}
+	return "", ""
+}
+
+// Ref is s as a reference.
+func (s Spec) Ref() Ref {
+	r := Ref{File: s.File, Env: s.Env}
+	if k := s.SecretKeyRef; k != nil {
+		r.Name, r.Key = k.Name, k.Key
+	}
+	return r
 }
