@@ -3,6 +3,7 @@ package main
 import (
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/sinks/cassandra"
+	"github.com/switchyard-events/switchyard/sinks/kafka"
 )
 
 // components lists every component whose settings are a block of SwitchyardConfig owned by its
@@ -10,7 +11,14 @@ import (
 func components() []config.Component {
 	return []config.Component{
 		cassandra.Component{}, // spec.results.cassandra: the Cassandra result store
+		kafka.Component{},     // spec.kafka: the cluster of Kafka-class brokers
 	}
+}
+
+// kafkaSpec is the Kafka cluster's settings, nil when there is none.
+func kafkaSpec(cfg *config.Config) *kafka.Spec {
+	s, _ := cfg.Components[kafka.Component{}.Path()].(*kafka.Spec)
+	return s
 }
 
 // cassandraSpec is the Cassandra result store's settings, nil when outcomes stay in memory.

@@ -294,19 +294,16 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 }
 
 // kafkaLogs opens the Kafka-backed log of Kafka-class brokers; other brokers run in memory.
-func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *config.Settings) (router.BrokerLog, error) {
-	return func(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *config.Config) (router.BrokerLog, error) {
+	return func(b *config.Broker, cfg *config.Config) (router.BrokerLog, error) {
 		if b.Class != "Kafka" {
 			return nil, nil
 		}
-		if s.Kafka == nil || len(s.Kafka.BootstrapServers) == 0 {
+		spec := kafkaSpec(cfg)
+		if spec == nil {
 			return nil, fmt.Errorf("broker %s is of class Kafka but no Kafka cluster is configured", b.Ref)
 		}
-		return kafka.New(kafka.Config{
-			Brokers: s.Kafka.BootstrapServers, Topic: b.Topic, Group: "switchyard-broker-" + b.Ref.Namespace + "-" + b.Ref.Name,
-			Partitions: s.Kafka.Partitions, ReplicationFactor: s.Kafka.ReplicationFactor, Logger: logger,
-			Security: s.Kafka.Security, SecretsDir: secretsDir,
-		}), nil
+		return kafka.New(spec.LogConfig(b, secretsDir, logger)), nil
 	}
 }
 

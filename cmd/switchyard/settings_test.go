@@ -79,8 +79,8 @@ func TestServeAndValidateAgree(t *testing.T) {
 				}
 				return
 			}
-			if c.kafka != "" && (cfg.Settings.Kafka == nil || strings.Join(cfg.Settings.Kafka.BootstrapServers, ",") != c.kafka) {
-				t.Errorf("kafka %+v, want %s", cfg.Settings.Kafka, c.kafka)
+			if k := kafkaSpec(cfg); c.kafka != "" && (k == nil || strings.Join(k.BootstrapServers, ",") != c.kafka) {
+				t.Errorf("kafka %+v, want %s", k, c.kafka)
 			}
 			if c.adminAddr != "" && cfg.Settings.AdminAddr != c.adminAddr {
 				t.Errorf("admin address %s, want %s", cfg.Settings.AdminAddr, c.adminAddr)

@@ -33,7 +33,7 @@ func (r *Router) Apply(cfg *config.Config) {
 	for _, bc := range cfg.Brokers {
 		b := old[bc.Ref]
 		if b == nil {
-			log, err := r.openLog(bc, &cfg.Settings)
+			log, err := r.openLog(bc, cfg)
 			if err != nil {
 				r.logger.Error("broker not served: its log cannot be opened", zap.String("broker", bc.Ref.String()), zap.Error(err))
 				continue
@@ -87,14 +87,14 @@ func (h admittedHandler) Handle(ctx context.Context, env *router.Envelope, _ fun
 	h.b.Handle(ctx, env, h.b.releaseOne)
 }
 
-func (r *Router) openLog(b *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+func (r *Router) openLog(b *config.Broker, cfg *config.Config) (router.BrokerLog, error) {
 	if r.o.OpenLog != nil {
-		log, err := r.o.OpenLog(b, s)
+		log, err := r.o.OpenLog(b, cfg)
 		if err != nil || log != nil {
 			return log, err
 		}
 	}
-	return memqueue.New(s.QueueSize), nil
+	return memqueue.New(cfg.Settings.QueueSize), nil
 }
 
 func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes {

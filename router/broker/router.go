@@ -34,7 +34,8 @@ type Options struct {
 	ReplyPublishTimeout time.Duration
 	// OpenLog returns the log a broker runs on; nil, or a nil log, means the in-memory queue.
 	// cmd wires the Kafka log for Kafka-class brokers here.
-	OpenLog func(b *config.Broker, s *config.Settings) (router.BrokerLog, error)
+	// cfg is the configuration being applied (its components' settings included).
+	OpenLog func(b *config.Broker, cfg *config.Config) (router.BrokerLog, error)
 }
 
 // Router runs every configured broker.

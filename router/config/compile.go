@@ -71,8 +71,8 @@ func (l *loader) compile(files []string) (*Config, error) {
 		topic := ""
 		switch {
 		case class == "Kafka":
-			if cfg.Settings.Kafka == nil {
-				l.errAt(b.d, "metadata.annotations", "broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig")
+			if cfg.Components[KafkaComponentPath] == nil {
+				l.errAt(b.d, "metadata.annotations", "broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig, or --kafka-bootstrap-servers")
 			}
 			topic = "knative-broker-" + ref.Namespace + "-" + ref.Name
 			if t := b.m.Metadata.Annotations[AnnotationExternalTopic]; t != "" {
@@ -271,25 +271,6 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		s.LogLevel = spec.Log.Level
 	default:
 		l.errAt(d, "spec.log.level", "%q is not debug, info, warn or error", spec.Log.Level)
-	}
-	if k := spec.Kafka; k != nil {
-		s.Kafka = &Kafka{BootstrapServers: k.BootstrapServers, Partitions: DefaultKafkaPartitions, ReplicationFactor: DefaultKafkaReplicationFactor}
-		if len(k.BootstrapServers) == 0 {
-			l.errAt(d, "spec.kafka.bootstrapServers", "must name at least one Kafka broker (host:port)")
-		}
-		if k.Partitions != nil {
-			if *k.Partitions <= 0 {
-				l.errAt(d, "spec.kafka.partitions", "must be positive, got %d", *k.Partitions)
-			}
-			s.Kafka.Partitions = *k.Partitions
-		}
-		if k.ReplicationFactor != nil {
-			if *k.ReplicationFactor <= 0 {
-				l.errAt(d, "spec.kafka.replicationFactor", "must be positive, got %d", *k.ReplicationFactor)
-			}
-			s.Kafka.ReplicationFactor = *k.ReplicationFactor
-		}
-		s.Kafka.Security = l.compileKafkaSecurity(d, k)
 	}
 	return l.parseDelivery(d, "spec.delivery", spec.Delivery, "default", s, true)
 }
@@ -769,12 +750,6 @@ func (l *loader) applyOverrides(s *Settings) {
 		default:
 			l.errAt(flag, "--log-level", "%q is not debug, info, warn or error", *o.LogLevel)
 		}
-	}
-	if len(o.KafkaBootstrapServers) > 0 {
-		if s.Kafka == nil {
-			s.Kafka = &Kafka{Partitions: DefaultKafkaPartitions, ReplicationFactor: DefaultKafkaReplicationFactor}
-		}
-		s.Kafka.BootstrapServers = o.KafkaBootstrapServers
 	}
 }
 

@@ -185,8 +185,8 @@ type settingsSpec struct {
 		// cassandra is the Cassandra result store's block (sinks/cassandra), taken out before
 		// this struct is decoded: see Component.
 	} `yaml:"results"`
-	// Kafka connects Kafka-class brokers.
-	Kafka *kafkaSpec `yaml:"kafka"`
+	// kafka is the Kafka cluster's block (sinks/kafka), taken out before this struct is
+	// decoded: see Component.
 	// ShutdownGracePeriod is how long SIGTERM waits for in-flight deliveries (Go duration, 30s).
 	ShutdownGracePeriod string `yaml:"shutdownGracePeriod"`
 	// ReloadInterval is how often configuration files are checked for changes (Go duration, 2s).
@@ -338,26 +338,6 @@ type gitHubSourceSpec struct {
 
 type secretValueK struct {
 	SecretKeyRef *secretKeySelector `yaml:"secretKeyRef"`
-}
-
-// kafkaSpec configures the Kafka cluster of Kafka-class brokers.
-type kafkaSpec struct {
-	BootstrapServers []string `yaml:"bootstrapServers"`
-	// Partitions and ReplicationFactor apply to the topics Switchyard creates.
-	Partitions        *int32 `yaml:"partitions"`
-	ReplicationFactor *int16 `yaml:"replicationFactor"`
-	TLS               *struct {
-		CA                 *secretRef `yaml:"ca"`
-		Cert               *secretRef `yaml:"cert"`
-		Key                *secretRef `yaml:"key"`
-		ServerName         string     `yaml:"serverName"`
-		InsecureSkipVerify bool       `yaml:"insecureSkipVerify"`
-	} `yaml:"tls"`
-	SASL *struct {
-		Mechanism string     `yaml:"mechanism"`
-		User      *secretRef `yaml:"user"`
-		Password  *secretRef `yaml:"password"`
-	} `yaml:"sasl"`
 }
 
 // kafkaSourceManifest is Knative's sources.knative.dev/v1beta1 KafkaSource, as users have it.

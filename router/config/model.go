@@ -76,8 +76,6 @@ type Settings struct {
 	ReloadInterval time.Duration
 	LogFormat      string
 	LogLevel       string
-	// Kafka is set when Kafka-class brokers have a cluster to use.
-	Kafka *Kafka
 }
 
 // DestinationTLS is a destination's TLS beyond the system's roots: Knative's CACerts, and the
@@ -114,13 +112,9 @@ type AdminAuth struct {
 	Readers, Operators *senderauth.Policy
 }
 
-// Kafka is the cluster Kafka-class brokers keep their events in.
-type Kafka struct {
-	BootstrapServers  []string
-	Partitions        int32
-	ReplicationFactor int16
-	Security          KafkaSecurity
-}
+// KafkaComponentPath is the SwitchyardConfig block of the Kafka cluster of Kafka-class brokers
+// (sinks/kafka's component): a Kafka-class broker needs it configured.
+const KafkaComponentPath = "kafka"
 
 // The Kafka client's security settings (router/kafkaclient), as KafkaSources write them.
 type (

@@ -4,7 +4,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
@@ -297,38 +296,6 @@ func (l *loader) compileKafkaSources(brokers map[router.BrokerRef]*brokerDoc, s 
 		}
 		k.Sink = l.sink(kd.d, spec.Sink, ref.Namespace, brokers, s)
 		out = append(out, k)
-	}
-	return out
-}
-
-// compileKafkaSecurity reads SwitchyardConfig's spec.kafka.tls and .sasl.
-func (l *loader) compileKafkaSecurity(d *doc, k *kafkaSpec) KafkaSecurity {
-	var out KafkaSecurity
-	ref := func(path string, r *secretRef) SecretRef {
-		if r == nil {
-			return SecretRef{}
-		}
-		v, _ := l.secretRef(d, path, r)
-		return v
-	}
-	if t := k.TLS; t != nil {
-		out.TLS = &KafkaTLS{CA: ref("spec.kafka.tls.ca", t.CA), Cert: ref("spec.kafka.tls.cert", t.Cert), Key: ref("spec.kafka.tls.key", t.Key),
-			ServerName: t.ServerName, InsecureSkipVerify: t.InsecureSkipVerify}
-		if (t.Cert == nil) != (t.Key == nil) {
-			l.errAt(d, "spec.kafka.tls", "cert and key go together")
-		}
-	}
-	if a := k.SASL; a != nil {
-		out.SASL = &KafkaSASL{Mechanism: a.Mechanism, User: ref("spec.kafka.sasl.user", a.User), Password: ref("spec.kafka.sasl.password", a.Password)}
-		if out.SASL.Mechanism == "" {
-			out.SASL.Mechanism = "PLAIN"
-		}
-		if !slices.Contains(KafkaSASLMechanisms, out.SASL.Mechanism) {
-			l.errAt(d, "spec.kafka.sasl.mechanism", "must be one of %s, got %q", strings.Join(KafkaSASLMechanisms, ", "), a.Mechanism)
-		}
-		if a.User == nil || a.Password == nil {
-			l.errAt(d, "spec.kafka.sasl", "needs user and password")
-		}
 	}
 	return out
 }

@@ -36,7 +36,7 @@ type Config struct {
 	// redelivers at most that many.
 	Window int
 	// Security and SecretsDir say how to connect (TLS, SASL) and where secretKeyRefs are mounted.
-	Security   config.KafkaSecurity
+	Security   kafkaclient.Security
 	SecretsDir string
 	Logger     *zap.Logger
 }

@@ -58,17 +58,19 @@ func benchEndToEnd(b *testing.B, results router.ResultStore, closeStore func() e
 		topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 		manifests = fmt.Sprintf(kafkaSettings, kafka) + fmt.Sprintf(benchManifests, fmt.Sprintf(kafkaClass, topic), sub.URL)
 	}
-	cfg, err := config.Parse("bench.yaml", []byte(manifests))
+	cfg, err := config.LoadSources(config.Sources{Documents: []config.Document{{Name: "bench.yaml", Data: []byte(manifests)}},
+		Components: []config.Component{kafkalog.Component{}}})
 	if err != nil {
 		b.Fatal(err)
 	}
 	m := metrics.New()
 	r := broker.New(broker.Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: results, Metrics: m,
-		OpenLog: func(bc *config.Broker, s *config.Settings) (router.BrokerLog, error) {
+		OpenLog: func(bc *config.Broker, cfg *config.Config) (router.BrokerLog, error) {
 			if bc.Class != "Kafka" {
 				return nil, nil
 			}
-			return kafkalog.New(kafkalog.Config{Brokers: s.Kafka.BootstrapServers, Topic: bc.Topic, Group: bc.Topic, Partitions: 4}), nil
+			k := cfg.Components[config.KafkaComponentPath].(*kafkalog.Spec)
+			return kafkalog.New(kafkalog.Config{Brokers: k.BootstrapServers, Topic: bc.Topic, Group: bc.Topic, Partitions: 4}), nil
 		}})
 	r.Apply(cfg)
 	in := httptest.NewServer(ingress.New(ingress.Options{Publisher: r, Logger: zap.NewNop(), Metrics: m, MaxBodyBytes: func() int64 { return 1 << 20 }}))
