@@ -59,6 +59,14 @@ type OutcomeQuery struct {
 	PageToken string
 }
 
+// DrainingStore is a ResultStore that is told when the process starts to stop, before the router
+// drains: from then on Record must not wait for anything only a running process relieves (the
+// Cassandra store's bounded journal during an outage), or the drain could never end.
+type DrainingStore interface {
+	ResultStore
+	BeginShutdown()
+}
+
 // ResultStore keeps final delivery outcomes, so "where did my event go" has an answer.
 type ResultStore interface {
 	// Record stores o. It must not block the delivery path: implementations buffer, and they own

@@ -282,6 +282,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	adm.SetReady(false)
 	in.Drain()
 	kafkaSources.Stop() // stop reading sources first; what they had sent is committed
+	if d, ok := results.(router.DrainingStore); ok {
+		d.BeginShutdown()
+	}
 	graceCtx, cancel := context.WithTimeout(context.Background(), cfg.Settings.ShutdownGrace)
 	defer cancel()
 	aborted := rtr.Shutdown(graceCtx)

@@ -3,7 +3,6 @@ package cassandra
 import (
 	"bufio"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -83,8 +82,10 @@ func (j *journal) active() bool {
 }
 
 // append adds r, waiting while the journal is at its bound (the backpressure that reaches ingress
-// as 429) or until stop is closed.
-func (j *journal) append(r *record, stop <-chan struct{}) error {
+// as 429). Once closing is closed it no longer waits but writes past the bound: at shutdown the
+// outcomes still in the store's buffer (at most Buffer of them) must go somewhere, and the wait
+// for space could only end when Cassandra takes the journal, which during an outage it does not.
+func (j *journal) append(r *record, closing <-chan struct{}) error {
 	line, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -92,10 +93,11 @@ func (j *journal) append(r *record, stop <-chan struct{}) error {
 	line = append(line, '\n')
 	j.mu.Lock()
 	defer j.mu.Unlock()
+wait:
 	for j.size-j.replayed+int64(len(line)) > j.maxBytes && j.size > j.replayed {
 		select {
-		case <-stop:
-			return errors.New("journal full at shutdown")
+		case <-closing:
+			break wait
 		default:
 		}
 		j.space.Wait()

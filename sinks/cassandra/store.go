@@ -115,6 +115,12 @@ type Store struct {
 	journal *journal
 	in      chan *router.Outcome
 	stop    chan struct{}
+	// closing is closed by BeginShutdown (and Close): from then on nothing waits for journal
+	// space, so that a shutdown during an outage with a full journal ends, losing nothing.
+	closing     chan struct{}
+	closingOnce sync.Once
+	// inMu orders Record's sends on in against Close closing it.
+	inMu    sync.RWMutex
 	writers sync.WaitGroup
 	bg      sync.WaitGroup
 	closed  atomic.Bool
@@ -142,7 +148,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan *router.Outcome, cfg.Buffer), stop: make(chan struct{})}
+	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan *router.Outcome, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{})}
 	s.registerMetrics(cfg.Registerer)
 	if err := s.connect(); err != nil {
 		s.logger.Warn("cassandra not reachable yet: outcomes go to the journal until it is", zap.Error(err))
@@ -226,14 +232,34 @@ func (s *Store) connect() error {
 	return nil
 }
 
-// Record queues o for writing. It waits only when both the buffer and the journal are full.
+// Record queues o for writing. It waits only when both the buffer and the journal are full (the
+// backpressure that reaches ingress), and not once BeginShutdown was called.
 func (s *Store) Record(o *router.Outcome) {
+	s.inMu.RLock()
 	if s.closed.Load() {
+		s.inMu.RUnlock()
 		s.logger.Error("outcome recorded after close: journaling it directly", zap.String("event_id", o.EventID))
 		s.persist(o)
 		return
 	}
-	s.in <- o
+	select {
+	case s.in <- o:
+		s.inMu.RUnlock()
+	case <-s.closing:
+		s.inMu.RUnlock()
+		s.persist(o) // straight to Cassandra or the journal, past its bound if need be
+	}
+}
+
+// BeginShutdown stops every wait for journal space: outcomes that Cassandra cannot take go to the
+// journal even past its bound. Call it when the process starts to stop (before the router drains),
+// so that deliveries blocked in Record during an outage with a full journal can finish; Close
+// calls it too.
+func (s *Store) BeginShutdown() {
+	s.closingOnce.Do(func() {
+		close(s.closing)
+		s.journal.wakeAll()
+	})
 }
 
 func (s *Store) writeLoop() {
@@ -260,7 +286,7 @@ func (s *Store) persist(o *router.Outcome) {
 		s.m.writeErrors.Inc()
 		s.logger.Warn("writing outcome to cassandra failed: journaling it", zap.String("event_id", r.EventID), zap.Error(err))
 	}
-	if err := s.journal.append(r, s.stop); err != nil {
+	if err := s.journal.append(r, s.closing); err != nil {
 		s.logger.Error("outcome lost: neither cassandra nor the journal took it", zap.String("event_id", r.EventID), zap.Error(err))
 		return
 	}
@@ -365,10 +391,19 @@ func (s *Store) replayFailed(err error) {
 // Close writes what is buffered (to Cassandra or the journal), then stops. Journaled records stay
 // on disk for the next start.
 func (s *Store) Close() error {
-	if !s.closed.CompareAndSwap(false, true) {
+	// Records blocked for journal space (Cassandra down, journal at its bound) are released first:
+	// they, and the writers, journal past the bound instead of waiting for a stop that would
+	// come only after them.
+	s.BeginShutdown()
+	s.inMu.Lock() // Records sending now finish first; later ones see closed
+	swapped := s.closed.CompareAndSwap(false, true)
+	if swapped {
+		close(s.in)
+	}
+	s.inMu.Unlock()
+	if !swapped {
 		return nil
 	}
-	close(s.in)
 	s.writers.Wait()
 	close(s.stop)
 	s.journal.wakeAll()
@@ -383,6 +418,8 @@ func (s *Store) Close() error {
 	}
 	return s.journal.close()
 }
+
+var _ router.DrainingStore = (*Store)(nil)
 
 const columns = "event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, reply_id"
 

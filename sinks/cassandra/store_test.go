@@ -3,6 +3,7 @@ package cassandra
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +160,57 @@ func BenchmarkRecord(b *testing.B) {
 	}
 	_ = s.Close() // waits until every outcome is written
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "outcomes/s")
+}
+
+// TestShutdownWithAFullJournalDuringAnOutage (issue #18, item 2): with Cassandra unreachable and
+// the journal at its bound, deliveries block in Record (backpressure) and Close used to wait for
+// the writers while they waited for journal space, which only Close's stop would have ended:
+// SIGTERM hung until SIGKILL and the buffered outcomes were lost. Now BeginShutdown (serve calls
+// it when SIGTERM arrives) releases them, Close returns, and every outcome is in the journal.
+func TestShutdownWithAFullJournalDuringAnOutage(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Hosts: []string{"127.0.0.1:1"}, JournalDir: dir, JournalMaxBytes: 4096, Writers: 4, Buffer: 10,
+		Timeout: 200 * time.Millisecond, DisableHostLookup: true}
+	s := open(t, cfg)
+	const n = 200 // far more than 4 KiB of journal and the buffer of 10
+	var recorded sync.WaitGroup
+	for i := range n {
+		recorded.Add(1)
+		go func() { // as deliveries do: each records its own outcome
+			defer recorded.Done()
+			s.Record(testOutcome(fmt.Sprintf("o%03d", i), "t", router.StatusFailed, time.Now()))
+		}()
+	}
+	time.Sleep(300 * time.Millisecond) // the journal fills, Records block
+	all := make(chan struct{})
+	go func() { recorded.Wait(); close(all) }()
+	select {
+	case <-all:
+		t.Fatal("every Record returned with the journal full: the test does not reach the backpressure")
+	default:
+	}
+	s.BeginShutdown()
+	select {
+	case <-all:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Records still blocked after BeginShutdown")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("Close did not return: writers wait for journal space during the outage")
+	}
+	j, err := openJournal(dir, 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.close()
+	if _, records := j.stats(); records != n {
+		t.Errorf("%d outcomes in the journal after Close, want all %d", records, n)
+	}
 }
