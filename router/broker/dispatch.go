@@ -21,6 +21,8 @@ type task struct {
 	f   *fanout
 	// l is the lane the task runs in; a parked retry resumes there.
 	l *lane
+	// slotted is set when the task took one of its lane's slots (submit), to give back when final.
+	slotted bool
 	// attempt (0 before the first) and res carry a delivery across a parked backoff.
 	attempt int
 	res     delivery.Result

@@ -61,6 +61,7 @@ func (l *lane) submit(ctx context.Context, t task) error {
 			return ctx.Err()
 		}
 	}
+	t.slotted = true
 	l.enqueue(t)
 	return nil
 }
@@ -106,7 +107,9 @@ func (l *lane) work() {
 		if l.limiter != nil {
 			_ = l.limiter.Wait(l.ctx) // on shutdown, run still records the event as failed
 		}
-		if !l.run(l.ctx, t) && !t.b.windowed {
+		// A task gives back the slot it took (submit), whichever broker it belongs to: redrives
+		// of a Kafka-class broker's events take slots although its dispatch does not.
+		if !l.run(l.ctx, t) && t.slotted {
 			<-l.slots
 		}
 	}

@@ -87,3 +87,32 @@ func TestLaneBurstUsesAtMostConcurrency(t *testing.T) {
 		t.Errorf("three bursts of 20 on a lane of concurrency 4 started %d workers, want 4", started)
 	}
 }
+
+// TestSlotsAreGivenBackWhateverTheBroker (issue #18, item 4): a windowed (Kafka-class) broker's
+// dispatch enqueues without slots, but a redrive submits, taking one; the worker gave slots back
+// only for in-memory brokers, so after concurrency+pending redrives every later one blocked for the
+// life of the process.
+func TestSlotsAreGivenBackWhateverTheBroker(t *testing.T) {
+	laneCtx, stop := context.WithCancel(context.Background())
+	defer stop() // lets the lingering worker go
+	l := newLane(laneCtx, 1, 1, 0, func(context.Context, task) bool { return false })
+	windowed := &brokerState{windowed: true}
+	for i := range 10 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := l.submit(ctx, task{b: windowed})
+		cancel()
+		if err != nil {
+			t.Fatalf("submit %d of a windowed broker's task: %v (its slots were never given back)", i, err)
+		}
+	}
+	for range 5 { // and the dispatch's own enqueues take none
+		l.enqueue(task{b: windowed})
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(l.slots) > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := len(l.slots); n != 0 {
+		t.Errorf("%d slots still taken after every task finished", n)
+	}
+}
