@@ -33,7 +33,7 @@ func (l *Log) Run(ctx context.Context, h router.Handler) {
 	for ctx.Err() == nil {
 		// Create the topic first: a consumer's metadata request on a missing topic can make a
 		// broker with auto.create.topics.enable create it with its default partition count.
-		if err := l.ensureTopic(); err != nil {
+		if _, err := l.ensureTopic(); err != nil {
 			l.logger.Warn("kafka topic unavailable; retrying", zap.Error(err))
 			router.Sleep(ctx, time.Second)
 			continue

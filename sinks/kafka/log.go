@@ -48,6 +48,9 @@ type Log struct {
 
 	mu       sync.Mutex
 	producer sarama.SyncProducer // connected lazily, so a Kafka outage is a 503, not a failed start
+	// maxRecord is the largest record the topic takes (its max.message.bytes), read when the
+	// producer connects; the producer's own limit is set to it.
+	maxRecord int
 
 	closing chan struct{}
 	once    sync.Once
@@ -101,37 +104,53 @@ func (l *Log) connect() (sarama.SyncProducer, error) {
 	if l.producer != nil {
 		return l.producer, nil
 	}
-	if err := l.ensureTopic(); err != nil {
+	maxRecord, err := l.ensureTopic()
+	if err != nil {
 		return nil, err
 	}
 	sc, err := l.saramaConfig()
 	if err != nil {
 		return nil, err
 	}
+	sc.Producer.MaxMessageBytes = maxRecord
 	p, err := sarama.NewSyncProducer(l.cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting a producer to %v: %w", l.cfg.Brokers, err)
 	}
-	l.producer = p
+	l.producer, l.maxRecord = p, maxRecord
 	return p, nil
 }
 
-func (l *Log) ensureTopic() error {
+// defaultMaxRecord is Kafka's default max.message.bytes, for a topic whose configuration cannot
+// be read.
+const defaultMaxRecord = 1048588
+
+// ensureTopic creates the topic when missing and returns the largest record it takes.
+func (l *Log) ensureTopic() (int, error) {
 	sc, err := l.saramaConfig()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	admin, err := sarama.NewClusterAdmin(l.cfg.Brokers, sc)
 	if err != nil {
-		return fmt.Errorf("connecting to kafka %v: %w", l.cfg.Brokers, err)
+		return 0, fmt.Errorf("connecting to kafka %v: %w", l.cfg.Brokers, err)
 	}
 	defer admin.Close()
 	err = admin.CreateTopic(l.cfg.Topic, &sarama.TopicDetail{NumPartitions: l.cfg.Partitions, ReplicationFactor: l.cfg.ReplicationFactor}, false)
 	var te *sarama.TopicError
 	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) {
-		return fmt.Errorf("creating topic %s: %w", l.cfg.Topic, err)
+		return 0, fmt.Errorf("creating topic %s: %w", l.cfg.Topic, err)
 	}
-	return nil
+	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: l.cfg.Topic, ConfigNames: []string{"max.message.bytes"}})
+	if err == nil {
+		for _, e := range entries {
+			if n, perr := strconv.Atoi(e.Value); e.Name == "max.message.bytes" && perr == nil && n > 0 {
+				return n, nil
+			}
+		}
+	}
+	l.logger.Warn("the topic's max.message.bytes could not be read: assuming Kafka's default", zap.Error(err))
+	return defaultMaxRecord, nil
 }
 
 // Header names beside the CloudEvents binding.
@@ -166,9 +185,18 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 				msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(forwardedPrefix + strings.ToLower(k)), Value: []byte(vs[0])})
 			}
 		}
+		// An event the topic can never take is the producer's to fix (413), not an outage to
+		// retry (503) for ever.
+		if size := msg.ByteSize(2); size > l.maxRecord {
+			return fmt.Errorf("%w: event %s is %d bytes as a Kafka record; topic %s takes at most %d (its max.message.bytes)",
+				router.ErrTooLarge, env.Event.ID(), size, l.cfg.Topic, l.maxRecord)
+		}
 		msgs[i] = msg
 	}
 	if err := p.SendMessages(msgs); err != nil {
+		if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
+			return fmt.Errorf("%w: kafka refused a record as too large: %v", router.ErrTooLarge, err)
+		}
 		l.logger.Warn("producing to kafka failed", zap.Error(err))
 		return fmt.Errorf("%w: producing to kafka: %v", router.ErrUnavailable, err)
 	}

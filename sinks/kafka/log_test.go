@@ -1,13 +1,18 @@
 package kafka
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/brokerlogtest"
 	"github.com/switchyard-events/switchyard/test/testenv"
@@ -24,4 +29,40 @@ func TestContract(t *testing.T) {
 		// sarama's metrics registry runs one ticker for the whole process.
 		goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"),
 	)
+}
+
+// TestEventLargerThanTheTopicTakes (issue #18, item 5): an event larger than the topic's
+// max.message.bytes made the producer fail with a ConfigurationError, answered 503, which clients
+// retry for ever. The log reads the topic's limit and answers router.ErrTooLarge (413).
+func TestEventLargerThanTheTopicTakes(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := fmt.Sprintf("max-record-%d", time.Now().UnixNano())
+	sc := sarama.NewConfig()
+	admin, err := sarama.NewClusterAdmin([]string{brokers}, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	limit := "65536"
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1, ConfigEntries: map[string]*string{"max.message.bytes": &limit}}, false)
+	admin.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := New(Config{Brokers: []string{brokers}, Topic: topic, Group: topic, Logger: zaptest.NewLogger(t)})
+	defer log.Close()
+	env := func(size int) *router.Envelope {
+		e := event.New()
+		e.SetID(fmt.Sprint("size-", size))
+		e.SetSource("/s")
+		e.SetType("t")
+		e.DataEncoded = make([]byte, size)
+		return &router.Envelope{Event: &e, TTL: 10}
+	}
+	if err := log.Append(context.Background(), []*router.Envelope{env(1000)}); err != nil {
+		t.Fatalf("a small event: %v", err)
+	}
+	err = log.Append(context.Background(), []*router.Envelope{env(100_000)})
+	if !errors.Is(err, router.ErrTooLarge) || router.HTTPStatus(err) != 413 || !strings.Contains(err.Error(), "65536") {
+		t.Errorf("an event over the topic's max.message.bytes: %v (status %d), want ErrTooLarge naming the limit", err, router.HTTPStatus(err))
+	}
 }
