@@ -399,6 +399,18 @@ spec:
 			t.Errorf("%s: %+v", v, k)
 		}
 	}
+	// initialOffset defaults to latest, as Knative's (issue #18, item 6): a migrated source must not
+	// replay its whole topic; earliest is said explicitly.
+	for offset, latest := range map[string]bool{"": true, "  initialOffset: earliest\n": false} {
+		doc := strings.Replace(src("sources.knative.dev/v1beta1", offset), "  initialOffset: latest\n", "", 1)
+		cfg, err := Parse("k.yaml", []byte(doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := cfg.KafkaSources[0].FromLatest; got != latest {
+			t.Errorf("initialOffset %q: from latest %v, want %v", offset, got, latest)
+		}
+	}
 	// Knative's net block: TLS and SASL from Secret keys, the mechanism too.
 	cfg, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", `  net:
     tls:

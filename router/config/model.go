@@ -243,7 +243,8 @@ type KafkaSource struct {
 	Topics           []string
 	// Group is the consumer group (spec.consumerGroup, or knative-kafka-source-{ns}-{name}).
 	Group string
-	// FromLatest starts a new group at the newest records (initialOffset: latest).
+	// FromLatest starts a new group at the newest records (initialOffset: latest, the default as
+	// in Knative); false starts at the oldest (earliest).
 	FromLatest bool
 	Sink       Sink
 	Extensions map[string]string

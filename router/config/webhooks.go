@@ -277,8 +277,8 @@ func (l *loader) compileKafkaSources(brokers map[router.BrokerRef]*brokerDoc, s 
 			k.Group = "knative-kafka-source-" + ref.Namespace + "-" + ref.Name
 		}
 		switch spec.InitialOffset {
-		case "", "earliest":
-		case "latest":
+		case "earliest":
+		case "", "latest": // Knative's default: a migrated source does not replay its whole topic
 			k.FromLatest = true
 		default:
 			l.errAt(kd.d, "spec.initialOffset", "must be earliest or latest, got %q", spec.InitialOffset)
