@@ -74,6 +74,17 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 			l.enqueue(task{b: b, t: t, env: env, f: f})
 			continue
 		}
+		if !t.cfg.Ordered {
+			// An unordered trigger that cannot keep up must not stall its broker's others: when
+			// its backlog (concurrency + pending) stays full for PendingWait, what it cannot take
+			// is recorded as failed, kept for redrive.
+			if !l.submitOrGiveUp(ctx, task{b: b, t: t, env: env, f: f}, t.cfg.PendingWait) {
+				r.overflow(b, t, env)
+				f.finish()
+			}
+			continue
+		}
+		// An ordered trigger's next event must wait for the ones before it: the dispatch waits.
 		if err := l.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
 			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()})
 			f.finish()
@@ -81,6 +92,14 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	}
 	*bufp = matches
 	matchPool.Put(bufp)
+}
+
+// overflow records env as failed at t, whose backlog is full.
+func (r *Router) overflow(b *brokerState, t *triggerState, env *router.Envelope) {
+	t.m.overflowed.Inc()
+	r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: fmt.Sprintf(
+		"not delivered: the trigger's subscriber is not keeping up: its backlog (%d events: spec.triggers.concurrency + pending) stayed full for %s (spec.triggers.pendingWait); redrive it once the subscriber catches up",
+		t.cfg.Concurrency+t.cfg.Pending, t.cfg.PendingWait)})
 }
 
 // runTask delivers one event to one trigger and records the outcome. A retryable failure of an

@@ -195,3 +195,81 @@ spec: {broker: b, subscriber: {uri: "%[1]s"}}
 		t.Errorf("triggers report %d delivered, subscriber saw %d", delivered, deliveries.Load())
 	}
 }
+
+// TestSlowTriggerDoesNotStallItsBroker (issue #18, item 8): one trigger's subscriber that never
+// answers used to fill its lane, then block the broker's dispatch, so the broker's other triggers
+// got nothing more and producers got 429. Now what the stuck trigger cannot take is recorded as
+// failed (kept for redrive, counted) and its siblings go on.
+func TestSlowTriggerDoesNotStallItsBroker(t *testing.T) {
+	stuck := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { <-stuck }))
+	defer slow.Close()
+	var fastHits atomic.Int32
+	fast := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { fastHits.Add(1) }))
+	defer fast.Close()
+	cfg, err := config.Parse("t.yaml", []byte(fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
+kind: SwitchyardConfig
+metadata: {name: s}
+spec:
+  triggers: {concurrency: 1, pending: 2}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Broker
+metadata: {name: b, namespace: ns}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: slow, namespace: ns}
+spec: {broker: b, subscriber: {uri: "%s"}, delivery: {retry: 0}}
+---
+apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata: {name: fast, namespace: ns}
+spec: {broker: b, subscriber: {uri: "%s"}}
+`, slow.URL, fast.URL)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	results := memstore.New(1000)
+	r := New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: results, Metrics: metrics.New()})
+	r.Apply(cfg)
+	defer func() {
+		close(stuck)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.Shutdown(ctx)
+	}()
+	const n = 20
+	for i := range n {
+		if err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev(fmt.Sprint("e", i), "t", nil)}); err != nil {
+			t.Fatalf("publish %d: %v", i, err)
+		}
+		time.Sleep(10 * time.Millisecond) // a pace the healthy subscriber keeps up with
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for fastHits.Load() < n && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := fastHits.Load(); got != n {
+		t.Fatalf("the healthy trigger got %d of %d events while its sibling was stuck", got, n)
+	}
+	var overflowed int
+	for _, ts := range r.Triggers() {
+		if ts.Name == "slow" {
+			overflowed = int(ts.Failed)
+		}
+	}
+	if overflowed != n-3 { // one delivering, two waiting (concurrency 1 + pending 2); the 4th waited pendingWait, the rest at once
+		t.Errorf("%d events recorded as failed at the stuck trigger, want %d", overflowed, n-3)
+	}
+	out, _ := results.EventOutcomes(context.Background(), "e19")
+	found := false
+	for _, o := range out {
+		if o.Trigger.Name == "slow" && o.Status == router.StatusFailed && o.Event != nil && strings.Contains(o.LastError, "not keeping up") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("e19 at the stuck trigger: %+v, want a failed outcome saying the trigger is not keeping up, kept for redrive", out)
+	}
+}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -12,9 +13,11 @@ import (
 // pending more. Workers are started on demand and exit when the lane is idle, so 10,000 idle
 // triggers cost no goroutines.
 type lane struct {
-	ctx     context.Context // deliveries run under it (the router's), whoever submitted them
-	slots   chan struct{}   // one per accepted task, running or waiting: submit blocks when full
-	limiter *rate.Limiter   // nil: unlimited
+	ctx   context.Context // deliveries run under it (the router's), whoever submitted them
+	slots chan struct{}   // one per accepted task, running or waiting: submit blocks when full
+	// behind is set when a wait for a slot ran out (see submitOrGiveUp).
+	behind  atomic.Bool
+	limiter *rate.Limiter // nil: unlimited
 	// run delivers t; it reports true when it parked t to be resumed later (through enqueue,
 	// keeping its slot) rather than finishing it.
 	run func(ctx context.Context, t task) (parked bool)
@@ -64,6 +67,37 @@ func (l *lane) submit(ctx context.Context, t task) error {
 	t.slotted = true
 	l.enqueue(t)
 	return nil
+}
+
+// submitOrGiveUp queues t, waiting for a slot at most wait: a burst is absorbed (slots free up
+// as deliveries finish), a trigger that is not keeping up is not waited for. After a wait that
+// ran out, the lane counts as behind and later tasks are refused at once, until half its slots
+// are free again; so one stuck subscriber costs its broker's dispatch one wait, not one per event.
+// It reports whether t was queued; false for ctx's end too.
+func (l *lane) submitOrGiveUp(ctx context.Context, t task, wait time.Duration) bool {
+	if l.behind.Load() {
+		if len(l.slots) > cap(l.slots)/2 {
+			return false
+		}
+		l.behind.Store(false)
+	}
+	select {
+	case l.slots <- struct{}{}:
+	default:
+		timer := time.NewTimer(wait)
+		defer timer.Stop()
+		select {
+		case l.slots <- struct{}{}:
+		case <-timer.C:
+			l.behind.Store(true)
+			return false
+		case <-ctx.Done():
+			return false
+		}
+	}
+	t.slotted = true
+	l.enqueue(t)
+	return true
 }
 
 // enqueue appends t and starts a worker when fewer than max run. Called directly (without submit)

@@ -23,7 +23,7 @@ type triggerMetrics struct {
 	ns, broker, name                     string
 	inFlight                             prometheus.Gauge
 	retries, deadLettered, failed, drops prometheus.Counter
-	overBudget                           prometheus.Counter
+	overBudget, overflowed               prometheus.Counter
 	byTypeCode                           sync.Map // typeCode -> *outcomeSeries
 }
 
@@ -46,6 +46,7 @@ func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.Tri
 		failed:       m.Failed.WithLabelValues(t.Namespace, t.Name),
 		drops:        m.RepliesDropped.WithLabelValues(t.Namespace, t.Name),
 		overBudget:   m.RepliesOverBudget.WithLabelValues(t.Namespace, t.Name),
+		overflowed:   m.TriggerOverflow.WithLabelValues(t.Namespace, t.Name),
 	}
 }
 

@@ -175,7 +175,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		MaxBodyBytesInFlight:  DefaultMaxBodyBytesInFlight, MaxUnfinishedBytes: DefaultMaxUnfinishedBytes,
 		MaxResultEventBytes: DefaultMaxResultEventBytes, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
 		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, MaxRepliesPerEvent: DefaultMaxRepliesPerEvent, ClusterDomain: DefaultClusterDomain,
-		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending,
+		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending, TriggerPendingWait: DefaultTriggerPendingWait,
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
 		ReloadInterval: DefaultReloadInterval, LogFormat: "json", LogLevel: "info",
 	}
@@ -257,6 +257,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	goDuration("spec.ingress.readTimeout", spec.Ingress.ReadTimeout, &s.ReadTimeout)
 	goDuration("spec.ingress.idleTimeout", spec.Ingress.IdleTimeout, &s.IdleTimeout)
 	goDuration("spec.shutdownGracePeriod", spec.ShutdownGracePeriod, &s.ShutdownGrace)
+	goDuration("spec.triggers.pendingWait", spec.Triggers.PendingWait, &s.TriggerPendingWait)
 	goDuration("spec.reloadInterval", spec.ReloadInterval, &s.ReloadInterval)
 	switch spec.Log.Format {
 	case "":
@@ -278,7 +279,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers map[router.BrokerRef]*brokerDoc, defaults deliveryFields, s *Settings) *Trigger {
 	before := len(l.errs)
 	spec := &t.m.Spec
-	tr := &Trigger{Ref: ref, File: t.d.file, Line: t.d.line(""), Concurrency: s.TriggerConcurrency, Pending: s.TriggerPending}
+	tr := &Trigger{Ref: ref, File: t.d.file, Line: t.d.line(""), Concurrency: s.TriggerConcurrency, Pending: s.TriggerPending, PendingWait: s.TriggerPendingWait}
 
 	var brokerDelivery deliveryFields
 	if spec.Broker == "" {

@@ -171,6 +171,10 @@ type settingsSpec struct {
 		// Pending bounds the events waiting for a trigger's free delivery slot before the broker's
 		// dispatch waits for that trigger.
 		Pending *int `yaml:"pending"`
+		// PendingWait is how long the dispatch waits for room in an unordered trigger's full
+		// backlog; then the event is recorded as failed there and the trigger counts as behind
+		// (later events fail at once) until half its backlog is free again.
+		PendingWait string `yaml:"pendingWait"`
 	} `yaml:"triggers"`
 	// ClusterDomain completes subscriber refs to Services: http://{name}.{namespace}.svc.{domain}.
 	ClusterDomain string `yaml:"clusterDomain"`

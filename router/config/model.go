@@ -67,6 +67,9 @@ type Settings struct {
 	// TriggerConcurrency and TriggerPending are the per-trigger defaults.
 	TriggerConcurrency int
 	TriggerPending     int
+	// TriggerPendingWait is how long a broker's dispatch waits for room in an unordered trigger's
+	// full backlog before recording the event as failed there.
+	TriggerPendingWait time.Duration
 	MaxOutcomes        int
 	// MaxResultEventBytes bounds the event bytes the in-memory result store keeps.
 	MaxResultEventBytes int64
@@ -149,12 +152,14 @@ const (
 	DefaultClusterDomain          = "cluster.local"
 	DefaultTriggerConcurrency     = 64
 	DefaultTriggerPending         = 256
-	DefaultMaxOutcomes            = 100000
-	DefaultShutdownGrace          = 30 * time.Second
-	DefaultReloadInterval         = 2 * time.Second
-	DefaultRetry                  = 10
-	DefaultBackoffDelay           = 200 * time.Millisecond
-	DefaultTimeout                = 30 * time.Second
+	// DefaultTriggerPendingWait is how long the dispatch waits for a full trigger's backlog.
+	DefaultTriggerPendingWait = time.Second
+	DefaultMaxOutcomes        = 100000
+	DefaultShutdownGrace      = 30 * time.Second
+	DefaultReloadInterval     = 2 * time.Second
+	DefaultRetry              = 10
+	DefaultBackoffDelay       = 200 * time.Millisecond
+	DefaultTimeout            = 30 * time.Second
 )
 
 // Broker is one configured broker.
@@ -184,8 +189,10 @@ type Trigger struct {
 	Ordered bool
 	// Concurrency bounds the trigger's deliveries in flight (1 when Ordered).
 	Concurrency int
-	// Pending bounds events waiting for a free delivery slot.
-	Pending int
+	// Pending bounds events waiting for a free delivery slot; PendingWait is how long the dispatch
+	// waits for room when they are all taken (unordered triggers).
+	Pending     int
+	PendingWait time.Duration
 	// RateLimit is the most events per second started towards the subscriber; 0 is unlimited.
 	RateLimit float64
 	File      string

@@ -289,7 +289,7 @@ func TestTypedResults(t *testing.T) {
 	if !res.Retryable() || !errors.As(res.Err, &de) || de.Code != 503 {
 		t.Errorf("503: %+v", res.Err)
 	}
-	res = d.Deliver(context.Background(), &Request{URL: tlsSrv.URL, Event: testEvent()}, p)
+	res = d.Deliver(context.Background(), &Request{URL: tlsSrv.URL, Event: testEvent()}, &Policy{Timeout: 5 * time.Second}) // a handshake under -race takes its time
 	if res.Delivered() || !errors.As(res.Err, &unknownCA) {
 		t.Errorf("an untrusted certificate: %+v", res.Err)
 	}

@@ -33,8 +33,10 @@ type Metrics struct {
 	RepliesDropped  *prometheus.CounterVec
 	// RepliesOverBudget counts replies dropped because their lineage's reply budget was spent.
 	RepliesOverBudget *prometheus.CounterVec
-	InFlight          *prometheus.GaugeVec
-	ConfigReloads     *prometheus.CounterVec
+	// TriggerOverflow counts events recorded as failed because their trigger's backlog was full.
+	TriggerOverflow *prometheus.CounterVec
+	InFlight        *prometheus.GaugeVec
+	ConfigReloads   *prometheus.CounterVec
 
 	// Webhook sources, per source.
 	WebhookReceived     *prometheus.CounterVec
@@ -85,6 +87,7 @@ func New() *Metrics {
 	m.Failed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_failed_total", Help: "Events neither delivered nor dead-lettered, kept in the result store."}, byTrigger)
 	m.RepliesDropped = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_replies_dropped_total", Help: "Replies dropped because their TTL was exhausted."}, byTrigger)
 	m.RepliesOverBudget = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_replies_over_budget_total", Help: "Replies dropped because the reply budget of the event they answer was spent (spec.ingress.maxRepliesPerEvent)."}, byTrigger)
+	m.TriggerOverflow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_overflow_total", Help: "Events recorded as failed (kept for redrive) because their unordered trigger's backlog (concurrency + pending) was full."}, byTrigger)
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchyard_trigger_in_flight", Help: "Deliveries in progress."}, byTrigger)
 	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_config_reloads_total", Help: "Configuration reloads, by result (applied or rejected)."}, []string{"result"})
 	bySource := []string{"namespace_name", "source_name"}
@@ -96,7 +99,7 @@ func New() *Metrics {
 		Help: "Events counted at ingress under event_type=\"" + OverflowEventType + "\" because their broker already had as many distinct types as it may (spec.metrics.maxEventTypes)."},
 		[]string{"namespace_name", "broker_name"})
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
-	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
+	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
 		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated} {
 		f(c)
 	}
