@@ -141,10 +141,11 @@ func (l *Log) ensureTopic() (int, error) {
 	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) {
 		return 0, fmt.Errorf("creating topic %s: %w", l.cfg.Topic, err)
 	}
-	entries, err := admin.DescribeConfig(sarama.ConfigResource{Type: sarama.TopicResource, Name: l.cfg.Topic, ConfigNames: []string{"max.message.bytes"}})
-	if err == nil {
-		for _, e := range entries {
-			if n, perr := strconv.Atoi(e.Value); e.Name == "max.message.bytes" && perr == nil && n > 0 {
+	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: l.cfg.Topic, ConfigNames: []string{"max.message.bytes"}}},
+		sarama.DescribeConfigsOptions{})
+	for _, res := range results {
+		for _, e := range res.Configs {
+			if n, perr := strconv.Atoi(e.Value); res.ErrorCode == sarama.ErrNoError && e.Name == "max.message.bytes" && perr == nil && n > 0 {
 				return n, nil
 			}
 		}
