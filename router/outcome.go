@@ -59,6 +59,18 @@ type OutcomeQuery struct {
 	PageToken string
 }
 
+// DurableStore is a ResultStore that says when a recorded outcome is safe: written to its database,
+// or fsynced to local disk. A broker on a durable log lets go of an event (a Kafka log commits its
+// offset) only once every outcome of it is, so a crash between the two cannot lose the only record
+// of a failed event. A store that is not a DurableStore is taken as durable at Record.
+type DurableStore interface {
+	ResultStore
+	// RecordThen records o as Record does and calls durable once o is safe, exactly once, from any
+	// goroutine; never when o could be stored nowhere (the caller then keeps the event, to be
+	// read again after a restart).
+	RecordThen(o *Outcome, durable func())
+}
+
 // DrainingStore is a ResultStore that is told when the process starts to stop, before the router
 // drains: from then on Record must not wait for anything only a running process relieves (the
 // Cassandra store's bounded journal during an outage), or the drain could never end.

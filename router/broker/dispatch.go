@@ -79,27 +79,25 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 			// its backlog (concurrency + pending) stays full for PendingWait, what it cannot take
 			// is recorded as failed, kept for redrive.
 			if !l.submitOrGiveUp(ctx, task{b: b, t: t, env: env, f: f}, t.cfg.PendingWait) {
-				r.overflow(b, t, env)
-				f.finish()
+				r.overflow(b, t, env, f)
 			}
 			continue
 		}
 		// An ordered trigger's next event must wait for the ones before it: the dispatch waits.
 		if err := l.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
-			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()})
-			f.finish()
+			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()}, f.finish)
 		}
 	}
 	*bufp = matches
 	matchPool.Put(bufp)
 }
 
-// overflow records env as failed at t, whose backlog is full.
-func (r *Router) overflow(b *brokerState, t *triggerState, env *router.Envelope) {
+// overflow records env as failed at t, whose backlog is full, and releases it there.
+func (r *Router) overflow(b *brokerState, t *triggerState, env *router.Envelope, f *fanout) {
 	t.m.overflowed.Inc()
 	r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: fmt.Sprintf(
 		"not delivered: the trigger's subscriber is not keeping up: its backlog (%d events: spec.triggers.concurrency + pending) stayed full for %s (spec.triggers.pendingWait); redrive it once the subscriber catches up",
-		t.cfg.Concurrency+t.cfg.Pending, t.cfg.PendingWait)})
+		t.cfg.Concurrency+t.cfg.Pending, t.cfg.PendingWait)}, f.finish)
 }
 
 // runTask delivers one event to one trigger and records the outcome. A retryable failure of an
@@ -140,14 +138,15 @@ func (r *Router) taskPanicked(tk task, p any, finished bool) {
 	if finished {
 		return // the outcome was recorded and the event released; the panic came after
 	}
-	defer tk.f.finish()
+	finish := sync.OnceFunc(tk.f.finish) // once, whether recording completes or panics too
 	defer func() {
 		if p := recover(); p != nil { // recording itself panicked: the log line above is what is left
 			r.logger.Error("recording a panicked delivery panicked too", zap.Any("panic", p))
+			finish()
 		}
 	}()
 	r.record(tk.b, tk.t, tk.env, &router.Outcome{Status: router.StatusFailed, Attempts: tk.res.Attempts, LastCode: tk.res.Code,
-		LastError: fmt.Sprintf("internal error (a bug in Switchyard): delivery panicked: %v", p)})
+		LastError: fmt.Sprintf("internal error (a bug in Switchyard): delivery panicked: %v", p)}, finish)
 }
 
 // attempts delivers until the result is final, or parks the task for its backoff (unordered

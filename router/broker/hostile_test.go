@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -272,4 +273,97 @@ spec: {broker: b, subscriber: {uri: "%s"}}
 	if !found {
 		t.Errorf("e19 at the stuck trigger: %+v, want a failed outcome saying the trigger is not keeping up, kept for redrive", out)
 	}
+}
+
+// windowedLog is a durable-log stand-in: Run hands appended envelopes over with a done that counts.
+type windowedLog struct {
+	ch   chan *router.Envelope
+	done atomic.Int32
+}
+
+func (l *windowedLog) Append(_ context.Context, envs []*router.Envelope) error {
+	for _, e := range envs {
+		l.ch <- e
+	}
+	return nil
+}
+func (l *windowedLog) Run(ctx context.Context, h router.Handler) {
+	for {
+		select {
+		case env, ok := <-l.ch:
+			if !ok {
+				return
+			}
+			h.Handle(ctx, env, func() { l.done.Add(1) })
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+func (l *windowedLog) Close()                 { close(l.ch) }
+func (l *windowedLog) Len() int               { return len(l.ch) }
+func (l *windowedLog) BoundsUnfinished() bool { return true }
+
+// slowStore is a DurableStore whose outcomes become durable only when told.
+type slowStore struct {
+	*memstore.Store
+	mu      sync.Mutex
+	waiting []func()
+}
+
+func (s *slowStore) RecordThen(o *router.Outcome, durable func()) {
+	s.Record(o)
+	s.mu.Lock()
+	s.waiting = append(s.waiting, durable)
+	s.mu.Unlock()
+}
+
+func (s *slowStore) makeDurable() int {
+	s.mu.Lock()
+	w := s.waiting
+	s.waiting = nil
+	s.mu.Unlock()
+	for _, f := range w {
+		f()
+	}
+	return len(w)
+}
+
+// TestDurableLogWaitsForDurableOutcomes (issue #18, item 1): a Kafka-class broker committed an
+// event's offset once its outcomes were final, though the Cassandra store had them only in a
+// buffer: a kill -9 then lost the only record of a failed event. The log's done now comes only once
+// the store says every outcome of the event is durable.
+func TestDurableLogWaitsForDurableOutcomes(t *testing.T) {
+	sub := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+	defer sub.Close()
+	log := &windowedLog{ch: make(chan *router.Envelope, 10)}
+	store := &slowStore{Store: memstore.New(100)}
+	r := New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: store, Metrics: metrics.New(),
+		OpenLog: func(*config.Broker, *config.Config) (router.BrokerLog, error) { return log, nil }})
+	r.Apply(testConfig(t, sub.URL, ""))
+	if err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev("k1", "wanted", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	waiting := func() int {
+		store.mu.Lock()
+		defer store.mu.Unlock()
+		return len(store.waiting)
+	}
+	for waiting() == 0 && time.Now().Before(deadline) { // the failed outcome is recorded
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if n := log.done.Load(); n != 0 {
+		t.Fatalf("the log was told the event is done (its offset committed) before its outcome was durable")
+	}
+	if store.makeDurable() != 1 {
+		t.Fatal("no outcome waited for durability")
+	}
+	if n := log.done.Load(); n != 1 {
+		t.Errorf("done called %d times once the outcome was durable, want 1", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.Shutdown(ctx)
 }

@@ -107,9 +107,8 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 	default:
 		o.Status = r.deadLetter(ctx, req, policy, res, t.cfg.Subscriber, o, router.StatusFailed)
 	}
-	r.record(tk.b, t, env, o)
-	*finished = true
-	tk.f.finish()
+	*finished = true // from here the event is released by the store, once the outcome is safe
+	r.record(tk.b, t, env, o, tk.f.finish)
 }
 
 // deadLetter hands the event to the policy's dead-letter sink and returns the resulting status:
@@ -126,8 +125,9 @@ func (r *Router) deadLetter(ctx context.Context, req *delivery.Request, p *deliv
 	return otherwise
 }
 
-// record completes o with what every outcome carries and stores it.
-func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o *router.Outcome) {
+// record completes o with what every outcome carries and stores it, then calls then (the event's
+// release at this trigger) once the outcome is safe.
+func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o *router.Outcome, then func()) {
 	e := env.Event
 	o.EventID, o.Source, o.Type = e.ID(), e.Source(), e.Type()
 	o.Broker, o.Trigger, o.Subscriber = b.ref, t.cfg.Ref, t.shownSubscriber
@@ -154,5 +154,12 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	series := t.m.outcome(o.Type, o.LastCode)
 	series.events.Inc()
 	series.latency.Observe(float64(o.Latency()) / float64(time.Millisecond))
+	// A durable log lets go of the event (a Kafka log commits its offset) only once its outcome
+	// is safe too: a crash in between must not lose the only record of a failed event.
+	if ds, ok := r.o.Results.(router.DurableStore); ok && b.admit == nil {
+		ds.RecordThen(o, then)
+		return
+	}
 	r.o.Results.Record(o)
+	then()
 }

@@ -255,4 +255,10 @@ func (s *Store) Redriven(_ context.Context, o *router.Outcome) error {
 	return nil
 }
 
-var _ router.ResultStore = (*Store)(nil)
+// RecordThen records o; memory is as durable as this store gets, so durable is called at once.
+func (s *Store) RecordThen(o *router.Outcome, durable func()) {
+	s.Record(o)
+	durable()
+}
+
+var _ router.DurableStore = (*Store)(nil)

@@ -7,13 +7,15 @@
 // outcome of an event; TriggerOutcomes pages a trigger's outcomes newest first, honours OnlyFailed,
 // Since and Limit, and refuses a malformed page token; a failed outcome keeps its event; Redriven
 // takes an outcome off the failed list and keeps its history; recording the same outcome twice
-// stores it once; concurrent Records are safe; a closed store leaves no goroutine behind.
+// stores it once; concurrent Records are safe; a DurableStore calls durable once per outcome,
+// when it can be read; a closed store leaves no goroutine behind.
 package resultstoretest
 
 import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,6 +32,7 @@ type Open func(t *testing.T) (router.ResultStore, func())
 func Run(t *testing.T, open Open) {
 	t.Run("Queries", func(t *testing.T) { queries(t, open) })
 	t.Run("IdempotentAndConcurrent", func(t *testing.T) { idempotentAndConcurrent(t, open) })
+	t.Run("DurableOnce", func(t *testing.T) { durableOnce(t, open) })
 	t.Run("NoGoroutineLeftBehind", func(t *testing.T) {
 		before := goleak.IgnoreCurrent()
 		s, closeStore := open(t)
@@ -183,3 +186,54 @@ func idempotentAndConcurrent(t *testing.T, open Open) {
 		t.Errorf("t1's failed list has %d, want 100 (%v)", len(failed), err)
 	}
 }
+
+// durableOnce: a DurableStore calls durable exactly once per outcome, and the outcome can be read
+// once it has (a store that is not one is durable at Record: nothing to check).
+func durableOnce(t *testing.T, open Open) {
+	s, closeStore := open(t)
+	defer closeStore()
+	ds, ok := s.(router.DurableStore)
+	if !ok {
+		t.Skip("not a DurableStore: outcomes count as durable at Record")
+	}
+	const n = 50
+	var calls sync.Map
+	var wg sync.WaitGroup
+	base := time.Now().UTC().Truncate(time.Millisecond)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		id := fmt.Sprintf("d%02d", i)
+		counter := new(int32)
+		calls.Store(id, counter)
+		go func() {
+			defer wg.Done()
+			ds.RecordThen(Outcome(id, "t", router.StatusFailed, base.Add(time.Duration(i)*time.Millisecond)), func() {
+				if count(s, id) != 1 {
+					t.Errorf("%s: durable called before the outcome can be read", id)
+				}
+				atomicAdd(counter)
+			})
+		}()
+	}
+	wg.Wait()
+	waitFor(t, "every durable call", func() bool {
+		done := 0
+		calls.Range(func(_, v any) bool {
+			if atomicLoad(v.(*int32)) > 0 {
+				done++
+			}
+			return true
+		})
+		return done == n
+	})
+	time.Sleep(100 * time.Millisecond) // a second call would come now
+	calls.Range(func(k, v any) bool {
+		if c := atomicLoad(v.(*int32)); c != 1 {
+			t.Errorf("%s: durable called %d times", k, c)
+		}
+		return true
+	})
+}
+
+func atomicAdd(p *int32)        { atomic.AddInt32(p, 1) }
+func atomicLoad(p *int32) int32 { return atomic.LoadInt32(p) }

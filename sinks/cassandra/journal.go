@@ -27,6 +27,11 @@ type journal struct {
 	replayed int64 // bytes from the start already written to Cassandra
 	records  int64 // records not yet replayed
 	lastSync time.Time
+	// appended counts every record ever appended; synced is the count the last fsync covered.
+	// syncMu lets one fsync serve every writer waiting meanwhile (group commit).
+	appended uint64
+	syncMu   sync.Mutex
+	synced   uint64
 }
 
 const journalFile = "outcomes.journal"
@@ -81,14 +86,32 @@ func (j *journal) active() bool {
 	return j.size > j.replayed
 }
 
+// syncTo makes the first n records ever appended durable on disk: one fsync covers every writer
+// that waits for it meanwhile.
+func (j *journal) syncTo(n uint64) error {
+	j.syncMu.Lock()
+	defer j.syncMu.Unlock()
+	if j.synced >= n {
+		return nil
+	}
+	j.mu.Lock()
+	upTo, f := j.appended, j.f
+	j.mu.Unlock()
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("syncing the journal: %w", err)
+	}
+	j.synced = upTo
+	return nil
+}
+
 // append adds r, waiting while the journal is at its bound (the backpressure that reaches ingress
 // as 429). Once closing is closed it no longer waits but writes past the bound: at shutdown the
 // outcomes still in the store's buffer (at most Buffer of them) must go somewhere, and the wait
 // for space could only end when Cassandra takes the journal, which during an outage it does not.
-func (j *journal) append(r *record, closing <-chan struct{}) error {
+func (j *journal) append(r *record, closing <-chan struct{}) (uint64, error) {
 	line, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	line = append(line, '\n')
 	j.mu.Lock()
@@ -103,15 +126,16 @@ wait:
 		j.space.Wait()
 	}
 	if _, err := j.f.Write(line); err != nil {
-		return fmt.Errorf("appending to journal: %w", err)
+		return 0, fmt.Errorf("appending to journal: %w", err)
 	}
 	j.size += int64(len(line))
 	j.records++
+	j.appended++
 	if time.Since(j.lastSync) > time.Second {
 		_ = j.f.Sync()
 		j.lastSync = time.Now()
 	}
-	return nil
+	return j.appended, nil
 }
 
 // pending returns the records appended but not replayed, oldest first, with the offset each ends at.

@@ -113,7 +113,7 @@ type Store struct {
 	logger  *zap.Logger
 	session atomic.Pointer[gocql.Session]
 	journal *journal
-	in      chan *router.Outcome
+	in      chan queued
 	stop    chan struct{}
 	// closing is closed by BeginShutdown (and Close): from then on nothing waits for journal
 	// space, so that a shutdown during an outage with a full journal ends, losing nothing.
@@ -148,7 +148,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan *router.Outcome, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{})}
+	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan queued, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{})}
 	s.registerMetrics(cfg.Registerer)
 	if err := s.connect(); err != nil {
 		s.logger.Warn("cassandra not reachable yet: outcomes go to the journal until it is", zap.Error(err))
@@ -232,22 +232,33 @@ func (s *Store) connect() error {
 	return nil
 }
 
+// queued is an outcome waiting for a writer, with what to call once it is durable (or nil).
+type queued struct {
+	o       *router.Outcome
+	durable func()
+}
+
 // Record queues o for writing. It waits only when both the buffer and the journal are full (the
 // backpressure that reaches ingress), and not once BeginShutdown was called.
-func (s *Store) Record(o *router.Outcome) {
+func (s *Store) Record(o *router.Outcome) { s.RecordThen(o, nil) }
+
+// RecordThen is Record, then durable once o is in Cassandra or fsynced to the journal (one fsync
+// serves the writers waiting for it). It is not called for an outcome that neither took.
+func (s *Store) RecordThen(o *router.Outcome, durable func()) {
+	q := queued{o, durable}
 	s.inMu.RLock()
 	if s.closed.Load() {
 		s.inMu.RUnlock()
 		s.logger.Error("outcome recorded after close: journaling it directly", zap.String("event_id", o.EventID))
-		s.persist(o)
+		s.persist(q)
 		return
 	}
 	select {
-	case s.in <- o:
+	case s.in <- q:
 		s.inMu.RUnlock()
 	case <-s.closing:
 		s.inMu.RUnlock()
-		s.persist(o) // straight to Cassandra or the journal, past its bound if need be
+		s.persist(q) // straight to Cassandra or the journal, past its bound if need be
 	}
 }
 
@@ -264,15 +275,15 @@ func (s *Store) BeginShutdown() {
 
 func (s *Store) writeLoop() {
 	defer s.writers.Done()
-	for o := range s.in {
-		s.persist(o)
+	for q := range s.in {
+		s.persist(q)
 	}
 }
 
 // persist writes o to Cassandra, or to the journal when records wait there already (to keep
 // their order) or when the write fails.
-func (s *Store) persist(o *router.Outcome) {
-	r, err := toRecord(o)
+func (s *Store) persist(q queued) {
+	r, err := toRecord(q.o)
 	if err != nil {
 		s.logger.Error("outcome cannot be encoded", zap.Error(err))
 		return
@@ -281,16 +292,28 @@ func (s *Store) persist(o *router.Outcome) {
 		err := s.insert(context.Background(), r)
 		if err == nil {
 			s.m.written.Inc()
+			if q.durable != nil {
+				q.durable()
+			}
 			return
 		}
 		s.m.writeErrors.Inc()
 		s.logger.Warn("writing outcome to cassandra failed: journaling it", zap.String("event_id", r.EventID), zap.Error(err))
 	}
-	if err := s.journal.append(r, s.closing); err != nil {
+	n, err := s.journal.append(r, s.closing)
+	if err != nil {
 		s.logger.Error("outcome lost: neither cassandra nor the journal took it", zap.String("event_id", r.EventID), zap.Error(err))
 		return
 	}
 	s.m.journaled.Inc()
+	if q.durable == nil {
+		return
+	}
+	if err := s.journal.syncTo(n); err != nil {
+		s.logger.Error("journaled outcome not synced to disk: its event is kept to be read again", zap.String("event_id", r.EventID), zap.Error(err))
+		return
+	}
+	q.durable()
 }
 
 var errNoSession = errors.New("cassandra is not connected")
@@ -419,7 +442,10 @@ func (s *Store) Close() error {
 	return s.journal.close()
 }
 
-var _ router.DrainingStore = (*Store)(nil)
+var (
+	_ router.DrainingStore = (*Store)(nil)
+	_ router.DurableStore  = (*Store)(nil)
+)
 
 const columns = "event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, reply_id"
 

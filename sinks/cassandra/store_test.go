@@ -3,6 +3,9 @@ package cassandra
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -212,5 +215,32 @@ func TestShutdownWithAFullJournalDuringAnOutage(t *testing.T) {
 	defer j.close()
 	if _, records := j.stats(); records != n {
 		t.Errorf("%d outcomes in the journal after Close, want all %d", records, n)
+	}
+}
+
+// TestDurableMeansOnDisk (issue #18, item 1): a Kafka-class broker commits an event's offset once
+// its outcomes are durable. During an outage that is the journal: durable is called only once the
+// outcome is fsynced there, never for one only in the buffer.
+func TestDurableMeansOnDisk(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, Config{Hosts: []string{"127.0.0.1:1"}, JournalDir: dir, Timeout: 200 * time.Millisecond, DisableHostLookup: true})
+	defer s.Close()
+	durable := make(chan string, 10)
+	for i := range 10 {
+		id := fmt.Sprintf("dur-%d", i)
+		s.RecordThen(testOutcome(id, "t", router.StatusFailed, time.Now()), func() {
+			b, err := os.ReadFile(filepath.Join(dir, journalFile))
+			if err != nil || !strings.Contains(string(b), id) {
+				t.Errorf("%s: durable called before it is in the journal (%v)", id, err)
+			}
+			durable <- id
+		})
+	}
+	for range 10 {
+		select {
+		case <-durable:
+		case <-time.After(20 * time.Second):
+			t.Fatal("durable never called for an outcome the journal took")
+		}
 	}
 }
