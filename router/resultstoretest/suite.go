@@ -37,7 +37,7 @@ func Run(t *testing.T, open Open) {
 		before := goleak.IgnoreCurrent()
 		s, closeStore := open(t)
 		s.Record(Outcome("leak", "t", router.StatusFailed, time.Now()))
-		waitFor(t, "the outcome", func() bool { return count(s, "leak") == 1 })
+		WaitFor(t, "the outcome", func() bool { return count(s, "leak") == 1 })
 		closeStore()
 		goleak.VerifyNone(t, before)
 	})
@@ -63,7 +63,8 @@ func Outcome(id, trigger string, status router.Status, finished time.Time) *rout
 	return o
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+// WaitFor waits up to 30 s for cond, failing t with what it waited for.
+func WaitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -97,7 +98,7 @@ func queries(t *testing.T, open Open) {
 		s.Record(Outcome(fmt.Sprintf("e%02d", i), "a", st, now.Add(-time.Duration(i)*20*time.Minute)))
 		s.Record(Outcome(fmt.Sprintf("e%02d", i), "b", router.StatusDelivered, now.Add(-time.Duration(i)*20*time.Minute)))
 	}
-	waitFor(t, "every outcome", func() bool { return count(s, "e11") == 2 && count(s, "e00") == 2 })
+	WaitFor(t, "every outcome", func() bool { return count(s, "e11") == 2 && count(s, "e00") == 2 })
 
 	out, err := s.EventOutcomes(ctx, "e03")
 	if err != nil || len(out) != 2 {
@@ -175,7 +176,7 @@ func idempotentAndConcurrent(t *testing.T, open Open) {
 		}(g)
 	}
 	wg.Wait()
-	waitFor(t, "every outcome", func() bool { return count(s, "c099") == 4 && count(s, "c000") == 4 })
+	WaitFor(t, "every outcome", func() bool { return count(s, "c099") == 4 && count(s, "c000") == 4 })
 	for i := 0; i < 100; i += 7 {
 		if n := count(s, fmt.Sprintf("c%03d", i)); n != 4 {
 			t.Errorf("c%03d has %d outcomes, want 4 (one per trigger, the duplicate folded)", i, n)
@@ -216,7 +217,7 @@ func durableOnce(t *testing.T, open Open) {
 		}()
 	}
 	wg.Wait()
-	waitFor(t, "every durable call", func() bool {
+	WaitFor(t, "every durable call", func() bool {
 		done := 0
 		calls.Range(func(_, v any) bool {
 			if atomicLoad(v.(*int32)) > 0 {

@@ -44,18 +44,10 @@ func open(t *testing.T, cfg Config) *Store {
 	return s
 }
 
-var testOutcome = resultstoretest.Outcome
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
+var (
+	testOutcome = resultstoretest.Outcome
+	waitFor     = resultstoretest.WaitFor
+)
 
 func eventCount(t *testing.T, s *Store, id string) int {
 	out, err := s.EventOutcomes(context.Background(), id)
