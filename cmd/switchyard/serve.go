@@ -182,7 +182,8 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	var auth atomic.Pointer[senderauth.Authenticator]
 	auth.Store(senderauth.New(cfg.Auth))
 	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load, Bodies: bodies})
-	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies})
+	dedup, _ := results.(router.Deduplicator) // the Cassandra store: shared by every replica
+	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies, Dedup: dedup})
 	hooks.Apply(cfg.Webhooks)
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)

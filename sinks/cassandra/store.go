@@ -442,9 +442,51 @@ func (s *Store) Close() error {
 	return s.journal.close()
 }
 
+// inFlightTTL bounds how long a webhook delivery claimed by a replica that then died blocks its
+// provider's retries (answered 409 meanwhile).
+const inFlightTTL = time.Minute
+
+// Reserve claims a webhook delivery for every replica at once, with a lightweight transaction
+// (INSERT ... IF NOT EXISTS): one claim wins, the others learn whether it is in flight or done.
+func (s *Store) Reserve(ctx context.Context, key string, window time.Duration) (router.DedupState, error) {
+	session := s.session.Load()
+	if session == nil {
+		return router.DedupFresh, errNoSession
+	}
+	existing := map[string]any{}
+	applied, err := session.Query(`INSERT INTO `+s.cfg.Keyspace+`.webhook_deliveries (key, state) VALUES (?, 'in-flight') IF NOT EXISTS USING TTL ?`,
+		key, ttlSeconds(min(window, inFlightTTL))).WithContext(ctx).SerialConsistency(gocql.LocalSerial).MapScanCAS(existing)
+	switch {
+	case err != nil:
+		return router.DedupFresh, err
+	case applied:
+		return router.DedupFresh, nil
+	case existing["state"] == "accepted":
+		return router.DedupAccepted, nil
+	default:
+		return router.DedupInFlight, nil
+	}
+}
+
+// Settle remembers an accepted delivery for window, or releases the claim.
+func (s *Store) Settle(ctx context.Context, key string, accepted bool, window time.Duration) error {
+	session := s.session.Load()
+	if session == nil {
+		return errNoSession
+	}
+	if accepted {
+		return session.Query(`UPDATE `+s.cfg.Keyspace+`.webhook_deliveries USING TTL ? SET state = 'accepted' WHERE key = ?`,
+			ttlSeconds(window), key).WithContext(ctx).Exec()
+	}
+	return session.Query(`DELETE FROM `+s.cfg.Keyspace+`.webhook_deliveries WHERE key = ?`, key).WithContext(ctx).Exec()
+}
+
+func ttlSeconds(d time.Duration) int { return max(1, int(d/time.Second)) }
+
 var (
 	_ router.DrainingStore = (*Store)(nil)
 	_ router.DurableStore  = (*Store)(nil)
+	_ router.Deduplicator  = (*Store)(nil)
 )
 
 const columns = "event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, reply_id"
@@ -589,6 +631,7 @@ func migrate(session *gocql.Session, cfg *Config) error {
 		{"table failed_by_trigger", `CREATE TABLE IF NOT EXISTS ` + ks + `.failed_by_trigger (` + shared + `, event blob,
 			PRIMARY KEY ((trigger, bucket), finished, event_id, received))
 			WITH CLUSTERING ORDER BY (finished DESC, event_id ASC, received ASC) AND default_time_to_live = ` + fmt.Sprint(ttl)},
+		{"table webhook_deliveries", `CREATE TABLE IF NOT EXISTS ` + ks + `.webhook_deliveries (key text PRIMARY KEY, state text)`},
 	}
 	for _, stmt := range stmts {
 		if err := session.Query(stmt.cql).Exec(); err != nil {

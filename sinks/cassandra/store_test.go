@@ -236,3 +236,43 @@ func TestDurableMeansOnDisk(t *testing.T) {
 		}
 	}
 }
+
+// TestDeduplicator (issue #18, item 7): webhook deliveries are claimed in Cassandra with a
+// lightweight transaction, so every replica, and a restarted one, agrees on what was routed.
+func TestDeduplicator(t *testing.T) {
+	cfg := testConfig(t, testenv.Cassandra(t))
+	a, b := open(t, cfg), open(t, cfg) // two replicas on one keyspace
+	defer a.Close()
+	defer b.Close()
+	ctx := context.Background()
+	waitFor(t, "both connected", func() bool { return a.session.Load() != nil && b.session.Load() != nil })
+	reserve := func(s *Store, key string) router.DedupState {
+		t.Helper()
+		st, err := s.Reserve(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := reserve(a, "ns/gh/d-1"); st != router.DedupFresh {
+		t.Fatalf("first claim: %v", st)
+	}
+	if st := reserve(b, "ns/gh/d-1"); st != router.DedupInFlight {
+		t.Errorf("the other replica while the first routes: %v, want in flight", st)
+	}
+	if err := a.Settle(ctx, "ns/gh/d-1", true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if st := reserve(b, "ns/gh/d-1"); st != router.DedupAccepted {
+		t.Errorf("the other replica once accepted: %v, want accepted", st)
+	}
+	if st := reserve(a, "ns/gh/d-2"); st != router.DedupFresh {
+		t.Fatalf("another delivery: %v", st)
+	}
+	if err := a.Settle(ctx, "ns/gh/d-2", false, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if st := reserve(b, "ns/gh/d-2"); st != router.DedupFresh {
+		t.Errorf("a released claim (the sink refused): %v, want fresh so the retry routes", st)
+	}
+}

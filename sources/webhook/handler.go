@@ -39,6 +39,9 @@ type Options struct {
 	// Bodies bounds the bytes of bodies being read at once (shared with broker ingress); nil: a
 	// budget of its own with the default bound.
 	Bodies *ingress.BodyBudget
+	// Dedup, when set, deduplicates deliveries for every replica (the Cassandra result store);
+	// nil deduplicates in this process only.
+	Dedup router.Deduplicator
 	// Now is the clock (tests); time.Now by default.
 	Now func() time.Time
 }
@@ -90,6 +93,42 @@ func (h *Handler) Apply(sources []*config.WebhookSource) {
 		next[key] = s
 	}
 	h.sources.Store(&next)
+}
+
+// claim is a delivery key reserved for a request, and where: shared (every replica) or here.
+type claim struct {
+	key    string
+	shared bool
+}
+
+// reserve claims a delivery key of src: through the shared Deduplicator when there is one (every
+// replica, across restarts), else (or while it cannot answer) in this process.
+func (h *Handler) reserve(ctx context.Context, src *source, key string, now time.Time) (claim, seen) {
+	if d := h.o.Dedup; d != nil {
+		state, err := d.Reserve(ctx, sharedKey(src, key), src.cfg.DedupWindow)
+		if err == nil {
+			return claim{key, true}, map[router.DedupState]seen{router.DedupFresh: fresh, router.DedupInFlight: inFlight, router.DedupAccepted: accepted}[state]
+		}
+		h.logger.Warn("shared webhook deduplication unavailable: deduplicating in this process only", zap.Error(err))
+	}
+	return claim{key, false}, src.dedup.reserve(key, now)
+}
+
+// settle ends a claim where reserve made it.
+func (h *Handler) settle(src *source, c claim, accepted bool) {
+	if !c.shared {
+		src.dedup.done(c.key, accepted, h.o.Now())
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := h.o.Dedup.Settle(ctx, sharedKey(src, c.key), accepted, src.cfg.DedupWindow); err != nil {
+		h.logger.Warn("settling a shared webhook deduplication claim", zap.Error(err))
+	}
+}
+
+func sharedKey(src *source, key string) string {
+	return src.cfg.Namespace + "/" + src.cfg.Name + "/" + key
 }
 
 // Owns reports whether path is a webhook source's path: /webhooks/{namespace}/{name}.
@@ -153,19 +192,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	m.WebhookVerified.WithLabelValues(ns, name).Inc()
 
-	var keys []string // what deduplication reserved for this request
+	var claims []claim // what deduplication reserved for this request
 	if src.dedup != nil && res.deliveryID != "" {
-		keys = append(keys, res.deliveryID)
+		keys := []string{res.deliveryID}
 		if res.bodyKey != "" {
 			keys = append(keys, res.bodyKey)
 		}
-		for i, k := range keys {
-			state := src.dedup.reserve(k, now)
+		for _, k := range keys {
+			c, state := h.reserve(r.Context(), src, k, now)
 			if state == fresh {
+				claims = append(claims, c)
 				continue
 			}
-			for _, reserved := range keys[:i] {
-				src.dedup.done(reserved, false, now)
+			for _, reserved := range claims {
+				h.settle(src, reserved, false)
 			}
 			m.WebhookDeduplicated.WithLabelValues(ns, name).Inc()
 			what := "delivery " + res.deliveryID
@@ -184,8 +224,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		res.event.SetExtension(k, v)
 	}
 	status, msg := h.route(r.Context(), src, res, ingress.ForwardedHeaders(r.Header))
-	for _, k := range keys {
-		src.dedup.done(k, status < 300, h.o.Now())
+	for _, c := range claims {
+		h.settle(src, c, status < 300)
 	}
 	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")

@@ -1,8 +1,13 @@
 package e2e
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -79,4 +84,63 @@ func TestCassandraResults(t *testing.T) {
 		_, m := r2.get(t, "/metrics")
 		return strings.Contains(m, "switchyard_results_journal_records 0")
 	})
+}
+
+// TestWebhookDedupAcrossReplicas (issue #18, item 7): deduplication was per process, while the
+// chart runs two replicas: a redelivered webhook reaching the other replica was routed again. With
+// the Cassandra result store, deliveries are claimed in Cassandra: routed once, whichever replica
+// and across restarts.
+func TestWebhookDedupAcrossReplicas(t *testing.T) {
+	cassandraAddr := testenv.Cassandra(t)
+	secrets := t.TempDir()
+	secret := "gh-replicas-0123456789"
+	if err := os.WriteFile(filepath.Join(secrets, "gh"), []byte(secret), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sub := newSubscriber(t, nil)
+	keyspace := fmt.Sprintf("sy_e2e_dedup_%d", time.Now().UnixNano())
+	spec := fmt.Sprintf("  results:\n    cassandra:\n      hosts: [%s]\n      keyspace: %s\n      consistency: ONE\n      disableHostLookup: true\n      journal:\n        dir: %%s\n", cassandraAddr, keyspace)
+	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: gh, namespace: default}
+spec:
+  provider: github
+  secrets: [{file: %s}]
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+---
+`, filepath.Join(secrets, "gh"))
+	a := startRouterIn(t, t.TempDir(), manifests, "", fmt.Sprintf(spec, t.TempDir()))
+	b := startRouterIn(t, t.TempDir(), manifests, "", fmt.Sprintf(spec, t.TempDir()))
+	body := `{"ref":"refs/heads/main","after":"replicas","repository":{"full_name":"acme/shop"}}`
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(body))
+	post := func(r *router) int {
+		req, _ := http.NewRequest(http.MethodPost, r.Ingress+"/webhooks/default/gh", strings.NewReader(body))
+		req.Header.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+		req.Header.Set("X-GitHub-Event", "push")
+		req.Header.Set("X-GitHub-Delivery", "replicated-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	// Both replicas connected to Cassandra (until then a replica deduplicates in its own memory,
+	// and says so in its log): their outcome queries answer.
+	for _, r := range []*router{a, b} {
+		waitFor(t, 30*time.Second, func() bool {
+			code, _ := r.get(t, "/v1/events/none")
+			return code == http.StatusNotFound
+		})
+	}
+	if code := post(a); code != 202 {
+		t.Fatalf("the delivery at replica A: %d", code)
+	}
+	if code := post(b); code != 200 {
+		t.Errorf("the provider's redelivery at replica B: %d, want 200 without routing", code)
+	}
+	sub.waitFor(t, 1, 10*time.Second)
+	sub.quiet(t, 1, 500*time.Millisecond)
 }
