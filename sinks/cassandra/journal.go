@@ -2,11 +2,14 @@ package cassandra
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -36,6 +39,11 @@ type journal struct {
 
 const journalFile = "outcomes.journal"
 
+// positionFile beside the journal keeps how far replay has written it to Cassandra, so that a
+// restart does not replay it all again: that would re-insert failed-list rows a redrive removed
+// meanwhile, and the redriven events would come back.
+const positionFile = journalFile + ".replayed"
+
 func openJournal(dir string, maxBytes int64) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating journal directory: %w", err)
@@ -53,8 +61,25 @@ func openJournal(dir string, maxBytes int64) (*journal, error) {
 		return nil, err
 	}
 	j.size = st.Size()
-	if j.size > 0 {
-		n, err := countLines(path)
+	// A crash can leave half a line at the end: cut it, or the next append would be glued to it
+	// and both lost to replay.
+	if whole, err := wholeLines(f, j.size); err != nil {
+		f.Close()
+		return nil, err
+	} else if whole < j.size {
+		if err := f.Truncate(whole); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cutting the journal's torn last line: %w", err)
+		}
+		j.size = whole
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, positionFile)); err == nil {
+		if pos, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && pos > 0 && pos <= j.size {
+			j.replayed = pos
+		}
+	}
+	if j.size > j.replayed {
+		n, err := countLines(path, j.replayed)
 		if err != nil {
 			f.Close()
 			return nil, err
@@ -64,12 +89,33 @@ func openJournal(dir string, maxBytes int64) (*journal, error) {
 	return j, nil
 }
 
-func countLines(path string) (int64, error) {
+// wholeLines returns the length of f's first size bytes up to and including its last newline.
+func wholeLines(f *os.File, size int64) (int64, error) {
+	buf := make([]byte, 4096)
+	for end := size; end > 0; {
+		start := max(0, end-int64(len(buf)))
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && err != io.EOF {
+			return 0, fmt.Errorf("reading the journal: %w", err)
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return start + int64(i) + 1, nil
+		}
+		end = start
+	}
+	return 0, nil
+}
+
+// countLines counts the lines of path from offset on.
+func countLines(path string, offset int64) (int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, err
 	}
 	defer f.Close()
+	if _, err := f.Seek(offset, io.SeekStart); err != nil {
+		return 0, err
+	}
 	var n int64
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 64<<20)
@@ -77,6 +123,20 @@ func countLines(path string) (int64, error) {
 		n++
 	}
 	return n, sc.Err()
+}
+
+// savePosition records how far replay got, atomically (written aside, renamed, synced).
+func (j *journal) savePosition(pos int64) {
+	dir := filepath.Dir(j.path)
+	tmp := filepath.Join(dir, positionFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(pos, 10)), 0o644); err != nil {
+		return // replay goes on; a restart would replay more than needed
+	}
+	if f, err := os.Open(tmp); err == nil {
+		_ = f.Sync()
+		f.Close()
+	}
+	_ = os.Rename(tmp, filepath.Join(dir, positionFile))
 }
 
 // active reports whether records wait in the journal: new records must then queue behind them.
@@ -184,6 +244,7 @@ func (j *journal) replayedUpTo(offset int64, n int64) {
 			j.size, j.replayed, j.records = 0, 0, 0
 		}
 	}
+	j.savePosition(j.replayed)
 	j.space.Broadcast()
 }
 
