@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -204,7 +205,7 @@ type subscriber struct {
 }
 
 func newSubscriber(t *testing.T, respond func(n int, req received, w http.ResponseWriter)) *subscriber {
-	s := &subscriber{notify: make(chan struct{}, 1<<16), respond: respond}
+	s := &subscriber{notify: make(chan struct{}, 1), respond: respond}
 	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
 		rec := received{Header: r.Header.Clone(), Body: body, At: time.Now(), Path: r.URL.Path}
@@ -215,7 +216,12 @@ func newSubscriber(t *testing.T, respond func(n int, req received, w http.Respon
 		s.got = append(s.got, rec)
 		n := len(s.got)
 		s.mu.Unlock()
-		s.notify <- struct{}{}
+		// One pending wake-up is enough (waitFor counts the requests itself); a send that waited for
+		// a reader would stall every delivery once no one is waiting.
+		select {
+		case s.notify <- struct{}{}:
+		default:
+		}
 		if s.respond != nil {
 			s.respond(n, rec, w)
 		} else {
@@ -232,13 +238,20 @@ func (s *subscriber) requests() []received {
 	return append([]received(nil), s.got...)
 }
 
+// count is how many requests the subscriber has seen, without copying them.
+func (s *subscriber) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.got)
+}
+
 // waitFor waits until the subscriber has seen at least n requests.
 func (s *subscriber) waitFor(t *testing.T, n int, timeout time.Duration) []received {
 	t.Helper()
 	deadline := time.After(timeout)
 	for {
-		if got := s.requests(); len(got) >= n {
-			return got
+		if s.count() >= n {
+			return s.requests()
 		}
 		select {
 		case <-s.notify:
@@ -330,4 +343,20 @@ func (r *router) post(t *testing.T, path string) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// soakScale multiplies the size and time limits of the load tests that `make soak` runs for
+// longer (SWITCHYARD_SOAK_SCALE, 1 in `make test`): a leak or a lost event that needs many
+// events, or many minutes, to show has them there.
+func soakScale(t *testing.T) int {
+	t.Helper()
+	v := os.Getenv("SWITCHYARD_SOAK_SCALE")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		t.Fatalf("SWITCHYARD_SOAK_SCALE=%q: want a whole number from 1", v)
+	}
+	return n
 }

@@ -73,8 +73,8 @@ func TestKafkaBroker(t *testing.T) {
 	}
 }
 
-// TestKafkaBrokerSurvivesKill9: 20,000 events, the router killed with SIGKILL halfway and
-// restarted: every event that got a 202 reaches the subscriber at least once.
+// TestKafkaBrokerSurvivesKill9: 20,000 events (times SWITCHYARD_SOAK_SCALE), the router killed
+// with SIGKILL halfway and restarted: every event that got a 202 reaches the subscriber at least once.
 func TestKafkaBrokerSurvivesKill9(t *testing.T) {
 	kafka := testenv.Kafka(t)
 	topic := fmt.Sprintf("e2e-kill-%d", time.Now().UnixNano())
@@ -88,7 +88,8 @@ func TestKafkaBrokerSurvivesKill9(t *testing.T) {
 	dir := t.TempDir()
 	manifests := kafkaBroker("durable", topic) + triggerYAML("k", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n")
 	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 4\n", kafka)
-	const n = 20000
+	scale := soakScale(t)
+	n := int64(20000 * scale)
 	var accepted sync.Map
 	var next atomic.Int64
 	send := func(r *router, upTo int64) {
@@ -136,12 +137,12 @@ func TestKafkaBrokerSurvivesKill9(t *testing.T) {
 	<-r.exited
 	r2 := startRouterIn(t, dir, manifests, "", spec)
 	send(r2, n)
-	want := 0
+	want := int64(0)
 	accepted.Range(func(any, any) bool { want++; return true })
 	if want < n*8/10 { // the sends that ran into the killed router were refused, not accepted
 		t.Fatalf("only %d of %d events were accepted", want, n)
 	}
-	deadline := time.Now().Add(120 * time.Second)
+	deadline := time.Now().Add(time.Duration(scale) * 120 * time.Second)
 	for {
 		missing, dups, distinct := 0, 0, 0
 		mu.Lock()

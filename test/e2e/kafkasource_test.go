@@ -99,11 +99,13 @@ func TestKafkaSourceMapping(t *testing.T) {
 }
 
 // TestKafkaSourceResumesAfterKill: offsets are committed only after acceptance, so a router killed
-// mid-stream and restarted delivers every record (some twice), none skipped.
+// mid-stream and restarted delivers every record (some twice), none skipped. 2,000 records, times
+// SWITCHYARD_SOAK_SCALE.
 func TestKafkaSourceResumesAfterKill(t *testing.T) {
 	kafka := testenv.Kafka(t)
 	topic := fmt.Sprintf("e2e-resume-%d", time.Now().UnixNano())
-	const n = 2000
+	scale := soakScale(t)
+	n := 2000 * scale
 	msgs := make([]*sarama.ProducerMessage, n)
 	for i := range msgs {
 		msgs[i] = &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(fmt.Sprintf(`{"i":%d}`, i))}
@@ -113,11 +115,11 @@ func TestKafkaSourceResumesAfterKill(t *testing.T) {
 	dir := t.TempDir()
 	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + kafkaSourceYAML("resume", kafka, topic)
 	r := startRouterIn(t, dir, manifests, "", "")
-	sub.waitFor(t, n/3, 30*time.Second)
+	sub.waitFor(t, n/3, time.Duration(scale)*30*time.Second)
 	_ = r.cmd.Process.Kill()
 	<-r.exited
 	startRouterIn(t, dir, manifests, "", "")
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(time.Duration(scale) * 60 * time.Second)
 	for {
 		seen := map[string]bool{}
 		for _, g := range sub.requests() {

@@ -38,7 +38,8 @@ func rssMB(t *testing.T, pid int) float64 {
 // TestSlowSubscriberMemoryIsBounded: a subscriber far slower than the producers does not make the
 // router's memory grow with the events sent: the queue and the trigger's lane bound what is held,
 // the rest is refused with 429 (and nothing accepted is lost). 8 senders offer 20,000 events of
-// 32 KiB (625 MB), more than the memory bound below, however long that takes on a busy machine.
+// 32 KiB (625 MB; times SWITCHYARD_SOAK_SCALE), more than the memory bound below, however long that
+// takes on a busy machine.
 func TestSlowSubscriberMemoryIsBounded(t *testing.T) {
 	sub := newSubscriber(t, func(int, received, http.ResponseWriter) { time.Sleep(200 * time.Millisecond) })
 	r := startRouter(t, brokerYAML("default")+triggerYAML("slow", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n"),
@@ -46,9 +47,10 @@ func TestSlowSubscriberMemoryIsBounded(t *testing.T) {
 	body := strings.Repeat("x", 32<<10)
 	base := rssMB(t, r.cmd.Process.Pid)
 
-	const toOffer = 20000
+	scale := soakScale(t)
+	toOffer := int64(20000 * scale)
 	var accepted, refused, sent atomic.Int64
-	deadline := time.Now().Add(60 * time.Second)
+	deadline := time.Now().Add(time.Duration(scale) * 60 * time.Second)
 	var peak float64
 	var wg sync.WaitGroup
 	done := make(chan struct{})
@@ -87,7 +89,7 @@ func TestSlowSubscriberMemoryIsBounded(t *testing.T) {
 	t.Logf("offered %d events (%.0f MB), accepted %d, refused with 429: %d; RSS %.0f MB at start, peak %.0f MB",
 		offered, float64(offered)*32/1024, accepted.Load(), refused.Load(), base, peak)
 	if offered < toOffer {
-		t.Fatalf("only %d of %d events offered within 60 s: too few to tell a bound from a leak", offered, toOffer)
+		t.Fatalf("only %d of %d events offered within %d s: too few to tell a bound from a leak", offered, toOffer, 60*scale)
 	}
 	if refused.Load() == 0 {
 		t.Fatal("no 429: the subscriber was not slow enough to test the bound")
@@ -98,5 +100,5 @@ func TestSlowSubscriberMemoryIsBounded(t *testing.T) {
 	if peak-base > 300 {
 		t.Errorf("RSS grew by %.0f MB under a slow subscriber", peak-base)
 	}
-	sub.waitFor(t, int(accepted.Load()), 120*time.Second)
+	sub.waitFor(t, int(accepted.Load()), time.Duration(scale)*120*time.Second)
 }
