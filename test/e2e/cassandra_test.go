@@ -100,16 +100,7 @@ func TestWebhookDedupAcrossReplicas(t *testing.T) {
 	sub := newSubscriber(t, nil)
 	keyspace := fmt.Sprintf("sy_e2e_dedup_%d", time.Now().UnixNano())
 	spec := fmt.Sprintf("  results:\n    cassandra:\n      hosts: [%s]\n      keyspace: %s\n      consistency: ONE\n      disableHostLookup: true\n      journal:\n        dir: %%s\n", cassandraAddr, keyspace)
-	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
-kind: WebhookSource
-metadata: {name: gh, namespace: default}
-spec:
-  provider: github
-  secrets: [{file: %s}]
-  sink:
-    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
----
-`, filepath.Join(secrets, "gh"))
+	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + webhookSourceYAML("gh", "github", filepath.Join(secrets, "gh"))
 	a := startRouterIn(t, t.TempDir(), manifests, "", fmt.Sprintf(spec, t.TempDir()))
 	b := startRouterIn(t, t.TempDir(), manifests, "", fmt.Sprintf(spec, t.TempDir()))
 	body := `{"ref":"refs/heads/main","after":"replicas","repository":{"full_name":"acme/shop"}}`

@@ -334,6 +334,12 @@ func triggerYAML(name, spec string) string {
 	return fmt.Sprintf("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: %s\n  namespace: default\nspec:\n%s---\n", name, spec)
 }
 
+// webhookSourceYAML is a WebhookSource of the given provider, verified with the secret in
+// secretFile, feeding the default broker.
+func webhookSourceYAML(name, provider, secretFile string) string {
+	return fmt.Sprintf("apiVersion: switchyard.dev/v1alpha1\nkind: WebhookSource\nmetadata: {name: %s, namespace: default}\nspec:\n  provider: %s\n  secrets: [{file: %s}]\n  sink:\n    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}\n---\n", name, provider, secretFile)
+}
+
 func (r *router) post(t *testing.T, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Post(r.Admin+path, "", nil)

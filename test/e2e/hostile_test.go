@@ -539,16 +539,7 @@ func TestWebhookReplayIsNotRouted(t *testing.T) {
 		t.Fatal(err)
 	}
 	sub := newSubscriber(t, nil)
-	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
-kind: WebhookSource
-metadata: {name: gh, namespace: default}
-spec:
-  provider: github
-  secrets: [{file: %s}]
-  sink:
-    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
----
-`, filepath.Join(dir, "gh"))
+	manifests := brokerYAML("default") + triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n") + webhookSourceYAML("gh", "github", filepath.Join(dir, "gh"))
 	r := startRouter(t, manifests, "")
 	body := `{"ref":"refs/heads/main","after":"abc","repository":{"full_name":"acme/shop"}}`
 	m := hmac.New(sha256.New, []byte(secret))
@@ -579,7 +570,7 @@ spec:
 		t.Fatal(err)
 	}
 	cfg := filepath.Join(dir, "sw.yaml")
-	if err := os.WriteFile(cfg, []byte(brokerYAML("default")+fmt.Sprintf("apiVersion: switchyard.dev/v1alpha1\nkind: WebhookSource\nmetadata: {name: sw, namespace: default}\nspec:\n  provider: standardwebhooks\n  secrets: [{file: %s}]\n  sink:\n    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}\n", filepath.Join(dir, "sw"))), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(brokerYAML("default")+webhookSourceYAML("sw", "standardwebhooks", filepath.Join(dir, "sw"))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(binary, "validate", "--config", cfg).CombinedOutput()
