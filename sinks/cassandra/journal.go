@@ -4,31 +4,40 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-// journal is an append-only file of records that could not be written to Cassandra yet. Appends
-// and truncation happen under mu; the replayer reads what was appended before it started without
-// holding mu, so appends go on while it writes to Cassandra.
+// journal holds records that could not be written to Cassandra yet, in a directory of append-only
+// segment files. Positions are logical offsets into the journal as a whole: a segment is named by
+// the offset of its first byte (as Kafka names log segments), so the bytes waiting are end-replayed
+// however many segments they span. Appends go to the last segment, which rotates at segmentBytes;
+// a segment replay has moved past is deleted, so disk use is the backlog plus one segment.
+//
+// Appends and position changes happen under mu; the replayer reads segments without holding mu, so
+// appends go on while it writes to Cassandra. There is one replayer at a time.
 //
 // Lock order: journal.mu is never held while calling Cassandra.
 type journal struct {
-	path     string
-	maxBytes int64
+	dir          string
+	maxBytes     int64
+	segmentBytes int64
 
 	mu       sync.Mutex
 	space    *sync.Cond // signalled when the journal shrinks
-	f        *os.File
-	size     int64 // bytes in the file
-	replayed int64 // bytes from the start already written to Cassandra
-	records  int64 // records not yet replayed
+	segments []int64    // bases of the segment files, oldest first; the last one is appended to
+	f        *os.File   // the last segment
+	end      int64      // logical offset after the last byte appended
+	replayed int64      // logical offset up to which records are in Cassandra
+	records  int64      // records not yet replayed
 	lastSync time.Time
 	// appended counts every record ever appended; synced is the count the last fsync covered.
 	// syncMu lets one fsync serve every writer waiting meanwhile (group commit).
@@ -37,56 +46,105 @@ type journal struct {
 	synced   uint64
 }
 
-const journalFile = "outcomes.journal"
+const (
+	segmentPrefix, segmentSuffix = "outcomes-", ".journal"
+	// legacyJournalFile is the single file journals were before segments: it is taken over as the
+	// segment at offset 0, and its position file (below) keeps its name and meaning.
+	legacyJournalFile = "outcomes.journal"
+	// positionFile keeps how far replay has written the journal to Cassandra, so that a restart
+	// does not replay records again (harmless for rows, see insert's timestamps, but slow).
+	positionFile = "outcomes.journal.replayed"
+)
 
-// positionFile beside the journal keeps how far replay has written it to Cassandra, so that a
-// restart does not replay it all again: that would re-insert failed-list rows a redrive removed
-// meanwhile, and the redriven events would come back.
-const positionFile = journalFile + ".replayed"
+func segmentName(base int64) string {
+	return fmt.Sprintf("%s%020d%s", segmentPrefix, base, segmentSuffix)
+}
 
-func openJournal(dir string, maxBytes int64) (*journal, error) {
+// defaultSegmentBytes is a sixteenth of the journal's bound, between 1 and 64 MiB: small enough that
+// replayed bytes are given back to the disk soon, large enough that rotations are rare.
+func defaultSegmentBytes(maxBytes int64) int64 { return min(64<<20, max(1<<20, maxBytes/16)) }
+
+func openJournal(dir string, maxBytes, segmentBytes int64) (*journal, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("creating journal directory: %w", err)
 	}
-	path := filepath.Join(dir, journalFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("opening journal: %w", err)
+	if segmentBytes <= 0 {
+		segmentBytes = defaultSegmentBytes(maxBytes)
 	}
-	j := &journal{path: path, maxBytes: maxBytes, f: f}
+	j := &journal{dir: dir, maxBytes: maxBytes, segmentBytes: segmentBytes}
 	j.space = sync.NewCond(&j.mu)
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
+	if err := j.load(); err != nil {
+		if j.f != nil {
+			j.f.Close()
+		}
 		return nil, err
-	}
-	j.size = st.Size()
-	// A crash can leave half a line at the end: cut it, or the next append would be glued to it
-	// and both lost to replay.
-	if whole, err := wholeLines(f, j.size); err != nil {
-		f.Close()
-		return nil, err
-	} else if whole < j.size {
-		if err := f.Truncate(whole); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("cutting the journal's torn last line: %w", err)
-		}
-		j.size = whole
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, positionFile)); err == nil {
-		if pos, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && pos > 0 && pos <= j.size {
-			j.replayed = pos
-		}
-	}
-	if j.size > j.replayed {
-		n, err := countLines(path, j.replayed)
-		if err != nil {
-			f.Close()
-			return nil, err
-		}
-		j.records = n
 	}
 	return j, nil
+}
+
+// load finds the segments and the replay position, cuts a torn tail, deletes what was replayed
+// and counts what was not.
+func (j *journal) load() error {
+	legacy := filepath.Join(j.dir, legacyJournalFile)
+	if _, err := os.Stat(legacy); err == nil {
+		if err := os.Rename(legacy, filepath.Join(j.dir, segmentName(0))); err != nil {
+			return fmt.Errorf("taking over the journal file %s: %w", legacy, err)
+		}
+	}
+	entries, err := os.ReadDir(j.dir)
+	if err != nil {
+		return fmt.Errorf("reading the journal directory: %w", err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasPrefix(name, segmentPrefix) || !strings.HasSuffix(name, segmentSuffix) {
+			continue
+		}
+		base, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(name, segmentPrefix), segmentSuffix), 10, 64)
+		if err != nil || base < 0 {
+			continue
+		}
+		j.segments = append(j.segments, base)
+	}
+	sort.Slice(j.segments, func(a, b int) bool { return j.segments[a] < j.segments[b] })
+
+	saved := int64(-1)
+	if b, err := os.ReadFile(filepath.Join(j.dir, positionFile)); err == nil {
+		if pos, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil && pos >= 0 {
+			saved = pos
+		}
+	}
+	if len(j.segments) == 0 {
+		j.segments = []int64{max(saved, 0)}
+	}
+	last := j.segments[len(j.segments)-1]
+	j.f, err = os.OpenFile(filepath.Join(j.dir, segmentName(last)), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("opening the journal: %w", err)
+	}
+	st, err := j.f.Stat()
+	if err != nil {
+		return err
+	}
+	// A crash can leave half a line at the end: cut it, or the next append would be glued to it
+	// and both lost to replay. Only the last segment is ever written, so only it can be torn.
+	size, err := wholeLines(j.f, st.Size())
+	if err != nil {
+		return err
+	}
+	if size < st.Size() {
+		if err := j.f.Truncate(size); err != nil {
+			return fmt.Errorf("cutting the journal's torn last line: %w", err)
+		}
+	}
+	j.end = last + size
+	j.replayed = j.segments[0]
+	if saved > j.replayed {
+		j.replayed = min(saved, j.end)
+	}
+	j.dropReplayedLocked()
+	j.records, err = j.countFrom(j.replayed)
+	return err
 }
 
 // wholeLines returns the length of f's first size bytes up to and including its last newline.
@@ -106,44 +164,95 @@ func wholeLines(f *os.File, size int64) (int64, error) {
 	return 0, nil
 }
 
-// countLines counts the lines of path from offset on.
-func countLines(path string, offset int64) (int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return 0, err
-	}
+// countFrom counts the records from logical offset pos on, streaming.
+func (j *journal) countFrom(pos int64) (int64, error) {
 	var n int64
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 64<<20)
-	for sc.Scan() {
-		n++
+	for _, base := range j.segments {
+		f, err := os.Open(filepath.Join(j.dir, segmentName(base)))
+		if err != nil {
+			return 0, err
+		}
+		sc := bufio.NewScanner(io.NewSectionReader(f, max(0, pos-base), 1<<62))
+		sc.Buffer(make([]byte, 64<<10), maxRecordBytes)
+		for sc.Scan() {
+			n++
+		}
+		f.Close()
+		if err := sc.Err(); err != nil {
+			return 0, fmt.Errorf("counting the journal's records: %w", err)
+		}
 	}
-	return n, sc.Err()
+	return n, nil
 }
 
-// savePosition records how far replay got, atomically (written aside, renamed, synced).
+// maxRecordBytes bounds one journal line: an outcome with its event (events are at most a few MiB).
+const maxRecordBytes = 64 << 20
+
+// segmentEndLocked is the logical offset after segment i's last byte.
+func (j *journal) segmentEndLocked(i int) int64 {
+	if i+1 < len(j.segments) {
+		return j.segments[i+1]
+	}
+	return j.end
+}
+
+// dropReplayedLocked deletes the segments replay has moved past (never the last one).
+func (j *journal) dropReplayedLocked() {
+	for len(j.segments) > 1 && j.segments[1] <= j.replayed {
+		_ = os.Remove(filepath.Join(j.dir, segmentName(j.segments[0])))
+		j.segments = j.segments[1:]
+	}
+}
+
+// rotateLocked starts a new segment at the current end. The old one is synced first, so records
+// appended to it are durable before anyone can sync only the new file.
+func (j *journal) rotateLocked() error {
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("syncing the journal segment: %w", err)
+	}
+	f, err := os.OpenFile(filepath.Join(j.dir, segmentName(j.end)), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return fmt.Errorf("starting a journal segment: %w", err)
+	}
+	syncDir(j.dir)
+	old := j.f
+	j.f = f
+	j.segments = append(j.segments, j.end)
+	j.lastSync = time.Now()
+	old.Close()
+	return nil
+}
+
+// syncDir makes file creations and renames in dir durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+}
+
+// savePosition records how far replay got, atomically (written aside, synced, renamed).
 func (j *journal) savePosition(pos int64) {
-	dir := filepath.Dir(j.path)
-	tmp := filepath.Join(dir, positionFile+".tmp")
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(pos, 10)), 0o644); err != nil {
+	tmp := filepath.Join(j.dir, positionFile+".tmp")
+	f, err := os.Create(tmp)
+	if err != nil {
 		return // replay goes on; a restart would replay more than needed
 	}
-	if f, err := os.Open(tmp); err == nil {
-		_ = f.Sync()
-		f.Close()
+	_, err = f.WriteString(strconv.FormatInt(pos, 10))
+	if err == nil {
+		err = f.Sync()
 	}
-	_ = os.Rename(tmp, filepath.Join(dir, positionFile))
+	f.Close()
+	if err == nil {
+		_ = os.Rename(tmp, filepath.Join(j.dir, positionFile))
+	}
 }
 
 // active reports whether records wait in the journal: new records must then queue behind them.
 func (j *journal) active() bool {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.size > j.replayed
+	return j.end > j.replayed
 }
 
 // syncTo makes the first n records ever appended durable on disk: one fsync covers every writer
@@ -157,7 +266,9 @@ func (j *journal) syncTo(n uint64) error {
 	j.mu.Lock()
 	upTo, f := j.appended, j.f
 	j.mu.Unlock()
-	if err := f.Sync(); err != nil {
+	// A segment closed meanwhile was synced by the rotation that closed it, and the records up to
+	// upTo are all in it or before it.
+	if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
 		return fmt.Errorf("syncing the journal: %w", err)
 	}
 	j.synced = upTo
@@ -177,7 +288,7 @@ func (j *journal) append(r *record, closing <-chan struct{}) (uint64, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 wait:
-	for j.size-j.replayed+int64(len(line)) > j.maxBytes && j.size > j.replayed {
+	for j.end-j.replayed+int64(len(line)) > j.maxBytes && j.end > j.replayed {
 		select {
 		case <-closing:
 			break wait
@@ -185,10 +296,15 @@ wait:
 		}
 		j.space.Wait()
 	}
+	if j.end-j.segments[len(j.segments)-1] >= j.segmentBytes {
+		if err := j.rotateLocked(); err != nil {
+			return 0, err
+		}
+	}
 	if _, err := j.f.Write(line); err != nil {
 		return 0, fmt.Errorf("appending to journal: %w", err)
 	}
-	j.size += int64(len(line))
+	j.end += int64(len(line))
 	j.records++
 	j.appended++
 	if time.Since(j.lastSync) > time.Second {
@@ -198,52 +314,73 @@ wait:
 	return j.appended, nil
 }
 
-// pending returns the records appended but not replayed, oldest first, with the offset each ends at.
-func (j *journal) pending() ([]*record, []int64, error) {
+// next reads the records after the replay position, oldest first, at most maxRecords of them and
+// about maxBytes, with the logical offset each ends at: replay streams the journal in batches, so
+// its memory is bounded whatever the backlog. A line that does not parse is skipped.
+func (j *journal) next(maxRecords int, maxBytes int64) ([]*record, []int64, error) {
 	j.mu.Lock()
-	from, to := j.replayed, j.size
+	from := j.replayed
+	type span struct{ base, from, to int64 }
+	var spans []span
+	for i, base := range j.segments {
+		segEnd := j.segmentEndLocked(i)
+		if segEnd > from {
+			spans = append(spans, span{base, max(from, base), segEnd})
+		}
+	}
 	j.mu.Unlock()
-	if from == to {
-		return nil, nil, nil
-	}
-	f, err := os.Open(j.path)
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	rd := bufio.NewReaderSize(io.NewSectionReader(f, from, to-from), 64<<10)
+
 	var recs []*record
 	var ends []int64
-	pos := from
-	for {
-		line, err := rd.ReadBytes('\n')
-		if len(line) > 0 && line[len(line)-1] == '\n' {
-			pos += int64(len(line))
-			var r record
-			if json.Unmarshal(line, &r) == nil { // a torn last line from a crash is skipped
-				recs = append(recs, &r)
-				ends = append(ends, pos)
+	var read int64
+	for _, sp := range spans {
+		f, err := os.Open(filepath.Join(j.dir, segmentName(sp.base)))
+		if err != nil {
+			return recs, ends, err
+		}
+		rd := bufio.NewReaderSize(io.NewSectionReader(f, sp.from-sp.base, sp.to-sp.from), 64<<10)
+		pos := sp.from
+		for len(recs) < maxRecords && read < maxBytes {
+			line, err := rd.ReadBytes('\n')
+			if len(line) > 0 && line[len(line)-1] == '\n' {
+				pos += int64(len(line))
+				read += int64(len(line))
+				var r record
+				if json.Unmarshal(line, &r) == nil {
+					recs = append(recs, &r)
+					ends = append(ends, pos)
+				} else if len(ends) > 0 {
+					ends[len(ends)-1] = pos // skipped with the record before it
+				} else {
+					recs, ends = append(recs, nil), append(ends, pos) // nothing to write, but passed
+				}
+			}
+			if err != nil {
+				break
 			}
 		}
-		if err != nil {
+		f.Close()
+		if len(recs) >= maxRecords || read >= maxBytes {
 			break
 		}
 	}
 	return recs, ends, nil
 }
 
-// replayedUpTo records that everything before offset is in Cassandra; once all of it is, the file
-// is truncated.
+// replayedUpTo records that everything before offset is in Cassandra (n records): segments before
+// it are deleted, and once everything is, the last segment too is replaced by an empty one.
 func (j *journal) replayedUpTo(offset int64, n int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	j.replayed = offset
-	j.records -= n
-	if j.replayed == j.size {
-		if err := j.f.Truncate(0); err == nil {
-			j.size, j.replayed, j.records = 0, 0, 0
+	j.replayed = max(j.replayed, offset)
+	j.records = max(0, j.records-n)
+	if j.replayed == j.end {
+		j.records = 0 // lines that did not parse were counted but not passed as records
+		if j.end > j.segments[len(j.segments)-1] {
+			_ = j.rotateLocked()
 		}
 	}
+	j.dropReplayedLocked()
 	j.savePosition(j.replayed)
 	j.space.Broadcast()
 }
@@ -251,7 +388,14 @@ func (j *journal) replayedUpTo(offset int64, n int64) {
 func (j *journal) stats() (bytes, records int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return j.size - j.replayed, j.records
+	return j.end - j.replayed, j.records
+}
+
+// diskBytes is what the segment files hold, replayed or not.
+func (j *journal) diskBytes() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.end - j.segments[0]
 }
 
 func (j *journal) wakeAll() {

@@ -39,6 +39,8 @@ type Spec struct {
 		// Dir holds outcomes Cassandra could not take yet ("" : $TMPDIR/switchyard-results-journal).
 		Dir      string `yaml:"dir"`
 		MaxBytes int64  `yaml:"maxBytes"`
+		// SegmentBytes is the size of one journal file (0: a sixteenth of maxBytes, 1 to 64 MiB).
+		SegmentBytes int64 `yaml:"segmentBytes"`
 	} `yaml:"journal"`
 }
 
@@ -124,6 +126,9 @@ func (Component) Validate(spec any, r config.Reporter) {
 			r.Errorf(field, "must be positive, got %d", v)
 		}
 	}
+	if s.Journal.SegmentBytes < 0 {
+		r.Errorf("journal.segmentBytes", "must be positive (or 0 for the default), got %d", s.Journal.SegmentBytes)
+	}
 }
 
 // Config is the store's runtime configuration from valid settings: secrets read, TLS built.
@@ -134,7 +139,8 @@ func (s *Spec) Config(logger *zap.Logger, reg prometheus.Registerer) (Config, er
 		Hosts: s.Hosts, Keyspace: s.Keyspace, Replication: s.Replication, Consistency: s.Consistency,
 		LocalDC: s.LocalDC, DisableHostLookup: s.DisableHostLookup, Retention: retention, Bucket: bucket,
 		Writers: s.Writers, Buffer: s.Buffer, JournalDir: s.Journal.Dir, JournalMaxBytes: s.Journal.MaxBytes,
-		Logger: logger, Registerer: reg,
+		JournalSegmentBytes: s.Journal.SegmentBytes,
+		Logger:              logger, Registerer: reg,
 	}
 	if cfg.JournalDir == "" {
 		cfg.JournalDir = filepath.Join(os.TempDir(), "switchyard-results-journal")

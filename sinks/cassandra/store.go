@@ -45,6 +45,9 @@ type Config struct {
 	// JournalDir holds outcomes Cassandra could not take yet; JournalMaxBytes bounds it (1 GiB).
 	JournalDir      string
 	JournalMaxBytes int64
+	// JournalSegmentBytes is the size at which the journal starts a new file (default: a
+	// sixteenth of JournalMaxBytes, 1 to 64 MiB); replayed files are deleted whole.
+	JournalSegmentBytes int64
 	// Timeout bounds each query (default 5s).
 	Timeout time.Duration
 	Logger  *zap.Logger
@@ -144,7 +147,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	j, err := openJournal(cfg.JournalDir, cfg.JournalMaxBytes)
+	j, err := openJournal(cfg.JournalDir, cfg.JournalMaxBytes, cfg.JournalSegmentBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -325,25 +328,31 @@ func (s *Store) insert(ctx context.Context, r *record) error {
 	}
 	ks, ttl := s.cfg.Keyspace, int(s.cfg.Retention/time.Second)
 	latency := r.Finished.Sub(r.Received).Microseconds()
+	// Every row is written with the outcome's finish time as its write time, not the time of the
+	// write. A write can happen twice and late (a journal replayed after a crash, or a record that
+	// reached Cassandra before a batch failed), and Cassandra keeps the newest write time: so an
+	// old outcome replayed late never overwrites a newer one of the same event and trigger, and
+	// never brings back a failed-list row that a redrive deleted (the delete is stamped later).
+	stamp := r.Finished.UnixMicro()
 	var blob []byte
 	if len(r.Event) > 0 {
 		blob = r.Event
 	}
-	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, blob, ttl).
+	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, blob, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return err
 	}
 	bucket := r.Finished.Truncate(s.cfg.Bucket)
-	err = session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, ttl).
+	err = session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
 	if err != nil || r.Status == string(router.StatusDelivered) {
 		return err
 	}
-	return session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ?`,
-		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, blob, ttl).
+	return session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, blob, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
 }
 
@@ -363,35 +372,101 @@ func (s *Store) maintain() {
 				continue
 			}
 		}
-		s.replay()
+		s.replay(time.Time{})
 	}
 }
 
-// replay writes journaled records to Cassandra, oldest first, stopping at the first failure.
-func (s *Store) replay() {
-	recs, ends, err := s.journal.pending()
-	if err != nil {
-		s.logger.Error("reading the journal", zap.Error(err))
-		return
-	}
-	if len(recs) == 0 {
-		return
-	}
-	done := 0
-	for i, r := range recs {
-		if err := s.insert(context.Background(), r); err != nil {
+// Replay reads the journal in batches of at most replayBatchRecords records and replayBatchBytes
+// bytes, so that its memory stays bounded however large the backlog.
+const (
+	replayBatchRecords = 1024
+	replayBatchBytes   = 8 << 20
+)
+
+// replay writes journaled records to Cassandra, oldest first, batch after batch, until the journal
+// is empty, a write fails, stop is closed or the deadline (if any) passes.
+func (s *Store) replay(deadline time.Time) {
+	started, total := time.Now(), 0
+	defer func() {
+		if total > 0 {
+			bytes, left := s.journal.stats()
+			elapsed := time.Since(started)
+			s.logger.Info("replayed journaled outcomes to cassandra", zap.Int("records", total), zap.Duration("took", elapsed),
+				zap.Float64("per_second", float64(total)/max(elapsed.Seconds(), 1e-3)), zap.Int64("left", left), zap.Int64("left_bytes", bytes))
+		}
+	}()
+	for {
+		recs, ends, err := s.journal.next(replayBatchRecords, replayBatchBytes)
+		if err != nil {
+			s.logger.Error("reading the journal", zap.Error(err))
+			return
+		}
+		if len(recs) == 0 {
+			return
+		}
+		done, err := s.writeBatch(recs)
+		if done > 0 {
+			s.journal.replayedUpTo(ends[done-1], int64(done))
+			total += done
+		}
+		if err != nil {
 			s.replayFailed(err)
-			break
+			return
 		}
 		s.failingSince = time.Time{}
-		s.m.written.Inc()
-		done = i + 1
+		select {
+		case <-s.stop:
+			if deadline.IsZero() {
+				return // maintain is stopping; Close replays once more, with a deadline
+			}
+		default:
+		}
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return
+		}
 	}
-	if done > 0 {
-		s.journal.replayedUpTo(ends[done-1], int64(done))
-		bytes, left := s.journal.stats()
-		s.logger.Info("replayed journaled outcomes to cassandra", zap.Int("records", done), zap.Int64("left", left), zap.Int64("left_bytes", bytes))
+}
+
+// writeBatch writes recs with the store's writers' parallelism and returns how many of them, from
+// the first, are written: records after a failed one may be written too, and are written again by
+// the next replay, which the rows' write timestamps make harmless. After a failure no new write
+// starts, so that an outage costs one timeout per writer, not one per record.
+func (s *Store) writeBatch(recs []*record) (int, error) {
+	errs := make([]error, len(recs))
+	var next atomic.Int64
+	var failed atomic.Bool
+	var wg sync.WaitGroup
+	for w := 0; w < min(s.cfg.Writers, len(recs)); w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !failed.Load() {
+				i := int(next.Add(1) - 1)
+				if i >= len(recs) {
+					return
+				}
+				if recs[i] == nil { // a line that did not parse: nothing to write
+					continue
+				}
+				if errs[i] = s.insert(context.Background(), recs[i]); errs[i] != nil {
+					failed.Store(true)
+					return
+				}
+				s.m.written.Inc()
+			}
+		}()
 	}
+	wg.Wait()
+	started := int(min(next.Load(), int64(len(recs))))
+	for i := 0; i < started; i++ {
+		if errs[i] != nil {
+			return i, errs[i]
+		}
+	}
+	if started < len(recs) {
+		return started, errors.New("replay stopped after a failed write")
+	}
+	return len(recs), nil
 }
 
 // replayFailed replaces the session once replays have failed for reconnectAfter, so that the next
@@ -410,6 +485,9 @@ func (s *Store) replayFailed(err error) {
 		old.Close()
 	}
 }
+
+// closeReplayFor bounds the journal replay in Close.
+const closeReplayFor = 5 * time.Second
 
 // Close writes what is buffered (to Cassandra or the journal), then stops. Journaled records stay
 // on disk for the next start.
@@ -431,13 +509,15 @@ func (s *Store) Close() error {
 	close(s.stop)
 	s.journal.wakeAll()
 	s.bg.Wait()
-	s.replay()
+	// One more pass for what the writers journaled while stopping, bounded so that a large
+	// backlog does not hold the shutdown: the rest waits in the journal for the next start.
+	s.replay(time.Now().Add(closeReplayFor))
 	if session := s.session.Load(); session != nil {
 		session.Close()
 	}
 	bytes, n := s.journal.stats()
 	if n > 0 {
-		s.logger.Warn("outcomes wait in the journal for the next start", zap.Int64("records", n), zap.Int64("bytes", bytes), zap.String("journal", s.journal.path))
+		s.logger.Warn("outcomes wait in the journal for the next start", zap.Int64("records", n), zap.Int64("bytes", bytes), zap.String("journal", s.journal.dir))
 	}
 	return s.journal.close()
 }

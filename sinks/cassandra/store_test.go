@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -200,7 +201,7 @@ func TestShutdownWithAFullJournalDuringAnOutage(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("Close did not return: writers wait for journal space during the outage")
 	}
-	j, err := openJournal(dir, 4096)
+	j, err := openJournal(dir, 4096, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +222,7 @@ func TestDurableMeansOnDisk(t *testing.T) {
 	for i := range 10 {
 		id := fmt.Sprintf("dur-%d", i)
 		s.RecordThen(testOutcome(id, "t", router.StatusFailed, time.Now()), func() {
-			b, err := os.ReadFile(filepath.Join(dir, journalFile))
+			b, err := os.ReadFile(filepath.Join(dir, segmentName(0)))
 			if err != nil || !strings.Contains(string(b), id) {
 				t.Errorf("%s: durable called before it is in the journal (%v)", id, err)
 			}
@@ -274,5 +275,116 @@ func TestDeduplicator(t *testing.T) {
 	}
 	if st := reserve(b, "ns/gh/d-2"); st != router.DedupFresh {
 		t.Errorf("a released claim (the sink refused): %v, want fresh so the retry routes", st)
+	}
+}
+
+func failedIDs(t *testing.T, s *Store, trigger string) map[string]bool {
+	t.Helper()
+	out, _, err := s.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: trigger}, OnlyFailed: true, Limit: 1000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, o := range out {
+		ids[o.EventID] = true
+	}
+	return ids
+}
+
+// TestLateWritesNeverUndoNewerOnes (issue #18, item 3): an outcome can reach Cassandra twice and
+// late: replayed from the journal after a crash that came before the replay position was saved, or
+// written again after a parallel replay batch failed part-way. Such a write used to bring back a
+// failed-list row that a redrive had deleted meanwhile, and to overwrite the newer outcome of the
+// event's new run. Rows are now stamped with the outcome's finish time, so the late write loses.
+func TestLateWritesNeverUndoNewerOnes(t *testing.T) {
+	s := open(t, testConfig(t, testenv.Cassandra(t)))
+	defer s.Close()
+	ctx := context.Background()
+	failed := testOutcome("late1", "late", router.StatusFailed, time.Now().Add(-time.Minute))
+	s.Record(failed)
+	waitFor(t, "the failed outcome", func() bool { return failedIDs(t, s, "late")["late1"] })
+	if err := s.Redriven(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
+	delivered := testOutcome("late1", "late", router.StatusDelivered, time.Now())
+	delivered.Received = failed.Received // the same row of outcomes_by_event
+	s.Record(delivered)
+	waitFor(t, "the redriven run's outcome", func() bool {
+		out, err := s.EventOutcomes(ctx, "late1")
+		return err == nil && len(out) == 1 && out[0].Status == router.StatusDelivered
+	})
+
+	late, err := toRecord(failed) // the journal's copy of the first outcome, replayed late
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.insert(ctx, late); err != nil {
+		t.Fatal(err)
+	}
+	if failedIDs(t, s, "late")["late1"] {
+		t.Error("a late write of the failed outcome brought the redriven event back onto the failed list")
+	}
+	if out, err := s.EventOutcomes(ctx, "late1"); err != nil || len(out) != 1 || out[0].Status != router.StatusDelivered {
+		t.Errorf("after a late write of the old outcome the event's outcome is %+v (%v), want the newer delivered one", out, err)
+	}
+}
+
+// TestJournalBacklogDrains: a journal filled during an outage is written to Cassandra once it is
+// back, in bounded batches with the writers' parallelism; the rate is what docs/cassandra.md
+// publishes (SWITCHYARD_DRAIN_RECORDS sets the backlog, 10,000 by default).
+func TestJournalBacklogDrains(t *testing.T) {
+	n := 10000
+	if v, err := strconv.Atoi(os.Getenv("SWITCHYARD_DRAIN_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	cfg := testConfig(t, testenv.Cassandra(t))
+	cfg.JournalSegmentBytes = 1 << 20
+	j, err := openJournal(cfg.JournalDir, 1<<30, cfg.JournalSegmentBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	finished := time.Now()
+	for i := range n {
+		status := router.StatusDelivered
+		if i%10 == 0 {
+			status = router.StatusFailed // one in ten carries its event to the failed list
+		}
+		r, err := toRecord(testOutcome(fmt.Sprintf("drain-%06d", i), "drain", status, finished))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := j.append(r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	backlog, _ := j.stats()
+	j.close()
+	if err := Migrate(cfg); err != nil { // the schema first, so that the time is the drain's
+		t.Fatal(err)
+	}
+
+	started := time.Now()
+	s := open(t, cfg)
+	defer s.Close()
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		if b, left := s.journal.stats(); b == 0 && left == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			_, left := s.journal.stats()
+			t.Fatalf("%d of %d journaled outcomes still wait after 5 minutes", left, n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	took := time.Since(started)
+	t.Logf("drained %d outcomes (%d MiB of journal) in %v: %.0f outcomes/s with %d writers", n, backlog>>20, took.Round(time.Millisecond), float64(n)/took.Seconds(), s.cfg.Writers)
+	for _, id := range []string{"drain-000000", fmt.Sprintf("drain-%06d", n/2), fmt.Sprintf("drain-%06d", n-1)} {
+		if eventCount(t, s, id) != 1 {
+			t.Errorf("%s is not in Cassandra after the drain", id)
+		}
+	}
+	if files := segmentFiles(t, cfg.JournalDir); len(files) != 1 {
+		t.Errorf("after the drain the journal has %d segment files, want one (empty)", len(files))
 	}
 }
