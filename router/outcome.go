@@ -89,7 +89,7 @@ type ResultStore interface {
 	// TriggerOutcomes returns one page of a trigger's outcomes and the token of the next page
 	// ("" at the end). With OnlyFailed, outcomes already redriven are left out.
 	TriggerOutcomes(ctx context.Context, q OutcomeQuery) ([]Outcome, string, error)
-	// Redriven takes o (as returned by TriggerOutcomes or EventOutcomes) off its trigger's failed
-	// list once its event has been re-queued; its history stays.
+	// Redriven takes o (as returned by TriggerOutcomes or EventOutcomes, or Redrive.Outcome) off
+	// its trigger's failed list once its event's new run has a final outcome; its history stays.
 	Redriven(ctx context.Context, o *Outcome) error
 }

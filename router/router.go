@@ -42,6 +42,23 @@ type Envelope struct {
 	// Bytes is what an in-memory broker counted for the envelope against its memory bound
 	// (EnvelopeSize at admission), given back when its fate is final; 0 when not counted.
 	Bytes int64
+	// Redrive, when set, addresses the envelope to one trigger only: it is a redrive of an event
+	// that failed there. A durable log keeps it beside the event (never in it).
+	Redrive *Redrive
+}
+
+// Redrive names the failed outcome an envelope redrives: its trigger, and its place on that
+// trigger's failed list (with the event's id). The outcome leaves the list once the new run's
+// outcome is final, so that a crash in between loses neither.
+type Redrive struct {
+	Trigger  TriggerRef `json:"trigger"`
+	Received time.Time  `json:"received"`
+	Finished time.Time  `json:"finished"`
+}
+
+// Outcome is the failed outcome r names, as much of it as ResultStore.Redriven needs.
+func (r *Redrive) Outcome(eventID string) *Outcome {
+	return &Outcome{EventID: eventID, Trigger: r.Trigger, Received: r.Received, Finished: r.Finished}
 }
 
 // ExtReplyBudget carries Envelope.ReplyBudget through a durable log; it is taken out of the event

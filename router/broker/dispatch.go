@@ -50,6 +50,10 @@ var matchPool = sync.Pool{New: func() any { s := make([]int32, 0, 16); return &s
 // Handle routes one envelope read from the broker's log: match, then hand it to each matching
 // trigger's lane. It returns once every lane accepted it; done is called when all are final.
 func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done func()) {
+	if env.Redrive != nil {
+		b.handleRedrive(ctx, env, done)
+		return
+	}
 	r := b.r
 	r.pending.Add(1)
 	rt := b.routes.Load()

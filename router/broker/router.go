@@ -100,6 +100,16 @@ type routes struct {
 	triggers []*triggerState
 }
 
+// trigger returns the trigger named ref, or nil.
+func (rt *routes) trigger(ref router.TriggerRef) *triggerState {
+	for _, t := range rt.triggers {
+		if t.cfg.Ref == ref {
+			return t
+		}
+	}
+	return nil
+}
+
 type triggerState struct {
 	cfg *config.Trigger
 	// shownSubscriber is the subscriber URL with its credentials redacted: what outcomes, the

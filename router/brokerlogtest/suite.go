@@ -80,8 +80,13 @@ func roundTrip(t *testing.T, open Open, ignore []goleak.Option) {
 	log := open(t)
 	ctx := context.Background()
 	var sent []*router.Envelope
+	redrive := &router.Redrive{Trigger: router.TriggerRef{Namespace: "ns", Name: "t"},
+		Received: time.UnixMilli(1_800_000_000_123).UTC(), Finished: time.UnixMilli(1_800_000_001_456).UTC()}
 	for i := 0; i < 3; i++ { // one at a time, then a batch of three
 		env := envelope(fmt.Sprint("single-", i), i)
+		if i == 1 {
+			env.Redrive = redrive // a redrive travels beside its event
+		}
 		if err := log.Append(ctx, []*router.Envelope{env}); err != nil {
 			t.Fatalf("Append: %v", err)
 		}
@@ -131,6 +136,19 @@ func roundTrip(t *testing.T, open Open, ignore []goleak.Option) {
 		}
 		if env.TTL != want.TTL || env.ReplyBudget != want.ReplyBudget {
 			t.Errorf("%s: TTL %d reply budget %d, want %d %d", e.ID(), env.TTL, env.ReplyBudget, want.TTL, want.ReplyBudget)
+		}
+		switch r := env.Redrive; {
+		case want.Redrive == nil && r != nil:
+			t.Errorf("%s came back as a redrive: %+v", e.ID(), r)
+		case want.Redrive != nil && (r == nil || r.Trigger != want.Redrive.Trigger || !r.Received.Equal(want.Redrive.Received) || !r.Finished.Equal(want.Redrive.Finished)):
+			t.Errorf("%s: redrive %+v, want %+v", e.ID(), r, want.Redrive)
+		}
+		if len(e.Extensions()) > 0 && want.Redrive != nil {
+			for name := range e.Extensions() {
+				if name != "region" && name != "partitionkey" && name != "knativekafkapartition" && name != "knativekafkaoffset" && name != "knativearrivaltime" {
+					t.Errorf("%s: extension %q came back; a redrive's address must not reach subscribers", e.ID(), name)
+				}
+			}
 		}
 		if env.Headers.Get("X-Request-Id") != "rid-"+e.ID() {
 			t.Errorf("%s: forwarded headers %v", e.ID(), env.Headers)

@@ -248,7 +248,8 @@ func (s *Store) Redriven(_ context.Context, o *router.Outcome) error {
 	defer s.mu.Unlock()
 	for _, n := range s.byEvent[o.EventID] {
 		held := s.ring[n%uint64(len(s.ring))]
-		if held.Trigger == o.Trigger && held.Received.Equal(o.Received) {
+		// Finished tells the run apart: a redrive's new run may keep the event's arrival time.
+		if held.Trigger == o.Trigger && held.Received.Equal(o.Received) && (o.Finished.IsZero() || held.Finished.Equal(o.Finished)) {
 			s.redriven[held] = true
 		}
 	}

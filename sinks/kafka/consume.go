@@ -2,7 +2,9 @@ package kafka
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -171,6 +173,13 @@ func decodeRecord(msg *sarama.ConsumerMessage) (*router.Envelope, error) {
 	e.SetExtension("knativekafkapartition", strconv.Itoa(int(msg.Partition)))
 	e.SetExtension("knativekafkaoffset", strconv.FormatInt(msg.Offset, 10))
 	for _, h := range msg.Headers {
+		if string(h.Key) == redriveHeader {
+			env.Redrive = &router.Redrive{}
+			if err := json.Unmarshal(h.Value, env.Redrive); err != nil {
+				return env, fmt.Errorf("the record's %s header: %w", redriveHeader, err)
+			}
+			continue
+		}
 		if k := string(h.Key); strings.HasPrefix(k, forwardedPrefix) {
 			if env.Headers == nil {
 				env.Headers = http.Header{}

@@ -6,6 +6,7 @@ package kafka
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -154,8 +155,12 @@ func (l *Log) ensureTopic() (int, error) {
 	return defaultMaxRecord, nil
 }
 
-// Header names beside the CloudEvents binding.
-const forwardedPrefix = "switchyard_h_"
+// Header names beside the CloudEvents binding: forwarded HTTP headers, and a redrive's address
+// (router.Redrive as JSON), which must not reach subscribers as an extension would.
+const (
+	forwardedPrefix = "switchyard_h_"
+	redriveHeader   = "switchyard_redrive"
+)
 
 // Append produces envs and returns once every in-sync replica has them. Kafka has no
 // all-or-nothing without transactions: when part of a batch fails the answer is
@@ -185,6 +190,13 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 			if len(vs) > 0 {
 				msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(forwardedPrefix + strings.ToLower(k)), Value: []byte(vs[0])})
 			}
+		}
+		if env.Redrive != nil {
+			b, err := json.Marshal(env.Redrive)
+			if err != nil {
+				return fmt.Errorf("encoding the redrive of event %s: %w", env.Event.ID(), err)
+			}
+			msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(redriveHeader), Value: b})
 		}
 		// An event the topic can never take is the producer's to fix (413), not an outage to
 		// retry (503) for ever.
