@@ -52,12 +52,13 @@ test: lint build $(HELM)
 	  exit $$status
 
 SOAK_SCALE ?= 10
-SOAK_TESTS := TestKafkaBrokerSurvivesKill9|TestSlowSubscriberMemoryIsBounded|TestKafkaSourceResumesAfterKill
+SOAK_TESTS := TestKafkaBrokerSurvivesKill9|TestSlowSubscriberMemoryIsBounded|TestKafkaSourceResumesAfterKill|TestFaultsRandomized
 
 # The load tests of the suite, SOAK_SCALE times larger and longer (not part of `make test`): 200,000
 # events into a Kafka-class broker killed with SIGKILL halfway, 200,000 records through a KafkaSource
-# killed mid-topic, and 6.4 GB offered to a slow subscriber with the router's memory watched. 3 min
-# 37 s at the default scale on the 2-core machine; everything on 127.0.0.1, bounded, self-stopping.
+# killed mid-topic, 6.4 GB offered to a slow subscriber with the router's memory watched, and
+# SOAK_SCALE rounds of randomly ordered faults (TestFaultsRandomized prints its seed;
+# SWITCHYARD_FAULTS_SEED=N replays it). Everything on 127.0.0.1, bounded, self-stopping.
 soak: build
 	@$(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
 	  status=0; $(INFRA_ENV) SWITCHYARD_SOAK_SCALE=$(SOAK_SCALE) SWITCHYARD_BIN=$(CURDIR)/$(BIN) \

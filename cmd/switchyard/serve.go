@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"os/signal"
 	"path/filepath"
 	"sync/atomic"
@@ -115,6 +116,14 @@ func newLogger(format, level string) (*zap.Logger, error) {
 // serve wires the components, runs until SIGTERM or SIGINT, and drains.
 // ctl, when set, makes the cluster's Knative resources part of the configuration (--kubernetes).
 func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernetes.Controller, logger *zap.Logger) error {
+	// The shutdown watchdog (armed once draining starts) is stopped by the first defer, so that
+	// it runs last: the closing steps deferred below (the result store's) are under it too.
+	var watchdog *time.Timer
+	defer func() {
+		if watchdog != nil {
+			watchdog.Stop()
+		}
+	}()
 	m := metrics.New()
 	m.SetMaxEventTypes(cfg.Settings.MaxEventTypes)
 	results, closeResults, err := openResults(cfg, logger, m.Registry)
@@ -280,6 +289,16 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	// Drain: unready first so load balancers stop sending, refuse new events with 503, let admitted
 	// ones finish within the grace period, record the rest as failed.
 	logger.Info("shutting down: draining", zap.Duration("grace", cfg.Settings.ShutdownGrace), zap.Int64("pending", rtr.Pending()))
+	// Whatever still hangs after the grace and the closing steps (a client library waiting on a
+	// frozen Kafka or Cassandra), the process ends before the kubelet's SIGKILL (the chart allows
+	// grace + 15 s): what it acknowledged is then as safe as after a crash, which is the case the
+	// durable path is built for, and a restart comes sooner.
+	watchdog = time.AfterFunc(cfg.Settings.ShutdownGrace+shutdownOverrun, func() {
+		logger.Error("shutdown not finished 10s after the grace period: exiting now, as a crash would (nothing acknowledged is lost: a Kafka-class broker reads uncommitted events again)",
+			zap.Duration("grace", cfg.Settings.ShutdownGrace))
+		_ = logger.Sync()
+		os.Exit(1)
+	})
 	adm.SetReady(false)
 	in.Drain()
 	kafkaSources.Stop() // stop reading sources first; what they had sent is committed
@@ -296,6 +315,10 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	logger.Info("stopped", zap.Int64("recorded_as_failed", aborted))
 	return nil
 }
+
+// shutdownOverrun is how long the closing steps after the grace period (Kafka commits, the result
+// store's last writes, the listeners) may take before the watchdog ends the process.
+const shutdownOverrun = 10 * time.Second
 
 // kafkaLogs opens the Kafka-backed log of Kafka-class brokers; other brokers run in memory.
 func kafkaLogs(logger *zap.Logger, secretsDir string) func(*config.Broker, *config.Config) (router.BrokerLog, error) {

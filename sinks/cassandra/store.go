@@ -118,6 +118,9 @@ type Store struct {
 	journal *journal
 	in      chan queued
 	stop    chan struct{}
+	// stopCtx ends with stop: the background replay's writes are cancelled by it.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
 	// closing is closed by BeginShutdown (and Close): from then on nothing waits for journal
 	// space, so that a shutdown during an outage with a full journal ends, losing nothing.
 	closing     chan struct{}
@@ -152,6 +155,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan queued, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{})}
+	s.stopCtx, s.cancelStop = context.WithCancel(context.Background())
 	s.registerMetrics(cfg.Registerer)
 	if err := s.connect(); err != nil {
 		s.logger.Warn("cassandra not reachable yet: outcomes go to the journal until it is", zap.Error(err))
@@ -292,7 +296,9 @@ func (s *Store) persist(q queued) {
 		return
 	}
 	if !s.journal.active() {
-		err := s.insert(context.Background(), r)
+		ctx, cancel := s.writeContext()
+		err := s.insert(ctx, r)
+		cancel()
 		if err == nil {
 			s.m.written.Inc()
 			if q.durable != nil {
@@ -317,6 +323,20 @@ func (s *Store) persist(q queued) {
 		return
 	}
 	q.durable()
+}
+
+// shutdownWriteTimeout bounds a write once the store is shutting down: an outcome Cassandra does
+// not take at once goes to the journal, so that a Cassandra that hangs (rather than refuses) does
+// not hold the shutdown past its grace, one timeout per writer and outcome.
+const shutdownWriteTimeout = time.Second
+
+func (s *Store) writeContext() (context.Context, context.CancelFunc) {
+	select {
+	case <-s.closing:
+		return context.WithTimeout(context.Background(), shutdownWriteTimeout)
+	default:
+		return context.Background(), func() {}
+	}
 }
 
 var errNoSession = errors.New("cassandra is not connected")
@@ -372,7 +392,7 @@ func (s *Store) maintain() {
 				continue
 			}
 		}
-		s.replay(time.Time{})
+		s.replay(s.stopCtx)
 	}
 }
 
@@ -384,8 +404,8 @@ const (
 )
 
 // replay writes journaled records to Cassandra, oldest first, batch after batch, until the journal
-// is empty, a write fails, stop is closed or the deadline (if any) passes.
-func (s *Store) replay(deadline time.Time) {
+// is empty, a write fails, stop is closed or ctx ends.
+func (s *Store) replay(ctx context.Context) {
 	started, total := time.Now(), 0
 	defer func() {
 		if total > 0 {
@@ -404,7 +424,7 @@ func (s *Store) replay(deadline time.Time) {
 		if len(recs) == 0 {
 			return
 		}
-		done, err := s.writeBatch(recs)
+		done, err := s.writeBatch(ctx, recs)
 		if done > 0 {
 			s.journal.replayedUpTo(ends[done-1], int64(done))
 			total += done
@@ -414,14 +434,7 @@ func (s *Store) replay(deadline time.Time) {
 			return
 		}
 		s.failingSince = time.Time{}
-		select {
-		case <-s.stop:
-			if deadline.IsZero() {
-				return // maintain is stopping; Close replays once more, with a deadline
-			}
-		default:
-		}
-		if !deadline.IsZero() && time.Now().After(deadline) {
+		if ctx.Err() != nil {
 			return
 		}
 	}
@@ -431,7 +444,7 @@ func (s *Store) replay(deadline time.Time) {
 // the first, are written: records after a failed one may be written too, and are written again by
 // the next replay, which the rows' write timestamps make harmless. After a failure no new write
 // starts, so that an outage costs one timeout per writer, not one per record.
-func (s *Store) writeBatch(recs []*record) (int, error) {
+func (s *Store) writeBatch(ctx context.Context, recs []*record) (int, error) {
 	errs := make([]error, len(recs))
 	var next atomic.Int64
 	var failed atomic.Bool
@@ -448,7 +461,7 @@ func (s *Store) writeBatch(recs []*record) (int, error) {
 				if recs[i] == nil { // a line that did not parse: nothing to write
 					continue
 				}
-				if errs[i] = s.insert(context.Background(), recs[i]); errs[i] != nil {
+				if errs[i] = s.insert(ctx, recs[i]); errs[i] != nil {
 					failed.Store(true)
 					return
 				}
@@ -507,11 +520,15 @@ func (s *Store) Close() error {
 	}
 	s.writers.Wait()
 	close(s.stop)
+	s.cancelStop()
 	s.journal.wakeAll()
 	s.bg.Wait()
 	// One more pass for what the writers journaled while stopping, bounded so that a large
-	// backlog does not hold the shutdown: the rest waits in the journal for the next start.
-	s.replay(time.Now().Add(closeReplayFor))
+	// backlog (or a Cassandra that does not answer) does not hold the shutdown: the rest waits in
+	// the journal for the next start.
+	ctx, cancel := context.WithTimeout(context.Background(), closeReplayFor)
+	s.replay(ctx)
+	cancel()
 	if session := s.session.Load(); session != nil {
 		session.Close()
 	}

@@ -32,23 +32,61 @@ func (l *Log) Run(ctx context.Context, h router.Handler) {
 		case <-ctx.Done():
 		}
 	}()
-	for ctx.Err() == nil {
-		// Create the topic first: a consumer's metadata request on a missing topic can make a
-		// broker with auto.create.topics.enable create it with its default partition count.
-		if _, err := l.ensureTopic(); err != nil {
-			l.logger.Warn("kafka topic unavailable; retrying", zap.Error(err))
-			router.Sleep(ctx, time.Second)
-			continue
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		for ctx.Err() == nil {
+			// Create the topic first: a consumer's metadata request on a missing topic can make a
+			// broker with auto.create.topics.enable create it with its default partition count.
+			if _, err := l.ensureTopic(); err != nil {
+				l.logger.Warn("kafka topic unavailable; retrying", zap.Error(err))
+				router.Sleep(ctx, time.Second)
+				continue
+			}
+			group, err := l.newGroup()
+			if err != nil {
+				l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))
+				router.Sleep(ctx, time.Second)
+				continue
+			}
+			l.consume(ctx, group, h)
 		}
-		group, err := l.newGroup()
-		if err != nil {
-			l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))
-			router.Sleep(ctx, time.Second)
-			continue
+	}()
+	<-ctx.Done()
+	// Every claim stops reading at once, hands over what it read, waits a while for it to be
+	// final and commits (each step bounded: claimDrainTimeout, commitTimeout); then sarama leaves
+	// the group. A Kafka that does not answer (frozen, not down) would hold those last steps, and
+	// the shutdown, for sarama's network timeouts times its retries: once the claims are done,
+	// leaving gets leaveTimeout. What was not committed is read again (at least once).
+	claimsDone := make(chan struct{})
+	go func() {
+		for l.claims.Load() > 0 {
+			time.Sleep(20 * time.Millisecond)
 		}
-		l.consume(ctx, group, h)
+		close(claimsDone)
+	}()
+	hardStop := time.After(claimDrainTimeout + commitTimeout + leaveTimeout)
+	select {
+	case <-stopped:
+		return
+	case <-claimsDone:
+	case <-hardStop:
+	}
+	select {
+	case <-stopped:
+	case <-time.After(leaveTimeout):
+		l.logger.Warn("kafka consumer not stopped: kafka does not answer; records after the last committed offset will be read again")
 	}
 }
+
+// claimDrainTimeout is how long a claim that stops waits for its records in flight to be final
+// before its last commit; commitTimeout bounds that commit.
+// leaveTimeout bounds leaving the consumer group once the claims are done.
+const (
+	claimDrainTimeout = 10 * time.Second
+	commitTimeout     = 5 * time.Second
+	leaveTimeout      = 2 * time.Second
+)
 
 func (l *Log) newGroup() (sarama.ConsumerGroup, error) {
 	sc, err := l.saramaConfig()
@@ -84,6 +122,8 @@ func (g *groupHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 // ConsumeClaim hands one partition's records to the router in order, with at most Window of them
 // not yet final, and commits the contiguous run of final offsets every second and at the end.
 func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	g.l.claims.Add(1)
+	defer g.l.claims.Add(-1)
 	t := newTracker()
 	window := make(chan struct{}, g.l.cfg.Window)
 	stopCommits := make(chan struct{})
@@ -108,7 +148,21 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	// Handling runs under the router's context, not the session's: a rebalance must not cancel
 	// deliveries in flight, only stop reading.
 	ctx := context.WithoutCancel(sess.Context())
-	for msg := range claim.Messages() {
+	for {
+		// The session's end stops reading at once: the claim's channel closes only once sarama's
+		// partition consumer has, which waits for Kafka.
+		var msg *sarama.ConsumerMessage
+		select {
+		case m, ok := <-claim.Messages():
+			msg = m
+			if !ok {
+				msg = nil
+			}
+		case <-sess.Context().Done():
+		}
+		if msg == nil {
+			break
+		}
 		select {
 		case window <- struct{}{}:
 		case <-sess.Context().Done():
@@ -129,16 +183,26 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	}
 	// Give what is in flight a moment to finish, then commit what is final; the next owner of
 	// the partition redelivers the rest (at-least-once).
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(claimDrainTimeout)
 	for len(window) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	close(stopCommits)
-	commits.Wait()
-	if next, ok := t.committable(); ok {
-		sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
+	committed := make(chan struct{})
+	go func() {
+		defer close(committed)
+		close(stopCommits)
+		commits.Wait()
+		if next, ok := t.committable(); ok {
+			sess.MarkOffset(claim.Topic(), claim.Partition(), next, "")
+		}
+		sess.Commit()
+	}()
+	select {
+	case <-committed:
+	case <-time.After(commitTimeout):
+		g.l.logger.Warn("last commit of a partition not confirmed: kafka does not answer; its records after the last committed offset will be read again",
+			zap.Int32("partition", claim.Partition()))
 	}
-	sess.Commit()
 	return nil
 }
 

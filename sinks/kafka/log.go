@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -55,6 +56,8 @@ type Log struct {
 
 	closing chan struct{}
 	once    sync.Once
+	// claims counts the partition claims consuming now: Run's shutdown waits for them.
+	claims atomic.Int32
 }
 
 // New returns the log; it connects on first use.
@@ -206,7 +209,7 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 		}
 		msgs[i] = msg
 	}
-	if err := p.SendMessages(msgs); err != nil {
+	if err := l.send(ctx, p, msgs); err != nil {
 		if errors.Is(err, sarama.ErrMessageSizeTooLarge) {
 			return fmt.Errorf("%w: kafka refused a record as too large: %v", router.ErrTooLarge, err)
 		}
@@ -216,6 +219,32 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 	return nil
 }
 
+// appendTimeout bounds how long Append waits for Kafka's acknowledgement. sarama's own bounds
+// (network timeouts of 30 s, times its retries) let a frozen broker (a stalled disk, a long GC
+// pause) hold a producer's request for minutes, and the router's shutdown with it.
+const appendTimeout = 10 * time.Second
+
+// send produces msgs, giving up with ErrUnavailable when ctx ends or appendTimeout passes first.
+// Records Kafka takes after that are delivered (the producer, told 503, may send them again: at
+// least once).
+func (l *Log) send(ctx context.Context, p sarama.SyncProducer, msgs []*sarama.ProducerMessage) error {
+	done := make(chan error, 1)
+	go func() { done <- p.SendMessages(msgs) }()
+	timer := time.NewTimer(appendTimeout)
+	defer timer.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("%w: gave up waiting for kafka: %v", router.ErrUnavailable, ctx.Err())
+	case <-timer.C:
+		return fmt.Errorf("%w: kafka did not acknowledge within %s", router.ErrUnavailable, appendTimeout)
+	}
+}
+
+// producerCloseTimeout bounds Close's wait for records in flight to a Kafka that does not answer.
+const producerCloseTimeout = 5 * time.Second
+
 // Len is unknown for a Kafka log (the lag lives in the consumer group).
 func (l *Log) Len() int { return 0 }
 
@@ -224,8 +253,15 @@ func (l *Log) Close() {
 	l.once.Do(func() {
 		close(l.closing)
 		l.mu.Lock()
-		if l.producer != nil {
-			_ = l.producer.Close()
+		if p := l.producer; p != nil {
+			closed := make(chan struct{})
+			go func() { _ = p.Close(); close(closed) }()
+			select {
+			case <-closed:
+			case <-time.After(producerCloseTimeout):
+				// Their producers were answered 503 (send gave up); stopping matters more.
+				l.logger.Warn("kafka producer not closed: records in flight are not acknowledged", zap.Duration("waited", producerCloseTimeout))
+			}
 		}
 		l.mu.Unlock()
 	})

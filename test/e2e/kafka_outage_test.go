@@ -6,44 +6,76 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
-// privateKafka is a Kafka of this test's own, started by test/infra/infra.sh on free ports, so an
-// outage of it disturbs no other test.
-type privateKafka struct {
-	t    *testing.T
-	env  []string
-	Addr string
+// privateInfra is a Kafka and/or a Cassandra of this test's own, started by test/infra/infra.sh on
+// free ports in a directory of the test's, so an outage, a pause or a restart of it disturbs no
+// other test. infra runs infra.sh's commands on it (stop, start, pause, resume).
+type privateInfra struct {
+	t                *testing.T
+	env              []string
+	Kafka, Cassandra string // addresses of what was started
 }
 
-func startPrivateKafka(t *testing.T) *privateKafka {
+// startPrivateInfra starts servers ("kafka", "cassandra" or both) and stops them when t ends.
+func startPrivateInfra(t *testing.T, servers ...string) *privateInfra {
 	t.Helper()
-	testenv.Kafka(t) // the infrastructure is usable here (skips or fails as the other Kafka tests do)
+	testenv.Kafka(t) // the infrastructure is usable here (skips or fails as the other tests do)
 	port := func() string {
 		_, p, _ := net.SplitHostPort(freePort(t))
 		return p
 	}
-	k := &privateKafka{t: t}
-	plain := port()
-	k.env = append(os.Environ(), "INFRA_ONLY=kafka", "SWITCHYARD_INFRA_DIR="+t.TempDir(),
-		"KAFKA_PORT="+plain, "KAFKA_CONTROLLER_PORT="+port(), "KAFKA_SECURE_PORT="+port())
-	k.Addr = "127.0.0.1:" + plain
-	k.infra("up")
-	t.Cleanup(func() { k.infra("down") })
-	return k
+	p := &privateInfra{t: t}
+	kafka, cassandra := port(), port()
+	p.env = append(os.Environ(), "INFRA_ONLY="+strings.Join(servers, " "), "SWITCHYARD_INFRA_DIR="+t.TempDir(),
+		"KAFKA_PORT="+kafka, "KAFKA_CONTROLLER_PORT="+port(), "KAFKA_SECURE_PORT="+port(),
+		"CASSANDRA_PORT="+cassandra, "CASSANDRA_STORAGE_PORT="+port())
+	for _, s := range servers {
+		switch s {
+		case "kafka":
+			p.Kafka = "127.0.0.1:" + kafka
+		case "cassandra":
+			p.Cassandra = "127.0.0.1:" + cassandra
+		default:
+			t.Fatalf("unknown server %q", s)
+		}
+	}
+	p.infra("up")
+	t.Cleanup(func() {
+		if p.Cassandra != "" {
+			_, _ = p.run("resume", "INFRA_ONLY=cassandra") // a paused server takes SIGTERM only once it runs again
+		}
+		p.infra("down")
+	})
+	return p
 }
 
-func (k *privateKafka) infra(cmd string) {
-	k.t.Helper()
-	c := exec.Command(filepath.Join("..", "infra", "infra.sh"), cmd)
-	c.Env = k.env
-	if out, err := c.CombinedOutput(); err != nil {
-		k.t.Fatalf("infra.sh %s: %v\n%s", cmd, err, out)
+func startPrivateKafka(t *testing.T) *privateInfra { return startPrivateInfra(t, "kafka") }
+
+func (p *privateInfra) infra(cmd string) {
+	p.t.Helper()
+	if out, err := p.run(cmd); err != nil {
+		p.t.Fatalf("infra.sh %s: %v\n%s", cmd, err, out)
 	}
+}
+
+// only runs an infra.sh command on one of the servers.
+func (p *privateInfra) only(server, cmd string) {
+	p.t.Helper()
+	if out, err := p.run(cmd, "INFRA_ONLY="+server); err != nil {
+		p.t.Fatalf("infra.sh %s (%s): %v\n%s", cmd, server, err, out)
+	}
+}
+
+func (p *privateInfra) run(cmd string, env ...string) ([]byte, error) {
+	c := exec.Command(filepath.Join("..", "infra", "infra.sh"), cmd)
+	c.Env = append(append([]string(nil), p.env...), env...) // a later INFRA_ONLY wins
+	return c.CombinedOutput()
 }
 
 // TestKafkaOutageAndRecovery: with its Kafka stopped, a Kafka-class broker answers 503 (never a
@@ -53,7 +85,7 @@ func TestKafkaOutageAndRecovery(t *testing.T) {
 	kafka := startPrivateKafka(t)
 	sub := newSubscriber(t, nil)
 	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", "e2e-outage")+triggerYAML("all", "  broker: durable\n  subscriber:\n    uri: "+sub.URL+"\n"),
-		"", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 2\n", kafka.Addr))
+		"", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 2\n", kafka.Kafka))
 
 	accepted := map[string]bool{}
 	n := 0

@@ -6,6 +6,8 @@
 #   infra.sh down     stop what `up` started (by recorded PID only) and remove the data dirs
 #   infra.sh stop     stop the servers but keep their data (an outage)
 #   infra.sh start    start stopped servers again on the data they had, and wait until ready
+#   infra.sh pause    freeze the servers (SIGSTOP): they keep their sockets and answer nothing
+#   infra.sh resume   let paused servers go on (SIGCONT)
 #   infra.sh status   say what runs
 #   infra.sh logs     print the tail of both logs
 #
@@ -227,6 +229,15 @@ cmd_start() {
   return 0
 }
 
+# A hang rather than an outage (a GC pause, a stuck disk): connections stay open, nothing answers.
+cmd_signal() { # cmd_signal STOP|CONT
+  local n
+  for n in $only; do
+    pid_alive "$n" || die "$n is not running"
+    kill -"$1" "$(cat "$work/$n.pid")"
+  done
+}
+
 cmd_status() {
   local n
   for n in $only; do
@@ -245,7 +256,9 @@ case "${1:-}" in
   down) cmd_down ;;
   stop) cmd_stop ;;
   start) cmd_start ;;
+  pause) cmd_signal STOP ;;
+  resume) cmd_signal CONT ;;
   status) cmd_status ;;
   logs) cmd_logs ;;
-  *) echo "usage: $0 fetch|up|down|stop|start|status|logs" >&2; exit 2 ;;
+  *) echo "usage: $0 fetch|up|down|stop|start|pause|resume|status|logs" >&2; exit 2 ;;
 esac
