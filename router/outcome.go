@@ -93,3 +93,38 @@ type ResultStore interface {
 	// its trigger's failed list once its event's new run has a final outcome; its history stays.
 	Redriven(ctx context.Context, o *Outcome) error
 }
+
+// RedriveCandidates returns what a redrive of ref re-sends: with eventID, that event's latest
+// outcome at ref when it is not delivered; else ref's failed list (failed and dead-lettered
+// outcomes not yet redriven) finished since since, at most max of them. Triggers and KafkaSources
+// are redriven alike.
+func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, eventID string, since time.Time, max int) ([]Outcome, error) {
+	if eventID != "" {
+		outcomes, err := store.EventOutcomes(ctx, eventID)
+		if err != nil {
+			return nil, err
+		}
+		var latest *Outcome
+		for i := range outcomes {
+			if o := &outcomes[i]; o.Trigger == ref && (latest == nil || o.Finished.After(latest.Finished)) {
+				latest = o
+			}
+		}
+		if latest == nil || latest.Status == StatusDelivered {
+			return nil, nil
+		}
+		return []Outcome{*latest}, nil
+	}
+	var out []Outcome
+	for page := ""; len(out) < max; {
+		batch, next, err := store.TriggerOutcomes(ctx, OutcomeQuery{Trigger: ref, OnlyFailed: true, Since: since, Limit: 1000, PageToken: page})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, batch...)
+		if page = next; page == "" {
+			break
+		}
+	}
+	return out, nil
+}

@@ -32,7 +32,7 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 func runRedrive(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("redrive", stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
-	trigger := fs.String("trigger", "", "NAMESPACE/NAME of the trigger whose failed events to re-queue (required)")
+	trigger := fs.String("trigger", "", "NAMESPACE/NAME of the trigger whose failed events to re-queue, or NAMESPACE/kafkasource:NAME for a KafkaSource's (required)")
 	since := fs.String("since", "", "only outcomes finished since this RFC 3339 time")
 	event := fs.String("event", "", "only this event id")
 	var cred adminCredentials

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -194,9 +196,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	dedup, _ := results.(router.Deduplicator) // the Cassandra store: shared by every replica
 	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies, Dedup: dedup})
 	hooks.Apply(cfg.Webhooks)
-	kafkaSources := kafkasource.NewManager(rtr, deliverer, logger, f.secretsDir)
+	kafkaSources := kafkasource.NewManager(rtr, deliverer, results, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)
-	adm := admin.New(results, rtr, m)
+	adm := admin.New(results, redriveRoutes{rtr, kafkaSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
 		logger.Warn("the admin API is reachable beyond this host without credentials: set spec.admin.auth (docs/security.md)",
@@ -314,6 +316,24 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	_ = adminSrv.Shutdown(closeCtx)
 	logger.Info("stopped", zap.Int64("recorded_as_failed", aborted))
 	return nil
+}
+
+// redriveRoutes is the admin API's view of the router, with redrives of a KafkaSource's failed
+// records (named kafkasource:NAME, as its outcomes are) sent to the source manager.
+type redriveRoutes struct {
+	*broker.Router
+	sources *kafkasource.Manager
+}
+
+func (r redriveRoutes) Redrive(ctx context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error) {
+	if !strings.HasPrefix(ref.Name, kafkasource.OutcomePrefix) {
+		return r.Router.Redrive(ctx, ref, q)
+	}
+	n, err := r.sources.Redrive(ctx, ref, q.EventID, q.Since)
+	if errors.Is(err, kafkasource.ErrSourceNotFound) {
+		err = fmt.Errorf("%w: %v", broker.ErrTriggerNotFound, err) // the admin API's 404
+	}
+	return n, err
 }
 
 // shutdownOverrun is how long the closing steps after the grace period (Kafka commits, the result

@@ -43,34 +43,9 @@ func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q RedriveQu
 	if t == nil {
 		return 0, fmt.Errorf("%w: %s", ErrTriggerNotFound, ref)
 	}
-	var candidates []router.Outcome
-	if q.EventID != "" {
-		outcomes, err := r.o.Results.EventOutcomes(ctx, q.EventID)
-		if err != nil {
-			return 0, err
-		}
-		var latest *router.Outcome
-		for i := range outcomes {
-			if o := &outcomes[i]; o.Trigger == ref && (latest == nil || o.Finished.After(latest.Finished)) {
-				latest = o
-			}
-		}
-		if latest != nil && latest.Status != router.StatusDelivered {
-			candidates = append(candidates, *latest)
-		}
-	} else {
-		page := ""
-		for len(candidates) < maxRedrive {
-			out, next, err := r.o.Results.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: ref, OnlyFailed: true, Since: q.Since, Limit: 1000, PageToken: page})
-			if err != nil {
-				return 0, err
-			}
-			candidates = append(candidates, out...)
-			if next == "" {
-				break
-			}
-			page = next
-		}
+	candidates, err := router.RedriveCandidates(ctx, r.o.Results, ref, q.EventID, q.Since, maxRedrive)
+	if err != nil {
+		return 0, err
 	}
 	n := 0
 	for i := range candidates {

@@ -353,15 +353,16 @@ type kafkaSourceManifest struct {
 }
 
 type kafkaSourceSpec struct {
-	BootstrapServers []string     `yaml:"bootstrapServers"`
-	Topics           []string     `yaml:"topics"`
-	ConsumerGroup    string       `yaml:"consumerGroup"`
-	InitialOffset    string       `yaml:"initialOffset"`
-	Consumers        *int32       `yaml:"consumers"`
-	Ordering         string       `yaml:"ordering"`
-	Net              *kafkaNet    `yaml:"net"`
-	Sink             *destination `yaml:"sink"`
-	CEOverrides      *ceOverrides `yaml:"ceOverrides"`
+	BootstrapServers []string      `yaml:"bootstrapServers"`
+	Topics           []string      `yaml:"topics"`
+	ConsumerGroup    string        `yaml:"consumerGroup"`
+	InitialOffset    string        `yaml:"initialOffset"`
+	Consumers        *int32        `yaml:"consumers"`
+	Ordering         string        `yaml:"ordering"`
+	Net              *kafkaNet     `yaml:"net"`
+	Sink             *destination  `yaml:"sink"`
+	CEOverrides      *ceOverrides  `yaml:"ceOverrides"`
+	Delivery         *deliverySpec `yaml:"delivery"`
 }
 
 // kafkaNet is KafkaSource's net block: every value a key of a Kubernetes Secret.

@@ -256,4 +256,7 @@ type KafkaSource struct {
 	Sink       Sink
 	Extensions map[string]string
 	Security   KafkaSecurity
+	// Delivery is spec.delivery (retry, backoff, timeout, deadLetterSink); nil without one: a
+	// sink that pushes back is then retried until it takes the event.
+	Delivery *delivery.Policy
 }

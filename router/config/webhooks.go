@@ -295,6 +295,10 @@ func (l *loader) compileKafkaSources(brokers map[router.BrokerRef]*brokerDoc, s 
 			k.Extensions = l.extensions(kd.d, spec.CEOverrides.Extensions)
 		}
 		k.Sink = l.sink(kd.d, spec.Sink, ref.Namespace, brokers, s)
+		if spec.Delivery != nil {
+			p := resolvePolicy(l.parseDelivery(kd.d, "spec.delivery", spec.Delivery, ref.Namespace, s, true))
+			k.Delivery = &p
+		}
 		out = append(out, k)
 	}
 	return out

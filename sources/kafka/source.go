@@ -1,7 +1,9 @@
 // Package kafka is the KafkaSource: records of any topic become CloudEvents and go to a broker
 // (through router.Publisher) or a URI. A record's offset is committed only once its event was
-// accepted; when the sink pushes back, the partition waits and retries: slower, never skipped.
-// The record mapping follows Knative's KafkaSource and is documented in docs/kafka.md.
+// accepted, dead-lettered, or recorded as failed (with the event, for redrive): without
+// spec.delivery a sink that pushes back is retried until it takes the event (slower, never
+// skipped); with it, Knative's retry, backoff and deadLetterSink apply. The record mapping follows
+// Knative's KafkaSource and is documented in docs/kafka.md.
 package kafka
 
 import (
@@ -31,11 +33,18 @@ import (
 // Manager runs the KafkaSources of the current configuration.
 type Manager struct {
 	sink       *delivery.SinkSender
+	results    router.ResultStore
 	logger     *zap.Logger
 	secretsDir string
 
 	mu      sync.Mutex
 	running map[string]*running
+	// redriving holds the event ids whose redrive is under way, per source, so that asking twice
+	// does not send twice.
+	redriving sync.Map
+	// stopped ends redrives under way when the manager stops.
+	stopped context.Context
+	stop    context.CancelFunc
 }
 
 type running struct {
@@ -45,9 +54,21 @@ type running struct {
 }
 
 // NewManager returns a Manager with no sources; secretKeyRefs of their net settings are read
-// under secretsDir.
-func NewManager(p router.Publisher, d *delivery.Deliverer, logger *zap.Logger, secretsDir string) *Manager {
-	return &Manager{sink: &delivery.SinkSender{Publisher: p, Deliverer: d}, logger: logger.Named("kafka-source"), secretsDir: secretsDir, running: map[string]*running{}}
+// under secretsDir. Records the sinks refuse for good are recorded as failed outcomes in results.
+func NewManager(p router.Publisher, d *delivery.Deliverer, results router.ResultStore, logger *zap.Logger, secretsDir string) *Manager {
+	m := &Manager{sink: &delivery.SinkSender{Publisher: p, Deliverer: d}, results: results, logger: logger.Named("kafka-source"),
+		secretsDir: secretsDir, running: map[string]*running{}}
+	m.stopped, m.stop = context.WithCancel(context.Background())
+	return m
+}
+
+// OutcomePrefix starts the name under which a KafkaSource's outcomes are recorded and queried, as
+// if it were a trigger: "kafkasource:NAME" (Kubernetes names have no colon, so no trigger has it).
+const OutcomePrefix = "kafkasource:"
+
+// OutcomeRef is the TriggerRef a KafkaSource's outcomes carry.
+func OutcomeRef(namespace, name string) router.TriggerRef {
+	return router.TriggerRef{Namespace: namespace, Name: OutcomePrefix + name}
 }
 
 // Apply starts new sources, restarts changed ones and stops removed ones.
@@ -77,8 +98,12 @@ func (m *Manager) Apply(sources []*config.KafkaSource) {
 	}
 }
 
-// Stop stops every source, committing what was accepted.
-func (m *Manager) Stop() { m.Apply(nil) }
+// Stop stops every source, committing what was final, and ends redrives under way (what they had
+// not finished stays on the failed list).
+func (m *Manager) Stop() {
+	m.stop()
+	m.Apply(nil)
+}
 
 type source struct {
 	cfg    *config.KafkaSource
@@ -131,7 +156,7 @@ func (s *source) run(ctx context.Context) {
 func (s *source) Setup(sarama.ConsumerGroupSession) error   { return nil }
 func (s *source) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim sends a partition's records in order, each only after the previous was accepted.
+// ConsumeClaim sends a partition's records in order, each only after the previous is final.
 func (s *source) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	for msg := range claim.Messages() {
 		e, err := s.toEvent(msg)
@@ -143,45 +168,186 @@ func (s *source) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 			sess.MarkMessage(msg, "")
 			continue
 		}
-		switch err := s.send(sess.Context(), e); {
-		case err == nil:
-		case sess.Context().Err() != nil:
-			return nil // the session ended before the sink took it: the next owner resends it
-		default:
-			// Refused for good (an event the broker will never take, a 4xx from a URI sink):
-			// retrying would stall the partition for ever. Logged with its coordinates, passed
-			// over, as a record that is no CloudEvent is.
-			s.logger.Error("the sink refused the record's event for good: passed over", zap.String("topic", msg.Topic),
-				zap.Int32("partition", msg.Partition), zap.Int64("offset", msg.Offset), zap.String("event_id", e.ID()), zap.Error(err))
+		if !s.handle(sess.Context(), e, msg, nil) {
+			return nil // the session ended before the event was final: the next owner resends it
 		}
 		sess.MarkMessage(msg, "")
 	}
 	return nil
 }
 
-// send retries until the sink accepts e, refuses it for good (the error is returned), or ctx
-// ends (ctx's error), backing off up to 5 s between tries.
-func (s *source) send(ctx context.Context, e *event.Event) error {
+// handle sends e to the sink under the source's delivery policy. When the sink refuses it for
+// good, or the retries are spent, it is dead-lettered (with spec.delivery.deadLetterSink) or
+// recorded as failed with the event, for redrive: the partition keeps flowing, and nothing is
+// passed over unrecorded. For a redrive (old is the outcome redriven), the new run is recorded
+// whatever it is, and then old leaves the failed list. It returns false only when ctx ended first
+// (nothing recorded: the record is read again).
+func (s *source) handle(ctx context.Context, e *event.Event, msg *sarama.ConsumerMessage, old *router.Outcome) bool {
+	started := time.Now()
+	attempts, err := s.send(ctx, e)
+	if err != nil && ctx.Err() != nil {
+		return false
+	}
+	o := &router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(), Trigger: OutcomeRef(s.cfg.Namespace, s.cfg.Name),
+		Subscriber: s.sinkName(), Status: router.StatusDelivered, Attempts: attempts, Received: started}
+	if s.cfg.Sink.Broker != nil {
+		o.Broker = *s.cfg.Sink.Broker
+	}
+	if old != nil {
+		o.Received = old.Received
+	}
+	if err != nil {
+		s.giveUp(ctx, e, msg, o, err)
+	} else if old == nil {
+		return true // the everyday case: the sink has it, and the broker records its own outcomes
+	}
+	o.Finished = time.Now()
+	if !s.record(ctx, o) {
+		return false
+	}
+	if old != nil {
+		if err := s.m.results.Redriven(ctx, old); err != nil {
+			s.logger.Warn("redriven event stays on the failed list", zap.String("event_id", e.ID()), zap.Error(err))
+		}
+	}
+	return true
+}
+
+// giveUp fills o for e, which the sink would not take (err), after dead-lettering it when the
+// policy has a dead-letter sink.
+func (s *source) giveUp(ctx context.Context, e *event.Event, msg *sarama.ConsumerMessage, o *router.Outcome, err error) {
+	o.Status, o.LastCode, o.LastError, o.Event = router.StatusFailed, statusOf(err), err.Error(), e
+	if p := s.cfg.Delivery; p != nil && p.DeadLetterSink != "" {
+		failure := delivery.Result{Attempts: o.Attempts, Code: o.LastCode, Err: err}
+		res, _ := s.m.sink.Deliverer.DeadLetter(ctx, &delivery.Request{Event: e, Namespace: s.cfg.Namespace}, p, &failure, s.sinkName())
+		if res.Delivered() {
+			o.Status = router.StatusDeadLettered
+		} else {
+			o.LastError += "; the dead-letter sink did not take it either: " + res.Err.Error()
+		}
+	}
+	fields := []zap.Field{zap.String("event_id", e.ID()), zap.String("status", string(o.Status)), zap.Int("attempts", o.Attempts), zap.Error(err)}
+	if msg != nil {
+		fields = append(fields, zap.String("topic", msg.Topic), zap.Int32("partition", msg.Partition), zap.Int64("offset", msg.Offset))
+	}
+	s.logger.Error("the sink did not take the record's event: recorded, and the partition goes on", fields...)
+}
+
+// record stores o and waits until it is durable (a DurableStore), so that the record's offset is
+// committed only after the only trace of a failed record is safe.
+func (s *source) record(ctx context.Context, o *router.Outcome) bool {
+	ds, ok := s.m.results.(router.DurableStore)
+	if !ok {
+		s.m.results.Record(o)
+		return true
+	}
+	durable := make(chan struct{})
+	ds.RecordThen(o, func() { close(durable) })
+	select {
+	case <-durable:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// statusOf is the status code err stands for: a subscriber's, or what ingress would answer.
+func statusOf(err error) int {
+	var de *router.DeliveryError
+	if errors.As(err, &de) && de.Code != 0 {
+		return de.Code
+	}
+	return router.HTTPStatus(err)
+}
+
+// sinkName is the sink as outcomes show it.
+func (s *source) sinkName() string {
+	if b := s.cfg.Sink.Broker; b != nil {
+		return "broker " + b.String()
+	}
+	return router.RedactURL(s.cfg.Sink.URI)
+}
+
+// send tries until the sink accepts e, refuses it for good, the policy's retries are spent (with
+// spec.delivery; without it a sink that pushes back is retried for ever, backing off up to 5 s), or
+// ctx ends. It returns the attempts made and the last error.
+func (s *source) send(ctx context.Context, e *event.Event) (int, error) {
 	backoff := 50 * time.Millisecond
-	for {
+	for n := 1; ; n++ {
 		err := s.deliver(ctx, e)
 		// A broker not found is a reload under way (the source goes with its broker): wait.
 		if err == nil || !router.IsRetryable(err) && !errors.Is(err, router.ErrBrokerNotFound) {
-			return err
+			return n, err
+		}
+		wait := backoff
+		if p := s.cfg.Delivery; p != nil {
+			if n > p.Retry {
+				return n, err
+			}
+			wait = p.Wait(n)
+		} else if backoff < 5*time.Second {
+			backoff *= 2
 		}
 		s.logger.Debug("sink pushed back; retrying", zap.String("event_id", e.ID()), zap.Error(err))
-		router.Sleep(ctx, backoff)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
+		if !router.Sleep(ctx, wait) {
+			return n, ctx.Err()
 		}
 	}
 }
 
 func (s *source) deliver(ctx context.Context, e *event.Event) error {
+	if p := s.cfg.Delivery; p != nil && s.cfg.Sink.Broker == nil {
+		// One attempt under the policy's timeout and format: send does the retries.
+		req := &delivery.Request{URL: s.cfg.Sink.URI, Event: e, Namespace: s.cfg.Namespace}
+		return s.m.sink.Deliverer.Deliver(ctx, req, &delivery.Policy{Timeout: p.Timeout, Format: p.Format}).Err
+	}
 	return s.m.sink.Send(ctx, s.cfg.Sink, &router.Envelope{Event: e}, s.cfg.Namespace)
+}
+
+// maxRedrive bounds one redrive request, as a trigger's; run it again for more.
+const maxRedrive = 100000
+
+// ErrSourceNotFound: a redrive named a KafkaSource that is not configured.
+var ErrSourceNotFound = errors.New("KafkaSource not found")
+
+// Redrive sends again to its sink the events of KafkaSource ref's failed and dead-lettered
+// outcomes (ref.Name is OutcomePrefix + the source's name): one event (eventID) or every one
+// finished since since. It returns how many it queued; they are sent one after another in the
+// background, each new run recorded, and only then the old outcome taken off the failed list. An
+// event whose redrive is under way is skipped.
+func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID string, since time.Time) (int, error) {
+	name, _ := strings.CutPrefix(ref.Name, OutcomePrefix)
+	m.mu.Lock()
+	r := m.running[ref.Namespace+"/"+name]
+	m.mu.Unlock()
+	if r == nil {
+		return 0, fmt.Errorf("%w: %s/%s", ErrSourceNotFound, ref.Namespace, name)
+	}
+	candidates, err := router.RedriveCandidates(ctx, m.results, ref, eventID, since, maxRedrive)
+	if err != nil {
+		return 0, err
+	}
+	var queued []router.Outcome
+	for _, o := range candidates {
+		if o.Event == nil {
+			continue
+		}
+		if _, busy := m.redriving.LoadOrStore(ref.String()+"\x00"+o.EventID, struct{}{}); !busy {
+			queued = append(queued, o)
+		}
+	}
+	src := &source{cfg: r.cfg, m: m, logger: m.logger.With(zap.String("source", ref.Namespace+"/"+name))}
+	go func() {
+		for i := range queued {
+			o := &queued[i]
+			e := o.Event.Clone()
+			if !src.handle(m.stopped, &e, nil, o) {
+				return // stopping: the rest stays on the failed list
+			}
+			m.redriving.Delete(ref.String() + "\x00" + o.EventID)
+		}
+	}()
+	return len(queued), nil
 }
 
 // toEvent passes CloudEvents records through (binary ce_ headers or structured) and wraps any

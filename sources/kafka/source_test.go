@@ -6,20 +6,23 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/cloudevents/sdk-go/v2/event"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/memstore"
 )
 
 func testSource(sink config.Sink, p router.Publisher) *source {
 	cfg := &config.KafkaSource{Namespace: "ns", Name: "orders", Sink: sink, Extensions: map[string]string{"team": "shop"}}
-	m := NewManager(p, delivery.New(delivery.Options{}), zap.NewNop(), "")
+	m := NewManager(p, delivery.New(delivery.Options{}), memstore.New(100), zap.NewNop(), "")
 	return &source{cfg: cfg, m: m, logger: zap.NewNop()}
 }
 
@@ -89,11 +92,11 @@ func TestSendRetriesOnlyWhatMaySucceed(t *testing.T) {
 	ctx := context.Background()
 
 	p := &fakePublisher{script: []error{router.ErrQueueFull, router.ErrUnavailable, router.ErrBrokerNotFound}}
-	if err := testSource(config.Sink{Broker: broker}, p).send(ctx, e); err != nil || p.calls != 4 {
+	if _, err := testSource(config.Sink{Broker: broker}, p).send(ctx, e); err != nil || p.calls != 4 {
 		t.Errorf("pushed back three times: %v after %d calls, want delivered on the 4th", err, p.calls)
 	}
 	p = &fakePublisher{script: []error{router.ErrTTLExpired}}
-	if err := testSource(config.Sink{Broker: broker}, p).send(ctx, e); !errors.Is(err, router.ErrTTLExpired) || p.calls != 1 {
+	if _, err := testSource(config.Sink{Broker: broker}, p).send(ctx, e); !errors.Is(err, router.ErrTTLExpired) || p.calls != 1 {
 		t.Errorf("TTL exhausted: %v after %d calls, want it returned at once", err, p.calls)
 	}
 
@@ -106,10 +109,99 @@ func TestSendRetriesOnlyWhatMaySucceed(t *testing.T) {
 		}
 	}))
 	defer sink.Close()
-	if err := testSource(config.Sink{URI: sink.URL + "/refuses"}, nil).send(ctx, e); router.IsRetryable(err) || err == nil {
+	if _, err := testSource(config.Sink{URI: sink.URL + "/refuses"}, nil).send(ctx, e); router.IsRetryable(err) || err == nil {
 		t.Errorf("a 422 from the URI sink: %v, want a permanent error", err)
 	}
-	if err := testSource(config.Sink{URI: sink.URL + "/ok"}, nil).send(ctx, e); err != nil {
+	if _, err := testSource(config.Sink{URI: sink.URL + "/ok"}, nil).send(ctx, e); err != nil {
 		t.Errorf("the URI sink: %v", err)
+	}
+}
+
+// TestRefusedRecordsAreRecorded (issue #18, item 6): a record the sink refused for good, or after
+// the retries of spec.delivery, was logged and passed over: no trace in the result store, no
+// dead-letter sink. Now it is dead-lettered under Knative's spec.delivery, or recorded as failed
+// with its event, and a redrive sends it again once the sink is fixed, taking it off the failed
+// list only once the new run is recorded.
+func TestRefusedRecordsAreRecorded(t *testing.T) {
+	var answer atomic.Int32
+	answer.Store(http.StatusUnprocessableEntity)
+	var sinkCalls atomic.Int32
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		sinkCalls.Add(1)
+		w.WriteHeader(int(answer.Load()))
+	}))
+	defer sink.Close()
+	dlsCodes := make(chan string, 10)
+	dls := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) { dlsCodes <- r.Header.Get("Ce-Knativeerrorcode") }))
+	defer dls.Close()
+	ctx := context.Background()
+	ref := OutcomeRef("ns", "orders")
+	outcomes := func(s *source, id string) []router.Outcome {
+		out, err := s.m.results.EventOutcomes(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	event := func(s *source, offset int64) *event.Event {
+		e, err := s.toEvent(&sarama.ConsumerMessage{Topic: "orders", Offset: offset, Value: []byte("x")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+
+	// Without spec.delivery: refused for good, recorded as failed with its event.
+	s := testSource(config.Sink{URI: sink.URL}, nil)
+	e := event(s, 1)
+	if !s.handle(ctx, e, nil, nil) {
+		t.Fatal("handle reported the context ended")
+	}
+	if out := outcomes(s, e.ID()); len(out) != 1 || out[0].Trigger != ref || out[0].Status != router.StatusFailed || out[0].LastCode != 422 || out[0].Event == nil {
+		t.Fatalf("a record the sink refused: outcomes %+v, want one failed (422) at %s keeping its event", out, ref)
+	}
+
+	// With spec.delivery: retried as the policy says, then dead-lettered.
+	answer.Store(http.StatusServiceUnavailable)
+	sinkCalls.Store(0)
+	s.cfg.Delivery = &delivery.Policy{Retry: 2, Backoff: delivery.Linear, Delay: time.Millisecond, Timeout: 5 * time.Second, DeadLetterSink: dls.URL}
+	e2 := event(s, 2)
+	s.handle(ctx, e2, nil, nil)
+	if n := sinkCalls.Load(); n != 3 {
+		t.Errorf("the sink was tried %d times under retry: 2, want 3", n)
+	}
+	select {
+	case code := <-dlsCodes:
+		if code != "503" {
+			t.Errorf("the dead-letter sink got knativeerrorcode %q, want 503", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the dead-letter sink got nothing")
+	}
+	if out := outcomes(s, e2.ID()); len(out) != 1 || out[0].Status != router.StatusDeadLettered || out[0].Attempts != 3 {
+		t.Errorf("a record dead-lettered after its retries: outcomes %+v, want one dead-lettered after 3 attempts", out)
+	}
+
+	// Redrive once the sink is fixed: the failed record goes again, is recorded as delivered, and
+	// only then leaves the failed list.
+	answer.Store(http.StatusOK)
+	s.cfg.Delivery = nil
+	s.m.running["ns/orders"] = &running{cfg: s.cfg}
+	n, err := s.m.Redrive(ctx, ref, e.ID(), time.Time{})
+	if err != nil || n != 1 {
+		t.Fatalf("Redrive: %d, %v", n, err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		failed, _, _ := s.m.results.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: ref, OnlyFailed: true})
+		latest := outcomes(s, e.ID())
+		if len(failed) == 1 && failed[0].EventID == e2.ID() && len(latest) == 2 && latest[1].Status == router.StatusDelivered {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the redrive: failed list %+v, outcomes %+v; want only %s on the list and a delivered run of %s", failed, latest, e2.ID(), e.ID())
+		}
+	}
+	if _, err := s.m.Redrive(ctx, OutcomeRef("ns", "nope"), "", time.Time{}); !errors.Is(err, ErrSourceNotFound) {
+		t.Errorf("redrive of an unknown source: %v", err)
 	}
 }

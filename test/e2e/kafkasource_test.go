@@ -2,7 +2,11 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -133,5 +137,88 @@ func TestKafkaSourceResumesAfterKill(t *testing.T) {
 			t.Fatalf("%d of %d records delivered after the restart", len(seen), n)
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestKafkaSourceDeadLettersAndRecords (issue #18, item 6): a record the sink refuses is handled
+// as Knative's spec.delivery says (retried, then dead-lettered), its outcome is findable at
+// kafkasource:NAME, and the partition goes on; without a dead-letter sink it is recorded as failed
+// and can be redriven once the sink takes it.
+func TestKafkaSourceDeadLettersAndRecords(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-source-dls-%d", time.Now().UnixNano())
+	var refuse atomic.Bool
+	refuse.Store(true)
+	sink := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		switch {
+		case !refuse.Load() || !strings.Contains(string(req.Body), "bad"):
+		case strings.Contains(req.Header.Get("Ce-Source"), "/withdls#"):
+			w.WriteHeader(http.StatusServiceUnavailable) // retried as spec.delivery says, then dead-lettered
+		default:
+			w.WriteHeader(http.StatusUnprocessableEntity) // refused for good: recorded as failed at once
+		}
+	})
+	dls := newSubscriber(t, nil)
+	source := func(name, delivery string) string {
+		return fmt.Sprintf("apiVersion: sources.knative.dev/v1beta1\nkind: KafkaSource\nmetadata: {name: %s, namespace: default}\n"+
+			"spec:\n  consumerGroup: %s-%s\n  bootstrapServers: [%s]\n  topics: [%s]\n  initialOffset: earliest\n  sink:\n    uri: %s\n%s---\n",
+			name, name, topic, kafka, topic, sink.URL, delivery)
+	}
+	produce(t, kafka, &sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(`{"n":"good-1"}`)},
+		&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(`{"n":"bad"}`)},
+		&sarama.ProducerMessage{Topic: topic, Value: sarama.StringEncoder(`{"n":"good-2"}`)})
+	r := startRouterIn(t, t.TempDir(), source("withdls", "  delivery:\n    retry: 1\n    backoffDelay: PT0.01S\n    deadLetterSink:\n      uri: "+dls.URL+"\n")+
+		source("nodls", ""), "", "")
+
+	// Each source: good-1, bad (twice at withdls: a 503 and its one retry; once at nodls: a 422 is
+	// not retried), good-2.
+	sink.waitFor(t, 7, 30*time.Second)
+	got := dls.waitFor(t, 1, 30*time.Second)
+	if got[0].Event == nil || got[0].Event.ID() != "partition:0/offset:1" || got[0].Header.Get("Ce-Knativeerrorcode") != "503" {
+		t.Errorf("the dead-letter sink got %+v, want record 1 with knativeerrorcode 503", got[0])
+	}
+	status := func(source string) string {
+		code, body := r.get(t, "/v1/events/partition:0%2Foffset:1")
+		if code != http.StatusOK {
+			return fmt.Sprintf("%d %s", code, body)
+		}
+		var out struct {
+			Outcomes []struct {
+				Trigger, Status string
+				Finished        time.Time
+			}
+		}
+		_ = json.Unmarshal([]byte(body), &out)
+		latest, at := body, time.Time{}
+		for _, o := range out.Outcomes {
+			if o.Trigger == "default/kafkasource:"+source && o.Finished.After(at) {
+				latest, at = o.Status, o.Finished
+			}
+		}
+		return latest
+	}
+	if s := status("withdls"); s != "dead-lettered" {
+		t.Errorf("the refused record at kafkasource:withdls: %s, want dead-lettered", s)
+	}
+	if s := status("nodls"); s != "failed" {
+		t.Errorf("the refused record at kafkasource:nodls: %s, want failed", s)
+	}
+
+	refuse.Store(false)
+	code, body := r.post(t, "/v1/triggers/default/kafkasource:nodls/redrive")
+	var redrive struct{ Redriven int }
+	if err := json.Unmarshal([]byte(body), &redrive); code != http.StatusOK || err != nil || redrive.Redriven != 1 {
+		t.Fatalf("redrive of the source's failed record: %d %s", code, body)
+	}
+	sink.waitFor(t, 8, 30*time.Second)
+	deadline := time.Now().Add(30 * time.Second)
+	for status("nodls") != "delivered" {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the redrive the record's outcome at kafkasource:nodls is %s, want delivered", status("nodls"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if code, body := r.get(t, "/v1/triggers/default/kafkasource:nodls/outcomes?failed=true"); code != http.StatusOK || strings.Contains(body, "offset:1") {
+		t.Errorf("the redriven record is still on the failed list: %d %s", code, body)
 	}
 }
