@@ -411,8 +411,23 @@ spec:
 			t.Errorf("initialOffset %q: from latest %v, want %v", offset, got, latest)
 		}
 	}
+	// Knative's spec.delivery (issue #18, item 6): absent means retry for ever; present, resolved
+	// over the defaults, the dead-letter sink a URL; a bad field is named with its line.
+	if cfg, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", ""))); err != nil || cfg.KafkaSources[0].Delivery != nil {
+		t.Errorf("no spec.delivery: %v, %+v", err, cfg.KafkaSources[0].Delivery)
+	}
+	cfg, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", "  delivery:\n    retry: 2\n    backoffDelay: PT0.5S\n    deadLetterSink: {uri: http://dls.example/x}\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cfg.KafkaSources[0].Delivery; d == nil || d.Retry != 2 || d.Delay != 500*time.Millisecond || d.DeadLetterSink != "http://dls.example/x" || d.Timeout == 0 {
+		t.Errorf("spec.delivery: %+v", d)
+	}
+	if _, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", "  delivery:\n    retry: -1\n"))); err == nil || !strings.Contains(err.Error(), "spec.delivery.retry") || !strings.Contains(err.Error(), "k.yaml:") {
+		t.Errorf("a negative retry: %v, want an error naming k.yaml's line and spec.delivery.retry", err)
+	}
 	// Knative's net block: TLS and SASL from Secret keys, the mechanism too.
-	cfg, err := Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", `  net:
+	cfg, err = Parse("k.yaml", []byte(src("sources.knative.dev/v1beta1", `  net:
     tls:
       enable: true
       caCert: {secretKeyRef: {name: kafka-tls, key: ca.crt}}
