@@ -13,7 +13,7 @@ import (
 
 type cesqlFilter struct {
 	expr cesql.Expression
-	key  []KV // an exact requirement read from the text, for the Index
+	reqs []requirement // what its events must meet, read from the text, for the Index
 }
 
 // CESQL compiles a CloudEvents SQL expression. It is rejected unless it yields a boolean: Knative
@@ -44,9 +44,7 @@ func CESQL(expression string) (Filter, error) {
 		return nil, fmt.Errorf("CESQL expression %q yields a %s, not a boolean", expression, cesqlTypeName(v))
 	}
 	f := cesqlFilter{expr: expr}
-	if kv, ok := cesqlExactKey(expression); ok {
-		f.key = []KV{kv}
-	}
+	f.reqs = cesqlRequirements(expression)
 	return f, nil
 }
 
@@ -91,16 +89,21 @@ func (f cesqlFilter) Match(e *event.Event) bool {
 	return b
 }
 
-func (f cesqlFilter) requiredExact() []KV { return f.key }
+func (f cesqlFilter) requirements() []requirement { return f.reqs }
 
-// cesqlExactKey finds a conjunct of the form attribute = 'literal' at the top level of an expression
-// that is a plain AND chain, such as "type = 'a' AND size > 3". Such an expression can only pass
-// events whose attribute equals the literal, so the Index may file it under that value (it still
-// evaluates the whole expression). Anything less plain (OR, XOR, NOT, escapes) is not keyed.
-func cesqlExactKey(expr string) (KV, bool) {
+// cesqlRequirements reads what an expression that is a plain AND chain, such as
+// "type = 'a' AND size > 3", requires of its events, from its conjuncts of the forms
+//
+//	attribute = 'literal'              the value equals the literal
+//	attribute IN ('a', 'b', ...)       the value is one of the literals
+//	attribute LIKE 'abc%' / '%abc'     the value starts / ends with abc (no other wildcard)
+//
+// so the Index may file it under one of them (it still evaluates the whole expression). Anything
+// less plain (OR, XOR, NOT anywhere at the top, escapes) requires nothing the Index can use.
+func cesqlRequirements(expr string) []requirement {
 	toks, ok := cesqlTokens(expr)
 	if !ok {
-		return KV{}, false
+		return nil
 	}
 	depth := 0
 	var conj [][]string
@@ -113,7 +116,7 @@ func cesqlExactKey(expr string) (KV, bool) {
 			depth--
 		case "OR", "XOR", "NOT":
 			if depth == 0 {
-				return KV{}, false
+				return nil
 			}
 		case "AND":
 			if depth == 0 {
@@ -123,21 +126,71 @@ func cesqlExactKey(expr string) (KV, bool) {
 		}
 	}
 	conj = append(conj, toks[start:])
+	var out []requirement
 	for _, c := range conj {
-		if len(c) != 3 || c[1] != "=" {
-			continue
+		if r, ok := cesqlConjunct(c); ok {
+			out = append(out, r)
 		}
-		ident, lit := c[0], c[2]
-		if isQuoted(ident) {
-			ident, lit = lit, ident
-		}
-		if !isQuoted(lit) || !isIdentifier(ident) {
-			continue
-		}
-		return KV{Key: strings.ToLower(ident), Value: lit[1 : len(lit)-1]}, true
 	}
-	return KV{}, false
+	return out
 }
+
+// cesqlConjunct reads one conjunct's requirement, if it has one the Index can use.
+func cesqlConjunct(c []string) (requirement, bool) {
+	if len(c) < 3 {
+		return requirement{}, false
+	}
+	ident, op := c[0], strings.ToUpper(c[1])
+	if len(c) == 3 && op == "=" && isQuoted(ident) {
+		ident, c = c[2], []string{c[2], c[1], c[0]}
+	}
+	if !isIdentifier(ident) {
+		return requirement{}, false
+	}
+	key := strings.ToLower(ident)
+	switch {
+	case len(c) == 3 && op == "=" && isQuoted(c[2]):
+		return requirement{Key: key, Kind: exactMatch, Values: []string{unquote(c[2])}}, true
+	case len(c) == 3 && op == "LIKE" && isQuoted(c[2]) && key != "time":
+		// LIKE compares the value as text; time is the one attribute whose text form the Index
+		// and the evaluator might not agree on, so it is left to the evaluator.
+		return likeRequirement(key, unquote(c[2]))
+	case op == "IN" && len(c) >= 5 && c[2] == "(" && c[len(c)-1] == ")":
+		var values []string
+		for i, t := range c[3 : len(c)-1] {
+			switch {
+			case i%2 == 0 && isQuoted(t):
+				values = append(values, unquote(t))
+			case i%2 == 1 && t == ",":
+			default:
+				return requirement{}, false
+			}
+		}
+		if len(values) == 0 || len(c)%2 == 0 { // ( a , b ): literals and commas alternate, a literal last
+			return requirement{}, false
+		}
+		return requirement{Key: key, Kind: exactMatch, Values: values}, true
+	}
+	return requirement{}, false
+}
+
+// likeRequirement is what a LIKE pattern requires: a prefix ('abc%'), a suffix ('%abc'), or the
+// value itself (no wildcard). Patterns with _ or more % are left to the evaluator.
+func likeRequirement(key, pattern string) (requirement, bool) {
+	body, kind := pattern, exactMatch
+	switch {
+	case strings.HasSuffix(pattern, "%") && !strings.HasPrefix(pattern, "%"):
+		body, kind = pattern[:len(pattern)-1], prefixMatch
+	case strings.HasPrefix(pattern, "%") && !strings.HasSuffix(pattern, "%"):
+		body, kind = pattern[1:], suffixMatch
+	}
+	if body == "" || strings.ContainsAny(body, "%_") {
+		return requirement{}, false
+	}
+	return requirement{Key: key, Kind: kind, Values: []string{body}}, true
+}
+
+func unquote(lit string) string { return lit[1 : len(lit)-1] }
 
 // cesqlTokens splits expr into quoted strings, parentheses, operators and words. It gives up (false)
 // on escapes, which the key extraction does not need to understand.
@@ -202,4 +255,4 @@ func isIdentifier(t string) bool {
 	return !(t[0] >= '0' && t[0] <= '9')
 }
 
-var _ exactKeyer = cesqlFilter{}
+var _ keyer = cesqlFilter{}

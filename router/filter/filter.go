@@ -60,10 +60,23 @@ func Attribute(e *event.Event, name string) (string, bool) {
 // KV is one attribute and the exact value a filter requires it to have.
 type KV struct{ Key, Value string }
 
-// exactKeyer is implemented by filters that pass only events whose attributes equal given values; the
-// Index uses those values to look a trigger up instead of evaluating it.
-type exactKeyer interface {
-	requiredExact() []KV
+// requirement is a condition on one attribute that every event a filter passes meets: its value
+// equals one of Values (exact), or starts (prefix) or ends (suffix) with Values[0]. The Index files
+// a filter under one of its requirements and evaluates it only for events that meet it.
+type requirement struct {
+	Key    string
+	Kind   matchKind
+	Values []string
+}
+
+// keyer is implemented by filters that can say what their events must meet: the Index looks such
+// a filter up instead of evaluating it for every event.
+type keyer interface {
+	requirements() []requirement
+}
+
+func exactRequirement(kv KV) requirement {
+	return requirement{Key: kv.Key, Kind: exactMatch, Values: []string{kv.Value}}
 }
 
 // attributesFilter is the legacy filter.attributes: exact, ANDed; "" matches any present value.
@@ -88,11 +101,11 @@ func (f attributesFilter) Match(e *event.Event) bool {
 	return true
 }
 
-func (f attributesFilter) requiredExact() []KV {
-	var out []KV
+func (f attributesFilter) requirements() []requirement {
+	var out []requirement
 	for _, kv := range f {
 		if kv.Value != "" {
-			out = append(out, kv)
+			out = append(out, exactRequirement(kv))
 		}
 	}
 	return out
@@ -153,11 +166,15 @@ func (f *compareFilter) Match(e *event.Event) bool {
 	return true
 }
 
-func (f *compareFilter) requiredExact() []KV {
-	if f.kind != exactMatch {
-		return nil
+func (f *compareFilter) requirements() []requirement {
+	out := make([]requirement, 0, len(f.kvs))
+	for _, kv := range f.kvs {
+		if f.kind != exactMatch && kv.Value == "" {
+			continue // every value starts and ends with ""
+		}
+		out = append(out, requirement{Key: kv.Key, Kind: f.kind, Values: []string{kv.Value}})
 	}
-	return f.kvs
+	return out
 }
 
 type allFilter []Filter
@@ -175,11 +192,11 @@ func (f allFilter) Match(e *event.Event) bool {
 	return true
 }
 
-func (f allFilter) requiredExact() []KV {
-	var out []KV
+func (f allFilter) requirements() []requirement {
+	var out []requirement
 	for _, c := range f {
-		if k, ok := c.(exactKeyer); ok {
-			out = append(out, k.requiredExact()...)
+		if k, ok := c.(keyer); ok {
+			out = append(out, k.requirements()...)
 		}
 	}
 	return out
@@ -208,9 +225,9 @@ func (f notFilter) Match(e *event.Event) bool { return !f.child.Match(e) }
 
 // Interface guards.
 var (
-	_ exactKeyer = attributesFilter(nil)
-	_ exactKeyer = (*compareFilter)(nil)
-	_ exactKeyer = allFilter(nil)
-	_ Filter     = anyFilter(nil)
-	_ Filter     = notFilter{}
+	_ keyer  = attributesFilter(nil)
+	_ keyer  = (*compareFilter)(nil)
+	_ keyer  = allFilter(nil)
+	_ Filter = anyFilter(nil)
+	_ Filter = notFilter{}
 )

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -174,6 +175,73 @@ func TestIndexAgreesWithScan(t *testing.T) {
 	}
 }
 
+// TestIndexAgreesWithScanEveryKind (issue #22): with filters of every kind the Index files (exact,
+// IN, prefix, suffix, CESQL LIKE, all of them, and unfiled ones beside) over values that share
+// prefixes and suffixes in every way, the Index reports exactly what evaluating every filter does.
+func TestIndexAgreesWithScanEveryKind(t *testing.T) {
+	rng := rand.New(rand.NewPCG(22, 7))
+	word := func(maxLen int) string {
+		const alphabet = "ab.A"
+		b := make([]byte, 1+rng.IntN(maxLen))
+		for i := range b {
+			b[i] = alphabet[rng.IntN(len(alphabet))]
+		}
+		return string(b)
+	}
+	var filters []Filter
+	for i := 0; i < 3000; i++ {
+		w, x := word(6), word(3)
+		switch rng.IntN(12) {
+		case 0:
+			filters = append(filters, All(Prefix(map[string]string{"type": w})))
+		case 1:
+			filters = append(filters, All(Suffix(map[string]string{"type": w})))
+		case 2:
+			filters = append(filters, All(Prefix(map[string]string{"source": w}), Suffix(map[string]string{"type": x})))
+		case 3:
+			filters = append(filters, All(Prefix(map[string]string{"type": w}), Exact(map[string]string{"region": x})))
+		case 4:
+			filters = append(filters, mustCESQL(t, fmt.Sprintf("type LIKE '%s%%'", w)))
+		case 5:
+			filters = append(filters, mustCESQL(t, fmt.Sprintf("source LIKE '%%%s' AND EXISTS region", w)))
+		case 6:
+			filters = append(filters, mustCESQL(t, fmt.Sprintf("type IN ('%s', '%s')", w, x)))
+		case 7:
+			filters = append(filters, All(Exact(map[string]string{"type": w})))
+		case 8:
+			filters = append(filters, Prefix(map[string]string{"region": x, "type": w}))
+		case 9:
+			filters = append(filters, Any(Prefix(map[string]string{"type": w}), Suffix(map[string]string{"source": x})))
+		case 10:
+			filters = append(filters, mustCESQL(t, fmt.Sprintf("region LIKE '%s%%' AND type LIKE '%%%s'", x, w)))
+		default:
+			filters = append(filters, All(Prefix(map[string]string{"type": ""})))
+		}
+	}
+	ix := NewIndex(filters)
+	if len(ix.scan) > len(filters)/5 {
+		t.Fatalf("%d of %d filters left unfiled: the kinds this test is about are not indexed", len(ix.scan), len(filters))
+	}
+	for i := 0; i < 2000; i++ {
+		ext := map[string]any{}
+		if rng.IntN(3) > 0 {
+			ext["region"] = word(3)
+		}
+		e := newEvent(word(8), word(8), ext)
+		var want []int32
+		for j, f := range filters {
+			if f.Match(e) {
+				want = append(want, int32(j))
+			}
+		}
+		got := ix.Match(e, nil)
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Fatalf("event type %q source %q %v: index %v, scan %v", e.Type(), e.Source(), ext, got, want)
+		}
+	}
+}
+
 func benchFilters(n int, dialect string) []Filter {
 	fs := make([]Filter, n)
 	for i := range fs {
@@ -184,26 +252,43 @@ func benchFilters(n int, dialect string) []Filter {
 		case "exact":
 			fs[i] = All(Exact(map[string]string{"type": typ}))
 		case "cesql":
-			f, err := CESQL(fmt.Sprintf("type = '%s'", typ))
-			if err != nil {
-				panic(err)
-			}
-			fs[i] = f
+			fs[i] = benchCESQL(fmt.Sprintf("type = '%s'", typ))
+		case "prefix": // "com.example.type12." takes com.example.type12.* (and no other trigger's)
+			fs[i] = All(Prefix(map[string]string{"type": typ + "."}))
+		case "suffix":
+			fs[i] = All(Suffix(map[string]string{"type": fmt.Sprintf(".v%d", i)}))
+		case "like":
+			fs[i] = benchCESQL(fmt.Sprintf("type LIKE '%s.%%'", typ))
+		case "in":
+			fs[i] = benchCESQL(fmt.Sprintf("type IN ('%s', '%s.other')", typ, typ))
 		}
 	}
 	return fs
 }
 
-// BenchmarkIndexMatch routes an event that matches one trigger among n.
+func benchCESQL(expr string) Filter {
+	f, err := CESQL(expr)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
+
+// BenchmarkIndexMatch routes an event that matches one trigger among n, for each kind of filter.
 func BenchmarkIndexMatch(b *testing.B) {
-	for _, dialect := range []string{"attributes", "exact", "cesql"} {
+	events := map[string]string{"prefix": "com.example.type0.created", "suffix": "com.example.order.v0", "like": "com.example.type0.created"}
+	for _, dialect := range []string{"attributes", "exact", "cesql", "prefix", "suffix", "like", "in"} {
 		for _, n := range []int{1, 100, 10000} {
-			if dialect == "cesql" && n == 10000 && testing.Short() {
+			if (dialect == "cesql" || dialect == "like" || dialect == "in") && n == 10000 && testing.Short() {
 				continue
 			}
 			b.Run(fmt.Sprintf("%s/triggers=%d", dialect, n), func(b *testing.B) {
 				ix := NewIndex(benchFilters(n, dialect))
-				e := newEvent("com.example.type0", "/s", nil)
+				typ := "com.example.type0"
+				if t, ok := events[dialect]; ok {
+					typ = t
+				}
+				e := newEvent(typ, "/s", nil)
 				buf := make([]int32, 0, 8)
 				b.ReportAllocs()
 				b.ResetTimer()
@@ -232,8 +317,10 @@ func FuzzCESQL(f *testing.F) {
 	})
 }
 
-func TestCESQLExactKey(t *testing.T) {
-	cases := map[string]string{ // expression -> key=value, "" when it must not be keyed
+// TestCESQLRequirements: what an expression requires of its events is read only from a plain AND
+// chain, and only in the forms the Index can use.
+func TestCESQLRequirements(t *testing.T) {
+	cases := map[string]string{ // expression -> requirements, "" when it must not be keyed
 		"type = 'a'":                           "type=a",
 		"'a' = type":                           "type=a",
 		"TYPE = \"a\" AND size > 3":            "type=a",
@@ -245,16 +332,26 @@ func TestCESQLExactKey(t *testing.T) {
 		"type = 'it\\'s'":                      "",
 		"type <> 'a'":                          "",
 		"type = 'a' XOR b":                     "",
-		"type LIKE 'a%'":                       "",
+		"type LIKE 'a%'":                       "type^=a",
+		"type like '%.created' AND x = 'y'":    "type$=.created x=y",
+		"type LIKE 'a_b%'":                     "",
+		"type LIKE '%a%'":                      "",
+		"type LIKE 'abc'":                      "type=abc",
+		"time LIKE '2026%'":                    "",
+		"type NOT LIKE 'a%'":                   "",
+		"type IN ('a', 'b', 'c')":              "type=a|b|c",
+		"type IN ('a', b)":                     "",
+		"type IN ('a',)":                       "",
+		"type NOT IN ('a')":                    "",
 	}
 	for expr, want := range cases {
-		kv, ok := cesqlExactKey(expr)
-		got := ""
-		if ok {
-			got = kv.Key + "=" + kv.Value
+		var got []string
+		for _, r := range cesqlRequirements(expr) {
+			op := map[matchKind]string{exactMatch: "=", prefixMatch: "^=", suffixMatch: "$="}[r.Kind]
+			got = append(got, r.Key+op+strings.Join(r.Values, "|"))
 		}
-		if got != want {
-			t.Errorf("cesqlExactKey(%q) = %q, want %q", expr, got, want)
+		if g := strings.Join(got, " "); g != want {
+			t.Errorf("cesqlRequirements(%q) = %q, want %q", expr, g, want)
 		}
 	}
 }

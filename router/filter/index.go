@@ -1,24 +1,33 @@
 package filter
 
-import "github.com/cloudevents/sdk-go/v2/event"
+import (
+	"slices"
+	"strings"
 
-// Index finds the filters an event passes. Filters that require an exact attribute value (an exact
-// dialect at the top of a trigger's filters, or a non-empty filter.attributes entry) are filed under
-// that attribute and value, so an event only meets the filters filed under its own values plus the
-// ones that could not be filed. 10,000 triggers on distinct types cost one map lookup per filed
-// attribute, not 10,000 evaluations.
+	"github.com/cloudevents/sdk-go/v2/event"
+)
+
+// Index finds the filters an event passes. A filter that says what its events must meet (an exact
+// value, one of several values, a prefix or a suffix of one attribute: see requirement) is filed
+// under that attribute: exact values in a map, prefixes and suffixes in radix trees. An event then
+// meets only the filters filed under its own values, the prefixes its values start with and the
+// suffixes they end with, plus the filters that could not be filed. So 10,000 triggers cost a map
+// lookup and a walk down a tree no deeper than the value is long, not 10,000 evaluations. Every
+// candidate is still evaluated in full: filing only has to be a necessary condition.
 type Index struct {
 	filters []Filter
 	keys    []indexedAttr
-	scan    []int32 // filters with no exact requirement: always evaluated
+	scan    []int32 // filters with no requirement the index can use: always evaluated
 }
 
 type indexedAttr struct {
-	name    string
-	byValue map[string][]int32
+	name     string
+	byValue  map[string][]int32
+	prefixes *affixNode // nil when no filter is filed under a prefix of this attribute
+	suffixes *affixNode // suffixes are filed reversed
 }
 
-// preferredKeys are tried in order when a filter requires several exact values: type is the most
+// preferredKeys are tried in order when a filter has several requirements: type is the most
 // selective attribute in practice, then source and subject.
 var preferredKeys = [...]string{"type", "source", "subject"}
 
@@ -26,12 +35,31 @@ var preferredKeys = [...]string{"type", "source", "subject"}
 func NewIndex(filters []Filter) *Index {
 	ix := &Index{filters: filters}
 	for i, f := range filters {
-		kv, ok := indexKey(f)
+		pos := int32(i)
+		r, ok := indexRequirement(f)
 		if !ok {
-			ix.scan = append(ix.scan, int32(i))
+			ix.scan = append(ix.scan, pos)
 			continue
 		}
-		ix.attr(kv.Key).byValue[kv.Value] = append(ix.attr(kv.Key).byValue[kv.Value], int32(i))
+		a := ix.attr(r.Key)
+		switch r.Kind {
+		case exactMatch:
+			for j, v := range r.Values {
+				if !slices.Contains(r.Values[:j], v) { // IN ('a', 'a') files it once
+					a.byValue[v] = append(a.byValue[v], pos)
+				}
+			}
+		case prefixMatch:
+			if a.prefixes == nil {
+				a.prefixes = &affixNode{}
+			}
+			a.prefixes.insert(r.Values[0], pos)
+		case suffixMatch:
+			if a.suffixes == nil {
+				a.suffixes = &affixNode{}
+			}
+			a.suffixes.insert(reverse(r.Values[0]), pos)
+		}
 	}
 	return ix
 }
@@ -46,29 +74,62 @@ func (ix *Index) attr(name string) *indexedAttr {
 	return &ix.keys[len(ix.keys)-1]
 }
 
-func indexKey(f Filter) (KV, bool) {
-	k, ok := f.(exactKeyer)
+// indexRequirement chooses the requirement to file f under: an exact value before a set of values
+// before a prefix or suffix (the narrower lookups first), then type, source, subject before
+// extensions, then the longer prefix or suffix; ties go to the smaller name, so the choice does not
+// depend on map order.
+func indexRequirement(f Filter) (requirement, bool) {
+	k, ok := f.(keyer)
 	if !ok {
-		return KV{}, false
+		return requirement{}, false
 	}
-	kvs := k.requiredExact()
-	if len(kvs) == 0 {
-		return KV{}, false
+	reqs := k.requirements()
+	if len(reqs) == 0 {
+		return requirement{}, false
 	}
-	for _, name := range preferredKeys {
-		for _, kv := range kvs {
-			if kv.Key == name {
-				return kv, true
-			}
-		}
-	}
-	best := kvs[0]
-	for _, kv := range kvs[1:] {
-		if kv.Key < best.Key { // deterministic choice among extensions
-			best = kv
+	best := reqs[0]
+	for _, r := range reqs[1:] {
+		if requirementLess(r, best) {
+			best = r
 		}
 	}
 	return best, true
+}
+
+func requirementLess(a, b requirement) bool {
+	if ra, rb := kindRank(a), kindRank(b); ra != rb {
+		return ra < rb
+	}
+	if ka, kb := keyRank(a.Key), keyRank(b.Key); ka != kb {
+		return ka < kb
+	}
+	if a.Key != b.Key {
+		return a.Key < b.Key
+	}
+	if a.Kind != exactMatch && len(a.Values[0]) != len(b.Values[0]) {
+		return len(a.Values[0]) > len(b.Values[0])
+	}
+	return a.Values[0] < b.Values[0]
+}
+
+func kindRank(r requirement) int {
+	switch {
+	case r.Kind == exactMatch && len(r.Values) == 1:
+		return 0
+	case r.Kind == exactMatch:
+		return 1
+	default:
+		return 2
+	}
+}
+
+func keyRank(key string) int {
+	for i, k := range preferredKeys {
+		if k == key {
+			return i
+		}
+	}
+	return len(preferredKeys)
 }
 
 // Len is the number of indexed filters.
@@ -78,14 +139,21 @@ func (ix *Index) Len() int { return len(ix.filters) }
 // calls makes matching allocation-free.
 func (ix *Index) Match(e *event.Event, dst []int32) []int32 {
 	for i := range ix.keys {
-		v, ok := Attribute(e, ix.keys[i].name)
+		a := &ix.keys[i]
+		v, ok := Attribute(e, a.name)
 		if !ok {
 			continue
 		}
-		for _, pos := range ix.keys[i].byValue[v] {
+		for _, pos := range a.byValue[v] {
 			if ix.filters[pos].Match(e) {
 				dst = append(dst, pos)
 			}
+		}
+		if a.prefixes != nil {
+			dst = ix.matchAffixes(a.prefixes, v, false, e, dst)
+		}
+		if a.suffixes != nil {
+			dst = ix.matchAffixes(a.suffixes, v, true, e, dst)
 		}
 	}
 	for _, pos := range ix.scan {
@@ -94,4 +162,113 @@ func (ix *Index) Match(e *event.Event, dst []int32) []int32 {
 		}
 	}
 	return dst
+}
+
+// matchAffixes walks tree along v (from its end when fromEnd: the tree of suffixes, filed
+// reversed) and evaluates the filters filed at every node on the way: those whose prefix (suffix)
+// v has.
+func (ix *Index) matchAffixes(n *affixNode, v string, fromEnd bool, e *event.Event, dst []int32) []int32 {
+	consumed := 0
+	for {
+		for _, pos := range n.filters {
+			if ix.filters[pos].Match(e) {
+				dst = append(dst, pos)
+			}
+		}
+		if consumed == len(v) || len(n.children) == 0 {
+			return dst
+		}
+		c := n.child(byteAt(v, consumed, fromEnd))
+		if c == nil || len(c.label) > len(v)-consumed {
+			return dst
+		}
+		for j := 1; j < len(c.label); j++ { // label[0] matched in child
+			if c.label[j] != byteAt(v, consumed+j, fromEnd) {
+				return dst
+			}
+		}
+		consumed += len(c.label)
+		n = c
+	}
+}
+
+// byteAt is v's i-th byte counted from its start, or from its end.
+func byteAt(v string, i int, fromEnd bool) byte {
+	if fromEnd {
+		return v[len(v)-1-i]
+	}
+	return v[i]
+}
+
+// affixNode is a node of a radix tree of prefixes (or reversed suffixes): the edge into it is
+// label, and filters are filed at the node where their prefix ends.
+type affixNode struct {
+	label    string
+	filters  []int32
+	children []*affixNode // sorted by label[0]; labels of siblings start with different bytes
+}
+
+// child returns the child whose label starts with b, or nil.
+func (n *affixNode) child(b byte) *affixNode {
+	i := n.search(b)
+	if i < len(n.children) && n.children[i].label[0] == b {
+		return n.children[i]
+	}
+	return nil
+}
+
+// search is the position of the first child whose label starts with b or a later byte.
+func (n *affixNode) search(b byte) int {
+	lo, hi := 0, len(n.children)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if n.children[mid].label[0] < b {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// insert files pos under key, splitting an edge where key leaves it.
+func (n *affixNode) insert(key string, pos int32) {
+	for key != "" {
+		i := n.search(key[0])
+		if i == len(n.children) || n.children[i].label[0] != key[0] {
+			n.children = append(n.children, nil)
+			copy(n.children[i+1:], n.children[i:])
+			n.children[i] = &affixNode{label: key, filters: []int32{pos}}
+			return
+		}
+		c := n.children[i]
+		common := commonPrefixLen(c.label, key)
+		if common < len(c.label) {
+			split := &affixNode{label: c.label[:common], children: []*affixNode{c}}
+			c.label = c.label[common:]
+			n.children[i] = split
+			c = split
+		}
+		n, key = c, key[common:]
+	}
+	n.filters = append(n.filters, pos)
+}
+
+func commonPrefixLen(a, b string) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+func reverse(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := len(s) - 1; i >= 0; i-- {
+		b.WriteByte(s[i])
+	}
+	return b.String()
 }
