@@ -13,32 +13,36 @@ import (
 
 // runEvents is `switchyard events get ID`: where did the event go, asked of a running router.
 func runEvents(args []string, stdout, stderr io.Writer) int {
+	if helpAsked(args[:min(1, len(args))]) {
+		fmt.Fprintln(stdout, "usage: switchyard events get ID [--admin-url http://127.0.0.1:9090]")
+		return 0
+	}
 	if len(args) < 2 || args[0] != "get" {
 		fmt.Fprintln(stderr, "usage: switchyard events get ID [--admin-url http://127.0.0.1:9090]")
 		return 2
 	}
 	id := args[1]
-	fs := newFlagSet("events get", stderr)
+	fs := newFlagSet("events get", stdout, stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
 	var cred adminCredentials
-	cred.register(fs)
+	cred.register(fs.FlagSet)
 	if _, err := parseWithEnv(fs, args[2:]); err != nil {
-		return 2
+		return exitCode(err)
 	}
 	return cred.call(stdout, stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
 }
 
 // runRedrive is `switchyard redrive --trigger NS/NAME [--since T] [--event ID]`.
 func runRedrive(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("redrive", stderr)
+	fs := newFlagSet("redrive", stdout, stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
 	trigger := fs.String("trigger", "", "NAMESPACE/NAME of the trigger whose failed events to re-queue, or NAMESPACE/kafkasource:NAME for a KafkaSource's (required)")
 	since := fs.String("since", "", "only outcomes finished since this RFC 3339 time")
 	event := fs.String("event", "", "only this event id")
 	var cred adminCredentials
-	cred.register(fs)
+	cred.register(fs.FlagSet)
 	if _, err := parseWithEnv(fs, args); err != nil {
-		return 2
+		return exitCode(err)
 	}
 	ns, name, ok := strings.Cut(*trigger, "/")
 	if !ok || ns == "" || name == "" {

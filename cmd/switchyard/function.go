@@ -18,11 +18,11 @@ import (
 // runFunction is a tiny subscriber for demos and manual tests: it prints each CloudEvent it
 // receives as one JSON line and answers 200, optionally with a reply event.
 func runFunction(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("function", stderr)
+	fs := newFlagSet("function", stdout, stderr)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
 	replyType := fs.String("reply-type", "", "when set, answer each event with a reply event of this type (not to events of this type)")
 	if _, err := parseWithEnv(fs, args); err != nil {
-		return 2
+		return exitCode(err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -39,12 +40,29 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	},
 }
 
-func main() {
-	if len(os.Args) < 2 || commands[os.Args[1]] == nil {
-		usage(os.Stderr)
-		os.Exit(2)
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// run is the command line: help asked for goes to stdout with status 0, a mistake to stderr with
+// status 2, as command-line tools do.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		usage(stderr)
+		return 2
 	}
-	os.Exit(commands[os.Args[1]](os.Args[2:], os.Stdout, os.Stderr))
+	switch args[0] {
+	case "-h", "-help", "--help", "help":
+		usage(stdout)
+		return 0
+	case "-version", "--version":
+		args[0] = "version"
+	}
+	cmd := commands[args[0]]
+	if cmd == nil {
+		fmt.Fprintf(stderr, "switchyard: unknown command %q\n\n", args[0])
+		usage(stderr)
+		return 2
+	}
+	return cmd(args[1:], stdout, stderr)
 }
 
 func usage(w io.Writer) {
@@ -58,18 +76,46 @@ commands:
   events     where did an event go:           switchyard events get ID
   redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME [--since T] [--event ID]
   migrate    create the Cassandra schema:     switchyard migrate --config PATH [--cassandra-hosts H]
-  version    print the version
+  version    print the version (also --version)
 
 Run 'switchyard <command> -h' for a command's flags.
 `)
 }
 
+// cmdFlags is a subcommand's flag set, with where its help goes when asked for (-h).
+type cmdFlags struct {
+	*flag.FlagSet
+	stdout io.Writer
+}
+
 // newFlagSet returns a subcommand's flag set; parseWithEnv then reads each flag's SWITCHYARD_*
 // variable before the command line.
-func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+func newFlagSet(name string, stdout, stderr io.Writer) *cmdFlags {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	return fs
+	return &cmdFlags{FlagSet: fs, stdout: stdout}
+}
+
+// exitCode is a command's status for a parse error: 0 when the error is that help was asked for
+// (and printed on stdout), 2 for a mistake.
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	return 2
+}
+
+// helpAsked reports whether args ask for help before any "--".
+func helpAsked(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help", "--h":
+			return true
+		}
+	}
+	return false
 }
 
 // envName is the environment variable of a flag: admin-addr -> SWITCHYARD_ADMIN_ADDR.
@@ -79,7 +125,10 @@ func envName(flagName string) string {
 
 // parseWithEnv parses args after applying SWITCHYARD_* variables, and returns the names of the flags
 // that were set by either (so they override the configuration file).
-func parseWithEnv(fs *flag.FlagSet, args []string) (map[string]bool, error) {
+func parseWithEnv(fs *cmdFlags, args []string) (map[string]bool, error) {
+	if helpAsked(args) {
+		fs.SetOutput(fs.stdout) // asked for, help is the output, not an error
+	}
 	set := map[string]bool{}
 	var envErr error
 	fs.VisitAll(func(f *flag.Flag) {

@@ -14,11 +14,11 @@ import (
 // is idempotent; serve does the same at start-up.
 func runMigrate(args []string, stdout, stderr io.Writer) int {
 	var f settingsFlags
-	fs := newFlagSet("migrate", stderr)
-	f.register(fs)
+	fs := newFlagSet("migrate", stdout, stderr)
+	f.register(fs.FlagSet)
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
-		return 2
+		return exitCode(err)
 	}
 	f.set = set
 	loaded, err := f.load(config.Sources{}) // without --config: the defaults and the flags

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"time"
 
@@ -16,25 +17,33 @@ import (
 	"github.com/switchyard-events/switchyard/router/cehttp"
 )
 
-// extFlags collects repeated --ext name=value flags.
-type extFlags []string
+// repeated collects a flag given several times (--ext, --header).
+type repeated []string
 
-func (e *extFlags) String() string     { return strings.Join(*e, ",") }
-func (e *extFlags) Set(v string) error { *e = append(*e, v); return nil }
+func (r *repeated) String() string     { return strings.Join(*r, ",") }
+func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
+
+const sendUsage = "usage: switchyard send URL --type T --source S [--id ID] [--subject S] [--data JSON|@FILE|@-] [--ext k=v]... [--header 'Name: value']... [--token T] [--mode binary|structured]"
 
 func runSend(args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("send", stderr)
+	return send(args, os.Stdin, stdout, stderr)
+}
+
+func send(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("send", stdout, stderr)
 	typ := fs.String("type", "", "event type (required)")
 	source := fs.String("source", "", "event source (required)")
 	id := fs.String("id", "", "event id (default: a random UUID)")
 	subject := fs.String("subject", "", "event subject")
-	data := fs.String("data", "", "event data; JSON is sent as application/json, anything else as text/plain")
+	data := fs.String("data", "", "event data: the text itself, @FILE for a file's content, @- for standard input; JSON is sent as application/json, anything else as text/plain")
 	mode := fs.String("mode", "binary", "binary or structured")
+	token := fs.String("token", "", "a bearer token for a broker with sender authentication: sent as Authorization: Bearer TOKEN (env SWITCHYARD_TOKEN)")
 	timeout := fs.Duration("timeout", 30*time.Second, "request timeout")
-	var exts extFlags
+	var exts, headers repeated
 	fs.Var(&exts, "ext", "extension attribute name=value (repeatable)")
+	fs.Var(&headers, "header", "an HTTP header 'Name: value' to send (repeatable)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: switchyard send URL --type T --source S [--id ID] [--subject S] [--data JSON] [--ext k=v] [--mode binary|structured]")
+		fmt.Fprintln(fs.Output(), sendUsage)
 		fs.PrintDefaults()
 	}
 	// Accept the URL before or after the flags.
@@ -43,16 +52,30 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 		url, args = args[0], args[1:]
 	}
 	if _, err := parseWithEnv(fs, args); err != nil {
-		return 2
+		return exitCode(err)
 	}
 	if url == "" && fs.NArg() > 0 {
 		url = fs.Arg(0)
 	}
-	if url == "" || *typ == "" || *source == "" {
-		fs.Usage()
+	var missing []string
+	for _, m := range []struct {
+		what  string
+		unset bool
+	}{{"the URL (e.g. http://localhost:8080/default/default)", url == ""}, {"--type", *typ == ""}, {"--source", *source == ""}} {
+		if m.unset {
+			missing = append(missing, m.what)
+		}
+	}
+	if len(missing) > 0 {
+		fmt.Fprintf(stderr, "send: missing %s\n%s\n", strings.Join(missing, ", "), sendUsage)
 		return 2
 	}
-	e, err := buildEvent(*id, *typ, *source, *subject, *data, exts)
+	body, err := sendData(*data, stdin)
+	if err != nil {
+		fmt.Fprintln(stderr, "send:", err)
+		return 2
+	}
+	e, err := buildEvent(*id, *typ, *source, *subject, body, exts)
 	if err != nil {
 		fmt.Fprintln(stderr, "send:", err)
 		return 2
@@ -62,19 +85,49 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "send:", err)
 		return 2
 	}
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		if !ok || strings.TrimSpace(name) == "" {
+			fmt.Fprintf(stderr, "send: --header %q: want 'Name: value'\n", h)
+			return 2
+		}
+		req.Header.Add(strings.TrimSpace(name), strings.TrimSpace(value))
+	}
+	if *token != "" {
+		req.Header.Set("Authorization", "Bearer "+*token)
+	}
 	resp, err := (&http.Client{Timeout: *timeout}).Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, "send:", err)
 		return 1
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	reply, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	fmt.Fprintf(stdout, "%s %s (event id %s)\n", resp.Proto, resp.Status, e.ID())
-	printReply(stdout, resp.Header, body)
+	printReply(stdout, resp.Header, reply)
 	if resp.StatusCode >= 300 {
 		return 1
 	}
 	return 0
+}
+
+// sendData is --data's bytes: the text itself, a file's content (@FILE) or standard input (@-).
+func sendData(data string, stdin io.Reader) (string, error) {
+	path, ok := strings.CutPrefix(data, "@")
+	if !ok {
+		return data, nil
+	}
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(stdin, 64<<20))
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return "", fmt.Errorf("--data %s: %w", data, err)
+	}
+	return string(b), nil
 }
 
 func buildEvent(id, typ, source, subject, data string, exts []string) (*event.Event, error) {
@@ -150,4 +203,4 @@ func printReply(w io.Writer, h http.Header, body []byte) {
 	}
 }
 
-var _ flag.Value = (*extFlags)(nil)
+var _ flag.Value = (*repeated)(nil)

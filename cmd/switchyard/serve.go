@@ -44,8 +44,8 @@ type serveFlags struct {
 	kube       kubeFlags
 }
 
-func runServe(args []string, _, stderr io.Writer) int {
-	f, code := parseServeFlags(args, stderr)
+func runServe(args []string, stdout, stderr io.Writer) int {
+	f, code := parseServeFlags(args, stdout, stderr)
 	if f == nil {
 		return code
 	}
@@ -77,15 +77,18 @@ func runServe(args []string, _, stderr io.Writer) int {
 }
 
 // parseServeFlags reads serve's flags and variables; nil and an exit code when they are wrong.
-func parseServeFlags(args []string, stderr io.Writer) (*serveFlags, int) {
+func parseServeFlags(args []string, stdout, stderr io.Writer) (*serveFlags, int) {
 	var f serveFlags
-	fs := newFlagSet("serve", stderr)
-	f.settingsFlags.register(fs)
+	fs := newFlagSet("serve", stdout, stderr)
+	f.settingsFlags.register(fs.FlagSet)
 	fs.StringVar(&f.secretsDir, "secrets-dir", "/var/run/secrets/switchyard", "where Kubernetes Secrets are mounted: secretKeyRef {name, key} reads {dir}/{name}/{key} (env SWITCHYARD_SECRETS_DIR)")
 	fs.BoolVar(&f.profiling, "profiling", false, "serve Go's profiles and execution traces under /debug/pprof/ on the admin address (env SWITCHYARD_PROFILING)")
-	f.kube.register(fs)
+	f.kube.register(fs.FlagSet)
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
+		if code := exitCode(err); code == 0 {
+			return nil, code
+		}
 		fmt.Fprintln(stderr, "serve:", err)
 		return nil, 2
 	}
@@ -110,6 +113,9 @@ func newLogger(format, level string) (*zap.Logger, error) {
 		return nil, fmt.Errorf("unknown log format %q (json or console)", format)
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
+	// A log line says what happened and what to do; Go stacks are for bugs, and the few places
+	// that log one (a recovered panic) attach it explicitly (zap.Stack).
+	zc.DisableStacktrace = true
 	zc.EncoderConfig.TimeKey = "ts"
 	zc.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	return zc.Build()

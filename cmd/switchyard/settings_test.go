@@ -59,7 +59,7 @@ func TestServeAndValidateAgree(t *testing.T) {
 				t.Setenv(k, v)
 			}
 			// serve's path: its flags, then the loader it starts (and reloads) with.
-			f, code := parseServeFlags(c.args, io.Discard)
+			f, code := parseServeFlags(c.args, io.Discard, io.Discard)
 			if f == nil {
 				t.Fatalf("serve flags: exit %d", code)
 			}

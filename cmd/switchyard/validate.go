@@ -10,11 +10,11 @@ import (
 
 func runValidate(args []string, stdout, stderr io.Writer) int {
 	var f settingsFlags
-	fs := newFlagSet("validate", stderr)
-	f.register(fs)
+	fs := newFlagSet("validate", stdout, stderr)
+	f.register(fs.FlagSet)
 	set, err := parseWithEnv(fs, args)
 	if err != nil {
-		return 2
+		return exitCode(err)
 	}
 	f.set = set
 	if f.config == "" && fs.NArg() == 1 {

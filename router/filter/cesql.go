@@ -2,11 +2,13 @@ package filter
 
 import (
 	"fmt"
+	"github.com/antlr/antlr4/runtime/Go/antlr"
 	"reflect"
 	"strings"
 	"time"
 
 	cesql "github.com/cloudevents/sdk-go/sql/v2"
+	"github.com/cloudevents/sdk-go/sql/v2/gen"
 	cesqlparser "github.com/cloudevents/sdk-go/sql/v2/parser"
 	"github.com/cloudevents/sdk-go/v2/event"
 )
@@ -56,7 +58,44 @@ func parseCESQL(expression string) (expr cesql.Expression, err error) {
 			err = fmt.Errorf("malformed expression %q", expression)
 		}
 	}()
+	// sdk-go's Parse reports a syntax error without its position (or panics on it): find the
+	// first one, with its column, first.
+	if err := cesqlSyntaxError(expression); err != nil {
+		return nil, err
+	}
 	return cesqlparser.Parse(expression)
+}
+
+// cesqlSyntaxError parses expression with sdk-go's generated CESQL grammar and an error listener of
+// ours, and returns its first syntax error with where it is: "at column 17 (after "type = 'a' AND
+// "): mismatched input ...". nil when the grammar accepts it.
+func cesqlSyntaxError(expression string) error {
+	var is antlr.CharStream = antlr.NewInputStream(expression)
+	is = cesqlparser.NewCaseChangingStream(is, true)
+	errs := &syntaxErrors{expression: expression}
+	lexer := gen.NewCESQLParserLexer(is)
+	lexer.RemoveErrorListeners()
+	lexer.AddErrorListener(errs)
+	p := gen.NewCESQLParserParser(antlr.NewCommonTokenStream(lexer, antlr.TokenDefaultChannel))
+	p.RemoveErrorListeners()
+	p.AddErrorListener(errs)
+	p.Cesql()
+	return errs.first
+}
+
+// syntaxErrors keeps the first syntax error antlr reports.
+type syntaxErrors struct {
+	antlr.DefaultErrorListener
+	expression string
+	first      error
+}
+
+func (s *syntaxErrors) SyntaxError(_ antlr.Recognizer, _ any, _, column int, msg string, _ antlr.RecognitionException) {
+	if s.first != nil {
+		return
+	}
+	column = min(max(column, 0), len(s.expression))
+	s.first = fmt.Errorf("syntax error at column %d (after %q): %s", column+1, s.expression[:column], msg)
 }
 
 // evaluate runs expr on e, turning a panic inside the evaluator into an error.

@@ -317,6 +317,21 @@ func FuzzCESQL(f *testing.F) {
 	})
 }
 
+// TestCESQLSyntaxErrorsSayWhere (issue #21): a CESQL syntax error said only "malformed
+// expression"; it now gives the column, what comes before it, and what the grammar expected.
+func TestCESQLSyntaxErrorsSayWhere(t *testing.T) {
+	for expr, want := range map[string]string{
+		"type = 'a' AND (source LIKE 'x%'": "syntax error at column 33 (after \"type = 'a' AND (source LIKE 'x%'\"): missing ')'",
+		"type = = 'a'":                     "syntax error at column 8 (after \"type = \"): extraneous input '='",
+		"type = 'a' AND":                   "syntax error at column 15",
+	} {
+		_, err := CESQL(expr)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("CESQL(%q): %v, want it to say %q", expr, err, want)
+		}
+	}
+}
+
 // TestCESQLRequirements: what an expression requires of its events is read only from a plain AND
 // chain, and only in the forms the Index can use.
 func TestCESQLRequirements(t *testing.T) {

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errOut bytes.Buffer
+	code = run(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// TestCommandLineConventions (issue #21): help asked for is output (stdout, status 0), a mistake is
+// an error (stderr, status 2) that names what is wrong; --version works as the version command.
+func TestCommandLineConventions(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"help"}} {
+		if code, out, errOut := runCLI(args...); code != 0 || !strings.Contains(out, "usage: switchyard") || errOut != "" {
+			t.Errorf("%v: status %d, stdout %q, stderr %q; want the usage on stdout and 0", args, code, out, errOut)
+		}
+	}
+	if code, out, _ := runCLI("--version"); code != 0 || out != "switchyard dev\n" {
+		t.Errorf("--version: %d %q", code, out)
+	}
+	if code, out, errOut := runCLI(); code != 2 || out != "" || !strings.Contains(errOut, "usage:") {
+		t.Errorf("no command: %d, stdout %q, stderr %q; want the usage on stderr and 2", code, out, errOut)
+	}
+	if code, _, errOut := runCLI("sned"); code != 2 || !strings.Contains(errOut, `unknown command "sned"`) {
+		t.Errorf("a typo: %d %q", code, errOut)
+	}
+	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "migrate", "events"} {
+		if code, out, errOut := runCLI(cmd, "-h"); code != 0 || out == "" || errOut != "" {
+			t.Errorf("%s -h: status %d, stdout %q, stderr %q; want its help on stdout and 0", cmd, code, out, errOut)
+		}
+	}
+	if code, _, errOut := runCLI("serve", "--no-such-flag"); code != 2 || !strings.Contains(errOut, "no-such-flag") {
+		t.Errorf("an unknown flag: %d %q", code, errOut)
+	}
+	code, out, errOut := runCLI("send", "http://127.0.0.1:1/default/default", "--source", "/s")
+	if code != 2 || out != "" || !strings.Contains(errOut, "missing --type") || strings.Count(errOut, "\n") > 3 {
+		t.Errorf("send without --type: %d, stderr %q; want a short error naming --type", code, errOut)
+	}
+}
+
+// TestSendHeadersTokenAndData (issue #21): send can talk to a broker with sender authentication
+// (--token, --header) and read its data from a file or standard input.
+func TestSendHeadersTokenAndData(t *testing.T) {
+	type got struct {
+		auth, custom, body, contentType string
+	}
+	seen := make(chan got, 3)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		seen <- got{r.Header.Get("Authorization"), r.Header.Get("X-Tenant"), string(b), r.Header.Get("Content-Type")}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "order.json")
+	if err := os.WriteFile(file, []byte(`{"order":7}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := send([]string{srv.URL, "--type", "t", "--source", "/s", "--token", "s3cret", "--header", "X-Tenant: acme", "--data", "@" + file}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("send: %d %s", code, errOut.String())
+	}
+	if g := <-seen; g.auth != "Bearer s3cret" || g.custom != "acme" || g.body != `{"order":7}` || g.contentType != "application/json" {
+		t.Errorf("--token, --header and --data @FILE: the broker got %+v", g)
+	}
+	if code := send([]string{srv.URL, "--type", "t", "--source", "/s", "--data", "@-"}, strings.NewReader("from stdin"), &out, &errOut); code != 0 {
+		t.Fatalf("send --data @-: %d %s", code, errOut.String())
+	}
+	if g := <-seen; g.body != "from stdin" || g.contentType != "text/plain" {
+		t.Errorf("--data @-: the broker got %+v", g)
+	}
+	errOut.Reset()
+	if code := send([]string{srv.URL, "--type", "t", "--source", "/s", "--header", "no-colon"}, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "Name: value") {
+		t.Errorf("a malformed --header: %d %q", code, errOut.String())
+	}
+}
