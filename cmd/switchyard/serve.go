@@ -235,6 +235,10 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration: "+w.Msg, zap.String("at", fmt.Sprintf("%s:%d", w.File, w.Line)))
 	}
+	for _, s := range cfg.Skipped {
+		logger.Info("configuration: left alone: "+s.Why, zap.String("at", fmt.Sprintf("%s:%d", s.File, s.Line)),
+			zap.String("kind", s.APIVersion+" "+s.Kind), zap.String("name", s.Namespace+"/"+s.Name))
+	}
 	logger.Info("switchyard serving", zap.String("version", version), zap.String("ingress", ingressLn.Addr().String()),
 		zap.String("admin", adminLn.Addr().String()), zap.Int("brokers", len(cfg.Brokers)), zap.Int("triggers", len(cfg.Triggers)),
 		zap.Int("webhook_sources", len(cfg.Webhooks)))

@@ -47,7 +47,7 @@ var (
 
 // compile validates everything parsed and builds the Config, or returns every error found.
 func (l *loader) compile(files []string) (*Config, error) {
-	cfg := &Config{Files: files}
+	cfg := &Config{Files: files, Skipped: l.skipped}
 	l.destTLS = map[string]*destTLSDoc{}
 	defaults := l.compileSettings(&cfg.Settings)
 	cfg.Components = l.compileComponents()
@@ -545,6 +545,14 @@ func (l *loader) resolveDestinationURL(d *doc, path string, dst *destination, na
 				l.errAt(d, path+".ref", "%s %s/%s has no usable address (%q)", r.Kind, ns, r.Name, addr)
 				return ""
 			}
+		case r.Kind == "Broker" && r.APIVersion == knativeEventingV1:
+			// A Broker of this configuration (Knative's bookstore sends a trigger's events on to
+			// another broker): its address is this router's own ingress.
+			if !l.hasBroker(ns, r.Name) {
+				l.errAt(d, path+".ref", "Broker %s/%s is not in this configuration: define it, or use the uri of the broker that serves it", ns, r.Name)
+				return ""
+			}
+			base = selfIngressURL(s, ns, r.Name)
 		case r.Kind == "Service" && (r.APIVersion == "v1" || r.APIVersion == "serving.knative.dev/v1"):
 			scheme := "http"
 			if dst.CACerts != nil {
@@ -580,6 +588,38 @@ func (l *loader) resolveDestinationURL(d *doc, path string, dst *destination, na
 		return ""
 	}
 	return u.String()
+}
+
+// hasBroker reports whether the configuration defines Broker ns/name.
+func (l *loader) hasBroker(ns, name string) bool {
+	for i := range l.brokers {
+		m := &l.brokers[i].m.Metadata
+		bns := m.Namespace
+		if bns == "" {
+			bns = "default"
+		}
+		if bns == ns && m.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// selfIngressURL is where this router takes Broker ns/name's events: its ingress address, the
+// loopback when it listens on every interface, https when the ingress serves TLS.
+func selfIngressURL(s *Settings, ns, name string) *url.URL {
+	host, port, err := net.SplitHostPort(s.Addr)
+	if err != nil {
+		host, port = "", "8080"
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	scheme := "http"
+	if s.IngressTLS != nil {
+		scheme = "https"
+	}
+	return &url.URL{Scheme: scheme, Host: net.JoinHostPort(host, port), Path: "/" + ns + "/" + name}
 }
 
 // deliveryFields is a parsed DeliverySpec: nil fields are unset, so layers merge field by field.

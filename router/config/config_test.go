@@ -654,3 +654,47 @@ spec:
 		}
 	}
 }
+
+// TestKubectlListAndEveryKindSorted (issue #19): `kubectl get brokers,triggers,... -A -o yaml`
+// writes a kind: List, which was refused as an unknown kind, and so was everything in a Knative
+// GitOps folder that is not a Broker or Trigger. Now a List is read item by item (errors name the
+// item), sources.knative.dev/v1 KafkaSource is read, Knative sources and non-eventing objects are
+// left alone and listed, and a Trigger may deliver to another Broker of the configuration.
+func TestKubectlListAndEveryKindSorted(t *testing.T) {
+	data, err := os.ReadFile("testdata/kubectl-get-list.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := Parse("all.yaml", data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Brokers) != 2 || len(cfg.Triggers) != 1 || len(cfg.KafkaSources) != 1 {
+		t.Fatalf("served: %d brokers, %d triggers, %d KafkaSources; want 2, 1, 1", len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources))
+	}
+	if got := cfg.Triggers[0].Subscriber; got != "http://127.0.0.1:8080/shop/audit" {
+		t.Errorf("a Trigger whose subscriber is Broker shop/audit delivers to %q, want this router's ingress for it", got)
+	}
+	var sorted []string
+	for _, s := range cfg.Skipped {
+		sorted = append(sorted, s.Kind)
+		if s.Kind == "PingSource" && !strings.Contains(s.Why, "POST /shop/default") {
+			t.Errorf("the PingSource's note does not say where its sink must point: %s", s.Why)
+		}
+	}
+	if strings.Join(sorted, " ") != "PingSource Service ConfigMap" {
+		t.Errorf("left alone: %v, want PingSource Service ConfigMap", sorted)
+	}
+
+	// An error in an item names it, at its line.
+	bad := strings.Replace(string(data), "    broker: default\n", "    broker: nosuch\n", 1)
+	_, err = Parse("all.yaml", []byte(bad))
+	if err == nil || !strings.Contains(err.Error(), "all.yaml:42: items[2].spec.broker") {
+		t.Errorf("an error inside a List: %v, want it at all.yaml:42, items[2].spec.broker", err)
+	}
+	// A Broker ref that the configuration does not define is an error, not a guess.
+	bad = strings.Replace(string(data), "        name: audit\n", "        name: elsewhere\n", 1)
+	if _, err := Parse("all.yaml", []byte(bad)); err == nil || !strings.Contains(err.Error(), "Broker shop/elsewhere is not in this configuration") {
+		t.Errorf("a ref to a Broker not configured: %v", err)
+	}
+}

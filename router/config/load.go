@@ -126,6 +126,9 @@ func Parse(name string, data []byte) (*Config, error) {
 type doc struct {
 	file string
 	root *yaml.Node
+	// item is "items[3]" for the fourth object of a kind: List, so that errors name it; "" for a
+	// document of its own.
+	item string
 }
 
 func (d *doc) line(path string) int { return nodeAt(d.root, path).Line }
@@ -139,6 +142,7 @@ type loader struct {
 	webhooks   []webhookDoc
 	github     []gitHubDoc
 	kafkaSrc   []kafkaSourceDoc
+	skipped    []Skipped
 	overrides  *Overrides
 	// components are the registered components; blocks their blocks taken from the
 	// SwitchyardConfig document.
@@ -181,7 +185,18 @@ type triggerDoc struct {
 func newLoader() *loader { return &loader{blocks: map[string]*componentBlock{}} }
 
 func (l *loader) errAt(d *doc, path, format string, args ...any) {
-	l.errs = append(l.errs, &Error{File: d.file, Line: d.line(path), Path: path, Msg: fmt.Sprintf(format, args...)})
+	l.errs = append(l.errs, &Error{File: d.file, Line: d.line(path), Path: d.itemPath(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// itemPath is path within the document, prefixed with the List item it is in.
+func (d *doc) itemPath(path string) string {
+	switch {
+	case d.item == "":
+		return path
+	case path == "":
+		return d.item
+	}
+	return d.item + "." + path
 }
 
 var yamlLine = regexp.MustCompile(`line (\d+): `)
@@ -227,6 +242,8 @@ func (l *loader) parseDoc(d *doc) {
 	switch {
 	case tm.APIVersion == "" || tm.Kind == "":
 		l.errAt(d, "", "a document needs apiVersion and kind")
+	case tm.APIVersion == "v1" && strings.HasSuffix(tm.Kind, "List"):
+		l.parseList(d, top)
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Broker":
 		decodeDoc(l, d, &l.brokers, func(b *brokerDoc) any { b.d = d; return &b.m })
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Trigger":
@@ -236,19 +253,35 @@ func (l *loader) parseDoc(d *doc) {
 		decodeDoc(l, d, &l.settings, func(s *settingsDoc) any { s.d = d; return &s.m })
 	case tm.APIVersion == switchyardV1alpha1 && tm.Kind == "WebhookSource":
 		decodeDoc(l, d, &l.webhooks, func(w *webhookDoc) any { w.d = d; return &w.m })
-	case (tm.APIVersion == knativeSourcesV1beta1 || tm.APIVersion == switchyardV1alpha1) && tm.Kind == "KafkaSource":
-		// Our own kind takes Knative's spec as it is: one shape to learn, two apiVersions.
+	case (tm.APIVersion == knativeSourcesV1 || tm.APIVersion == knativeSourcesV1beta1 || tm.APIVersion == switchyardV1alpha1) && tm.Kind == "KafkaSource":
+		// Our own kind takes Knative's spec as it is: one shape to learn, three apiVersions.
 		decodeDoc(l, d, &l.kafkaSrc, func(k *kafkaSourceDoc) any { k.d = d; return &k.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
 		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
 	default:
-		l.errAt(d, "kind", "unknown kind %s %s (Switchyard reads %s Broker and Trigger, %s GitHubSource, %s KafkaSource, and %s SwitchyardConfig, WebhookSource and KafkaSource)",
-			tm.APIVersion, tm.Kind, knativeEventingV1, knativeSourcesV1alpha1, knativeSourcesV1beta1, switchyardV1alpha1)
+		l.sortOut(d, top, tm)
+	}
+}
+
+// parseList reads a kind: List (what kubectl get -o yaml writes) item by item, each as a document
+// of its own whose errors name the item.
+func (l *loader) parseList(d *doc, top *yaml.Node) {
+	items := mapValue(top, "items")
+	if items == nil {
+		return // an empty List
+	}
+	if items.Kind != yaml.SequenceNode {
+		l.errAt(d, "items", "must be a list of objects")
+		return
+	}
+	for i, item := range items.Content {
+		l.parseDoc(&doc{file: d.file, root: &yaml.Node{Kind: yaml.DocumentNode, Content: []*yaml.Node{item}}, item: d.itemPath(fmt.Sprintf("items[%d]", i))})
 	}
 }
 
 const (
 	knativeEventingV1      = "eventing.knative.dev/v1"
+	knativeSourcesV1       = "sources.knative.dev/v1"
 	knativeSourcesV1alpha1 = "sources.knative.dev/v1alpha1"
 	knativeSourcesV1beta1  = "sources.knative.dev/v1beta1"
 	switchyardV1alpha1     = "switchyard.dev/v1alpha1"

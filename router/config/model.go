@@ -27,6 +27,9 @@ type Config struct {
 	Files []string
 	// Warnings are things worth knowing that are not errors, each at its file and line.
 	Warnings []*Error
+	// Skipped are the documents Switchyard does not serve and leaves to Knative or Kubernetes
+	// (see kinds.go): listed by validate, logged by serve.
+	Skipped []Skipped
 	// Components are the registered components' settings (Sources.Components), by path:
 	// a pointer to the spec the component's NewSpec made, or absent when not configured.
 	Components map[string]any
