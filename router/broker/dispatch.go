@@ -165,7 +165,9 @@ func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) 
 	}()
 	for {
 		tk.attempt++
+		started := time.Now()
 		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
+		t.m.attempt(tk.res.Code, time.Since(started), started.Sub(tk.env.Received))
 		switch {
 		case !again:
 			return false

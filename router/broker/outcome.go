@@ -25,6 +25,9 @@ type triggerMetrics struct {
 	retries, deadLettered, failed, drops prometheus.Counter
 	overBudget, overflowed               prometheus.Counter
 	byTypeCode                           sync.Map // typeCode -> *outcomeSeries
+	// filterType is Knative's filter_type label; attemptsByCode caches Knative's filter series.
+	filterType     string
+	attemptsByCode sync.Map // int -> *metrics.AttemptSeries
 }
 
 type typeCode struct {
@@ -37,9 +40,9 @@ type outcomeSeries struct {
 	latency prometheus.Observer
 }
 
-func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.TriggerRef) *triggerMetrics {
+func newTriggerMetrics(m *metrics.Metrics, broker router.BrokerRef, t router.TriggerRef, filterType string) *triggerMetrics {
 	return &triggerMetrics{
-		all: m, ns: t.Namespace, broker: broker.Name, name: t.Name,
+		all: m, ns: t.Namespace, broker: broker.Name, name: t.Name, filterType: filterType,
 		inFlight:     m.InFlight.WithLabelValues(t.Namespace, t.Name),
 		retries:      m.Retries.WithLabelValues(t.Namespace, t.Name),
 		deadLettered: m.DeadLettered.WithLabelValues(t.Namespace, t.Name),
@@ -62,6 +65,20 @@ func (tm *triggerMetrics) outcome(eventType string, code int) *outcomeSeries {
 		latency: tm.all.DispatchLatency.WithLabelValues(labels...),
 	})
 	return s.(*outcomeSeries)
+}
+
+// attempt records one delivery attempt in Knative's filter series: its status code (500 when no
+// response came, as Knative reports it), its duration, and how long after the event's arrival it
+// started.
+func (tm *triggerMetrics) attempt(code int, took, sinceArrival time.Duration) {
+	if code == 0 {
+		code = 500
+	}
+	s, ok := tm.attemptsByCode.Load(code)
+	if !ok {
+		s, _ = tm.attemptsByCode.LoadOrStore(code, tm.all.Attempts(tm.ns, tm.broker, tm.name, tm.filterType, code))
+	}
+	s.(*metrics.AttemptSeries).Observe(took, sinceArrival)
 }
 
 type triggerStats struct {

@@ -272,3 +272,15 @@ func reverse(s string) string {
 	}
 	return b.String()
 }
+
+// ExactType is the one event type f requires, or "any": Knative's filter_type metric label.
+func ExactType(f Filter) string {
+	if k, ok := f.(keyer); ok {
+		for _, r := range k.requirements() {
+			if r.Key == "type" && r.Kind == exactMatch && len(r.Values) == 1 {
+				return r.Values[0]
+			}
+		}
+	}
+	return "any"
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 	"strings"
 	"sync/atomic"
 
@@ -138,21 +139,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		envs[i] = &router.Envelope{Event: e, Headers: fwd}
 	}
 	eventType := events[0].Type()
+	started := time.Now()
 	err = h.o.Publisher.Publish(r.Context(), ref, envs)
-	switch code := router.HTTPStatus(err); code {
+	code := router.HTTPStatus(err)
+	if code != http.StatusNotFound { // a broker that does not exist gets no series
+		h.o.Metrics.CountAdmission(ref.Namespace, ref.Name, eventType, code, time.Since(started))
+	}
+	switch code {
 	case http.StatusAccepted:
-		h.count(ref, eventType, code)
 		w.WriteHeader(code)
 	case http.StatusNotFound:
 		http.Error(w, fmt.Sprintf("broker %s not found", ref), code)
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
-		h.fail(w, ref, eventType, code, fmt.Sprintf("broker %s is at capacity (%v): retry later", ref, err))
+		http.Error(w, fmt.Sprintf("broker %s is at capacity (%v): retry later", ref, err), code)
 	case http.StatusServiceUnavailable:
 		h.logger.Warn("broker cannot accept events", zap.String("broker", ref.String()), zap.Error(err))
-		h.fail(w, ref, eventType, code, fmt.Sprintf("broker %s cannot accept events now: %v", ref, err))
+		http.Error(w, fmt.Sprintf("broker %s cannot accept events now: %v", ref, err), code)
 	default:
-		h.fail(w, ref, eventType, code, err.Error())
+		http.Error(w, err.Error(), code)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,17 @@ type Metrics struct {
 	// EventTypesOverflowed counts ingress events whose type was reported as OverflowEventType
 	// because their broker already had the maximum of distinct event_type values.
 	EventTypesOverflowed *prometheus.CounterVec
+
+	// Knative's own series (knative-semantics.md 9.4), under both names Knative's dashboards
+	// query: mt_broker_* (the MT broker) and broker_* (older releases). Milliseconds; counters
+	// without _total. Ingress: valid events by the code answered, and the time to admit them.
+	// Filter: one per delivery attempt (Knative's filter counts attempts), its duration, and the
+	// time from arrival to the attempt.
+	knIngressCount                       [2]*prometheus.CounterVec
+	knIngressLatency                     [2]*prometheus.HistogramVec
+	knFilterCount                        [2]*prometheus.CounterVec
+	knFilterDispatch, knFilterProcessing [2]*prometheus.HistogramVec
+	admissions                           sync.Map // admissionKey -> *admissionSeries
 
 	maxEventTypes atomic.Int64
 	eventTypes    sync.Map // brokerKey -> *typeSet
@@ -99,6 +111,7 @@ func New() *Metrics {
 		Help: "Events counted at ingress under event_type=\"" + OverflowEventType + "\" because their broker already had as many distinct types as it may (spec.metrics.maxEventTypes)."},
 		[]string{"namespace_name", "broker_name"})
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
+	m.registerKnative(f)
 	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
 		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated} {
 		f(c)
@@ -159,6 +172,96 @@ func (m *Metrics) CountIngress(namespace, broker, eventType string, code int) {
 		m.EventTypesOverflowed.WithLabelValues(namespace, broker).Inc()
 	}
 	m.IngressEvents.WithLabelValues(namespace, broker, label, strconv.Itoa(code), CodeClass(code)).Inc()
+}
+
+// knativeBuckets are Knative's latency buckets, in milliseconds.
+var knativeBuckets = []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000}
+
+// knativePrefixes are the two names Knative's broker series go by.
+var knativePrefixes = [2]string{"mt_broker_", "broker_"}
+
+func (m *Metrics) registerKnative(register func(prometheus.Collector)) {
+	ingress := []string{"namespace_name", "broker_name", "event_type", "response_code", "response_code_class"}
+	filter := []string{"namespace_name", "broker_name", "trigger_name", "filter_type", "response_code", "response_code_class"}
+	for i, p := range knativePrefixes {
+		m.knIngressCount[i] = prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "ingress_event_count",
+			Help: "Knative's: valid events received at broker ingress, by the code answered."}, ingress)
+		m.knIngressLatency[i] = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: p + "ingress_event_dispatch_latencies",
+			Help: "Knative's: milliseconds to admit an event (a Kafka-class broker: until Kafka has it).", Buckets: knativeBuckets}, ingress)
+		m.knFilterCount[i] = prometheus.NewCounterVec(prometheus.CounterOpts{Name: p + "filter_event_count",
+			Help: "Knative's: delivery attempts to trigger subscribers, by the code answered (500 when none came)."}, filter)
+		m.knFilterDispatch[i] = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: p + "filter_event_dispatch_latencies",
+			Help: "Knative's: milliseconds of one delivery attempt.", Buckets: knativeBuckets}, filter)
+		m.knFilterProcessing[i] = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: p + "filter_event_processing_latencies",
+			Help: "Knative's: milliseconds from the event's arrival to a delivery attempt.", Buckets: knativeBuckets}, filter)
+		for _, c := range []prometheus.Collector{m.knIngressCount[i], m.knIngressLatency[i], m.knFilterCount[i], m.knFilterDispatch[i], m.knFilterProcessing[i]} {
+			register(c)
+		}
+	}
+}
+
+type admissionKey struct {
+	namespace, broker, eventType string
+	code                         int
+}
+
+// admissionSeries are one (broker, type, code)'s series, resolved once.
+type admissionSeries struct {
+	count   [2]prometheus.Counter
+	latency [2]prometheus.Observer
+}
+
+// CountAdmission counts one valid event that the broker answered code after took: the
+// switchyard_ series (CountIngress) and Knative's, whose latency is whole milliseconds as Knative's.
+func (m *Metrics) CountAdmission(namespace, broker, eventType string, code int, took time.Duration) {
+	m.CountIngress(namespace, broker, eventType, code)
+	label := m.EventTypeLabel(namespace, broker, eventType)
+	key := admissionKey{namespace, broker, label, code}
+	v, ok := m.admissions.Load(key)
+	if !ok {
+		labels := []string{namespace, broker, label, strconv.Itoa(code), CodeClass(code)}
+		s := &admissionSeries{}
+		for i := range knativePrefixes {
+			s.count[i] = m.knIngressCount[i].WithLabelValues(labels...)
+			s.latency[i] = m.knIngressLatency[i].WithLabelValues(labels...)
+		}
+		v, _ = m.admissions.LoadOrStore(key, s)
+	}
+	s := v.(*admissionSeries)
+	ms := float64(took.Milliseconds())
+	for i := range knativePrefixes {
+		s.count[i].Inc()
+		s.latency[i].Observe(ms)
+	}
+}
+
+// AttemptSeries are Knative's filter series of one trigger and status code.
+type AttemptSeries struct {
+	count                [2]prometheus.Counter
+	dispatch, processing [2]prometheus.Observer
+}
+
+// Attempts resolves a trigger's Knative filter series for code; callers cache the result.
+// filterType is the event type the trigger's filter requires, or "any" (Knative's filter_type).
+func (m *Metrics) Attempts(namespace, broker, trigger, filterType string, code int) *AttemptSeries {
+	labels := []string{namespace, broker, trigger, LabelValue(filterType), strconv.Itoa(code), CodeClass(code)}
+	s := &AttemptSeries{}
+	for i := range knativePrefixes {
+		s.count[i] = m.knFilterCount[i].WithLabelValues(labels...)
+		s.dispatch[i] = m.knFilterDispatch[i].WithLabelValues(labels...)
+		s.processing[i] = m.knFilterProcessing[i].WithLabelValues(labels...)
+	}
+	return s
+}
+
+// Observe records one attempt that took dispatch, started processing after the event's arrival.
+func (s *AttemptSeries) Observe(dispatch, processing time.Duration) {
+	d, p := float64(dispatch.Milliseconds()), float64(processing.Milliseconds())
+	for i := range knativePrefixes {
+		s.count[i].Inc()
+		s.dispatch[i].Observe(d)
+		s.processing[i].Observe(p)
+	}
 }
 
 // LabelValue makes s usable as a Prometheus label value: the client panics on invalid UTF-8.

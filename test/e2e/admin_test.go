@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -94,5 +95,48 @@ func TestRedrive(t *testing.T) {
 	}
 	if got := len(sub.requests()); got != 10 {
 		t.Errorf("subscriber got %d requests, want 5 failed + 5 redriven", got)
+	}
+}
+
+// TestKnativeMetricNames (issue #19): Knative's dashboards query mt_broker_ingress_* and
+// mt_broker_filter_* (broker_* in older releases); Switchyard exported switchyard_* only, so none of
+// them drew. Both families are now exported as Knative's: ms, counters without _total, the filter
+// counting attempts.
+func TestKnativeMetricNames(t *testing.T) {
+	sub := newSubscriber(t, func(n int, _ received, w http.ResponseWriter) {
+		if n == 1 {
+			w.WriteHeader(http.StatusServiceUnavailable) // one failed attempt, then delivered
+		}
+	})
+	r := startRouter(t, brokerYAML("default")+triggerYAML("orders", "  broker: default\n  filter:\n    attributes:\n      type: order.created\n  subscriber:\n    uri: "+sub.URL+"\n  delivery:\n    retry: 2\n    backoffDelay: PT0.01S\n"), "")
+	if code, _, body := r.send(t, "/default/default", binaryEvent("m-1", "order.created")); code != http.StatusAccepted {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	sub.waitFor(t, 2, 10*time.Second)
+	var m string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, m = r.get(t, "/metrics")
+		if metricValue(m, `mt_broker_filter_event_count{broker_name="default",filter_type="order.created",namespace_name="default",response_code="200",response_code_class="2xx",trigger_name="orders"}`) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, prefix := range []string{"mt_broker_", "broker_"} {
+		for series, want := range map[string]float64{
+			`ingress_event_count{broker_name="default",event_type="order.created",namespace_name="default",response_code="202",response_code_class="2xx"}`:                                            1,
+			`ingress_event_dispatch_latencies_count{broker_name="default",event_type="order.created",namespace_name="default",response_code="202",response_code_class="2xx"}`:                         1,
+			`filter_event_count{broker_name="default",filter_type="order.created",namespace_name="default",response_code="503",response_code_class="5xx",trigger_name="orders"}`:                      1,
+			`filter_event_count{broker_name="default",filter_type="order.created",namespace_name="default",response_code="200",response_code_class="2xx",trigger_name="orders"}`:                      1,
+			`filter_event_dispatch_latencies_count{broker_name="default",filter_type="order.created",namespace_name="default",response_code="200",response_code_class="2xx",trigger_name="orders"}`:   1,
+			`filter_event_processing_latencies_count{broker_name="default",filter_type="order.created",namespace_name="default",response_code="200",response_code_class="2xx",trigger_name="orders"}`: 1,
+		} {
+			if got := metricValue(m, prefix+series); got != want {
+				t.Errorf("%s%s = %v, want %v", prefix, series, got, want)
+			}
+		}
+	}
+	if !regexp.MustCompile(`(?m)^mt_broker_filter_event_dispatch_latencies_bucket\{[^}]*le="10000"\} 1$`).MatchString(m) {
+		t.Error("the filter latency histogram lacks Knative's 10000 ms bucket")
 	}
 }
