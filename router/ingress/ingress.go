@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"go.uber.org/zap"
 
