@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -8,7 +9,10 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"text/tabwriter"
 	"time"
+
+	"github.com/switchyard-events/switchyard/router/broker"
 )
 
 // runEvents is `switchyard events get ID`: where did the event go, asked of a running router.
@@ -75,17 +79,28 @@ func (c *adminCredentials) register(fs *flag.FlagSet) {
 }
 
 func (c *adminCredentials) call(stdout, stderr io.Writer, method, u string) int {
+	body, code := c.fetch(stderr, method, u)
+	if code != 0 {
+		return code
+	}
+	_, _ = stdout.Write(body)
+	return 0
+}
+
+// fetch sends one admin API request and returns the body of a 200, or the exit code of a failure
+// (said on stderr).
+func (c *adminCredentials) fetch(stderr io.Writer, method, u string) ([]byte, int) {
 	req, err := http.NewRequest(method, u, nil)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return 2
+		return nil, 2
 	}
 	token := c.token
 	if c.tokenFile != "" {
 		b, err := os.ReadFile(c.tokenFile)
 		if err != nil {
 			fmt.Fprintln(stderr, "reading --token-file:", err)
-			return 2
+			return nil, 2
 		}
 		token = strings.TrimSpace(string(b))
 	}
@@ -95,14 +110,51 @@ func (c *adminCredentials) call(stdout, stderr io.Writer, method, u string) int 
 	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
-		return 1
+		return nil, 1
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		fmt.Fprintf(stderr, "%s: %s", resp.Status, body)
+		return nil, 1
+	}
+	return body, 0
+}
+
+// runTriggers is `switchyard triggers`: every trigger of a running router with its counters, as a
+// table like kubectl get's, or -o json.
+func runTriggers(args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("triggers", stdout, stderr)
+	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	output := fs.String("o", "table", "table or json")
+	var cred adminCredentials
+	cred.register(fs.FlagSet)
+	if _, err := parseWithEnv(fs, args); err != nil {
+		return exitCode(err)
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "triggers: -o %q: want table or json\n", *output)
+		return 2
+	}
+	body, code := cred.fetch(stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/triggers")
+	if code != 0 {
+		return code
+	}
+	if *output == "json" {
+		_, _ = stdout.Write(body)
+		return 0
+	}
+	var list struct{ Triggers []broker.TriggerStatus }
+	if err := json.Unmarshal(body, &list); err != nil {
+		fmt.Fprintln(stderr, "triggers: the admin API answered something else than a trigger list:", err)
 		return 1
 	}
-	_, _ = stdout.Write(body)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "NAMESPACE\tNAME\tBROKER\tSUBSCRIBER\tMATCHED\tDELIVERED\tDEAD-LETTERED\tFAILED\tRETRIES\tIN-FLIGHT")
+	for _, t := range list.Triggers {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%d\n", t.Namespace, t.Name, t.Broker, t.Subscriber,
+			t.Matched, t.Delivered, t.DeadLettered, t.Failed, t.Retries, t.InFlight)
+	}
+	_ = tw.Flush()
 	return 0
 }

@@ -34,7 +34,7 @@ func TestCommandLineConventions(t *testing.T) {
 	if code, _, errOut := runCLI("sned"); code != 2 || !strings.Contains(errOut, `unknown command "sned"`) {
 		t.Errorf("a typo: %d %q", code, errOut)
 	}
-	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "migrate", "events"} {
+	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "migrate", "events", "triggers"} {
 		if code, out, errOut := runCLI(cmd, "-h"); code != 0 || out == "" || errOut != "" {
 			t.Errorf("%s -h: status %d, stdout %q, stderr %q; want its help on stdout and 0", cmd, code, out, errOut)
 		}
@@ -81,5 +81,30 @@ func TestSendHeadersTokenAndData(t *testing.T) {
 	errOut.Reset()
 	if code := send([]string{srv.URL, "--type", "t", "--source", "/s", "--header", "no-colon"}, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "Name: value") {
 		t.Errorf("a malformed --header: %d %q", code, errOut.String())
+	}
+}
+
+// TestTriggersTable (issue #21): switchyard triggers prints the admin API's triggers as a table
+// like kubectl get's, or the JSON with -o json.
+func TestTriggersTable(t *testing.T) {
+	const list = `{"triggers":[{"namespace":"shop","name":"orders","broker":"default","subscriber":"http://orders.shop","matched":12,"delivered":10,"deadLettered":1,"failed":1,"retries":4,"inFlight":0}]}`
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/triggers" {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, list)
+	}))
+	defer srv.Close()
+	code, out, errOut := runCLI("triggers", "--admin-url", srv.URL)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "NAMESPACE") || strings.Join(strings.Fields(lines[1]), " ") != "shop orders default http://orders.shop 12 10 1 1 4 0" {
+		t.Errorf("triggers: %d, %q, %q", code, out, errOut)
+	}
+	if code, out, _ := runCLI("triggers", "--admin-url", srv.URL, "-o", "json"); code != 0 || out != list {
+		t.Errorf("triggers -o json: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("triggers", "--admin-url", srv.URL, "-o", "yaml"); code != 2 || !strings.Contains(errOut, "table or json") {
+		t.Errorf("triggers -o yaml: %d %q", code, errOut)
 	}
 }
