@@ -48,8 +48,9 @@ type Log struct {
 	cfg    Config
 	logger *zap.Logger
 
-	mu       sync.Mutex
-	producer sarama.SyncProducer // connected lazily, so a Kafka outage is a 503, not a failed start
+	connectMu sync.Mutex          // serialises connects
+	mu        sync.Mutex          // guards producer and maxRecord
+	producer  sarama.SyncProducer // connected lazily, so a Kafka outage is a 503, not a failed start
 	// maxRecord is the largest record the topic takes (its max.message.bytes), read when the
 	// producer connects; the producer's own limit is set to it.
 	maxRecord int
@@ -101,12 +102,17 @@ func (l *Log) saramaConfig() (*sarama.Config, error) {
 // records handed out and not yet final, so the router need not hold the log back per trigger.
 func (l *Log) BoundsUnfinished() bool { return true }
 
-// connect returns the producer, creating the topic and the producer when needed.
+// connect returns the producer, creating the topic and the producer when needed. Connects are
+// serialised by connectMu; mu guards only the fields, never a network call, so that Close does not
+// wait behind a connect to a Kafka that does not answer.
 func (l *Log) connect() (sarama.SyncProducer, error) {
+	l.connectMu.Lock()
+	defer l.connectMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.producer != nil {
-		return l.producer, nil
+	p := l.producer
+	l.mu.Unlock()
+	if p != nil {
+		return p, nil
 	}
 	maxRecord, err := l.ensureTopic()
 	if err != nil {
@@ -117,12 +123,46 @@ func (l *Log) connect() (sarama.SyncProducer, error) {
 		return nil, err
 	}
 	sc.Producer.MaxMessageBytes = maxRecord
-	p, err := sarama.NewSyncProducer(l.cfg.Brokers, sc)
+	p, err = sarama.NewSyncProducer(l.cfg.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("connecting a producer to %v: %w", l.cfg.Brokers, err)
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	select {
+	case <-l.closing: // closed meanwhile: nobody will close this one
+		go p.Close()
+		return nil, router.ErrUnavailable
+	default:
+	}
 	l.producer, l.maxRecord = p, maxRecord
 	return p, nil
+}
+
+// producerWithin returns the producer, connecting it first when needed, giving up when ctx ends: a
+// frozen Kafka would hold a connect for sarama's network timeouts times its retries.
+func (l *Log) producerWithin(ctx context.Context) (sarama.SyncProducer, error) {
+	l.mu.Lock()
+	p := l.producer
+	l.mu.Unlock()
+	if p != nil {
+		return p, nil
+	}
+	type connected struct {
+		p   sarama.SyncProducer
+		err error
+	}
+	ch := make(chan connected, 1)
+	go func() {
+		p, err := l.connect()
+		ch <- connected{p, err}
+	}()
+	select {
+	case c := <-ch:
+		return c.p, c.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("kafka did not answer a connect within %s: %w", appendTimeout, ctx.Err())
+	}
 }
 
 // defaultMaxRecord is Kafka's default max.message.bytes, for a topic whose configuration cannot
@@ -174,7 +214,11 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 		return router.ErrUnavailable
 	default:
 	}
-	p, err := l.connect()
+	// One bound for the whole append, connect included: a producer is told 503 within
+	// appendTimeout whatever state Kafka is in.
+	ctx, cancel := context.WithTimeout(ctx, appendTimeout)
+	defer cancel()
+	p, err := l.producerWithin(ctx)
 	if err != nil {
 		l.logger.Warn("kafka unavailable", zap.Error(err))
 		return fmt.Errorf("%w: %v", router.ErrUnavailable, err)
@@ -224,21 +268,17 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 // pause) hold a producer's request for minutes, and the router's shutdown with it.
 const appendTimeout = 10 * time.Second
 
-// send produces msgs, giving up with ErrUnavailable when ctx ends or appendTimeout passes first.
+// send produces msgs, giving up with ErrUnavailable when ctx (bounded by appendTimeout) ends first.
 // Records Kafka takes after that are delivered (the producer, told 503, may send them again: at
 // least once).
 func (l *Log) send(ctx context.Context, p sarama.SyncProducer, msgs []*sarama.ProducerMessage) error {
 	done := make(chan error, 1)
 	go func() { done <- p.SendMessages(msgs) }()
-	timer := time.NewTimer(appendTimeout)
-	defer timer.Stop()
 	select {
 	case err := <-done:
 		return err
 	case <-ctx.Done():
-		return fmt.Errorf("%w: gave up waiting for kafka: %v", router.ErrUnavailable, ctx.Err())
-	case <-timer.C:
-		return fmt.Errorf("%w: kafka did not acknowledge within %s", router.ErrUnavailable, appendTimeout)
+		return fmt.Errorf("%w: kafka did not acknowledge within %s: %v", router.ErrUnavailable, appendTimeout, ctx.Err())
 	}
 }
 
@@ -253,7 +293,9 @@ func (l *Log) Close() {
 	l.once.Do(func() {
 		close(l.closing)
 		l.mu.Lock()
-		if p := l.producer; p != nil {
+		p := l.producer
+		l.mu.Unlock()
+		if p != nil {
 			closed := make(chan struct{})
 			go func() { _ = p.Close(); close(closed) }()
 			select {
@@ -263,7 +305,6 @@ func (l *Log) Close() {
 				l.logger.Warn("kafka producer not closed: records in flight are not acknowledged", zap.Duration("waited", producerCloseTimeout))
 			}
 		}
-		l.mu.Unlock()
 	})
 }
 
