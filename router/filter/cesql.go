@@ -8,6 +8,7 @@ import (
 	"time"
 
 	cesql "github.com/cloudevents/sdk-go/sql/v2"
+	cesqlerrors "github.com/cloudevents/sdk-go/sql/v2/errors"
 	"github.com/cloudevents/sdk-go/sql/v2/gen"
 	cesqlparser "github.com/cloudevents/sdk-go/sql/v2/parser"
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -39,6 +40,11 @@ func CESQL(expression string) (Filter, error) {
 	probe.SetType("probe")
 	probe.SetTime(time.Unix(0, 0))
 	v, err := evaluate(expr, &probe)
+	if cesqlerrors.IsMissingFunctionError(err) {
+		// Such an expression never passes an event: refused at load, like a syntax error. (Only
+		// a function the probe's evaluation reaches is seen; sdk-go keeps the tree to itself.)
+		return nil, fmt.Errorf("CESQL expression %q: %v (CESQL's functions: ABS, INT, BOOL, STRING, LENGTH, CONCAT, CONCAT_WS, LOWER, UPPER, TRIM, LEFT, RIGHT, SUBSTRING, IS_BOOL, IS_INT)", expression, err)
+	}
 	if _, ok := v.(bool); !ok {
 		if err != nil && v == nil {
 			return nil, fmt.Errorf("CESQL expression %q cannot be evaluated: %w", expression, err)

@@ -330,6 +330,13 @@ func TestCESQLSyntaxErrorsSayWhere(t *testing.T) {
 			t.Errorf("CESQL(%q): %v, want it to say %q", expr, err, want)
 		}
 	}
+	// An unknown function was accepted and then never matched: refused at load now.
+	if _, err := CESQL("typo('x')"); err == nil || !strings.Contains(err.Error(), "missing function error: TYPO") {
+		t.Errorf("an unknown function: %v", err)
+	}
+	if _, err := CESQL("LENGTH(type) > 2 AND UPPER(source) = 'S'"); err != nil {
+		t.Errorf("known functions: %v", err)
+	}
 }
 
 // TestCESQLRequirements: what an expression requires of its events is read only from a plain AND
