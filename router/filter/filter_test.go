@@ -160,18 +160,23 @@ func TestIndexAgreesWithScan(t *testing.T) {
 		if rng.IntN(3) > 0 {
 			ext["region"] = regions[rng.IntN(len(regions))]
 		}
-		e := newEvent(types[rng.IntN(len(types))], "/s", ext)
-		var want []int32
-		for j, f := range filters {
-			if f.Match(e) {
-				want = append(want, int32(j))
-			}
+		agreeWithScan(t, ix, filters, newEvent(types[rng.IntN(len(types))], "/s", ext))
+	}
+}
+
+// agreeWithScan fails t unless ix reports for e exactly the filters that evaluating each passes.
+func agreeWithScan(t *testing.T, ix *Index, filters []Filter, e *event.Event) {
+	t.Helper()
+	var want []int32
+	for j, f := range filters {
+		if f.Match(e) {
+			want = append(want, int32(j))
 		}
-		got := ix.Match(e, nil)
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Fatalf("event %v: index %v, scan %v", e, got, want)
-		}
+	}
+	got := ix.Match(e, nil)
+	slices.Sort(got)
+	if !slices.Equal(got, want) {
+		t.Fatalf("event type %q source %q %v: index %v, scan %v", e.Type(), e.Source(), e.Extensions(), got, want)
 	}
 }
 
@@ -227,18 +232,7 @@ func TestIndexAgreesWithScanEveryKind(t *testing.T) {
 		if rng.IntN(3) > 0 {
 			ext["region"] = word(3)
 		}
-		e := newEvent(word(8), word(8), ext)
-		var want []int32
-		for j, f := range filters {
-			if f.Match(e) {
-				want = append(want, int32(j))
-			}
-		}
-		got := ix.Match(e, nil)
-		slices.Sort(got)
-		if !slices.Equal(got, want) {
-			t.Fatalf("event type %q source %q %v: index %v, scan %v", e.Type(), e.Source(), ext, got, want)
-		}
+		agreeWithScan(t, ix, filters, newEvent(word(8), word(8), ext))
 	}
 }
 

@@ -165,13 +165,20 @@ func (m *Metrics) EventTypeLabel(namespace, broker, t string) string {
 	return label
 }
 
-// CountIngress counts one event answered code at broker namespace/broker's ingress.
+// CountIngress counts one event answered code at broker namespace/broker's ingress before it
+// reached the broker (a body or decoding error); CountAdmission counts the rest.
 func (m *Metrics) CountIngress(namespace, broker, eventType string, code int) {
+	label := m.ingressTypeLabel(namespace, broker, eventType)
+	m.IngressEvents.WithLabelValues(namespace, broker, label, strconv.Itoa(code), CodeClass(code)).Inc()
+}
+
+// ingressTypeLabel is EventTypeLabel, counting the events whose type did not get a label of its own.
+func (m *Metrics) ingressTypeLabel(namespace, broker, eventType string) string {
 	label := m.EventTypeLabel(namespace, broker, eventType)
 	if label == OverflowEventType && eventType != OverflowEventType {
 		m.EventTypesOverflowed.WithLabelValues(namespace, broker).Inc()
 	}
-	m.IngressEvents.WithLabelValues(namespace, broker, label, strconv.Itoa(code), CodeClass(code)).Inc()
+	return label
 }
 
 // knativeBuckets are Knative's latency buckets, in milliseconds.
@@ -207,20 +214,21 @@ type admissionKey struct {
 
 // admissionSeries are one (broker, type, code)'s series, resolved once.
 type admissionSeries struct {
+	events  prometheus.Counter // switchyard_broker_event_count
 	count   [2]prometheus.Counter
 	latency [2]prometheus.Observer
 }
 
 // CountAdmission counts one valid event that the broker answered code after took: the
-// switchyard_ series (CountIngress) and Knative's, whose latency is whole milliseconds as Knative's.
+// switchyard_ series and Knative's, whose latency is whole milliseconds as Knative's. The series
+// are resolved once per (broker, type, code), not hashed per event.
 func (m *Metrics) CountAdmission(namespace, broker, eventType string, code int, took time.Duration) {
-	m.CountIngress(namespace, broker, eventType, code)
-	label := m.EventTypeLabel(namespace, broker, eventType)
+	label := m.ingressTypeLabel(namespace, broker, eventType)
 	key := admissionKey{namespace, broker, label, code}
 	v, ok := m.admissions.Load(key)
 	if !ok {
 		labels := []string{namespace, broker, label, strconv.Itoa(code), CodeClass(code)}
-		s := &admissionSeries{}
+		s := &admissionSeries{events: m.IngressEvents.WithLabelValues(labels...)}
 		for i := range knativePrefixes {
 			s.count[i] = m.knIngressCount[i].WithLabelValues(labels...)
 			s.latency[i] = m.knIngressLatency[i].WithLabelValues(labels...)
@@ -228,6 +236,7 @@ func (m *Metrics) CountAdmission(namespace, broker, eventType string, code int, 
 		v, _ = m.admissions.LoadOrStore(key, s)
 	}
 	s := v.(*admissionSeries)
+	s.events.Inc()
 	ms := float64(took.Milliseconds())
 	for i := range knativePrefixes {
 		s.count[i].Inc()

@@ -316,7 +316,8 @@ wait:
 
 // next reads the records after the replay position, oldest first, at most maxRecords of them and
 // about maxBytes, with the logical offset each ends at: replay streams the journal in batches, so
-// its memory is bounded whatever the backlog. A line that does not parse is skipped.
+// its memory is bounded whatever the backlog. A line that does not parse is a nil record, so that
+// every line counts once, as countFrom counts them.
 func (j *journal) next(maxRecords int, maxBytes int64) ([]*record, []int64, error) {
 	j.mu.Lock()
 	from := j.replayed
@@ -345,15 +346,11 @@ func (j *journal) next(maxRecords int, maxBytes int64) ([]*record, []int64, erro
 			if len(line) > 0 && line[len(line)-1] == '\n' {
 				pos += int64(len(line))
 				read += int64(len(line))
-				var r record
-				if json.Unmarshal(line, &r) == nil {
-					recs = append(recs, &r)
-					ends = append(ends, pos)
-				} else if len(ends) > 0 {
-					ends[len(ends)-1] = pos // skipped with the record before it
-				} else {
-					recs, ends = append(recs, nil), append(ends, pos) // nothing to write, but passed
+				var r *record
+				if json.Unmarshal(line, &r) != nil {
+					r = nil // a line that does not parse: passed with nothing to write
 				}
+				recs, ends = append(recs, r), append(ends, pos)
 			}
 			if err != nil {
 				break
@@ -374,11 +371,8 @@ func (j *journal) replayedUpTo(offset int64, n int64) {
 	defer j.mu.Unlock()
 	j.replayed = max(j.replayed, offset)
 	j.records = max(0, j.records-n)
-	if j.replayed == j.end {
-		j.records = 0 // lines that did not parse were counted but not passed as records
-		if j.end > j.segments[len(j.segments)-1] {
-			_ = j.rotateLocked()
-		}
+	if j.replayed == j.end && j.end > j.segments[len(j.segments)-1] {
+		_ = j.rotateLocked()
 	}
 	j.dropReplayedLocked()
 	j.savePosition(j.replayed)
@@ -389,13 +383,6 @@ func (j *journal) stats() (bytes, records int64) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return j.end - j.replayed, j.records
-}
-
-// diskBytes is what the segment files hold, replayed or not.
-func (j *journal) diskBytes() int64 {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	return j.end - j.segments[0]
 }
 
 func (j *journal) wakeAll() {

@@ -56,6 +56,13 @@ func pendingIDs(t *testing.T, j *journal) []string {
 	return ids
 }
 
+// diskBytes is what the segment files hold, replayed or not.
+func (j *journal) diskBytes() int64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.end - j.segments[0]
+}
+
 func segmentFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	m, err := filepath.Glob(filepath.Join(dir, segmentPrefix+"*"+segmentSuffix))
@@ -181,5 +188,31 @@ func TestJournalTakesOverTheSingleFile(t *testing.T) {
 	defer j.close()
 	if got := pendingIDs(t, j); len(got) != 2 || got[0] != "old1" {
 		t.Errorf("records of the old single-file journal: %v, want [old1 old2]", got)
+	}
+}
+
+// TestJournalCorruptLineIsPassed: a whole line that does not parse (a disk that returned garbage)
+// neither stops replay nor is counted twice: it is passed with nothing to write.
+func TestJournalCorruptLineIsPassed(t *testing.T) {
+	dir := t.TempDir()
+	j := openTestJournal(t, dir, 0)
+	appendIDs(t, j, "a")
+	j.close()
+	f, _ := os.OpenFile(filepath.Join(dir, segmentName(0)), os.O_APPEND|os.O_WRONLY, 0o644)
+	_, _ = f.WriteString("\x00\xffnot json\n")
+	f.Close()
+	j = openTestJournal(t, dir, 0)
+	defer j.close()
+	appendIDs(t, j, "b")
+	recs, ends, err := j.next(math.MaxInt, math.MaxInt64)
+	if err != nil || len(recs) != 3 || recs[0].EventID != "a" || recs[1] != nil || recs[2].EventID != "b" {
+		t.Fatalf("records after a corrupt line: %v (%v)", recs, err)
+	}
+	if _, n := j.stats(); n != 3 {
+		t.Errorf("%d lines counted, want 3", n)
+	}
+	j.replayedUpTo(ends[2], 3)
+	if b, n := j.stats(); b != 0 || n != 0 {
+		t.Errorf("after replaying all: %d bytes, %d records wait", b, n)
 	}
 }

@@ -202,18 +202,20 @@ func (f *faultRig) failedList(r *router, trigger string) map[string][]string {
 
 // Faults, each a step of a schedule.
 
-// freezeCassandra freezes Cassandra for d; at half-time the router is SIGTERMed and restarted while
-// Cassandra still answers nothing.
-func (f *faultRig) freezeCassandra(d time.Duration) {
-	f.infra.only("cassandra", "pause")
-	f.note("cassandra frozen (SIGSTOP) for %s", d)
+// freeze freezes server ("cassandra" or "kafka") for d with SIGSTOP (a stalled disk, a long GC
+// pause: connections stay open, nothing answers); at half-time the router is SIGTERMed (it must
+// still exit in time) and started again while the server answers nothing. With Kafka frozen,
+// producers must be answered 503 within the append timeout rather than held.
+func (f *faultRig) freeze(server string, d time.Duration) {
+	f.infra.only(server, "pause")
+	f.note("%s frozen (SIGSTOP) for %s", server, d)
 	time.Sleep(d / 2)
 	f.terminate(f.current.Load())
 	f.start()
 	f.note("router restarted during the freeze")
 	time.Sleep(d / 2)
-	f.infra.only("cassandra", "resume")
-	f.note("cassandra resumed (SIGCONT)")
+	f.infra.only(server, "resume")
+	f.note("%s resumed (SIGCONT)", server)
 }
 
 // redriveThenKill redrives the failing trigger's failed events, then kill -9s the router while the
@@ -238,21 +240,6 @@ func (f *faultRig) redriveThenKill(after time.Duration) {
 	f.kill9(r)
 	f.start()
 	f.note("router restarted after the kill")
-}
-
-// freezeKafka freezes the Kafka broker for d (a stalled disk, a long GC pause): producers must be
-// answered 503 within the append timeout rather than held; at half-time the router is SIGTERMed
-// (it must still exit in time) and restarted while Kafka answers nothing.
-func (f *faultRig) freezeKafka(d time.Duration) {
-	f.infra.only("kafka", "pause")
-	f.note("kafka frozen (SIGSTOP) for %s", d)
-	time.Sleep(d / 2)
-	f.terminate(f.current.Load())
-	f.start()
-	f.note("router restarted during the freeze")
-	time.Sleep(d / 2)
-	f.infra.only("kafka", "resume")
-	f.note("kafka resumed (SIGCONT)")
 }
 
 // restartKafka stops the Kafka broker (SIGTERM), leaves it down for down, and starts it again.
@@ -443,13 +430,13 @@ func TestFaultsComposed(t *testing.T) {
 	stop := make(chan struct{})
 	producers := f.produce(4, stop)
 	time.Sleep(5 * time.Second)
-	f.freezeCassandra(22 * time.Second)
+	f.freeze("cassandra", 22*time.Second)
 	time.Sleep(5 * time.Second)
 	f.redriveThenKill(time.Second)
 	time.Sleep(5 * time.Second)
 	f.restartKafka(3 * time.Second)
 	time.Sleep(5 * time.Second)
-	f.freezeKafka(20 * time.Second)
+	f.freeze("kafka", 20*time.Second)
 	time.Sleep(5 * time.Second)
 	close(stop)
 	producers.Wait()
@@ -485,10 +472,10 @@ func TestFaultsRandomized(t *testing.T) {
 	producers := f.produce(2+rng.IntN(4), stop)
 	for range soakScale(t) {
 		steps := []func(){
-			func() { f.freezeCassandra(time.Duration(20+rng.IntN(11)) * time.Second) },
+			func() { f.freeze("cassandra", time.Duration(20+rng.IntN(11))*time.Second) },
 			func() { f.redriveThenKill(time.Duration(rng.IntN(3000)) * time.Millisecond) },
 			func() { f.restartKafka(time.Duration(1+rng.IntN(5)) * time.Second) },
-			func() { f.freezeKafka(time.Duration(10+rng.IntN(21)) * time.Second) },
+			func() { f.freeze("kafka", time.Duration(10+rng.IntN(21))*time.Second) },
 		}
 		rng.Shuffle(len(steps), func(i, j int) { steps[i], steps[j] = steps[j], steps[i] })
 		for _, step := range steps {
