@@ -111,6 +111,9 @@ func send(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// maxSendData bounds --data from a file or standard input (a broker's default limit is 4 MiB).
+const maxSendData = 64 << 20
+
 // sendData is --data's bytes: the text itself, a file's content (@FILE) or standard input (@-).
 func sendData(data string, stdin io.Reader) (string, error) {
 	path, ok := strings.CutPrefix(data, "@")
@@ -120,12 +123,15 @@ func sendData(data string, stdin io.Reader) (string, error) {
 	var b []byte
 	var err error
 	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(stdin, 64<<20))
+		b, err = io.ReadAll(io.LimitReader(stdin, maxSendData+1))
 	} else {
 		b, err = os.ReadFile(path)
 	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return "", fmt.Errorf("--data %s: %w", data, err)
+	case len(b) > maxSendData:
+		return "", fmt.Errorf("--data %s: more than %d MiB: no broker takes an event that large", data, maxSendData>>20)
 	}
 	return string(b), nil
 }
