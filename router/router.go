@@ -72,6 +72,15 @@ type Sink struct {
 	URI    string
 }
 
+// String is the sink as outcomes and logs show it: "broker NS/NAME", or the URI without its
+// credentials.
+func (s Sink) String() string {
+	if s.Broker != nil {
+		return "broker " + s.Broker.String()
+	}
+	return RedactURL(s.URI)
+}
+
 // Log is a broker's event log: ingress appends accepted events to it, and the dispatcher reads them
 // back through a Handler.
 type Log interface {
@@ -193,6 +202,16 @@ func HTTPStatus(err error) int {
 	default:
 		return http.StatusServiceUnavailable
 	}
+}
+
+// FailureCode is the status code an outcome records for err: the subscriber's or sink's own when
+// it answered, else what ingress would answer (HTTPStatus).
+func FailureCode(err error) int {
+	var de *DeliveryError
+	if errors.As(err, &de) && de.Code != 0 {
+		return de.Code
+	}
+	return HTTPStatus(err)
 }
 
 // Sleep waits d, or less when ctx ends first; it reports whether the whole wait passed. For the

@@ -27,10 +27,11 @@ type kubeFlags struct {
 	kubeconfig, class, ingressURL            string
 	leaseNamespace, leaseName, leaseIdentity string
 	leaseDuration, crdRecheck                time.Duration
+	pingSources                              bool
 }
 
 func (k *kubeFlags) register(fs *flag.FlagSet) {
-	fs.BoolVar(&k.enabled, "kubernetes", false, "also take Brokers of our class, their Triggers and KafkaSources from the cluster, and write their status (env SWITCHYARD_KUBERNETES)")
+	fs.BoolVar(&k.enabled, "kubernetes", false, "also take Brokers of our class, their Triggers and KafkaSources (PingSources with --run-ping-sources) from the cluster, and write their status (env SWITCHYARD_KUBERNETES)")
 	fs.StringVar(&k.kubeconfig, "kubeconfig", "", "kubeconfig file for --kubernetes; default: $KUBECONFIG, else the pod's service account (env SWITCHYARD_KUBECONFIG)")
 	fs.StringVar(&k.class, "broker-class", kubernetes.DefaultClass, "the eventing.knative.dev/broker.class value this router serves (env SWITCHYARD_BROKER_CLASS)")
 	fs.StringVar(&k.ingressURL, "ingress-url", "", "base URL of the ingress Service, written to Broker status.address.url as {url}/{ns}/{name}; default: the listen address (env SWITCHYARD_INGRESS_URL)")
@@ -38,7 +39,8 @@ func (k *kubeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.leaseName, "lease-name", "switchyard-status-writer", "name of the Lease replicas elect the status writer with (env SWITCHYARD_LEASE_NAME)")
 	fs.StringVar(&k.leaseIdentity, "lease-identity", "", "this replica's name in the Lease; default: the host name and a random suffix (env SWITCHYARD_LEASE_IDENTITY)")
 	fs.DurationVar(&k.leaseDuration, "lease-duration", 15*time.Second, "how long a silent status writer keeps the Lease (env SWITCHYARD_LEASE_DURATION)")
-	fs.DurationVar(&k.crdRecheck, "crd-recheck-interval", 30*time.Second, "how often to look again for the KafkaSource CRD when the cluster did not serve it at start (env SWITCHYARD_CRD_RECHECK_INTERVAL)")
+	fs.DurationVar(&k.crdRecheck, "crd-recheck-interval", 30*time.Second, "how often to look again for a source's CRD (KafkaSource, PingSource) when the cluster did not serve it at start (env SWITCHYARD_CRD_RECHECK_INTERVAL)")
+	fs.BoolVar(&k.pingSources, "run-ping-sources", false, "with --kubernetes, run the PingSources that sink into our Brokers; leave off where Knative Eventing runs them (docs/pingsource.md) (env SWITCHYARD_RUN_PING_SOURCES)")
 }
 
 func (k *kubeFlags) restConfig() (*rest.Config, error) {
@@ -91,12 +93,13 @@ func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
 		return 2
 	}
 	ctl, err := kubernetes.New(kubernetes.Options{
-		Config:     rc,
-		Class:      f.kube.class,
-		Build:      f.load,
-		Lease:      f.kube.lease(),
-		CRDRecheck: f.kube.crdRecheck,
-		Logger:     logger,
+		Config:      rc,
+		Class:       f.kube.class,
+		Build:       f.load,
+		Lease:       f.kube.lease(),
+		CRDRecheck:  f.kube.crdRecheck,
+		PingSources: f.kube.pingSources,
+		Logger:      logger,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)

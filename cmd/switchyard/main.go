@@ -21,6 +21,8 @@ import (
 	"io"
 	"os"
 	"strings"
+	// PingSources name IANA timezones; images without a zoneinfo database still know them.
+	_ "time/tzdata"
 )
 
 // version is stamped at build time: -ldflags "-X main.version=...".

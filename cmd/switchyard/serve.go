@@ -32,6 +32,7 @@ import (
 	"github.com/switchyard-events/switchyard/sinks/kafka"
 	kafkasource "github.com/switchyard-events/switchyard/sources/kafka"
 	"github.com/switchyard-events/switchyard/sources/kubernetes"
+	"github.com/switchyard-events/switchyard/sources/ping"
 	"github.com/switchyard-events/switchyard/sources/webhook"
 )
 
@@ -204,6 +205,12 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	hooks.Apply(cfg.Webhooks)
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, results, logger, f.secretsDir)
 	kafkaSources.Apply(cfg.KafkaSources)
+	pingOpts := ping.Options{Publisher: rtr, Deliverer: deliverer, Results: results, Claims: dedup, Metrics: m, Logger: logger}
+	if ctl != nil {
+		pingOpts.Leading = ctl.Leading // without a shared record, the Lease holder sends
+	}
+	pingSources := ping.NewManager(pingOpts)
+	pingSources.Apply(cfg.PingSources)
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
@@ -241,7 +248,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	}
 	logger.Info("switchyard serving", zap.String("version", version), zap.String("ingress", ingressLn.Addr().String()),
 		zap.String("admin", adminLn.Addr().String()), zap.Int("brokers", len(cfg.Brokers)), zap.Int("triggers", len(cfg.Triggers)),
-		zap.Int("webhook_sources", len(cfg.Webhooks)))
+		zap.Int("webhook_sources", len(cfg.Webhooks)), zap.Int("ping_sources", len(cfg.PingSources)))
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -255,6 +262,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		rtr.Apply(next)
 		hooks.Apply(next.Webhooks)
 		kafkaSources.Apply(next.KafkaSources)
+		pingSources.Apply(next.PingSources)
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
 		deliverer.SetDestinationTLS(destinationTLS(next.DestinationTLS, f.secretsDir))
@@ -314,6 +322,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	adm.SetReady(false)
 	in.Drain()
 	kafkaSources.Stop() // stop reading sources first; what they had sent is committed
+	pingSources.Stop()
 	if d, ok := results.(router.DrainingStore); ok {
 		d.BeginShutdown()
 	}

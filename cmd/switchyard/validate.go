@@ -35,8 +35,8 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	for _, s := range cfg.Skipped {
 		fmt.Fprintln(stdout, "left alone:", s.String())
 	}
-	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s), %d KafkaSource(s), %d webhook source(s) served; %d object(s) left alone; in %d file(s)\n",
-		f.config, len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources), len(cfg.Webhooks), len(cfg.Skipped), len(cfg.Files))
+	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s), %d KafkaSource(s), %d PingSource(s), %d webhook source(s) served; %d object(s) left alone; in %d file(s)\n",
+		f.config, len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources), len(cfg.PingSources), len(cfg.Webhooks), len(cfg.Skipped), len(cfg.Files))
 	return 0
 }
 

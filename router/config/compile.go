@@ -120,6 +120,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 
 	cfg.Webhooks = l.compileWebhooks(brokers, &cfg.Settings)
 	cfg.KafkaSources = l.compileKafkaSources(brokers, &cfg.Settings)
+	cfg.PingSources = l.compilePingSources(brokers, &cfg.Settings)
 	auth := senderauth.New(cfg.Auth)
 	for _, w := range cfg.Webhooks {
 		if b := w.Sink.Broker; b != nil && auth.Protects(*b) {

@@ -669,8 +669,8 @@ func TestKubectlListAndEveryKindSorted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(cfg.Brokers) != 2 || len(cfg.Triggers) != 1 || len(cfg.KafkaSources) != 1 {
-		t.Fatalf("served: %d brokers, %d triggers, %d KafkaSources; want 2, 1, 1", len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources))
+	if len(cfg.Brokers) != 2 || len(cfg.Triggers) != 1 || len(cfg.KafkaSources) != 1 || len(cfg.PingSources) != 1 {
+		t.Fatalf("served: %d brokers, %d triggers, %d KafkaSources, %d PingSources; want 2, 1, 1, 1", len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources), len(cfg.PingSources))
 	}
 	if got := cfg.Triggers[0].Subscriber; got != "http://127.0.0.1:8080/shop/audit" {
 		t.Errorf("a Trigger whose subscriber is Broker shop/audit delivers to %q, want this router's ingress for it", got)
@@ -678,12 +678,12 @@ func TestKubectlListAndEveryKindSorted(t *testing.T) {
 	var sorted []string
 	for _, s := range cfg.Skipped {
 		sorted = append(sorted, s.Kind)
-		if s.Kind == "PingSource" && !strings.Contains(s.Why, "POST /shop/default") {
-			t.Errorf("the PingSource's note does not say where its sink must point: %s", s.Why)
+		if s.Kind == "ApiServerSource" && !strings.Contains(s.Why, "POST /shop/default") {
+			t.Errorf("the ApiServerSource's note does not say where its sink must point: %s", s.Why)
 		}
 	}
-	if strings.Join(sorted, " ") != "PingSource Service ConfigMap" {
-		t.Errorf("left alone: %v, want PingSource Service ConfigMap", sorted)
+	if strings.Join(sorted, " ") != "Service ConfigMap ApiServerSource" {
+		t.Errorf("left alone: %v, want Service ConfigMap ApiServerSource", sorted)
 	}
 
 	// An error in an item names it, at its line.

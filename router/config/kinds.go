@@ -12,8 +12,8 @@ import (
 // A GitOps folder migrated from Knative holds more than Switchyard serves. Every kind is sorted
 // (docs/migrating-from-knative.md has the table):
 //
-//   - served: Broker, Trigger, KafkaSource, GitHubSource, and our own kinds (parseDoc);
-//   - run by Knative and left alone: sources that post to a sink (ApiServerSource, PingSource,
+//   - served: Broker, Trigger, KafkaSource, PingSource, GitHubSource, and our own kinds (parseDoc);
+//   - run by Knative and left alone: sources that post to a sink (ApiServerSource,
 //     SinkBinding, ContainerSource, ...) and EventType: a warning says where their sink must point;
 //   - not eventing at all (Knative Services, Deployments, ConfigMaps, Secrets, ...): skipped, listed;
 //   - errors: the rest of the eventing groups (Channels, Subscriptions, Sequences, Parallels), which
@@ -27,6 +27,7 @@ var servedAPIVersions = map[string]string{
 	"Broker": knativeEventingV1, "Trigger": knativeEventingV1, "GitHubSource": knativeSourcesV1alpha1,
 	"KafkaSource":      knativeSourcesV1 + ", " + knativeSourcesV1beta1 + " or " + switchyardV1alpha1,
 	"SwitchyardConfig": switchyardV1alpha1, "WebhookSource": switchyardV1alpha1,
+	"PingSource": knativeSourcesV1 + " or " + knativeSourcesV1beta2,
 }
 
 // Skipped is a document of the configuration that Switchyard does not serve and leaves alone.

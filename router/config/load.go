@@ -142,6 +142,7 @@ type loader struct {
 	webhooks   []webhookDoc
 	github     []gitHubDoc
 	kafkaSrc   []kafkaSourceDoc
+	pingSrc    []pingSourceDoc
 	skipped    []Skipped
 	overrides  *Overrides
 	// components are the registered components; blocks their blocks taken from the
@@ -256,6 +257,9 @@ func (l *loader) parseDoc(d *doc) {
 	case (tm.APIVersion == knativeSourcesV1 || tm.APIVersion == knativeSourcesV1beta1 || tm.APIVersion == switchyardV1alpha1) && tm.Kind == "KafkaSource":
 		// Our own kind takes Knative's spec as it is: one shape to learn, three apiVersions.
 		decodeDoc(l, d, &l.kafkaSrc, func(k *kafkaSourceDoc) any { k.d = d; return &k.m })
+	case (tm.APIVersion == knativeSourcesV1 || tm.APIVersion == knativeSourcesV1beta2) && tm.Kind == "PingSource":
+		// v1beta2 has v1's shape; v1beta1's jsonData is not read.
+		decodeDoc(l, d, &l.pingSrc, func(p *pingSourceDoc) any { p.d = d; return &p.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
 		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
 	default:
@@ -282,6 +286,7 @@ func (l *loader) parseList(d *doc, top *yaml.Node) {
 const (
 	knativeEventingV1      = "eventing.knative.dev/v1"
 	knativeSourcesV1       = "sources.knative.dev/v1"
+	knativeSourcesV1beta2  = "sources.knative.dev/v1beta2"
 	knativeSourcesV1alpha1 = "sources.knative.dev/v1alpha1"
 	knativeSourcesV1beta1  = "sources.knative.dev/v1beta1"
 	switchyardV1alpha1     = "switchyard.dev/v1alpha1"

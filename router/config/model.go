@@ -23,6 +23,8 @@ type Config struct {
 	Webhooks []*WebhookSource
 	// KafkaSources are Knative KafkaSource manifests.
 	KafkaSources []*KafkaSource
+	// PingSources are Knative PingSource manifests.
+	PingSources []*PingSource
 	// Files are the files read, in the order read.
 	Files []string
 	// Warnings are things worth knowing that are not errors, each at its file and line.

@@ -45,6 +45,9 @@ type Metrics struct {
 	WebhookRejected     *prometheus.CounterVec // by reason
 	WebhookDeduplicated *prometheus.CounterVec
 
+	// PingTicks counts PingSource ticks, by what became of them (sources/ping).
+	PingTicks *prometheus.CounterVec
+
 	// EventTypesOverflowed counts ingress events whose type was reported as OverflowEventType
 	// because their broker already had the maximum of distinct event_type values.
 	EventTypesOverflowed *prometheus.CounterVec
@@ -107,13 +110,16 @@ func New() *Metrics {
 	m.WebhookVerified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_verified_total", Help: "Webhook requests whose signature or token verified."}, bySource)
 	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_rejected_total", Help: "Webhook requests rejected, by reason."}, append(bySource, "reason"))
 	m.WebhookDeduplicated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_deduplicated_total", Help: "Redelivered webhooks acknowledged without routing them again."}, bySource)
+	m.PingTicks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_pingsource_ticks_total",
+		Help: "PingSource ticks by result: sent, sent_late (a tick missed while no replica ran), failed (the sink would not take it: recorded as failed), other_replica (claimed by another replica), not_leader (left to the Lease holder), missed (due while no replica ran and not sent)."},
+		append(bySource, "result"))
 	m.EventTypesOverflowed = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_event_type_overflow_total",
 		Help: "Events counted at ingress under event_type=\"" + OverflowEventType + "\" because their broker already had as many distinct types as it may (spec.metrics.maxEventTypes)."},
 		[]string{"namespace_name", "broker_name"})
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
 	m.registerKnative(f)
 	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
-		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated} {
+		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated, m.PingTicks} {
 		f(c)
 	}
 	return m

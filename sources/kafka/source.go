@@ -189,7 +189,7 @@ func (s *source) handle(ctx context.Context, e *event.Event, msg *sarama.Consume
 		return false
 	}
 	o := &router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(), Trigger: OutcomeRef(s.cfg.Namespace, s.cfg.Name),
-		Subscriber: s.sinkName(), Status: router.StatusDelivered, Attempts: attempts, Received: started}
+		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started}
 	if s.cfg.Sink.Broker != nil {
 		o.Broker = *s.cfg.Sink.Broker
 	}
@@ -216,10 +216,10 @@ func (s *source) handle(ctx context.Context, e *event.Event, msg *sarama.Consume
 // giveUp fills o for e, which the sink would not take (err), after dead-lettering it when the
 // policy has a dead-letter sink.
 func (s *source) giveUp(ctx context.Context, e *event.Event, msg *sarama.ConsumerMessage, o *router.Outcome, err error) {
-	o.Status, o.LastCode, o.LastError, o.Event = router.StatusFailed, statusOf(err), err.Error(), e
+	o.Status, o.LastCode, o.LastError, o.Event = router.StatusFailed, router.FailureCode(err), err.Error(), e
 	if p := s.cfg.Delivery; p != nil && p.DeadLetterSink != "" {
 		failure := delivery.Result{Attempts: o.Attempts, Code: o.LastCode, Err: err}
-		res, _ := s.m.sink.Deliverer.DeadLetter(ctx, &delivery.Request{Event: e, Namespace: s.cfg.Namespace}, p, &failure, s.sinkName())
+		res, _ := s.m.sink.Deliverer.DeadLetter(ctx, &delivery.Request{Event: e, Namespace: s.cfg.Namespace}, p, &failure, s.cfg.Sink.String())
 		if res.Delivered() {
 			o.Status = router.StatusDeadLettered
 		} else {
@@ -249,23 +249,6 @@ func (s *source) record(ctx context.Context, o *router.Outcome) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// statusOf is the status code err stands for: a subscriber's, or what ingress would answer.
-func statusOf(err error) int {
-	var de *router.DeliveryError
-	if errors.As(err, &de) && de.Code != 0 {
-		return de.Code
-	}
-	return router.HTTPStatus(err)
-}
-
-// sinkName is the sink as outcomes show it.
-func (s *source) sinkName() string {
-	if b := s.cfg.Sink.Broker; b != nil {
-		return "broker " + b.String()
-	}
-	return router.RedactURL(s.cfg.Sink.URI)
 }
 
 // send tries until the sink accepts e, refuses it for good, the policy's retries are spent (with

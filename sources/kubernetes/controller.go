@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -50,9 +51,13 @@ type Options struct {
 	// Lease is where replicas elect the one that writes status.
 	Lease  LeaseOptions
 	Logger *zap.Logger
-	// CRDRecheck is how often to look again for the KafkaSource CRD when the cluster did not
-	// serve it at Start (default 30s): installing Knative's sources later needs no restart.
+	// CRDRecheck is how often to look again for a source's CRD when the cluster did not serve
+	// it at Start (default 30s): installing Knative's sources later needs no restart.
 	CRDRecheck time.Duration
+	// PingSources makes this router run the PingSources that sink into its Brokers. Off where
+	// Knative Eventing runs (its adapter sends their ticks already, to our Brokers' addresses);
+	// on where Switchyard replaces it.
+	PingSources bool
 }
 
 // Controller watches the cluster and keeps the router's configuration and the resources' status
@@ -74,9 +79,11 @@ type Controller struct {
 	// Written by the build loop only.
 	last     *config.Config
 	resolved []*resource
-	// kafkaSourcesMissing: the cluster served no KafkaSource CRD at Start; the build loop looks
-	// for it every CRDRecheck and starts watching once it appears.
-	kafkaSourcesMissing bool
+	// sources are the source kinds watched (sourceGVRs, PingSources only when Options say so).
+	sources []schema.GroupVersionResource
+	// missing are the sources whose CRD the cluster did not serve at Start; the build loop looks
+	// for them every CRDRecheck and starts watching each once it appears.
+	missing []schema.GroupVersionResource
 }
 
 // New connects to the API server; nothing is watched before Start.
@@ -108,6 +115,11 @@ func New(opts Options) (*Controller, error) {
 		kick:    make(chan struct{}, 1),
 		logger:  opts.Logger.Named("kubernetes"),
 	}
+	for _, gvr := range sourceGVRs {
+		if gvr != pingSourcesGVR || opts.PingSources {
+			c.sources = append(c.sources, gvr)
+		}
+	}
 	c.addrs = &addresses{
 		factory:       c.factory,
 		mapper:        restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(disco)),
@@ -119,21 +131,21 @@ func New(opts Options) (*Controller, error) {
 	return c, nil
 }
 
-// Start watches Brokers, Triggers and (when the cluster has the CRD) KafkaSources for as long as
+// Start watches Brokers, Triggers and (when the cluster has their CRDs) sources for as long as
 // ctx lasts, waits until their caches are filled or wait ends, and returns the first configuration
 // built from them, not yet applied.
 func (c *Controller) Start(ctx, wait context.Context) (*config.Config, error) {
 	c.addrs.ctx = ctx
-	gvrs := []schema.GroupVersionResource{brokersGVR, triggersGVR, kafkaSourcesGVR}
+	gvrs := append([]schema.GroupVersionResource{brokersGVR, triggersGVR}, c.sources...)
 	for _, gvr := range gvrs {
 		known, err := c.served(gvr)
 		if err != nil {
 			return nil, err
 		}
 		if !known {
-			if gvr == kafkaSourcesGVR {
-				c.logger.Info("KafkaSources are not served by this cluster; watching for their CRD", zap.Duration("every", c.opts.CRDRecheck))
-				c.kafkaSourcesMissing = true
+			if slices.Contains(c.sources, gvr) {
+				c.logger.Info("a source kind is not served by this cluster; watching for its CRD", zap.String("resource", gvr.GroupResource().String()), zap.Duration("every", c.opts.CRDRecheck))
+				c.missing = append(c.missing, gvr)
 				continue
 			}
 			return nil, fmt.Errorf("the cluster does not serve %s: install Knative Eventing's CRDs (or Switchyard's, test/kubernetes/crds)", gvr.GroupResource())
@@ -165,28 +177,35 @@ func (c *Controller) watch(gvr schema.GroupVersionResource) cache.SharedIndexInf
 	return inf.Informer()
 }
 
-// watchKafkaSourcesIfServed starts watching KafkaSources once the cluster serves their CRD, and
-// reports whether it did. Called by the build loop only (it owns the listers).
-func (c *Controller) watchKafkaSourcesIfServed(ctx context.Context) bool {
+// watchMissingIfServed starts watching the missing sources whose CRD the cluster serves now, and
+// reports whether it started any. Called by the build loop only (it owns the listers).
+func (c *Controller) watchMissingIfServed(ctx context.Context) bool {
 	c.addrs.mapper.Reset() // discovery is cached; a CRD installed since is not in it
-	known, err := c.served(kafkaSourcesGVR)
-	if err != nil {
-		c.logger.Warn("looking for the KafkaSource CRD", zap.Error(err))
+	var started []cache.InformerSynced
+	still := c.missing[:0]
+	for _, gvr := range c.missing {
+		known, err := c.served(gvr)
+		if err != nil {
+			c.logger.Warn("looking for a source's CRD", zap.String("resource", gvr.GroupResource().String()), zap.Error(err))
+		}
+		if !known {
+			still = append(still, gvr)
+			continue
+		}
+		started = append(started, c.watch(gvr).HasSynced)
+		c.logger.Info("a source kind is served now; watching it", zap.String("resource", gvr.GroupResource().String()))
+	}
+	c.missing = still
+	if len(started) == 0 {
 		return false
 	}
-	if !known {
-		return false
-	}
-	inf := c.watch(kafkaSourcesGVR)
 	c.factory.Start(ctx.Done())
 	syncCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	if !cache.WaitForCacheSync(syncCtx.Done(), inf.HasSynced) {
+	if !cache.WaitForCacheSync(syncCtx.Done(), started...) {
 		// The lister answers from what it has; the informer keeps trying and kicks a rebuild.
-		c.logger.Warn("KafkaSources are served now, but listing them has not finished")
+		c.logger.Warn("a source kind is served now, but listing it has not finished")
 	}
-	c.kafkaSourcesMissing = false
-	c.logger.Info("KafkaSources are served now; watching them")
 	return true
 }
 
@@ -228,7 +247,7 @@ func (c *Controller) Run(ctx context.Context, ingressURL string, apply func(*con
 	go c.elect(ctx)
 	c.Kick() // the status of Start's build
 	var recheck <-chan time.Time
-	if c.kafkaSourcesMissing {
+	if len(c.missing) > 0 {
 		t := time.NewTicker(c.opts.CRDRecheck)
 		defer t.Stop()
 		recheck = t.C
@@ -239,10 +258,12 @@ func (c *Controller) Run(ctx context.Context, ingressURL string, apply func(*con
 			return
 		case <-c.kick:
 		case <-recheck:
-			if !c.watchKafkaSourcesIfServed(ctx) {
+			if !c.watchMissingIfServed(ctx) {
 				continue
 			}
-			recheck = nil
+			if len(c.missing) == 0 {
+				recheck = nil
+			}
 		}
 		// Let a burst of changes (kubectl apply -f dir) land before building.
 		select {
@@ -324,7 +345,7 @@ func (c *Controller) build() (*config.Config, error) {
 	}
 }
 
-// ours lists the Brokers of our class and the Triggers and KafkaSources that point at them, in a
+// ours lists the Brokers of our class and the Triggers and sources that point at them, in a
 // stable order so builds and errors repeat.
 func (c *Controller) ours() ([]*resource, error) {
 	list := func(gvr schema.GroupVersionResource) ([]*unstructured.Unstructured, error) {
@@ -370,7 +391,7 @@ func (c *Controller) ours() ([]*resource, error) {
 	for _, b := range brokers {
 		exists[b.GetNamespace()+"/"+b.GetName()] = true
 	}
-	// claim takes a Trigger or KafkaSource that points at broker b when b is ours, or when b is gone
+	// claim takes a Trigger or source that points at broker b when b is ours, or when b is gone
 	// and we wrote its status: it is then told so rather than left showing Ready=True.
 	claim := func(obj *unstructured.Unstructured, gvr schema.GroupVersionResource, b string) {
 		if b == "" || !mine[b] && (exists[b] || statusWrittenBy(obj) != c.opts.Class) {
@@ -383,12 +404,14 @@ func (c *Controller) ours() ([]*resource, error) {
 	for _, t := range triggers {
 		claim(t, triggersGVR, triggerBroker(t))
 	}
-	sources, err := list(kafkaSourcesGVR)
-	if err != nil {
-		return nil, err
-	}
-	for _, src := range sources {
-		claim(src, kafkaSourcesGVR, sinkBroker(src))
+	for _, gvr := range c.sources {
+		sources, err := list(gvr)
+		if err != nil {
+			return nil, err
+		}
+		for _, src := range sources {
+			claim(src, gvr, sinkBroker(src))
+		}
 	}
 	return rs, nil
 }

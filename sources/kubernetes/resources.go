@@ -16,7 +16,12 @@ var (
 	brokersGVR      = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"}
 	triggersGVR     = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"}
 	kafkaSourcesGVR = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1beta1", Resource: "kafkasources"}
+	pingSourcesGVR  = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}
 )
+
+// sourceGVRs are the sources served, each watched once the cluster serves its CRD (a cluster may
+// have Knative's core sources without Knative Kafka's, or neither).
+var sourceGVRs = []schema.GroupVersionResource{kafkaSourcesGVR, pingSourcesGVR}
 
 // AnnotationBrokerClass chooses a Broker's implementation; ours is Options.Class.
 const AnnotationBrokerClass = "eventing.knative.dev/broker.class"
@@ -26,7 +31,7 @@ type resource struct {
 	obj  *unstructured.Unstructured
 	gvr  schema.GroupVersionResource
 	name string // its document name in config errors: "Trigger default/orders"
-	// broker is the Broker a Trigger or KafkaSource belongs to ("ns/name"), the Broker's own key for a Broker.
+	// broker is the Broker a Trigger or source belongs to ("ns/name"), the Broker's own key for a Broker.
 	broker string
 	// problems are the configuration errors found in it; excluded resources do not route.
 	problems []*config.Error

@@ -33,6 +33,7 @@ var (
 	gvrBroker    = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"}
 	gvrTrigger   = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"}
 	gvrSource    = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1beta1", Resource: "kafkasources"}
+	gvrPing      = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}
 	gvrService   = schema.GroupVersionResource{Version: "v1", Resource: "services"}
 	gvrNamespace = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
 	gvrSink      = schema.GroupVersionResource{Group: "example.switchyard.dev", Version: "v1", Resource: "sinks"}
@@ -242,6 +243,7 @@ func TestKubernetes(t *testing.T) {
 	t.Run("RefsResolve", c.testRefsResolve)
 	t.Run("FilesAndClusterTogether", c.testFilesAndCluster)
 	t.Run("KafkaSourceStatus", c.testKafkaSourceStatus)
+	t.Run("PingSourceByTheLeaseHolder", c.testPingSource)
 	t.Run("TwoReplicasOneWriter", c.testTwoReplicas)
 }
 
@@ -574,6 +576,44 @@ spec:
 	}
 	c.delete(t, gvrBroker, ns, "default")
 	c.waitNotReady(t, gvrSource, ns, "orders", "BrokerDoesNotExist")
+}
+
+// testPingSource: with --run-ping-sources, a PingSource from Knative's docs that sinks into our
+// Broker gets Ready and its sinkUri, and ticks reach the Trigger's subscriber; of two replicas
+// without Cassandra only the Lease holder sends, so no tick arrives twice.
+func (c *cluster) testPingSource(t *testing.T) {
+	ns := c.namespace(t, "pings")
+	sub := newSubscriber(t, nil)
+	c.apply(t, gvrBroker, brokerManifest(ns, "default", "Switchyard"))
+	c.apply(t, gvrTrigger, triggerManifest(ns, "pings", "default", "  subscriber:\n    uri: "+sub.URL+"\n"))
+	c.apply(t, gvrPing, fmt.Sprintf(`apiVersion: sources.knative.dev/v1
+kind: PingSource
+metadata: {name: heartbeat, namespace: %s}
+spec:
+  schedule: "@every 1s"
+  contentType: application/json
+  data: '{"message": "Hello world!"}'
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+`, ns))
+	args := []string{"--run-ping-sources", "--lease-name", "pings-test"}
+	r := c.startRouter(t, "ping-a", args...)
+	c.startRouter(t, "ping-b", args...)
+	src := c.waitReady(t, gvrPing, ns, "heartbeat")
+	if uri, _, _ := unstructured.NestedString(src.Object, "status", "sinkUri"); uri != r.Ingress+"/pings/default" {
+		t.Errorf("PingSource sinkUri = %q, want the broker's URL", uri)
+	}
+	got := sub.waitFor(t, 4, 15*time.Second)
+	seen := map[string]bool{}
+	for _, req := range got {
+		if req.Event == nil || req.Event.Source() != "/apis/v1/namespaces/pings/pingsources/heartbeat" || req.Event.Type() != "dev.knative.sources.ping" {
+			t.Fatalf("not the PingSource's event: %v %q", req.Header, req.Body)
+		}
+		if seen[req.Event.ID()] {
+			t.Errorf("tick %s sent twice: both replicas send", req.Event.Time())
+		}
+		seen[req.Event.ID()] = true
+	}
 }
 
 func (c *cluster) testTwoReplicas(t *testing.T) {
