@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -79,11 +78,13 @@ type Controller struct {
 	// Written by the build loop only.
 	last     *config.Config
 	resolved []*resource
-	// sources are the source kinds watched (sourceGVRs, PingSources only when Options say so).
-	sources []schema.GroupVersionResource
-	// missing are the sources whose CRD the cluster did not serve at Start; the build loop looks
-	// for them every CRDRecheck and starts watching each once it appears.
-	missing []schema.GroupVersionResource
+	// sources are the source kinds served, each as its versions (PingSources only when Options
+	// say so); watched, the version of each that the cluster serves.
+	sources [][]schema.GroupVersionResource
+	watched []schema.GroupVersionResource
+	// missing are the source kinds whose CRD the cluster did not serve at Start; the build loop
+	// looks for them every CRDRecheck and starts watching each once it appears.
+	missing [][]schema.GroupVersionResource
 }
 
 // New connects to the API server; nothing is watched before Start.
@@ -115,10 +116,9 @@ func New(opts Options) (*Controller, error) {
 		kick:    make(chan struct{}, 1),
 		logger:  opts.Logger.Named("kubernetes"),
 	}
-	for _, gvr := range sourceGVRs {
-		if gvr != pingSourcesGVR || opts.PingSources {
-			c.sources = append(c.sources, gvr)
-		}
+	c.sources = [][]schema.GroupVersionResource{kafkaSourceVersions}
+	if opts.PingSources {
+		c.sources = append(c.sources, pingSourceVersions)
 	}
 	c.addrs = &addresses{
 		factory:       c.factory,
@@ -136,21 +136,28 @@ func New(opts Options) (*Controller, error) {
 // built from them, not yet applied.
 func (c *Controller) Start(ctx, wait context.Context) (*config.Config, error) {
 	c.addrs.ctx = ctx
-	gvrs := append([]schema.GroupVersionResource{brokersGVR, triggersGVR}, c.sources...)
-	for _, gvr := range gvrs {
+	for _, gvr := range []schema.GroupVersionResource{brokersGVR, triggersGVR} {
 		known, err := c.served(gvr)
 		if err != nil {
 			return nil, err
 		}
 		if !known {
-			if slices.Contains(c.sources, gvr) {
-				c.logger.Info("a source kind is not served by this cluster; watching for its CRD", zap.String("resource", gvr.GroupResource().String()), zap.Duration("every", c.opts.CRDRecheck))
-				c.missing = append(c.missing, gvr)
-				continue
-			}
 			return nil, fmt.Errorf("the cluster does not serve %s: install Knative Eventing's CRDs (or Switchyard's, test/kubernetes/crds)", gvr.GroupResource())
 		}
 		c.watch(gvr)
+	}
+	for _, versions := range c.sources {
+		gvr, known, err := c.servedVersion(versions)
+		if err != nil {
+			return nil, err
+		}
+		if !known {
+			c.logger.Info("a source kind is not served by this cluster; watching for its CRD", zap.String("resource", versions[0].GroupResource().String()), zap.Duration("every", c.opts.CRDRecheck))
+			c.missing = append(c.missing, versions)
+			continue
+		}
+		c.watch(gvr)
+		c.watched = append(c.watched, gvr)
 	}
 	c.factory.Start(ctx.Done())
 	for gvr, ok := range c.factory.WaitForCacheSync(wait.Done()) {
@@ -183,17 +190,18 @@ func (c *Controller) watchMissingIfServed(ctx context.Context) bool {
 	c.addrs.mapper.Reset() // discovery is cached; a CRD installed since is not in it
 	var started []cache.InformerSynced
 	still := c.missing[:0]
-	for _, gvr := range c.missing {
-		known, err := c.served(gvr)
+	for _, versions := range c.missing {
+		gvr, known, err := c.servedVersion(versions)
 		if err != nil {
-			c.logger.Warn("looking for a source's CRD", zap.String("resource", gvr.GroupResource().String()), zap.Error(err))
+			c.logger.Warn("looking for a source's CRD", zap.String("resource", versions[0].GroupResource().String()), zap.Error(err))
 		}
 		if !known {
-			still = append(still, gvr)
+			still = append(still, versions)
 			continue
 		}
 		started = append(started, c.watch(gvr).HasSynced)
-		c.logger.Info("a source kind is served now; watching it", zap.String("resource", gvr.GroupResource().String()))
+		c.watched = append(c.watched, gvr)
+		c.logger.Info("a source kind is served now; watching it", zap.String("resource", gvr.GroupResource().String()), zap.String("version", gvr.Version))
 	}
 	c.missing = still
 	if len(started) == 0 {
@@ -207,6 +215,17 @@ func (c *Controller) watchMissingIfServed(ctx context.Context) bool {
 		c.logger.Warn("a source kind is served now, but listing it has not finished")
 	}
 	return true
+}
+
+// servedVersion is the first of versions the API server serves.
+func (c *Controller) servedVersion(versions []schema.GroupVersionResource) (schema.GroupVersionResource, bool, error) {
+	for _, gvr := range versions {
+		known, err := c.served(gvr)
+		if err != nil || known {
+			return gvr, known, err
+		}
+	}
+	return schema.GroupVersionResource{}, false, nil
 }
 
 // served tells whether the API server serves gvr.
@@ -404,7 +423,7 @@ func (c *Controller) ours() ([]*resource, error) {
 	for _, t := range triggers {
 		claim(t, triggersGVR, triggerBroker(t))
 	}
-	for _, gvr := range c.sources {
+	for _, gvr := range c.watched {
 		sources, err := list(gvr)
 		if err != nil {
 			return nil, err

@@ -13,15 +13,23 @@ import (
 
 // The Knative resources this controller reads; Knative's own CRDs or ours (test/kubernetes/crds).
 var (
-	brokersGVR      = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"}
-	triggersGVR     = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"}
-	kafkaSourcesGVR = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1beta1", Resource: "kafkasources"}
-	pingSourcesGVR  = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}
+	brokersGVR  = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"}
+	triggersGVR = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"}
 )
 
-// sourceGVRs are the sources served, each watched once the cluster serves its CRD (a cluster may
-// have Knative's core sources without Knative Kafka's, or neither).
-var sourceGVRs = []schema.GroupVersionResource{kafkaSourcesGVR, pingSourcesGVR}
+// The sources served, each as its versions in order of preference: the first version the cluster
+// serves is watched, once it serves one (a cluster may have Knative's core sources without Knative
+// Kafka's, or neither; Knative's KafkaSource CRD serves v1 beside v1beta1 since 1.10).
+var (
+	kafkaSourceVersions = []schema.GroupVersionResource{
+		{Group: "sources.knative.dev", Version: "v1", Resource: "kafkasources"},
+		{Group: "sources.knative.dev", Version: "v1beta1", Resource: "kafkasources"},
+	}
+	pingSourceVersions = []schema.GroupVersionResource{
+		{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
+		{Group: "sources.knative.dev", Version: "v1beta2", Resource: "pingsources"},
+	}
+)
 
 // AnnotationBrokerClass chooses a Broker's implementation; ours is Options.Class.
 const AnnotationBrokerClass = "eventing.knative.dev/broker.class"

@@ -33,6 +33,7 @@ var (
 	gvrBroker    = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "brokers"}
 	gvrTrigger   = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"}
 	gvrSource    = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1beta1", Resource: "kafkasources"}
+	gvrSourceV1  = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "kafkasources"}
 	gvrPing      = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}
 	gvrService   = schema.GroupVersionResource{Version: "v1", Resource: "services"}
 	gvrNamespace = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
@@ -552,7 +553,7 @@ func (c *cluster) testKafkaSourceStatus(t *testing.T) {
 	ns := c.namespace(t, "sources")
 	c.apply(t, gvrBroker, brokerManifest(ns, "default", "Switchyard"))
 	source := func(name, broker string) string {
-		return fmt.Sprintf(`apiVersion: sources.knative.dev/v1beta1
+		return fmt.Sprintf(`apiVersion: sources.knative.dev/v1
 kind: KafkaSource
 metadata: {name: %s, namespace: %s}
 spec:
@@ -562,8 +563,9 @@ spec:
     ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: %s}
 `, name, ns, broker)
 	}
-	c.apply(t, gvrSource, source("orders", "default"))
-	c.apply(t, gvrSource, source("elsewhere", "not-ours"))
+	// Knative's current samples write v1; the CRD serves v1beta1 as well.
+	c.apply(t, gvrSourceV1, source("orders", "default"))
+	c.apply(t, gvrSourceV1, source("elsewhere", "not-ours"))
 	r := c.startRouter(t, "solo")
 	src := c.waitReady(t, gvrSource, ns, "orders")
 	if uri, _, _ := unstructured.NestedString(src.Object, "status", "sinkUri"); uri != r.Ingress+"/sources/default" {
