@@ -238,6 +238,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	serveErr := make(chan error, 2)
 	go func() { serveErr <- ingressSrv.Serve(ingressLn) }()
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
+	adm.ConfigApplied(time.Now())
 	adm.SetReady(true)
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration: "+w.Msg, zap.String("at", fmt.Sprintf("%s:%d", w.File, w.Line)))
@@ -270,10 +271,14 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		m.SetMaxEventTypes(next.Settings.MaxEventTypes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
+		m.ConfigLastReloadOK.Set(1)
+		adm.ConfigApplied(time.Now())
 		logger.Info("configuration reloaded", zap.Int("brokers", len(next.Brokers)), zap.Int("triggers", len(next.Triggers)))
 	}
 	rejected := func(err error) {
 		m.ConfigReloads.WithLabelValues("rejected").Inc()
+		m.ConfigLastReloadOK.Set(0)
+		adm.ConfigRejected(time.Now(), err)
 		logger.Error("configuration change rejected; still serving the previous one", zap.Error(err))
 	}
 	switch {

@@ -2,9 +2,11 @@
 // read API that answers "where did my event go".
 //
 //	GET /healthz                              200 while the process runs
-//	GET /readyz                               200 once config is loaded and listeners are up; 503 when draining
+//	GET /readyz                               200 once config is loaded and listeners are up; 503 when draining;
+//	                                          the body says when the last configuration change was rejected
 //	GET /metrics                              Prometheus text format
 //	GET /v1/events/{id}                       every trigger's outcome for the event
+//	GET /v1/config                            the configuration served: when applied, the last change refused and why
 //	GET /v1/triggers                          every trigger with its counters
 //	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
 //	POST /v1/triggers/{ns}/{name}/redrive     re-queue failed events to the trigger (?event=ID or ?since=RFC3339)
@@ -18,6 +20,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -46,6 +49,28 @@ type Server struct {
 	results router.ResultStore
 	routes  Routes
 	auth    atomic.Pointer[Auth]
+	config  atomic.Pointer[ConfigState]
+}
+
+// ConfigState is what became of the configuration: when the one served was applied, and whether a
+// later change was refused (the previous configuration is then still served).
+type ConfigState struct {
+	Applied time.Time `json:"applied"`
+	// Rejected and Error are the last change refused since Applied; zero when there is none.
+	Rejected time.Time `json:"rejected,omitzero"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// ConfigApplied records that the configuration served now was applied at t.
+func (s *Server) ConfigApplied(t time.Time) { s.config.Store(&ConfigState{Applied: t}) }
+
+// ConfigRejected records that a change was refused at t for err; the applied one stays.
+func (s *Server) ConfigRejected(t time.Time, err error) {
+	next := ConfigState{Rejected: t, Error: err.Error()}
+	if cur := s.config.Load(); cur != nil {
+		next.Applied = cur.Applied
+	}
+	s.config.Store(&next)
 }
 
 // Auth are the credentials of the admin API's roles; a nil role has no members.
@@ -64,6 +89,7 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	s.mux.HandleFunc("GET /v1/events/{id}", s.event)
+	s.mux.HandleFunc("GET /v1/config", s.configState)
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
 	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
@@ -136,12 +162,28 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
+// readyz stays 200 when a configuration change is refused: the previous configuration is served
+// still, and taking every replica out of its Service for a typo would turn one bad change into an
+// outage. The body says so, for a person or a probe that reads it.
 func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		http.Error(w, "not ready", http.StatusServiceUnavailable)
 		return
 	}
-	_, _ = w.Write([]byte("ok\n"))
+	msg := "ok\n"
+	if c := s.config.Load(); c != nil && c.Error != "" {
+		msg += fmt.Sprintf("config: the change of %s was rejected; serving the configuration applied at %s: %s\n",
+			c.Rejected.UTC().Format(time.RFC3339), c.Applied.UTC().Format(time.RFC3339), c.Error)
+	}
+	_, _ = w.Write([]byte(msg))
+}
+
+func (s *Server) configState(w http.ResponseWriter, _ *http.Request) {
+	c := s.config.Load()
+	if c == nil {
+		c = &ConfigState{}
+	}
+	writeJSON(w, c)
 }
 
 // OutcomeJSON is how the admin API shows an outcome.

@@ -38,6 +38,9 @@ type Metrics struct {
 	TriggerOverflow *prometheus.CounterVec
 	InFlight        *prometheus.GaugeVec
 	ConfigReloads   *prometheus.CounterVec
+	// ConfigLastReloadOK is 1 when the last configuration change was applied (or none came
+	// since start), 0 when it was rejected and the previous configuration is served.
+	ConfigLastReloadOK prometheus.Gauge
 
 	// Webhook sources, per source.
 	WebhookReceived     *prometheus.CounterVec
@@ -105,6 +108,12 @@ func New() *Metrics {
 	m.TriggerOverflow = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_trigger_overflow_total", Help: "Events recorded as failed (kept for redrive) because their unordered trigger's backlog (concurrency + pending) was full."}, byTrigger)
 	m.InFlight = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "switchyard_trigger_in_flight", Help: "Deliveries in progress."}, byTrigger)
 	m.ConfigReloads = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_config_reloads_total", Help: "Configuration reloads, by result (applied or rejected)."}, []string{"result"})
+	// Both results exported at 0 from the start, so that increase() and alerts see the first one.
+	m.ConfigReloads.WithLabelValues("applied")
+	m.ConfigReloads.WithLabelValues("rejected")
+	m.ConfigLastReloadOK = prometheus.NewGauge(prometheus.GaugeOpts{Name: "switchyard_config_last_reload_successful",
+		Help: "1 when the last configuration change was applied (or none came since start), 0 when it was rejected and the previous configuration is still served."})
+	m.ConfigLastReloadOK.Set(1)
 	bySource := []string{"namespace_name", "source_name"}
 	m.WebhookReceived = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_received_total", Help: "Webhook requests received."}, bySource)
 	m.WebhookVerified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_verified_total", Help: "Webhook requests whose signature or token verified."}, bySource)
@@ -118,7 +127,7 @@ func New() *Metrics {
 		[]string{"namespace_name", "broker_name"})
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
 	m.registerKnative(f)
-	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads,
+	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads, m.ConfigLastReloadOK,
 		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated, m.PingTicks} {
 		f(c)
 	}

@@ -21,6 +21,13 @@ func TestHotReload(t *testing.T) {
 		return fmt.Sprintf(settingsDoc, strings.TrimPrefix(r.Ingress, "http://"), "", strings.TrimPrefix(r.Admin, "http://"), "")
 	}
 	r := startRouter(t, brokerYAML("default")+triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+a.URL+"\n"), "")
+	// Counters of both results exist from the start, at 0, and the last reload counts as good.
+	_, m := r.get(t, "/metrics")
+	for _, series := range []string{`switchyard_config_reloads_total{result="applied"} 0`, `switchyard_config_reloads_total{result="rejected"} 0`, "switchyard_config_last_reload_successful 1"} {
+		if !strings.Contains(m, series+"\n") {
+			t.Errorf("/metrics at start lacks %s", series)
+		}
+	}
 	r.send(t, "/default/default", binaryEvent("h1", "x"))
 	a.waitFor(t, 1, 5*time.Second)
 
@@ -40,10 +47,30 @@ func TestHotReload(t *testing.T) {
 	if !strings.Contains(r.log.String(), "config.yaml") {
 		t.Errorf("the rejection log does not name the file")
 	}
+	// The refusal is visible without the logs: /readyz (still 200, the old configuration serves),
+	// the admin API and a gauge.
+	if code, body := r.get(t, "/readyz"); code != 200 || !strings.Contains(body, "was rejected") || !strings.Contains(body, "config.yaml") || !strings.Contains(body, "subscriber.uri") {
+		t.Errorf("/readyz after a rejected change: %d %q", code, body)
+	}
+	if code, body := r.get(t, "/v1/config"); code != 200 || !strings.Contains(body, `"rejected"`) || !strings.Contains(body, "subscriber.uri") {
+		t.Errorf("/v1/config after a rejected change: %d %s", code, body)
+	}
+	if _, m := r.get(t, "/metrics"); !strings.Contains(m, "switchyard_config_last_reload_successful 0\n") {
+		t.Errorf("switchyard_config_last_reload_successful is not 0 after a rejected change")
+	}
 	r.send(t, "/default/default", binaryEvent("h3", "x"))
 	b.waitFor(t, 2, 5*time.Second)
 	if len(a.requests()) != 1 {
 		t.Errorf("old subscriber got %d events after the reload", len(a.requests()))
+	}
+	// Mended, the next change clears it.
+	r.writeConfig(settings(r) + brokerYAML("default") + triggerYAML("t", "  broker: default\n  subscriber:\n    uri: "+a.URL+"\n"))
+	waitFor(t, 5*time.Second, func() bool {
+		_, m := r.get(t, "/metrics")
+		return strings.Contains(m, "switchyard_config_last_reload_successful 1\n")
+	})
+	if _, body := r.get(t, "/readyz"); body != "ok\n" {
+		t.Errorf("/readyz after a good change: %q", body)
 	}
 }
 
