@@ -21,6 +21,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -201,6 +202,8 @@ func decodeStrict(t *testing.T, doc []byte) string {
 		obj = &rbacv1.ClusterRole{} // Role has the same fields
 	case "rbac.authorization.k8s.io/v1/ClusterRoleBinding", "rbac.authorization.k8s.io/v1/RoleBinding":
 		obj = &rbacv1.ClusterRoleBinding{}
+	case "batch/v1/Job":
+		obj = &batchv1.Job{}
 	case "monitoring.coreos.com/v1/ServiceMonitor":
 		obj = &serviceMonitor{}
 	default:
@@ -267,6 +270,98 @@ func TestRenderedConfigValidates(t *testing.T) {
 				t.Errorf("switchyard validate: %v\n%s", err, out)
 			}
 		})
+	}
+}
+
+// TestValidateHookRefusesABadConfig: the pre-install/pre-upgrade hook validates the configuration
+// the release renders, with the pods' Secrets, before anything is changed; a bad trigger fails it
+// with the file, line and field, so `helm upgrade` fails and the running pods keep theirs.
+func TestValidateHookRefusesABadConfig(t *testing.T) {
+	helm, bin := tool(t, "HELM"), tool(t, "SWITCHYARD_BIN")
+	values := filepath.Join(t.TempDir(), "bad-values.yaml")
+	bad := `secrets: [github-webhook]
+config:
+  manifests:
+    - apiVersion: eventing.knative.dev/v1
+      kind: Broker
+      metadata: {name: default, namespace: default}
+    - apiVersion: eventing.knative.dev/v1
+      kind: Trigger
+      metadata: {name: orders, namespace: default}
+      spec:
+        broker: default
+        filter:
+          attributes: {Type: order.created}
+        subscriber: {uri: http://orders.default.svc/}
+`
+	if err := os.WriteFile(values, []byte(bad), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var hookCM *corev1.ConfigMap
+	var job *batchv1.Job
+	var deploy *appsv1.Deployment
+	for _, doc := range splitDocs(render(t, helm, values)) {
+		var head struct {
+			Kind     string `json:"kind"`
+			Metadata struct {
+				Annotations map[string]string `json:"annotations"`
+			} `json:"metadata"`
+		}
+		_ = yaml.Unmarshal(doc, &head)
+		hook := head.Metadata.Annotations["helm.sh/hook"]
+		switch {
+		case head.Kind == "ConfigMap" && hook != "":
+			hookCM = &corev1.ConfigMap{}
+			_ = yaml.Unmarshal(doc, hookCM)
+		case head.Kind == "Job":
+			job = &batchv1.Job{}
+			_ = yaml.Unmarshal(doc, job)
+		case head.Kind == "Deployment":
+			deploy = &appsv1.Deployment{}
+			_ = yaml.Unmarshal(doc, deploy)
+		}
+	}
+	if hookCM == nil || job == nil || deploy == nil {
+		t.Fatalf("hook ConfigMap %v, Job %v, Deployment %v: want all three", hookCM != nil, job != nil, deploy != nil)
+	}
+	for _, m := range []map[string]string{hookCM.Annotations, job.Annotations} {
+		if m["helm.sh/hook"] != "pre-install,pre-upgrade" {
+			t.Errorf("hook annotations: %v", m)
+		}
+	}
+	if w := hookCM.Annotations["helm.sh/hook-weight"]; w != "-10" || job.Annotations["helm.sh/hook-weight"] != "0" {
+		t.Errorf("the ConfigMap (weight %q) must exist before the Job (weight %q) runs", w, job.Annotations["helm.sh/hook-weight"])
+	}
+	pod := job.Spec.Template.Spec
+	if c := pod.Containers[0]; len(c.Args) == 0 || c.Args[0] != "validate" || c.Image != deploy.Spec.Template.Spec.Containers[0].Image {
+		t.Errorf("the Job runs %v in %s, want validate in the router's image", c.Args, c.Image)
+	}
+	if job.Spec.BackoffLimit == nil || *job.Spec.BackoffLimit != 0 || pod.RestartPolicy != corev1.RestartPolicyNever {
+		t.Error("a failed validation must fail the hook at once: backoffLimit 0, restartPolicy Never")
+	}
+	mounts := func(c corev1.Container) []string {
+		var out []string
+		for _, m := range c.VolumeMounts {
+			if strings.HasPrefix(m.MountPath, "/var/run/secrets/switchyard/") || m.MountPath == "/etc/switchyard" {
+				out = append(out, m.MountPath)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := mounts(pod.Containers[0]), mounts(deploy.Spec.Template.Spec.Containers[0]); !slices.Equal(got, want) {
+		t.Errorf("the Job mounts %v, the pods %v: validation must see what the pods see", got, want)
+	}
+
+	dir := t.TempDir()
+	for key, content := range hookCM.Data {
+		if err := os.WriteFile(filepath.Join(dir, key), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := exec.Command(bin, "validate", "--config", dir).CombinedOutput()
+	if err == nil || !regexp.MustCompile(`routes\.yaml:\d+: spec\.filter\.attributes`).Match(out) {
+		t.Errorf("validate on the hook's configuration: %v\n%s\nwant a failure naming routes.yaml's line and spec.filter.attributes", err, out)
 	}
 }
 

@@ -151,3 +151,14 @@ spec:
 {{- with .Values.tls.admin.existingSecret }}{{- $names = append $names . -}}{{- end -}}
 {{- $names | uniq | toJson -}}
 {{- end -}}
+
+{{/* The routes file: config.manifests as YAML documents. */}}
+{{- define "switchyard.routes" -}}
+{{- if not .Values.config.manifests }}
+# No brokers or triggers yet: set config.manifests (or config.existingConfigMap).
+{{- end }}
+{{- range .Values.config.manifests }}
+---
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
