@@ -17,7 +17,7 @@ INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TES
   SWITCHYARD_TEST_KAFKA_SECURE=127.0.0.1:$${KAFKA_SECURE_PORT:-9094} \
   SWITCHYARD_TEST_KAFKA_CA=$${SWITCHYARD_INFRA_DIR:-$${TMPDIR:-/tmp}/switchyard-infra}/kafka/tls/ca.pem
 
-.PHONY: soak build test unit lint tools infra-up infra-down demo fuzz bench bench-tools clean chart-golden
+.PHONY: soak build test unit lint tools image image-tools infra-up infra-down demo fuzz bench bench-tools clean chart-golden
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/switchyard
@@ -31,6 +31,18 @@ $(HELM):
 
 tools: $(STATICCHECK) $(HELM)
 
+# The OCI image, without a container engine: an OCI layout in bin/image tagged $(VERSION) (see
+# docs/kubernetes.md for pushing it: skopeo copy oci:bin/image:TAG docker://REGISTRY/switchyard:TAG).
+IMAGE_DIR ?= bin/image
+image: build
+	cd test/deploy && $(GO) run ./cmd/switchyard-image -out $(CURDIR)/$(IMAGE_DIR) -binary $(CURDIR)/$(BIN) -license $(CURDIR)/LICENSE -version $(VERSION)
+
+# Debian's umoci and runc, with which make test unpacks the image and runs it.
+image-tools:
+	@command -v umoci >/dev/null && command -v runc >/dev/null || \
+	  { apt-get install -y --no-install-recommends umoci runc >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y --no-install-recommends umoci runc >/dev/null; }; }
+
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -41,9 +53,10 @@ lint: $(STATICCHECK)
 
 # The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail,
 # and a real kube-apiserver and etcd for controller mode (built once into the tool cache; envtest
-# starts them); then the chart and Dockerfile checks (test/deploy is a module of its own: k8s.io/api stays out of
-# the router's dependencies).
-test: lint build $(HELM)
+# starts them); then the chart, Dockerfile and image checks: the image built as make image builds it,
+# unpacked with umoci and run with runc (test/deploy is a module of its own: k8s.io/api and
+# go-containerregistry stay out of the router's dependencies).
+test: lint build $(HELM) image-tools
 	@assets=$$(test/infra/kube-tools.sh) || exit 1; \
 	  $(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
 	  status=0; $(INFRA_ENV) KUBEBUILDER_ASSETS=$$assets SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -shuffle=on -count=1 -timeout 20m ./... || status=$$?; \
