@@ -3,11 +3,13 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -103,10 +105,13 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 		o.Status = router.StatusDelivered
 	case res.Delivered():
 		o.ReplyID = res.Reply.ID()
-		err := r.publishReply(ctx, tk.b, env, tk.f.matched, res.Reply)
+		err := r.sendReply(ctx, tk, req, res.Reply)
 		switch {
 		case err == nil:
 			o.Status = router.StatusDelivered
+		case errors.Is(err, errReplyDiscarded):
+			o.Status = router.StatusDelivered
+			o.LastError = "reply dropped: " + err.Error()
 		case errors.Is(err, errReplyBudgetSpent):
 			o.Status = router.StatusDelivered
 			o.LastError = "reply dropped: " + err.Error()
@@ -126,6 +131,30 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 	}
 	*finished = true // from here the event is released by the store, once the outcome is safe
 	r.record(tk.b, t, env, o, tk.f.finish)
+}
+
+// errReplyDiscarded: the trigger's replies go nowhere (a Sequence's last step without spec.reply).
+var errReplyDiscarded = errors.New("the flow has no reply destination after this step")
+
+// sendReply sends a subscriber's reply where the trigger says: back into its broker (a Trigger),
+// or on to the next step of a Sequence or Parallel: another broker, a URI, or nowhere.
+func (r *Router) sendReply(ctx context.Context, tk task, req *delivery.Request, reply *event.Event) error {
+	to := tk.t.cfg.Reply
+	switch {
+	case to == nil:
+		return r.publishReply(ctx, tk.b, tk.env, tk.f.matched, reply)
+	case to.Discard:
+		return errReplyDiscarded
+	case to.Broker != nil:
+		next := (*r.brokers.Load())[*to.Broker]
+		if next == nil {
+			return fmt.Errorf("%w: %s", router.ErrBrokerNotFound, to.Broker)
+		}
+		return r.publishReply(ctx, next, tk.env, tk.f.matched, reply)
+	default:
+		res := r.o.Deliverer.Deliver(ctx, &delivery.Request{URL: to.URI, Event: reply, Namespace: req.Namespace}, &tk.t.cfg.Delivery)
+		return res.Err
+	}
 }
 
 // deadLetter hands the event to the policy's dead-letter sink and returns the resulting status:

@@ -118,6 +118,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 		}
 	}
 
+	l.compileFlows(cfg, brokers, defaults)
 	cfg.Webhooks = l.compileWebhooks(brokers, &cfg.Settings)
 	cfg.KafkaSources = l.compileKafkaSources(brokers, &cfg.Settings)
 	cfg.PingSources = l.compilePingSources(brokers, &cfg.Settings)
@@ -554,6 +555,13 @@ func (l *loader) resolveDestinationURL(d *doc, path string, dst *destination, na
 				return ""
 			}
 			base = selfIngressURL(s, ns, r.Name)
+		case r.APIVersion == flowsV1 && flowEntry(r.Kind, r.Name) != "":
+			// A Sequence or Parallel of this configuration: its address is its first broker's.
+			if !l.hasFlow(r.Kind, ns, r.Name) {
+				l.errAt(d, path+".ref", "%s %s/%s is not in this configuration: define it, or use the uri of what serves it", r.Kind, ns, r.Name)
+				return ""
+			}
+			base = selfIngressURL(s, ns, flowEntry(r.Kind, r.Name))
 		case r.Kind == "Service" && (r.APIVersion == "v1" || r.APIVersion == "serving.knative.dev/v1"):
 			scheme := "http"
 			if dst.CACerts != nil {

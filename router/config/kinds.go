@@ -12,11 +12,12 @@ import (
 // A GitOps folder migrated from Knative holds more than Switchyard serves. Every kind is sorted
 // (docs/migrating-from-knative.md has the table):
 //
-//   - served: Broker, Trigger, KafkaSource, PingSource, GitHubSource, and our own kinds (parseDoc);
+//   - served: Broker, Trigger, KafkaSource, PingSource, Sequence, Parallel, GitHubSource, and our
+//     own kinds (parseDoc);
 //   - run by Knative and left alone: sources that post to a sink (ApiServerSource,
 //     SinkBinding, ContainerSource, ...) and EventType: a warning says where their sink must point;
 //   - not eventing at all (Knative Services, Deployments, ConfigMaps, Secrets, ...): skipped, listed;
-//   - errors: the rest of the eventing groups (Channels, Subscriptions, Sequences, Parallels), which
+//   - errors: the rest of the eventing groups (Channels, Subscriptions), which
 //     Switchyard does not run and which would silently stop working, and typos of served kinds.
 
 // eventingGroups are the API groups of Knative Eventing.
@@ -28,6 +29,7 @@ var servedAPIVersions = map[string]string{
 	"KafkaSource":      knativeSourcesV1 + ", " + knativeSourcesV1beta1 + " or " + switchyardV1alpha1,
 	"SwitchyardConfig": switchyardV1alpha1, "WebhookSource": switchyardV1alpha1,
 	"PingSource": knativeSourcesV1 + " or " + knativeSourcesV1beta2,
+	"Sequence":   flowsV1, "Parallel": flowsV1,
 }
 
 // Skipped is a document of the configuration that Switchyard does not serve and leaves alone.

@@ -143,6 +143,8 @@ type loader struct {
 	github     []gitHubDoc
 	kafkaSrc   []kafkaSourceDoc
 	pingSrc    []pingSourceDoc
+	sequences  []sequenceDoc
+	parallels  []parallelDoc
 	skipped    []Skipped
 	overrides  *Overrides
 	// components are the registered components; blocks their blocks taken from the
@@ -260,6 +262,10 @@ func (l *loader) parseDoc(d *doc) {
 	case (tm.APIVersion == knativeSourcesV1 || tm.APIVersion == knativeSourcesV1beta2) && tm.Kind == "PingSource":
 		// v1beta2 has v1's shape; v1beta1's jsonData is not read.
 		decodeDoc(l, d, &l.pingSrc, func(p *pingSourceDoc) any { p.d = d; return &p.m })
+	case tm.APIVersion == flowsV1 && tm.Kind == "Sequence":
+		decodeDoc(l, d, &l.sequences, func(s *sequenceDoc) any { s.d = d; return &s.m })
+	case tm.APIVersion == flowsV1 && tm.Kind == "Parallel":
+		decodeDoc(l, d, &l.parallels, func(p *parallelDoc) any { p.d = d; return &p.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
 		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
 	default:

@@ -200,8 +200,21 @@ type Trigger struct {
 	PendingWait time.Duration
 	// RateLimit is the most events per second started towards the subscriber; 0 is unlimited.
 	RateLimit float64
-	File      string
-	Line      int
+	// Reply, when set, is where the subscriber's replies go instead of back into the trigger's
+	// broker: the triggers of Sequences and Parallels (flows.go) send them on to the next step.
+	Reply *ReplyTo
+	File  string
+	Line  int
+}
+
+// ReplyTo is where a flow's trigger sends its subscriber's replies: exactly one field is set.
+type ReplyTo struct {
+	// Broker is a broker of this configuration, the reply published into it in process.
+	Broker *router.BrokerRef
+	// URI is delivered to under the trigger's delivery policy.
+	URI string
+	// Discard drops replies: Knative's Sequence without spec.reply ends at its last step.
+	Discard bool
 }
 
 // WebhookSource is one webhook endpoint, served at POST /webhooks/{namespace}/{name}.

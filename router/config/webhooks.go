@@ -171,7 +171,8 @@ func (l *loader) extensions(d *doc, ext map[string]string) map[string]string {
 	return ext
 }
 
-// sink resolves a source's sink: a ref to a Broker of this configuration, or a URL.
+// sink resolves a source's sink: a ref to a Broker, Sequence or Parallel of this configuration, or
+// a URL.
 func (l *loader) sink(d *doc, dst *destination, namespace string, brokers map[router.BrokerRef]*brokerDoc, s *Settings) Sink {
 	if dst == nil {
 		l.errAt(d, "spec.sink", "must be set: a ref to a Broker, or a uri")
@@ -195,6 +196,16 @@ func (l *loader) sink(d *doc, dst *destination, namespace string, brokers map[ro
 			l.errAt(d, "spec.sink.uri", "a uri beside a Broker ref is not supported")
 		}
 		return Sink{Broker: &ref}
+	}
+	if r := dst.Ref; r != nil && r.APIVersion == flowsV1 && dst.URI == "" {
+		// A Sequence or Parallel of this configuration: into its first broker, in process.
+		ns := r.Namespace
+		if ns == "" {
+			ns = namespace
+		}
+		if l.hasFlow(r.Kind, ns, r.Name) {
+			return Sink{Broker: &router.BrokerRef{Namespace: ns, Name: flowEntry(r.Kind, r.Name)}}
+		}
 	}
 	u := l.resolveDestination(d, "spec.sink", dst, namespace, s)
 	if _, err := url.Parse(u); err != nil {
