@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds a real etcd and kube-apiserver from the Go module proxy into the tool cache, for the
-# controller-mode tests (envtest points KUBEBUILDER_ASSETS at the folder this prints).
+# Builds a real etcd, kube-apiserver and kubectl from the Go module proxy into the tool cache, for
+# the controller-mode tests (envtest points KUBEBUILDER_ASSETS at the folder this prints; the
+# migration guide's kubectl commands run with the kubectl there).
 #
 #   test/infra/kube-tools.sh          build what is missing, print the assets folder
 #
@@ -46,10 +47,13 @@ build_apiserver() {
 	cat >"$src/tools.go" <<'EOF'
 //go:build tools
 
-// Package tools pins k8s.io/kubernetes so this wrapper can build kube-apiserver.
+// Package tools pins k8s.io/kubernetes so this wrapper can build kube-apiserver and kubectl.
 package tools
 
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
 EOF
 	{
 		echo "module kubeapiserverwrapper"
@@ -77,6 +81,20 @@ EOF
 	mv "$ASSETS/kube-apiserver.tmp" "$ASSETS/kube-apiserver"
 }
 
+# kubectl comes from the same wrapper module as kube-apiserver (same replaces, same version).
+build_kubectl() {
+	local src=$ASSETS/src/kube-apiserver minor=${KUBE_VERSION#v1.}
+	[ -f "$src/go.mod" ] && grep -q 'cmd/kubectl' "$src/tools.go" || build_apiserver
+	(
+		cd "$src"
+		local pkg=k8s.io/component-base/version
+		CGO_ENABLED=0 "$GO" build -trimpath -o "$ASSETS/kubectl.tmp" \
+			-ldflags "-s -w -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean" \
+			k8s.io/kubernetes/cmd/kubectl
+	)
+	mv "$ASSETS/kubectl.tmp" "$ASSETS/kubectl"
+}
+
 mkdir -p "$ASSETS"
 if [ ! -x "$ASSETS/etcd" ]; then
 	log "building etcd $ETCD_VERSION (about 1 minute, once)"
@@ -85,5 +103,9 @@ fi
 if [ ! -x "$ASSETS/kube-apiserver" ]; then
 	log "building kube-apiserver $KUBE_VERSION (about 4 minutes, once)"
 	build_apiserver
+fi
+if [ ! -x "$ASSETS/kubectl" ]; then
+	log "building kubectl $KUBE_VERSION (about 2 minutes, once)"
+	build_kubectl
 fi
 echo "$ASSETS"
