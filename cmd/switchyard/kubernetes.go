@@ -27,7 +27,7 @@ type kubeFlags struct {
 	kubeconfig, class, ingressURL            string
 	leaseNamespace, leaseName, leaseIdentity string
 	leaseDuration, crdRecheck                time.Duration
-	pingSources                              bool
+	pingSources, flows                       bool
 }
 
 func (k *kubeFlags) register(fs *flag.FlagSet) {
@@ -40,6 +40,7 @@ func (k *kubeFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&k.leaseIdentity, "lease-identity", "", "this replica's name in the Lease; default: the host name and a random suffix (env SWITCHYARD_LEASE_IDENTITY)")
 	fs.DurationVar(&k.leaseDuration, "lease-duration", 15*time.Second, "how long a silent status writer keeps the Lease (env SWITCHYARD_LEASE_DURATION)")
 	fs.DurationVar(&k.crdRecheck, "crd-recheck-interval", 30*time.Second, "how often to look again for a source's CRD (KafkaSource, PingSource) when the cluster did not serve it at start (env SWITCHYARD_CRD_RECHECK_INTERVAL)")
+	fs.BoolVar(&k.flows, "run-flows", false, "with --kubernetes, run the cluster's Sequences and Parallels and write their status; leave off where Knative Eventing runs them (docs/flows.md) (env SWITCHYARD_RUN_FLOWS)")
 	fs.BoolVar(&k.pingSources, "run-ping-sources", false, "with --kubernetes, run the PingSources that sink into our Brokers; leave off where Knative Eventing runs them (docs/pingsource.md) (env SWITCHYARD_RUN_PING_SOURCES)")
 }
 
@@ -99,6 +100,7 @@ func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
 		Lease:       f.kube.lease(),
 		CRDRecheck:  f.kube.crdRecheck,
 		PingSources: f.kube.pingSources,
+		Flows:       f.kube.flows,
 		Logger:      logger,
 	})
 	if err != nil {

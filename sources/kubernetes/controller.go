@@ -57,6 +57,9 @@ type Options struct {
 	// Knative Eventing runs (its adapter sends their ticks already, to our Brokers' addresses);
 	// on where Switchyard replaces it.
 	PingSources bool
+	// Flows makes this router run every Sequence and Parallel of the cluster (docs/flows.md),
+	// where Switchyard replaces Knative Eventing (whose Channels run them otherwise).
+	Flows bool
 }
 
 // Controller watches the cluster and keeps the router's configuration and the resources' status
@@ -119,6 +122,9 @@ func New(opts Options) (*Controller, error) {
 	c.sources = [][]schema.GroupVersionResource{kafkaSourceVersions}
 	if opts.PingSources {
 		c.sources = append(c.sources, pingSourceVersions)
+	}
+	if opts.Flows {
+		c.sources = append(c.sources, sequenceVersions, parallelVersions)
 	}
 	c.addrs = &addresses{
 		factory:       c.factory,
@@ -429,6 +435,10 @@ func (c *Controller) ours() ([]*resource, error) {
 			return nil, err
 		}
 		for _, src := range sources {
+			if isFlow(gvr) {
+				rs = append(rs, newResource(src, gvr))
+				continue
+			}
 			claim(src, gvr, sinkBroker(src))
 		}
 	}
@@ -447,6 +457,9 @@ func (c *Controller) writeStatus(ctx context.Context) {
 			next = &st
 		case triggersGVR:
 			st := c.triggerStatus(r, c.last)
+			next = &st
+		case sequenceVersions[0], parallelVersions[0]:
+			st := c.flowStatus(r)
 			next = &st
 		default:
 			st := c.sourceStatus(r)

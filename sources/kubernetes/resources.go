@@ -29,7 +29,13 @@ var (
 		{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"},
 		{Group: "sources.knative.dev", Version: "v1beta2", Resource: "pingsources"},
 	}
+	// Sequences and Parallels belong to no Broker: with Options.Flows every one is ours.
+	sequenceVersions = []schema.GroupVersionResource{{Group: "flows.knative.dev", Version: "v1", Resource: "sequences"}}
+	parallelVersions = []schema.GroupVersionResource{{Group: "flows.knative.dev", Version: "v1", Resource: "parallels"}}
 )
+
+// isFlow reports whether gvr is a Sequence or a Parallel.
+func isFlow(gvr schema.GroupVersionResource) bool { return gvr.Group == "flows.knative.dev" }
 
 // AnnotationBrokerClass chooses a Broker's implementation; ours is Options.Class.
 const AnnotationBrokerClass = "eventing.knative.dev/broker.class"

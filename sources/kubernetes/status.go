@@ -50,6 +50,14 @@ type sourceStatus struct {
 	SinkURI            string            `json:"sinkUri,omitempty"`
 }
 
+// flowStatus is a Sequence's or Parallel's: where it takes events, and whether it runs.
+type flowStatus struct {
+	ObservedGeneration int64             `json:"observedGeneration,omitempty"`
+	Annotations        map[string]string `json:"annotations,omitempty"`
+	Conditions         []condition       `json:"conditions"`
+	Address            *addressable      `json:"address,omitempty"`
+}
+
 func ok(typ string) condition { return condition{Type: typ, Status: "True"} }
 
 func failed(typ, reason, msg string) condition {
@@ -182,6 +190,20 @@ func (c *Controller) sourceStatus(r *resource) sourceStatus {
 		st.SinkURI = c.ingressURL + "/" + r.broker
 	}
 	st.Conditions = readyWith([]condition{sink}, nil)
+	return st
+}
+
+func (c *Controller) flowStatus(r *resource) flowStatus {
+	st := flowStatus{ObservedGeneration: r.obj.GetGeneration(), Annotations: map[string]string{StatusWriterAnnotation: c.opts.Class}}
+	reachable := conditionFor("Addressable", r.problems)
+	if reachable.Status == "True" {
+		entry := config.SequenceBroker(r.obj.GetName(), 0)
+		if r.obj.GetKind() == "Parallel" {
+			entry = config.ParallelBroker(r.obj.GetName())
+		}
+		st.Address = &addressable{URL: c.ingressURL + "/" + r.obj.GetNamespace() + "/" + entry}
+	}
+	st.Conditions = readyWith([]condition{reachable}, nil)
 	return st
 }
 

@@ -34,6 +34,7 @@ var (
 	gvrTrigger   = schema.GroupVersionResource{Group: "eventing.knative.dev", Version: "v1", Resource: "triggers"}
 	gvrSource    = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1beta1", Resource: "kafkasources"}
 	gvrSourceV1  = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "kafkasources"}
+	gvrSequence  = schema.GroupVersionResource{Group: "flows.knative.dev", Version: "v1", Resource: "sequences"}
 	gvrPing      = schema.GroupVersionResource{Group: "sources.knative.dev", Version: "v1", Resource: "pingsources"}
 	gvrService   = schema.GroupVersionResource{Version: "v1", Resource: "services"}
 	gvrNamespace = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
@@ -245,6 +246,7 @@ func TestKubernetes(t *testing.T) {
 	t.Run("FilesAndClusterTogether", c.testFilesAndCluster)
 	t.Run("KafkaSourceStatus", c.testKafkaSourceStatus)
 	t.Run("PingSourceByTheLeaseHolder", c.testPingSource)
+	t.Run("SequenceInTheCluster", c.testSequence)
 	t.Run("TwoReplicasOneWriter", c.testTwoReplicas)
 }
 
@@ -616,6 +618,46 @@ spec:
 		}
 		seen[req.Event.ID()] = true
 	}
+}
+
+// testSequence: with --run-flows, a Sequence in the cluster gets Ready and its address, and an
+// event posted there goes through its steps to its reply.
+func (c *cluster) testSequence(t *testing.T) {
+	ns := c.namespace(t, "flows")
+	step := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		replyWith(w, req, func(m string) string { return m + " - stepped" })
+	})
+	display := newSubscriber(t, nil)
+	c.apply(t, gvrSequence, fmt.Sprintf(`apiVersion: flows.knative.dev/v1
+kind: Sequence
+metadata: {name: sequence, namespace: %s}
+spec:
+  channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}
+  steps:
+    - uri: %s
+  reply:
+    uri: %s
+`, ns, step.URL, display.URL))
+	r := c.startRouter(t, "flows", "--run-flows")
+	seq := c.waitReady(t, gvrSequence, ns, "sequence")
+	url, _, _ := unstructured.NestedString(seq.Object, "status", "address", "url")
+	if url != r.Ingress+"/flows/sequence-kn-sequence-0" {
+		t.Fatalf("Sequence status.address.url = %q", url)
+	}
+	code, _, body := r.send(t, strings.TrimPrefix(url, r.Ingress), ceRequest{Headers: map[string]string{
+		"Ce-Specversion": "1.0", "Ce-Id": "k8s", "Ce-Type": "t", "Ce-Source": "/s", "Content-Type": "application/json"}, Body: `{"message":"in"}`})
+	if code != http.StatusAccepted {
+		t.Fatalf("POST to the Sequence's address: %d %s", code, body)
+	}
+	if got := display.waitFor(t, 1, 5*time.Second); message(t, got[0]) != "in - stepped" {
+		t.Errorf("the reply: %q", got[0].Body)
+	}
+	// A Sequence with a mistake is told so in its status, and does not hold up the others.
+	c.apply(t, gvrSequence, fmt.Sprintf("apiVersion: flows.knative.dev/v1\nkind: Sequence\nmetadata: {name: empty, namespace: %s}\nspec:\n  steps: []\n", ns))
+	if msg := c.waitNotReady(t, gvrSequence, ns, "empty", "InvalidSpec"); !strings.Contains(msg, "spec.steps: a Sequence needs at least one step") {
+		t.Errorf("Ready message: %q", msg)
+	}
+	c.waitReady(t, gvrSequence, ns, "sequence")
 }
 
 func (c *cluster) testTwoReplicas(t *testing.T) {
