@@ -114,10 +114,14 @@ func (m *Manager) Apply(sources []*config.PingSource) {
 		want[s.Namespace+"/"+s.Name] = s
 	}
 	for key, r := range m.running {
-		if w, ok := want[key]; !ok || !reflect.DeepEqual(w, r.cfg) {
+		w, ok := want[key]
+		if !ok || !reflect.DeepEqual(w, r.cfg) {
 			r.cancel()
 			<-r.done
 			delete(m.running, key)
+		}
+		if !ok && m.o.Metrics != nil {
+			m.o.Metrics.PingTicks.DeletePartialMatch(map[string]string{"namespace_name": r.cfg.Namespace, "source_name": r.cfg.Name})
 		}
 	}
 	for key, s := range want {
@@ -128,6 +132,12 @@ func (m *Manager) Apply(sources []*config.PingSource) {
 		r := &running{cfg: s, cancel: cancel, done: make(chan struct{})}
 		m.running[key] = r
 		src := &source{cfg: s, key: key, m: m, logger: m.o.Logger.With(zap.String("source", key))}
+		if m.o.Metrics != nil {
+			// Exported at 0 from the start, so that alerts on increase() see the first failure.
+			for _, result := range []string{"sent", "failed", "missed"} {
+				m.o.Metrics.PingTicks.WithLabelValues(s.Namespace, s.Name, result)
+			}
+		}
 		go func() { defer close(r.done); src.run(ctx) }()
 	}
 }

@@ -190,6 +190,9 @@ func TestTicksOnScheduleAsKnativeSendsThem(t *testing.T) {
 	m.Apply([]*config.PingSource{pingSource(t, "*/5 * * * *")})
 	r.clock.waitSleepers(t, 1)
 	r.received(t, 0) // no tick at start: 10:00 was due before this process ran, and it knows nothing of it
+	if n := testutil.CollectAndCount(r.metrics.PingTicks); n != 3 {
+		t.Errorf("%d tick series at start, want sent, failed and missed at 0", n)
+	}
 
 	var ids []string
 	for _, at := range []time.Time{start.Add(3 * time.Minute), start.Add(8 * time.Minute)} {
@@ -210,6 +213,10 @@ func TestTicksOnScheduleAsKnativeSendsThem(t *testing.T) {
 	}
 	if r.ticks("sent") != 2 {
 		t.Errorf("sent ticks counted: %v", r.ticks("sent"))
+	}
+	m.Apply(nil) // removed: its series go with it
+	if n := testutil.CollectAndCount(r.metrics.PingTicks); n != 0 {
+		t.Errorf("%d tick series left after the source was removed", n)
 	}
 	// Every tick has an outcome under pingsource:NAME.
 	got, _, err := r.results.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "shop", Name: "pingsource:every-five"}, Limit: 10})
