@@ -15,6 +15,14 @@ func components() []config.Component {
 	}
 }
 
+// kinds lists every component that serves a kind of document of its own (see
+// config.KindComponent).
+func kinds() []config.KindComponent {
+	return []config.KindComponent{
+		cassandra.SinkKind{}, // CassandraSink: events as rows of a table (docs/cassandra-sink.md)
+	}
+}
+
 // kafkaSpec is the Kafka cluster's settings, nil when there is none.
 func kafkaSpec(cfg *config.Config) *kafka.Spec {
 	s, _ := cfg.Components[kafka.Component{}.Path()].(*kafka.Spec)

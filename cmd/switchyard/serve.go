@@ -29,6 +29,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 	"github.com/switchyard-events/switchyard/router/tlsfiles"
+	"github.com/switchyard-events/switchyard/sinks/cassandra"
 	"github.com/switchyard-events/switchyard/sinks/kafka"
 	kafkasource "github.com/switchyard-events/switchyard/sources/kafka"
 	"github.com/switchyard-events/switchyard/sources/kubernetes"
@@ -211,6 +212,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	}
 	pingSources := ping.NewManager(pingOpts)
 	pingSources.Apply(cfg.PingSources)
+	tableSinks := cassandra.NewSinks(logger, maxBody.Load, m.Registry)
+	tableSinks.Apply(cfg.Objects[cassandra.SinkKind{}.Kind()], cassandraSpec(cfg))
+	defer tableSinks.Close() // after the drain: triggers deliver to sinks through the ingress
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
@@ -225,6 +229,10 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if webhook.Owns(r.URL.Path) {
 			hooks.ServeHTTP(w, r)
+			return
+		}
+		if cassandra.Owns(r.URL.Path) {
+			tableSinks.ServeHTTP(w, r)
 			return
 		}
 		in.ServeHTTP(w, r)
@@ -264,6 +272,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		hooks.Apply(next.Webhooks)
 		kafkaSources.Apply(next.KafkaSources)
 		pingSources.Apply(next.PingSources)
+		tableSinks.Apply(next.Objects[cassandra.SinkKind{}.Kind()], cassandraSpec(next))
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
 		deliverer.SetDestinationTLS(destinationTLS(next.DestinationTLS, f.secretsDir))

@@ -68,6 +68,7 @@ func (f *settingsFlags) load(src config.Sources) (*config.Config, error) {
 	}
 	src.Overrides = f.overrides()
 	src.Components = components()
+	src.Kinds = kinds()
 	cfg, err := config.LoadSources(src)
 	if err != nil {
 		return nil, err

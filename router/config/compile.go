@@ -51,6 +51,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 	l.destTLS = map[string]*destTLSDoc{}
 	defaults := l.compileSettings(&cfg.Settings)
 	cfg.Components = l.compileComponents()
+	l.compileObjects(cfg)
 	if len(l.settings) > 0 {
 		cfg.Auth = l.compileAuth(l.settings[0].d, l.settings[0].m.Spec.Ingress.Auth)
 	}
@@ -555,6 +556,10 @@ func (l *loader) resolveDestinationURL(d *doc, path string, dst *destination, na
 				return ""
 			}
 			base = selfIngressURL(s, ns, r.Name)
+		case l.kindRef(r, ns) != nil:
+			// An object a component serves on this router's ingress (a CassandraSink).
+			base = selfIngressURL(s, "", "")
+			base.Path = l.kindRef(r, ns).Path(ns, r.Name)
 		case r.APIVersion == flowsV1 && flowEntry(r.Kind, r.Name) != "":
 			// A Sequence or Parallel of this configuration: its address is its first broker's.
 			if !l.hasFlow(r.Kind, ns, r.Name) {

@@ -138,3 +138,107 @@ func (l *loader) compileComponents() map[string]any {
 	}
 	return out
 }
+
+// KindComponent is a component that serves a kind of document of its own (sinks/cassandra's
+// CassandraSink): the loader decodes each such document's spec strictly into the component's spec
+// type, has the component check it, and resolves refs to it (a Trigger's subscriber, a dead-letter
+// sink, a source's sink, a flow's step) to the path the component serves it at on this router's
+// ingress. cmd/switchyard lists them beside the Components.
+type KindComponent interface {
+	APIVersion() string
+	Kind() string
+	// NewSpec returns a pointer to a new spec with the kind's defaults.
+	NewSpec() any
+	// Validate reports every problem of one object's spec (fields relative to spec); components
+	// are the loaded SwitchyardConfig blocks by path (a CassandraSink connects to the result
+	// store's cluster unless it names its own).
+	Validate(spec any, components map[string]any, r Reporter)
+	// Path is where the ingress takes events for object namespace/name, e.g.
+	// "/sinks/cassandra/ns/name".
+	Path(namespace, name string) string
+}
+
+// Object is a validated document of a KindComponent's kind.
+type Object struct {
+	Namespace, Name string
+	// Spec is the pointer NewSpec made, decoded and checked.
+	Spec any
+	File string
+	Line int
+}
+
+// objectManifest is a KindComponent's document: Kubernetes' envelope around the component's spec.
+type objectManifest struct {
+	typeMeta `yaml:",inline"`
+	Metadata objectMeta `yaml:"metadata"`
+	Spec     yaml.Node  `yaml:"spec"`
+	Status   yaml.Node  `yaml:"status"`
+}
+
+type objectDoc struct {
+	d    *doc
+	m    objectManifest
+	kind KindComponent
+}
+
+// kindFor is the registered KindComponent of tm, or nil.
+func (l *loader) kindFor(tm typeMeta) KindComponent {
+	for _, k := range l.kinds {
+		if k.APIVersion() == tm.APIVersion && k.Kind() == tm.Kind {
+			return k
+		}
+	}
+	return nil
+}
+
+// kindRef is the registered KindComponent a ref names when the configuration defines the object,
+// else nil.
+func (l *loader) kindRef(r *kReference, ns string) KindComponent {
+	for i := range l.objects {
+		o := &l.objects[i]
+		if o.kind.APIVersion() == r.APIVersion && o.kind.Kind() == r.Kind && o.m.Metadata.Name == r.Name && orDefault(o.m.Metadata.Namespace) == ns {
+			return o.kind
+		}
+	}
+	return nil
+}
+
+// compileObjects decodes and validates every KindComponent document into cfg.Objects, by kind.
+func (l *loader) compileObjects(cfg *Config) {
+	seen := map[string]bool{}
+	for i := range l.objects {
+		od := &l.objects[i]
+		ref, ok := l.objectRef(od.d, &od.m.Metadata)
+		if !ok {
+			continue
+		}
+		kind := od.kind.Kind()
+		if key := kind + " " + ref.String(); seen[key] {
+			l.errAt(od.d, "metadata.name", "%s %s is defined twice", kind, ref)
+			continue
+		} else {
+			seen[key] = true
+		}
+		spec := od.kind.NewSpec()
+		before := len(l.errs)
+		node := &od.m.Spec
+		if node.Kind == 0 {
+			l.errAt(od.d, "spec", "must be set")
+			continue
+		}
+		unknownFields(node, reflect.TypeOf(spec), "spec", func(n *yaml.Node, p, msg string) {
+			l.errs = append(l.errs, &Error{File: od.d.file, Line: n.Line, Path: p, Msg: msg})
+		})
+		if err := node.Decode(spec); err != nil {
+			l.errAt(od.d, "spec", "%v", err)
+		}
+		if len(l.errs) > before {
+			continue
+		}
+		od.kind.Validate(spec, cfg.Components, &blockReporter{l: l, d: od.d, node: node, path: "spec"})
+		if cfg.Objects == nil {
+			cfg.Objects = map[string][]*Object{}
+		}
+		cfg.Objects[kind] = append(cfg.Objects[kind], &Object{Namespace: ref.Namespace, Name: ref.Name, Spec: spec, File: od.d.file, Line: od.d.line("")})
+	}
+}

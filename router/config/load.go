@@ -78,6 +78,9 @@ type Sources struct {
 	// Components are the parts of Switchyard with settings blocks of their own in
 	// SwitchyardConfig (see Component); the loaded specs are Config.Components.
 	Components []Component
+	// Kinds are the components serving kinds of documents of their own (see KindComponent); the
+	// loaded objects are Config.Objects.
+	Kinds []KindComponent
 	// Overrides are settings from the command line and environment: they win over the files'
 	// SwitchyardConfig and are applied before anything is checked, so that they can satisfy a
 	// check (a Kafka-class broker needs a cluster: --kafka-bootstrap-servers gives it one).
@@ -102,6 +105,7 @@ func LoadSources(src Sources) (*Config, error) {
 	l.resolveRef = src.ResolveRef
 	l.overrides = src.Overrides
 	l.components = src.Components
+	l.kinds = src.Kinds
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -150,6 +154,8 @@ type loader struct {
 	// components are the registered components; blocks their blocks taken from the
 	// SwitchyardConfig document.
 	components []Component
+	kinds      []KindComponent
+	objects    []objectDoc
 	blocks     map[string]*componentBlock
 	// destTLS collects destinations' TLS by URL while compiling.
 	destTLS map[string]*destTLSDoc
@@ -268,6 +274,9 @@ func (l *loader) parseDoc(d *doc) {
 		decodeDoc(l, d, &l.parallels, func(p *parallelDoc) any { p.d = d; return &p.m })
 	case tm.APIVersion == knativeSourcesV1alpha1 && tm.Kind == "GitHubSource":
 		decodeDoc(l, d, &l.github, func(g *gitHubDoc) any { g.d = d; return &g.m })
+	case l.kindFor(tm) != nil:
+		k := l.kindFor(tm)
+		decodeDoc(l, d, &l.objects, func(o *objectDoc) any { o.d, o.kind = d, k; return &o.m })
 	default:
 		l.sortOut(d, top, tm)
 	}

@@ -32,6 +32,8 @@ type Config struct {
 	// Skipped are the documents Switchyard does not serve and leaves to Knative or Kubernetes
 	// (see kinds.go): listed by validate, logged by serve.
 	Skipped []Skipped
+	// Objects are the documents of the registered KindComponents, by kind (CassandraSink).
+	Objects map[string][]*Object
 	// Components are the registered components' settings (Sources.Components), by path:
 	// a pointer to the spec the component's NewSpec made, or absent when not configured.
 	Components map[string]any
