@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -15,14 +16,22 @@ import (
 	"github.com/switchyard-events/switchyard/router/broker"
 )
 
-// runEvents is `switchyard events get ID`: where did the event go, asked of a running router.
+const eventsUsage = `usage: switchyard events get ID [--admin-url URL]
+       switchyard events explain --broker NS/NAME --type T --source S [--subject S] [--ext k=v]... [--data JSON|@FILE|@-] [-o table|json]`
+
+// runEvents is `switchyard events get ID` (where did the event go) and `switchyard events
+// explain` (which triggers of a broker an event like this one matches, and why not), asked of a
+// running router.
 func runEvents(args []string, stdout, stderr io.Writer) int {
 	if helpAsked(args[:min(1, len(args))]) {
-		fmt.Fprintln(stdout, "usage: switchyard events get ID [--admin-url http://127.0.0.1:9090]")
+		fmt.Fprintln(stdout, eventsUsage)
 		return 0
 	}
+	if len(args) >= 1 && args[0] == "explain" {
+		return runExplain(args[1:], os.Stdin, stdout, stderr)
+	}
 	if len(args) < 2 || args[0] != "get" {
-		fmt.Fprintln(stderr, "usage: switchyard events get ID [--admin-url http://127.0.0.1:9090]")
+		fmt.Fprintln(stderr, eventsUsage)
 		return 2
 	}
 	id := args[1]
@@ -34,6 +43,74 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		return exitCode(err)
 	}
 	return cred.call(stdout, stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
+}
+
+// runExplain is `switchyard events explain`: the event described by the flags, as send would
+// build it, judged by every trigger of --broker without being delivered.
+func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := newFlagSet("events explain", stdout, stderr)
+	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	brokerRef := fs.String("broker", "", "NAMESPACE/NAME of the broker whose triggers judge the event (required)")
+	typ := fs.String("type", "", "event type (required)")
+	source := fs.String("source", "", "event source (required)")
+	subject := fs.String("subject", "", "event subject")
+	data := fs.String("data", "", "event data: the text, @FILE or @- (CESQL filters may read it)")
+	output := fs.String("o", "table", "table or json")
+	var exts repeated
+	fs.Var(&exts, "ext", "extension attribute name=value (repeatable)")
+	var cred adminCredentials
+	cred.register(fs.FlagSet)
+	if _, err := parseWithEnv(fs, args); err != nil {
+		return exitCode(err)
+	}
+	ns, name, ok := strings.Cut(*brokerRef, "/")
+	switch {
+	case !ok || ns == "" || name == "":
+		fmt.Fprintln(stderr, "events explain: --broker NAMESPACE/NAME is required")
+		return 2
+	case *typ == "" || *source == "":
+		fmt.Fprintln(stderr, "events explain: --type and --source are required (the attributes every event has)")
+		return 2
+	case *output != "table" && *output != "json":
+		fmt.Fprintf(stderr, "events explain: -o %q: want table or json\n", *output)
+		return 2
+	}
+	body, err := sendData(*data, stdin)
+	if err != nil {
+		fmt.Fprintln(stderr, "events explain:", err)
+		return 2
+	}
+	e, err := buildEvent("", *typ, *source, *subject, body, exts)
+	if err != nil {
+		fmt.Fprintln(stderr, "events explain:", err)
+		return 2
+	}
+	structured, _ := json.Marshal(e)
+	u := fmt.Sprintf("%s/v1/brokers/%s/%s/explain", strings.TrimRight(*admin, "/"), url.PathEscape(ns), url.PathEscape(name))
+	answer, code := cred.fetchWith(stderr, http.MethodPost, u, "application/cloudevents+json", structured)
+	if code != 0 {
+		return code
+	}
+	if *output == "json" {
+		_, _ = stdout.Write(answer)
+		return 0
+	}
+	var res struct {
+		Matched  int
+		Triggers []broker.Verdict
+	}
+	if err := json.Unmarshal(answer, &res); err != nil {
+		fmt.Fprintln(stderr, "events explain: the admin API answered something else than verdicts:", err)
+		return 1
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, "TRIGGER\tMATCHES\tWHY NOT")
+	for _, v := range res.Triggers {
+		fmt.Fprintf(tw, "%s\t%v\t%s\n", v.Trigger, v.Matches, v.Why)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(stdout, "%d of %d triggers of %s match\n", res.Matched, len(res.Triggers), *brokerRef)
+	return 0
 }
 
 // runRedrive is `switchyard redrive --trigger NS/NAME [--since T] [--event ID]`.
@@ -90,7 +167,19 @@ func (c *adminCredentials) call(stdout, stderr io.Writer, method, u string) int 
 // fetch sends one admin API request and returns the body of a 200, or the exit code of a failure
 // (said on stderr).
 func (c *adminCredentials) fetch(stderr io.Writer, method, u string) ([]byte, int) {
-	req, err := http.NewRequest(method, u, nil)
+	return c.fetchWith(stderr, method, u, "", nil)
+}
+
+// fetchWith is fetch with a request body of contentType.
+func (c *adminCredentials) fetchWith(stderr io.Writer, method, u, contentType string, payload []byte) ([]byte, int) {
+	var rd io.Reader
+	if payload != nil {
+		rd = bytes.NewReader(payload)
+	}
+	req, err := http.NewRequest(method, u, rd)
+	if contentType != "" && err == nil {
+		req.Header.Set("Content-Type", contentType)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return nil, 2

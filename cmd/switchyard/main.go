@@ -5,6 +5,7 @@
 //	switchyard send URL --type T ...     send one CloudEvent and print the answer
 //	switchyard function --addr ADDR      a tiny demo subscriber that prints what it receives
 //	switchyard events get ID             every trigger's outcome for an event (asks a running router)
+//	switchyard events explain --broker NS/NAME --type T --source S   which triggers match an event, and why not
 //	switchyard triggers [-o json]        every trigger with its counters (asks a running router)
 //	switchyard redrive --trigger NS/NAME re-queue a trigger's failed events (asks a running router)
 //	switchyard migrate --config PATH     create the Cassandra keyspace and tables
@@ -77,7 +78,7 @@ commands:
   validate   check a configuration:           switchyard validate --config PATH
   send       send a CloudEvent:               switchyard send http://localhost:8080/default/default --type T --source S
   function   run a demo subscriber function:  switchyard function --addr 127.0.0.1:8081
-  events     where did an event go:           switchyard events get ID
+  events     where it went, or why not:       switchyard events get ID | events explain --broker NS/NAME --type T --source S
   triggers   every trigger and its counters:  switchyard triggers [-o json]
   redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME [--since T] [--event ID]
   migrate    create the Cassandra schema:     switchyard migrate --config PATH [--cassandra-hosts H]

@@ -10,6 +10,8 @@
 //	GET /v1/triggers                          every trigger with its counters
 //	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
 //	POST /v1/triggers/{ns}/{name}/redrive     re-queue failed events to the trigger (?event=ID or ?since=RFC3339)
+//	POST /v1/brokers/{ns}/{name}/explain      the posted event against every trigger of the broker:
+//	                                          matches or not, and which filter clause refuses it
 //
 // With Auth set, /v1/ and /debug/pprof/ need a bearer token or JWT: a reader's for GET, an
 // operator's for POST (an operator may read too). The probes and /metrics stay open. Cross-origin
@@ -21,16 +23,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/broker"
+	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
@@ -39,6 +45,7 @@ import (
 type Routes interface {
 	Triggers() []broker.TriggerStatus
 	Redrive(ctx context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error)
+	Explain(ref router.BrokerRef, e *event.Event) ([]broker.Verdict, error)
 }
 
 // Server is the admin HTTP handler.
@@ -93,6 +100,7 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
 	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
+	s.mux.HandleFunc("POST /v1/brokers/{ns}/{name}/explain", s.explain)
 	// A browser on another origin must not make an operator's browser redrive: Go's check of
 	// Sec-Fetch-Site and Origin refuses cross-origin requests that are not GET, HEAD or OPTIONS.
 	csrf := http.NewCrossOriginProtection()
@@ -107,7 +115,8 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		s.mux.ServeHTTP(w, r)
 		return
 	}
-	reading := r.Method == http.MethodGet || r.Method == http.MethodHead
+	// Explain is a POST (it takes an event) that changes nothing: readers may call it.
+	reading := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/explain")
 	op := verifyRole(a.Operators, r.Header)
 	if op.Status == 0 {
 		s.mux.ServeHTTP(w, r)
@@ -297,6 +306,46 @@ func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
 		Trigger  string `json:"trigger"`
 		Redriven int    `json:"redriven"`
 	}{ref.String(), n})
+}
+
+// maxExplainBytes bounds an explained event: it is held only for the call.
+const maxExplainBytes = 4 << 20
+
+func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
+	ref := router.BrokerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExplainBytes))
+	if err != nil {
+		http.Error(w, fmt.Sprintf("reading the event: %v (at most %d bytes)", err, maxExplainBytes), http.StatusRequestEntityTooLarge)
+		return
+	}
+	events, err := cehttp.Decode(r.Header, body)
+	if err != nil {
+		http.Error(w, "explain takes one CloudEvent, in binary or structured mode: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	if len(events) != 1 {
+		http.Error(w, fmt.Sprintf("explain takes one CloudEvent, got a batch of %d", len(events)), http.StatusBadRequest)
+		return
+	}
+	verdicts, err := s.routes.Explain(ref, events[0])
+	if errors.Is(err, router.ErrBrokerNotFound) {
+		http.Error(w, err.Error(), http.StatusNotFound)
+		return
+	}
+	matched := 0
+	for _, v := range verdicts {
+		if v.Matches {
+			matched++
+		}
+	}
+	writeJSON(w, struct {
+		Broker   string           `json:"broker"`
+		EventID  string           `json:"eventId"`
+		Type     string           `json:"type"`
+		Source   string           `json:"source"`
+		Matched  int              `json:"matched"`
+		Triggers []broker.Verdict `json:"triggers"`
+	}{ref.String(), events[0].ID(), events[0].Type(), events[0].Source(), matched, verdicts})
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/broker"
+	"github.com/switchyard-events/switchyard/router/filter"
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
 )
@@ -19,6 +22,15 @@ import (
 type fixedTriggers []broker.TriggerStatus
 
 func (f fixedTriggers) Triggers() []broker.TriggerStatus { return f }
+
+// Explain judges every event by one trigger, "t", passing type a.
+func (f fixedTriggers) Explain(ref router.BrokerRef, e *event.Event) ([]broker.Verdict, error) {
+	if ref.Name != "default" {
+		return nil, router.ErrBrokerNotFound
+	}
+	ok, why := filter.Explain(filter.Exact(map[string]string{"type": "a"}), e)
+	return []broker.Verdict{{Trigger: "t", Matches: ok, Why: why}}, nil
+}
 
 func (f fixedTriggers) Redrive(_ context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error) {
 	if ref.Name != "t" {
@@ -112,5 +124,32 @@ func TestProfilingIsOptIn(t *testing.T) {
 	}
 	if code, _ := get("/debug/pprof/"); code != http.StatusOK {
 		t.Errorf("profile index: %d", code)
+	}
+}
+
+func TestExplain(t *testing.T) {
+	s := New(memstore.New(10), fixedTriggers{}, metrics.New())
+	post := func(path, typ string) (int, string) {
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(`{}`))
+		for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": "1", "Ce-Source": "/s", "Ce-Type": typ, "Content-Type": "application/json"} {
+			req.Header.Set(k, v)
+		}
+		rec := httptest.NewRecorder()
+		s.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post("/v1/brokers/ns/default/explain", "b"); code != 200 || !strings.Contains(body, `"matched": 0`) || !strings.Contains(body, `exact: type is \"b\", not \"a\"`) {
+		t.Errorf("explain: %d %s", code, body)
+	}
+	if code, body := post("/v1/brokers/ns/default/explain", "a"); code != 200 || !strings.Contains(body, `"matched": 1`) {
+		t.Errorf("explain of a matching event: %d %s", code, body)
+	}
+	if code, _ := post("/v1/brokers/ns/nope/explain", "a"); code != http.StatusNotFound {
+		t.Errorf("unknown broker: %d", code)
+	}
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v1/brokers/ns/default/explain", strings.NewReader("not an event")))
+	if rec.Code != http.StatusBadRequest {
+		t.Errorf("not an event: %d", rec.Code)
 	}
 }

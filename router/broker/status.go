@@ -1,8 +1,13 @@
 package broker
 
 import (
+	"fmt"
 	"sort"
 
+	"github.com/cloudevents/sdk-go/v2/event"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/filter"
 	"github.com/switchyard-events/switchyard/router/metrics"
 )
 
@@ -64,4 +69,29 @@ func (r *Router) Triggers() []TriggerStatus {
 		return out[i].Name < out[j].Name
 	})
 	return out
+}
+
+// Verdict is what one trigger of a broker makes of an event: whether its filter passes it, and
+// if not, the clause that refuses it.
+type Verdict struct {
+	Trigger string `json:"trigger"`
+	Matches bool   `json:"matches"`
+	Why     string `json:"why,omitempty"`
+}
+
+// Explain runs e through every trigger of broker ref, without delivering anything: the admin
+// API's "why wasn't it delivered" (and a filter playground). ErrBrokerNotFound for an unknown
+// broker.
+func (r *Router) Explain(ref router.BrokerRef, e *event.Event) ([]Verdict, error) {
+	b := (*r.brokers.Load())[ref]
+	if b == nil {
+		return nil, fmt.Errorf("%w: %s", router.ErrBrokerNotFound, ref)
+	}
+	var out []Verdict
+	for _, t := range b.routes.Load().triggers {
+		ok, why := filter.Explain(t.cfg.Filter, e)
+		out = append(out, Verdict{Trigger: t.cfg.Ref.Name, Matches: ok, Why: why})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Trigger < out[j].Trigger })
+	return out, nil
 }

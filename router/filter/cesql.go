@@ -17,6 +17,7 @@ import (
 type cesqlFilter struct {
 	expr cesql.Expression
 	reqs []requirement // what its events must meet, read from the text, for the Index
+	text string        // the expression as written, for Explain
 }
 
 // CESQL compiles a CloudEvents SQL expression. It is rejected unless it yields a boolean: Knative
@@ -51,7 +52,7 @@ func CESQL(expression string) (Filter, error) {
 		}
 		return nil, fmt.Errorf("CESQL expression %q yields a %s, not a boolean", expression, cesqlTypeName(v))
 	}
-	f := cesqlFilter{expr: expr}
+	f := cesqlFilter{expr: expr, text: expression}
 	f.reqs = cesqlRequirements(expression)
 	return f, nil
 }
