@@ -21,7 +21,18 @@ const (
 	// StatusReplyFailed: the subscriber took the event, but its reply could not be published and
 	// could not be dead-lettered either. The event is kept for redrive.
 	StatusReplyFailed Status = "reply-failed"
+	// StatusUnmatched: the event reached its broker and matched none of its triggers; recorded
+	// under the pseudo-trigger UnmatchedPrefix + broker name, at a bounded rate per broker.
+	StatusUnmatched Status = "unmatched"
 )
+
+// UnmatchedPrefix starts the name under which a broker's unmatched events are recorded and
+// queried, as if it were a trigger: "unmatched:BROKER" (Kubernetes names have no colon).
+const UnmatchedPrefix = "unmatched:"
+
+// Failed reports whether an outcome of status s belongs on its trigger's failed list (and keeps
+// its event for redrive): not delivered, and not an event that simply matched nothing.
+func (s Status) Failed() bool { return s != StatusDelivered && s != StatusUnmatched }
 
 // Outcome is what became of one event at one trigger: the unit the ResultStore records.
 type Outcome struct {
@@ -110,7 +121,7 @@ func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, e
 				latest = o
 			}
 		}
-		if latest == nil || latest.Status == StatusDelivered {
+		if latest == nil || !latest.Status.Failed() {
 			return nil, nil
 		}
 		return []Outcome{*latest}, nil

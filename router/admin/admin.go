@@ -230,7 +230,7 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if len(outcomes) == 0 {
-		http.Error(w, "no outcome recorded for event "+strconv.Quote(id)+" (not delivered yet, matched no trigger, or forgotten)", http.StatusNotFound)
+		http.Error(w, "no outcome recorded for event "+strconv.Quote(id)+" (not final yet, never received, forgotten, or one of the unmatched events past the 100 a second per broker that are counted but not recorded)", http.StatusNotFound)
 		return
 	}
 	out := struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
@@ -38,7 +39,11 @@ func (r *Router) Apply(cfg *config.Config) {
 				r.logger.Error("broker not served: its log cannot be opened", zap.String("broker", bc.Ref.String()), zap.Error(err))
 				continue
 			}
-			b = &brokerState{r: r, ref: bc.Ref, queue: log, queueSize: cfg.Settings.QueueSize}
+			b = &brokerState{r: r, ref: bc.Ref, queue: log, queueSize: cfg.Settings.QueueSize,
+				unmatchedRecords: rate.NewLimiter(unmatchedPerSecond, unmatchedPerSecond)}
+			if r.o.Metrics != nil {
+				b.unmatchedSeen = r.o.Metrics.Unmatched.WithLabelValues(bc.Ref.Namespace, bc.Ref.Name)
+			}
 			if w, ok := log.(router.WindowedLog); ok {
 				b.windowed = w.BoundsUnfinished()
 			}

@@ -149,8 +149,14 @@ func TestPublishRouteRecordShutdown(t *testing.T) {
 			t.Errorf("%s: failed outcome does not keep the event for redrive", id)
 		}
 	}
-	if out, _ := results.EventOutcomes(ctx, "skip"); len(out) != 0 {
-		t.Errorf("filtered event has outcomes %+v", out)
+	// An event no trigger matched is findable (issue #21): one "unmatched" outcome under the
+	// pseudo-trigger unmatched:BROKER, on no failed list.
+	if out, _ := results.EventOutcomes(ctx, "skip"); len(out) != 1 || out[0].Status != router.StatusUnmatched ||
+		out[0].Trigger != (router.TriggerRef{Namespace: "ns", Name: "unmatched:b"}) || out[0].Broker.Name != "b" || out[0].Event != nil {
+		t.Errorf("filtered event has outcomes %+v, want one unmatched", out)
+	}
+	if failed, _, _ := results.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "unmatched:b"}, OnlyFailed: true, Limit: 10}); len(failed) != 0 {
+		t.Errorf("an unmatched event is on a failed list: %+v", failed)
 	}
 	ts := r.Triggers()
 	if len(ts) != 1 || ts[0].Matched != 2 || ts[0].FilteredOut != 1 || ts[0].Delivered != 1 || ts[0].Failed != 1 {

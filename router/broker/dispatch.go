@@ -63,6 +63,7 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	if len(matches) == 0 {
 		*bufp = matches
 		matchPool.Put(bufp)
+		b.unmatched(env)
 		r.unfinishedBytes.Release(env.Bytes)
 		done()
 		r.pending.Add(-1)
@@ -94,6 +95,26 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	}
 	*bufp = matches
 	matchPool.Put(bufp)
+}
+
+// unmatchedPerSecond bounds the unmatched events recorded per broker: a flood of events nobody
+// subscribed to must not become a flood of writes to the result store. All are counted.
+const unmatchedPerSecond = 100
+
+// unmatched makes an event that matched no trigger findable by its id: counted, and recorded as an
+// outcome "unmatched" under the pseudo-trigger unmatched:BROKER, up to unmatchedPerSecond.
+func (b *brokerState) unmatched(env *router.Envelope) {
+	if b.unmatchedSeen != nil {
+		b.unmatchedSeen.Inc()
+	}
+	if b.r.o.Results == nil || !b.unmatchedRecords.Allow() {
+		return
+	}
+	e := env.Event
+	b.r.o.Results.Record(&router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(), Broker: b.ref,
+		Trigger: router.TriggerRef{Namespace: b.ref.Namespace, Name: router.UnmatchedPrefix + b.ref.Name},
+		Status:  router.StatusUnmatched, LastError: "no trigger of the broker matched the event: switchyard events explain says why",
+		Received: env.Received, Finished: time.Now()})
 }
 
 // overflow records env as failed at t, whose backlog is full, and releases it there.

@@ -6,7 +6,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
@@ -92,7 +94,10 @@ type brokerState struct {
 	// queueSize is the in-memory queue's capacity, fixed when the queue was made.
 	queueSize int
 	events    atomic.Uint64 // events dispatched, for filtered-out counts
-	routes    atomic.Pointer[routes]
+	// unmatchedSeen counts events that matched no trigger; unmatchedRecords paces their records.
+	unmatchedSeen    prometheus.Counter
+	unmatchedRecords *rate.Limiter
+	routes           atomic.Pointer[routes]
 }
 
 type routes struct {

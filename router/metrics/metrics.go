@@ -48,6 +48,9 @@ type Metrics struct {
 	WebhookRejected     *prometheus.CounterVec // by reason
 	WebhookDeduplicated *prometheus.CounterVec
 
+	// Unmatched counts events that matched no trigger of their broker.
+	Unmatched *prometheus.CounterVec
+
 	// PingTicks counts PingSource ticks, by what became of them (sources/ping).
 	PingTicks *prometheus.CounterVec
 
@@ -119,6 +122,9 @@ func New() *Metrics {
 	m.WebhookVerified = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_verified_total", Help: "Webhook requests whose signature or token verified."}, bySource)
 	m.WebhookRejected = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_rejected_total", Help: "Webhook requests rejected, by reason."}, append(bySource, "reason"))
 	m.WebhookDeduplicated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_webhook_deduplicated_total", Help: "Redelivered webhooks acknowledged without routing them again."}, bySource)
+	m.Unmatched = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_broker_unmatched_total",
+		Help: "Events that matched no trigger of their broker (recorded as unmatched outcomes at most 100 a second per broker)."},
+		[]string{"namespace_name", "broker_name"})
 	m.PingTicks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_pingsource_ticks_total",
 		Help: "PingSource ticks by result: sent, sent_late (a tick missed while no replica ran), failed (the sink would not take it: recorded as failed), other_replica (claimed by another replica), not_leader (left to the Lease holder), missed (due while no replica ran and not sent)."},
 		append(bySource, "result"))
@@ -128,7 +134,7 @@ func New() *Metrics {
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
 	m.registerKnative(f)
 	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads, m.ConfigLastReloadOK,
-		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated, m.PingTicks} {
+		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated, m.PingTicks, m.Unmatched} {
 		f(c)
 	}
 	return m

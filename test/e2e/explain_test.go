@@ -1,11 +1,15 @@
 package e2e
 
 import (
+	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestExplainWhyNotDelivered (issue #21): `switchyard events explain` judges an event like the one
@@ -51,5 +55,43 @@ func TestExplainWhyNotDelivered(t *testing.T) {
 	}
 	if out, err := run("--broker", "default/nope", "--type", "t", "--source", "s"); err == nil || !strings.Contains(out, "404") {
 		t.Errorf("an unknown broker: %v\n%s", err, out)
+	}
+
+	// An event that matched nothing is findable by its id: it arrived, at which broker, and
+	// matched no trigger.
+	if code, _, body := r.send(t, "/default/default", binaryEvent("lonely", "nobody.wants.this")); code != 202 {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	var got string
+	waitFor(t, 5*time.Second, func() bool {
+		out, _ := exec.Command(binary, "events", "get", "lonely", "--admin-url", r.Admin, "--token", "r3ader-token").CombinedOutput()
+		got = string(out)
+		return strings.Contains(got, `"status": "unmatched"`)
+	})
+	if !strings.Contains(got, `"trigger": "default/unmatched:default"`) || !strings.Contains(got, `"broker": "default/default"`) {
+		t.Errorf("events get of an unmatched event:\n%s", got)
+	}
+	// A flood of unmatched events is counted in full and recorded at a bounded rate.
+	var batch []string
+	for i := range 500 {
+		batch = append(batch, fmt.Sprintf(`{"specversion":"1.0","id":"flood-%d","source":"/s","type":"nobody.wants.this"}`, i))
+	}
+	if code, _, body := r.send(t, "/default/default", ceRequest{Headers: map[string]string{"Content-Type": "application/cloudevents-batch+json"}, Body: "[" + strings.Join(batch, ",") + "]"}); code != 202 {
+		t.Fatalf("batch: %d %s", code, body)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		_, m := r.get(t, "/metrics")
+		return metricValue(m, `switchyard_broker_unmatched_total{broker_name="default",namespace_name="default"}`) == 501
+	})
+	req, _ := http.NewRequest(http.MethodGet, r.Admin+"/v1/triggers/default/unmatched:default/outcomes?limit=1000", nil)
+	req.Header.Set("Authorization", "Bearer r3ader-token")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if n := strings.Count(string(body), `"status": "unmatched"`); n < 50 || n > 200 {
+		t.Errorf("%d unmatched outcomes recorded of 501 sent in a moment; want the 100-a-second bound to hold", n)
 	}
 }
