@@ -12,15 +12,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/gocql/gocql"
 	"gopkg.in/inf.v0"
 
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
-// TestCassandraSinkPipeline (issue #20): webhook → broker → the demo function (switchyard function
-// --reply-type) → its reply → a Trigger on the reply's type → a CassandraSink: the reply lands as a
-// typed row (every CQL type the sink writes), from one configuration file, in the real Cassandra.
+// TestCassandraSinkPipeline (issue #20): webhook (and a Kafka record, through a KafkaSource) →
+// broker → the demo function (switchyard function --reply-type) → its reply → a Trigger on the
+// reply's type → a CassandraSink: the reply lands as a typed row (every CQL type the sink writes),
+// from one configuration file, in the real Cassandra.
 // A redelivery overwrites rather than duplicates; a value the table cannot take is dead-lettered
 // with the column and the reason.
 func TestCassandraSinkPipeline(t *testing.T) {
@@ -112,6 +114,9 @@ spec:
       received: timestamp
 ---
 `, keyspace)
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-sink-%d", time.Now().UnixNano())
+	manifests += kafkaSourceYAML("orders-topic", kafka, topic)
 	spec := fmt.Sprintf("  results:\n    cassandra:\n      hosts: [%s]\n      keyspace: %s\n      consistency: ONE\n      disableHostLookup: true\n      journal:\n        dir: %s\n", cassandraAddr, keyspace, t.TempDir())
 	r := startRouterIn(t, t.TempDir(), manifests, "", spec)
 
@@ -199,6 +204,16 @@ spec:
 	})
 	if n := rowCount("o-1"); n != 1 {
 		t.Errorf("%d rows for o-1 after a redelivery, want 1", n)
+	}
+
+	// A Kafka record (a CloudEvent in the structured mode) takes the same way to its row.
+	produce(t, kafka, &sarama.ProducerMessage{Topic: topic,
+		Value:   sarama.StringEncoder(`{"specversion":"1.0","id":"k-1","source":"/erp","type":"order.created","datacontenttype":"application/json","data":` + order("o-3", "7") + `}`),
+		Headers: []sarama.RecordHeader{{Key: []byte("content-type"), Value: []byte("application/cloudevents+json")}}})
+	waitFor(t, 30*time.Second, func() bool { return rowCount("o-3") == 1 })
+	var kqty int
+	if err := session.Query(`SELECT qty FROM ` + keyspace + `.orders WHERE order_id = 'o-3'`).Scan(&kqty); err != nil || kqty != 7 {
+		t.Errorf("the Kafka record's row: qty %d (%v)", kqty, err)
 	}
 
 	// A quantity the int column cannot take: 400 from the sink, not retried, dead-lettered with why.
