@@ -110,11 +110,14 @@ func newLogger(format, level string) (*zap.Logger, error) {
 		zc.Development = false
 	case "json":
 		zc = zap.NewProductionConfig()
-		zc.Sampling = nil
 	default:
 		return nil, fmt.Errorf("unknown log format %q (json or console)", format)
 	}
 	zc.Level = zap.NewAtomicLevelAt(lvl)
+	// Per-event lines (accepted, routed, each attempt, dead-lettered, not delivered) can come by
+	// the thousand a second: each message logs its first 100 a second, then one in 100. What
+	// happened to every event stays in the result store and the metrics.
+	zc.Sampling = &zap.SamplingConfig{Initial: 100, Thereafter: 100}
 	// A log line says what happened and what to do; Go stacks are for bugs, and the few places
 	// that log one (a recovered panic) attach it explicitly (zap.Stack).
 	zc.DisableStacktrace = true

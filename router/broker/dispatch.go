@@ -60,6 +60,13 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	b.events.Add(1)
 	bufp := matchPool.Get().(*[]int32)
 	matches := rt.index.Match(env.Event, (*bufp)[:0])
+	if ce := r.logger.Check(zap.DebugLevel, "event routed"); ce != nil {
+		names := make([]string, len(matches))
+		for i, m := range matches {
+			names[i] = rt.triggers[m].cfg.Ref.Name
+		}
+		ce.Write(zap.String("broker", b.ref.String()), zap.String("event_id", env.Event.ID()), zap.String("type", env.Event.Type()), zap.Strings("matched", names))
+	}
 	if len(matches) == 0 {
 		*bufp = matches
 		matchPool.Put(bufp)
@@ -189,6 +196,18 @@ func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) 
 		started := time.Now()
 		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
 		t.m.attempt(tk.res.Code, time.Since(started), started.Sub(tk.env.Received))
+		// Checked first: a disabled level costs no fields, no allocation.
+		if ce := r.logger.Check(zap.DebugLevel, "delivery attempt"); ce != nil {
+			fields := []zap.Field{zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", req.Event.ID()),
+				zap.Int("attempt", tk.attempt), zap.Int("code", tk.res.Code), zap.Duration("took", time.Since(started))}
+			if again {
+				fields = append(fields, zap.Duration("retry_in", wait))
+			}
+			if tk.res.Err != nil {
+				fields = append(fields, zap.String("error", tk.res.Err.Error()))
+			}
+			ce.Write(fields...)
+		}
 		switch {
 		case !again:
 			return false

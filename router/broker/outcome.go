@@ -184,9 +184,15 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	switch o.Status {
 	case router.StatusDelivered:
 		t.stats.delivered.Add(1)
+		if ce := r.logger.Check(zap.DebugLevel, "event delivered"); ce != nil {
+			ce.Write(zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID), zap.Int("attempts", o.Attempts),
+				zap.Int("code", o.LastCode), zap.String("reply_id", o.ReplyID))
+		}
 	case router.StatusDeadLettered:
 		t.stats.deadLettered.Add(1)
 		t.m.deadLettered.Inc()
+		r.logger.Info("event dead-lettered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
+			zap.Int("attempts", o.Attempts), zap.Int("code", o.LastCode), zap.String("error", o.LastError))
 	default:
 		t.stats.failed.Add(1)
 		t.m.failed.Inc()

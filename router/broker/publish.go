@@ -8,6 +8,7 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
 )
@@ -46,7 +47,9 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 		env.ReplyBudget = r.replyBudget.Load()
 	}
 	if b.admit == nil {
-		return r.append(ctx, b, envs)
+		err := r.append(ctx, b, envs)
+		r.logAccepted(err, ref, envs)
+		return err
 	}
 	size, err := r.takeBytes(b, envs)
 	if err != nil {
@@ -61,7 +64,19 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 		r.unfinishedBytes.Release(size)
 		return err
 	}
+	r.logAccepted(nil, ref, envs)
 	return nil
+}
+
+// logAccepted logs each accepted event at debug; a disabled level costs one check.
+func (r *Router) logAccepted(err error, ref router.BrokerRef, envs []*router.Envelope) {
+	if err != nil || !r.logger.Core().Enabled(zap.DebugLevel) {
+		return
+	}
+	for _, env := range envs {
+		r.logger.Debug("event accepted", zap.String("broker", ref.String()), zap.String("event_id", env.Event.ID()),
+			zap.String("type", env.Event.Type()), zap.String("source", env.Event.Source()))
+	}
 }
 
 // takeBytes counts envs against the memory bound of in-memory brokers, each envelope's share in

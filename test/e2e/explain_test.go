@@ -95,3 +95,36 @@ func TestExplainWhyNotDelivered(t *testing.T) {
 		t.Errorf("%d unmatched outcomes recorded of 501 sent in a moment; want the 100-a-second bound to hold", n)
 	}
 }
+
+// TestPerEventLogs (issue #21): at debug, each event's way is in the log by its id: accepted,
+// routed (which triggers), every attempt with its code and the retry scheduled; a dead-lettered
+// event is logged at info.
+func TestPerEventLogs(t *testing.T) {
+	sub := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) { w.WriteHeader(http.StatusServiceUnavailable) })
+	dls := newSubscriber(t, nil)
+	r := startRouter(t, brokerYAML("default")+triggerYAML("flaky", "  broker: default\n  subscriber:\n    uri: "+sub.URL+
+		"\n  delivery:\n    retry: 1\n    backoffDelay: PT0.05S\n    deadLetterSink: {uri: \""+dls.URL+"\"}\n"), "")
+	r.send(t, "/default/default", binaryEvent("traced-1", "order.created"))
+	dls.waitFor(t, 1, 5*time.Second)
+	waitFor(t, 5*time.Second, func() bool { return strings.Contains(r.log.String(), `"msg":"event dead-lettered"`) })
+	var lines []string
+	for _, l := range strings.Split(r.log.String(), "\n") {
+		if strings.Contains(l, `"event_id":"traced-1"`) {
+			lines = append(lines, l)
+		}
+	}
+	log := strings.Join(lines, "\n")
+	for _, want := range []string{
+		`"msg":"event accepted","broker":"default/default","event_id":"traced-1"`,
+		`"msg":"event routed","broker":"default/default","event_id":"traced-1","type":"order.created","matched":["flaky"]`,
+		`"msg":"delivery attempt","trigger":"default/flaky","event_id":"traced-1","attempt":1,"code":503`,
+		`"retry_in":`,
+		`"msg":"delivery attempt","trigger":"default/flaky","event_id":"traced-1","attempt":2,"code":503`,
+		`"level":"info"`,
+		`"msg":"event dead-lettered","trigger":"default/flaky","event_id":"traced-1","attempts":2,"code":503`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("the log of event traced-1 lacks %s:\n%s", want, log)
+		}
+	}
+}
