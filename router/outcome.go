@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -68,6 +69,24 @@ type OutcomeQuery struct {
 	Limit int
 	// PageToken continues a previous query; empty starts from the newest.
 	PageToken string
+	// Broker, Status, Type and Source, when set, keep only outcomes with that value; Until drops
+	// outcomes finished after it (Keeps). A zero Trigger lists every trigger's outcomes, in the
+	// stores that can (the in-memory one); the others answer ErrListNeedsTrigger.
+	Broker       BrokerRef
+	Status       Status
+	Type, Source string
+	Until        time.Time
+}
+
+// ErrListNeedsTrigger: the store keeps outcomes by trigger and cannot list across triggers.
+var ErrListNeedsTrigger = errors.New("this result store lists outcomes per trigger: name one (trigger=NAMESPACE/NAME)")
+
+// Keeps reports whether o passes the query's filters other than Trigger and OnlyFailed, which
+// the stores apply themselves.
+func (q *OutcomeQuery) Keeps(o *Outcome) bool {
+	return (q.Broker == BrokerRef{} || o.Broker == q.Broker) && (q.Status == "" || o.Status == q.Status) &&
+		(q.Type == "" || o.Type == q.Type) && (q.Source == "" || o.Source == q.Source) &&
+		(q.Since.IsZero() || !o.Finished.Before(q.Since)) && (q.Until.IsZero() || !o.Finished.After(q.Until))
 }
 
 // DurableStore is a ResultStore that says when a recorded outcome is safe: written to its database,

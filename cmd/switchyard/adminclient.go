@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +18,8 @@ import (
 )
 
 const eventsUsage = `usage: switchyard events get ID [--admin-url URL]
+       switchyard events list [--broker NS/NAME] [--trigger NS/NAME] [--status S] [--type T] [--source S] [--since T] [--until T] [--limit N] [-o table|json]
+       switchyard events tail [the same filters] [--interval 1s] [--for D]
        switchyard events explain --broker NS/NAME --type T --source S [--subject S] [--ext k=v]... [--data JSON|@FILE|@-] [-o table|json]`
 
 // runEvents is `switchyard events get ID` (where did the event go) and `switchyard events
@@ -29,6 +32,9 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) >= 1 && args[0] == "explain" {
 		return runExplain(args[1:], os.Stdin, stdout, stderr)
+	}
+	if len(args) >= 1 && (args[0] == "list" || args[0] == "tail") {
+		return runList(args[0], args[1:], stdout, stderr)
 	}
 	if len(args) < 2 || args[0] != "get" {
 		fmt.Fprintln(stderr, eventsUsage)
@@ -43,6 +49,159 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		return exitCode(err)
 	}
 	return cred.call(stdout, stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
+}
+
+// runList is `switchyard events list` (one page of outcomes, newest first) and `switchyard
+// events tail` (new outcomes as they are recorded, oldest first, polling the admin API).
+func runList(verb string, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("events "+verb, stdout, stderr)
+	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	filters := map[string]*string{}
+	for _, f := range []struct{ name, help string }{
+		{"broker", "NAMESPACE/NAME: only this broker's events"},
+		{"trigger", "NAMESPACE/NAME: only this trigger's outcomes (required with the Cassandra result store)"},
+		{"status", "delivered, dead-lettered, failed, reply-failed or unmatched"},
+		{"type", "only events of this type"},
+		{"source", "only events of this source"},
+		{"since", "RFC 3339 time: only outcomes finished since then"},
+		{"until", "RFC 3339 time: only outcomes finished until then"},
+	} {
+		filters[f.name] = fs.String(f.name, "", f.help)
+	}
+	limit := fs.Int("limit", 50, "how many outcomes (list: one page; 1 to 1000)")
+	output := fs.String("o", "table", "table or json")
+	interval := fs.Duration("interval", time.Second, "tail: how often to ask")
+	duration := fs.Duration("for", 0, "tail: stop after this long (0: until interrupted)")
+	var cred adminCredentials
+	cred.register(fs.FlagSet)
+	if _, err := parseWithEnv(fs, args); err != nil {
+		return exitCode(err)
+	}
+	if *output != "table" && *output != "json" {
+		fmt.Fprintf(stderr, "events %s: -o %q: want table or json\n", verb, *output)
+		return 2
+	}
+	query := func(since string) string {
+		q := url.Values{}
+		for name, v := range filters {
+			if *v != "" {
+				q.Set(name, *v)
+			}
+		}
+		if since != "" {
+			q.Set("since", since)
+		}
+		q.Set("limit", strconv.Itoa(*limit))
+		return strings.TrimRight(*admin, "/") + "/v1/events?" + q.Encode()
+	}
+	type page struct {
+		Outcomes []json.RawMessage `json:"outcomes"`
+		NextPage string            `json:"nextPage"`
+	}
+	type row struct {
+		EventID, Type, Broker, Trigger, Status string
+		Attempts, LastCode                     int
+		Finished                               time.Time
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
+	header := func() { fmt.Fprintln(tw, "FINISHED\tEVENT\tTYPE\tBROKER\tTRIGGER\tSTATUS\tATTEMPTS\tCODE") }
+	show := func(raw json.RawMessage) {
+		if *output == "json" {
+			fmt.Fprintf(stdout, "%s\n", compactJSON(raw))
+			return
+		}
+		var r row
+		_ = json.Unmarshal(raw, &r)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\n", r.Finished.UTC().Format(time.RFC3339Nano), r.EventID, r.Type, r.Broker, r.Trigger, r.Status, r.Attempts, r.LastCode)
+	}
+	if verb == "list" {
+		body, code := cred.fetch(stderr, http.MethodGet, query(*filters["since"]))
+		if code != 0 {
+			return code
+		}
+		if *output == "json" {
+			_, _ = stdout.Write(body)
+			return 0
+		}
+		var p page
+		if err := json.Unmarshal(body, &p); err != nil {
+			fmt.Fprintln(stderr, "events list: the admin API answered something else than outcomes:", err)
+			return 1
+		}
+		header()
+		for _, o := range p.Outcomes {
+			show(o)
+		}
+		_ = tw.Flush()
+		if p.NextPage != "" {
+			fmt.Fprintf(stdout, "more: the admin API's page=%s continues\n", p.NextPage)
+		}
+		return 0
+	}
+	// tail: ask for what finished since the newest seen, print what is new, oldest first. Outcomes
+	// finishing at the same instant as the newest seen are asked for again: seen tells them apart.
+	since := time.Now().UTC()
+	if v := *filters["since"]; v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			fmt.Fprintln(stderr, "events tail: --since must be an RFC 3339 time")
+			return 2
+		}
+		since = t
+	}
+	seen := map[string]bool{}
+	if *output == "table" {
+		header()
+		_ = tw.Flush()
+	}
+	var deadline <-chan time.Time
+	if *duration > 0 {
+		deadline = time.After(*duration)
+	}
+	for {
+		body, code := cred.fetch(stderr, http.MethodGet, query(since.Format(time.RFC3339Nano)))
+		if code != 0 {
+			return code
+		}
+		var p page
+		_ = json.Unmarshal(body, &p)
+		newest := since
+		for i := len(p.Outcomes) - 1; i >= 0; i-- {
+			var r row
+			_ = json.Unmarshal(p.Outcomes[i], &r)
+			key := r.EventID + "\x00" + r.Trigger + "\x00" + r.Finished.String()
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			show(p.Outcomes[i])
+			if r.Finished.After(newest) {
+				newest = r.Finished
+			}
+		}
+		if newest.After(since) {
+			since = newest
+			for key := range seen { // only what finished at the new since can come back
+				if !strings.HasSuffix(key, "\x00"+since.String()) {
+					delete(seen, key)
+				}
+			}
+		}
+		_ = tw.Flush()
+		select {
+		case <-deadline:
+			return 0
+		case <-time.After(*interval):
+		}
+	}
+}
+
+func compactJSON(raw []byte) []byte {
+	var b bytes.Buffer
+	if json.Compact(&b, raw) != nil {
+		return raw
+	}
+	return b.Bytes()
 }
 
 // runExplain is `switchyard events explain`: the event described by the flags, as send would

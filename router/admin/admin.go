@@ -6,6 +6,8 @@
 //	                                          the body says when the last configuration change was rejected
 //	GET /metrics                              Prometheus text format
 //	GET /v1/events/{id}                       every trigger's outcome for the event
+//	GET /v1/events                            outcomes, newest first, of every trigger or ?trigger=NS/NAME,
+//	                                          filtered by broker=, status=, type=, source=, since=, until= (&limit=&page=)
 //	GET /v1/config                            the configuration served: when applied, the last change refused and why
 //	GET /v1/triggers                          every trigger with its counters
 //	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
@@ -96,6 +98,7 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	s.mux.HandleFunc("GET /v1/events/{id}", s.event)
+	s.mux.HandleFunc("GET /v1/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/config", s.configState)
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
@@ -254,18 +257,62 @@ func (s *Server) triggers(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) triggerOutcomes(w http.ResponseWriter, r *http.Request) {
-	q := router.OutcomeQuery{
-		Trigger:    router.TriggerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")},
-		OnlyFailed: r.URL.Query().Get("failed") == "true",
-		PageToken:  r.URL.Query().Get("page"),
+	s.listOutcomes(w, r, router.TriggerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")})
+}
+
+// listEvents is GET /v1/events: outcomes of every trigger (or trigger=NS/NAME), filtered by
+// broker, status, type, source, since and until, newest first, paged.
+func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
+	var trigger router.TriggerRef
+	if v := r.URL.Query().Get("trigger"); v != "" {
+		ns, name, ok := strings.Cut(v, "/")
+		if !ok || ns == "" || name == "" {
+			http.Error(w, "trigger must be NAMESPACE/NAME", http.StatusBadRequest)
+			return
+		}
+		trigger = router.TriggerRef{Namespace: ns, Name: name}
 	}
-	if v := r.URL.Query().Get("limit"); v != "" {
+	s.listOutcomes(w, r, trigger)
+}
+
+func (s *Server) listOutcomes(w http.ResponseWriter, r *http.Request, trigger router.TriggerRef) {
+	qs := r.URL.Query()
+	q := router.OutcomeQuery{Trigger: trigger, OnlyFailed: qs.Get("failed") == "true", PageToken: qs.Get("page"),
+		Status: router.Status(qs.Get("status")), Type: qs.Get("type"), Source: qs.Get("source")}
+	if v := qs.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > 1000 {
 			http.Error(w, "limit must be an integer from 1 to 1000", http.StatusBadRequest)
 			return
 		}
 		q.Limit = n
+	}
+	if v := qs.Get("broker"); v != "" {
+		ns, name, ok := strings.Cut(v, "/")
+		if !ok || ns == "" || name == "" {
+			http.Error(w, "broker must be NAMESPACE/NAME", http.StatusBadRequest)
+			return
+		}
+		q.Broker = router.BrokerRef{Namespace: ns, Name: name}
+	}
+	for _, tf := range []struct {
+		name string
+		to   *time.Time
+	}{{"since", &q.Since}, {"until", &q.Until}} {
+		if v := qs.Get(tf.name); v != "" {
+			t, err := time.Parse(time.RFC3339Nano, v)
+			if err != nil {
+				http.Error(w, tf.name+" must be an RFC 3339 time such as 2026-11-22T08:00:00Z", http.StatusBadRequest)
+				return
+			}
+			*tf.to = t
+		}
+	}
+	switch q.Status {
+	case "", router.StatusDelivered, router.StatusDeadLettered, router.StatusFailed, router.StatusReplyFailed, router.StatusUnmatched:
+	default:
+		http.Error(w, fmt.Sprintf("status %q: want delivered, dead-lettered, failed, reply-failed or unmatched", q.Status), http.StatusBadRequest)
+		return
 	}
 	outcomes, next, err := s.results.TriggerOutcomes(r.Context(), q)
 	if err != nil {

@@ -192,10 +192,7 @@ func (s *Store) TriggerOutcomes(_ context.Context, q router.OutcomeQuery) ([]rou
 	var matches []cursor
 	for n := oldest; n < s.seq; n++ {
 		o := s.ring[n%uint64(len(s.ring))]
-		if o.Trigger != q.Trigger || (q.OnlyFailed && (!o.Status.Failed() || s.redriven[o])) {
-			continue
-		}
-		if !q.Since.IsZero() && o.Finished.Before(q.Since) {
+		if (q.Trigger != router.TriggerRef{} && o.Trigger != q.Trigger) || (q.OnlyFailed && (!o.Status.Failed() || s.redriven[o])) || !q.Keeps(o) {
 			continue
 		}
 		c := cursor{finished: o.Finished.UnixNano(), seq: n}

@@ -634,6 +634,9 @@ func (s *Store) TriggerOutcomes(ctx context.Context, q router.OutcomeQuery) ([]r
 	if session == nil {
 		return nil, "", errNoSession
 	}
+	if q.Trigger == (router.TriggerRef{}) {
+		return nil, "", router.ErrListNeedsTrigger
+	}
 	limit := q.Limit
 	if limit <= 0 {
 		limit = 100
@@ -671,7 +674,11 @@ func (s *Store) TriggerOutcomes(ctx context.Context, q router.OutcomeQuery) ([]r
 			if err != nil {
 				return nil, "", err
 			}
-			out = append(out, r.outcome())
+			// Filters other than trigger and since are applied as the partitions are read: a
+			// page may hold fewer than limit outcomes, and its token goes on from there.
+			if o := r.outcome(); q.Keeps(&o) {
+				out = append(out, o)
+			}
 		}
 		if err := sc.Err(); err != nil {
 			return nil, "", err
