@@ -202,3 +202,15 @@ func EnvelopeSize(env *Envelope) int64 {
 	}
 	return n
 }
+
+// Extension is e's extension name, read in place: Event.Extensions copies the whole map and
+// GetExtension builds an error when it is absent, an allocation per call either way on paths that
+// run for every event (filters, the TTL, trace context).
+func Extension(e *event.Event, name string) (any, bool) {
+	if ec, ok := e.Context.(*event.EventContextV1); ok {
+		v, ok := ec.Extensions[name]
+		return v, ok
+	}
+	v, err := e.Context.GetExtension(name)
+	return v, err == nil
+}

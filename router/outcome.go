@@ -52,6 +52,8 @@ type Outcome struct {
 	Finished  time.Time
 	// ReplyID is the id of the reply event the subscriber sent back, if any.
 	ReplyID string
+	// TraceID is the W3C trace the event belongs to (its traceparent extension), "" without one.
+	TraceID string
 	// Event is the event itself, kept for outcomes that are not StatusDelivered so they can be redriven.
 	Event *event.Event
 }

@@ -137,6 +137,11 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 			watchdog.Stop()
 		}
 	}()
+	stopTracing, err := setupTracing(logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing() // after the drain: the last deliveries' spans are exported too
 	m := metrics.New()
 	m.SetMaxEventTypes(cfg.Settings.MaxEventTypes)
 	results, closeResults, err := openResults(cfg, logger, m.Registry)

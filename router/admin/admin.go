@@ -214,6 +214,7 @@ type OutcomeJSON struct {
 	Received   time.Time `json:"received"`
 	Finished   time.Time `json:"finished"`
 	ReplyID    string    `json:"replyId,omitempty"`
+	TraceID    string    `json:"traceId,omitempty"`
 }
 
 func toJSON(o *router.Outcome) OutcomeJSON {
@@ -221,7 +222,7 @@ func toJSON(o *router.Outcome) OutcomeJSON {
 		EventID: o.EventID, Source: o.Source, Type: o.Type, Broker: o.Broker.String(), Trigger: o.Trigger.String(),
 		Subscriber: o.Subscriber, Status: string(o.Status), Attempts: o.Attempts, LastCode: o.LastCode,
 		LastError: o.LastError, LatencyMS: float64(o.Latency().Microseconds()) / 1000, Received: o.Received,
-		Finished: o.Finished, ReplyID: o.ReplyID,
+		Finished: o.Finished, ReplyID: o.ReplyID, TraceID: o.TraceID,
 	}
 }
 

@@ -7,10 +7,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // task is one event on its way to one trigger.
@@ -104,6 +108,20 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	matchPool.Put(bufp)
 }
 
+// attemptSpan starts the client span of one delivery attempt, a child of the span that accepted
+// the event (its traceparent extension).
+func (r *Router) attemptSpan(ctx context.Context, t *triggerState, req *delivery.Request, attempt int) (context.Context, trace.Span) {
+	attrs := append(tracing.EventAttributes(req.Event), attribute.String("messaging.system", "switchyard"),
+		attribute.String("messaging.operation.type", "process"), attribute.String("messaging.destination.name", t.cfg.Broker.String()),
+		attribute.String("switchyard.trigger", t.cfg.Ref.String()), attribute.String("url.full", t.shownSubscriber),
+		attribute.String("http.request.method", "POST"))
+	if attempt > 1 {
+		attrs = append(attrs, attribute.Int("http.request.resend_count", attempt-1))
+	}
+	return tracing.Tracer().Start(tracing.FromEvent(ctx, req.Event), "deliver "+t.cfg.Ref.String(),
+		trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+}
+
 // unmatchedPerSecond bounds the unmatched events recorded per broker: a flood of events nobody
 // subscribed to must not become a flood of writes to the result store. All are counted.
 const unmatchedPerSecond = 100
@@ -194,7 +212,18 @@ func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) 
 	for {
 		tk.attempt++
 		started := time.Now()
-		wait, again := r.o.Deliverer.Try(ctx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
+		tryCtx, span := ctx, trace.Span(nil)
+		if tracing.Active() {
+			tryCtx, span = r.attemptSpan(ctx, t, req, tk.attempt)
+		}
+		wait, again := r.o.Deliverer.Try(tryCtx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", tk.res.Code))
+			if tk.res.Err != nil {
+				span.SetStatus(codes.Error, tk.res.Err.Error())
+			}
+			span.End()
+		}
 		t.m.attempt(tk.res.Code, time.Since(started), started.Sub(tk.env.Received))
 		// Checked first: a disabled level costs no fields, no allocation.
 		if ce := r.logger.Check(zap.DebugLevel, "delivery attempt"); ce != nil {

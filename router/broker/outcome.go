@@ -16,6 +16,7 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // triggerMetrics holds a trigger's Prometheus series, resolved once instead of hashing label
@@ -178,6 +179,7 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	o.EventID, o.Source, o.Type = e.ID(), e.Source(), e.Type()
 	o.Broker, o.Trigger, o.Subscriber = b.ref, t.cfg.Ref, t.shownSubscriber
 	o.Received, o.Finished = env.Received, time.Now()
+	o.TraceID = tracing.TraceID(e)
 	if o.Status != router.StatusDelivered {
 		o.Event = e
 	}

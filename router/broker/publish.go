@@ -106,7 +106,7 @@ func (r *Router) takeBytes(b *brokerState, envs []*router.Envelope) (int64, erro
 // takeTTL removes the knativebrokerttl extension from e and returns what remains after this hop.
 func takeTTL(e *event.Event, maxTTL int32) (int32, error) {
 	ttl := maxTTL
-	if v, ok := e.Extensions()[ExtTTL]; ok {
+	if v, ok := router.Extension(e, ExtTTL); ok {
 		n, err := types.ToInteger(v)
 		if err != nil {
 			return 0, fmt.Errorf("%w: %s %q is not an integer", router.ErrTTLExpired, ExtTTL, fmt.Sprint(v))

@@ -15,10 +15,12 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/tlsfiles"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // Extensions set on an event sent to a dead-letter sink.
@@ -275,6 +277,11 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 		body = cehttp.WriteBinary(hreq.Header, req.Event)
 	}
 	hreq.Header["Prefer"] = []string{"reply"}
+	if tracing.Active() {
+		// The delivery span's context, replacing the producer's forwarded traceparent: the
+		// subscriber's span is a child of this attempt.
+		tracing.IntoHeaders(ctx, propagation.HeaderCarrier(hreq.Header))
+	}
 	if req.Namespace != "" {
 		hreq.Header["Kn-Namespace"] = []string{req.Namespace}
 	}

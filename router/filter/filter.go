@@ -6,6 +6,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/types"
+
+	"github.com/switchyard-events/switchyard/router"
 )
 
 // Filter decides whether an event passes. Implementations are immutable and safe for concurrent use.
@@ -43,7 +45,7 @@ func Attribute(e *event.Event, name string) (string, bool) {
 		}
 		return t.UTC().Format(time.RFC3339Nano), true
 	}
-	v, ok := e.Extensions()[name]
+	v, ok := router.Extension(e, name)
 	if !ok {
 		return "", false
 	}

@@ -4,6 +4,7 @@
 package ingress
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -11,12 +12,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/senderauth"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // Options configure a Handler.
@@ -71,7 +77,37 @@ func ParseBrokerPath(path string) (ref router.BrokerRef, found, ok bool) {
 	return router.BrokerRef{Namespace: ns, Name: name}, true, true
 }
 
+// ServeHTTP takes events for a broker; with tracing on, in a server span that continues the
+// producer's trace context.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !tracing.Active() {
+		h.serve(w, r)
+		return
+	}
+	ctx, span := tracing.Tracer().Start(tracing.FromHeaders(r.Context(), propagation.HeaderCarrier(r.Header)), r.Method+" /{namespace}/{broker}",
+		trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("http.request.method", r.Method), attribute.String("url.path", r.URL.Path), attribute.String("http.route", "/{namespace}/{broker}")))
+	sw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+	h.serve(sw, r.WithContext(ctx))
+	span.SetAttributes(attribute.Int("http.response.status_code", sw.code))
+	if sw.code >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(sw.code))
+	}
+	span.End()
+}
+
+// statusWriter remembers the status code written, for the server span.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	ref, found, ok := ParseBrokerPath(r.URL.Path)
 	switch {
 	case !found:
@@ -140,8 +176,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	eventType := events[0].Type()
 	started := time.Now()
+	var spans []trace.Span
+	if tracing.Active() {
+		spans = producerSpans(r.Context(), ref, envs)
+	}
 	err = h.o.Publisher.Publish(r.Context(), ref, envs)
 	code := router.HTTPStatus(err)
+	for _, sp := range spans {
+		if err != nil {
+			sp.SetStatus(codes.Error, err.Error())
+		}
+		sp.End()
+	}
 	if code != http.StatusNotFound { // a broker that does not exist gets no series
 		h.o.Metrics.CountAdmission(ref.Namespace, ref.Name, eventType, code, time.Since(started))
 	}
@@ -159,6 +205,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, err.Error(), code)
 	}
+}
+
+// producerSpans starts a producer span per event, a child of the request's span, and writes its
+// context into the event: the dispatch's delivery spans are its children, whichever process
+// reads the event from the broker's log.
+func producerSpans(ctx context.Context, ref router.BrokerRef, envs []*router.Envelope) []trace.Span {
+	spans := make([]trace.Span, len(envs))
+	for i, env := range envs {
+		attrs := append(tracing.EventAttributes(env.Event), attribute.String("messaging.system", "switchyard"),
+			attribute.String("messaging.operation.type", "send"), attribute.String("messaging.destination.name", ref.String()))
+		pctx, sp := tracing.Tracer().Start(ctx, "send "+ref.String(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
+		tracing.IntoEvent(pctx, env.Event)
+		spans[i] = sp
+	}
+	return spans
 }
 
 func (h *Handler) fail(w http.ResponseWriter, ref router.BrokerRef, eventType string, code int, msg string) {

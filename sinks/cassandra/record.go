@@ -25,6 +25,7 @@ type record struct {
 	LastCode   int             `json:"code"`
 	LastError  string          `json:"error,omitempty"`
 	ReplyID    string          `json:"reply,omitempty"`
+	TraceID    string          `json:"trace,omitempty"`
 	Received   time.Time       `json:"received"`
 	Finished   time.Time       `json:"finished"`
 	Event      json.RawMessage `json:"event,omitempty"`
@@ -34,7 +35,7 @@ func toRecord(o *router.Outcome) (*record, error) {
 	r := &record{
 		EventID: o.EventID, Source: o.Source, Type: o.Type, Broker: o.Broker.String(), Trigger: o.Trigger.String(),
 		Subscriber: o.Subscriber, Status: string(o.Status), Attempts: o.Attempts, LastCode: o.LastCode,
-		LastError: o.LastError, ReplyID: o.ReplyID,
+		LastError: o.LastError, ReplyID: o.ReplyID, TraceID: o.TraceID,
 		Received: o.Received.UTC().Truncate(time.Millisecond), Finished: o.Finished.UTC().Truncate(time.Millisecond),
 	}
 	if o.Event != nil {
@@ -51,7 +52,7 @@ func (r *record) outcome() router.Outcome {
 	o := router.Outcome{
 		EventID: r.EventID, Source: r.Source, Type: r.Type, Broker: router.BrokerRef(splitRef(r.Broker)),
 		Trigger: splitRef(r.Trigger), Subscriber: r.Subscriber, Status: router.Status(r.Status), Attempts: r.Attempts,
-		LastCode: r.LastCode, LastError: r.LastError, ReplyID: r.ReplyID, Received: r.Received, Finished: r.Finished,
+		LastCode: r.LastCode, LastError: r.LastError, ReplyID: r.ReplyID, TraceID: r.TraceID, Received: r.Received, Finished: r.Finished,
 	}
 	if len(r.Event) > 0 {
 		e := event.New()

@@ -358,21 +358,21 @@ func (s *Store) insert(ctx context.Context, r *record) error {
 	if len(r.Event) > 0 {
 		blob = r.Event
 	}
-	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, blob, ttl, stamp).
+	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
 	if err != nil {
 		return err
 	}
 	bucket := r.Finished.Truncate(s.cfg.Bucket)
-	err = session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, ttl, stamp).
+	err = session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
 	if err != nil || !router.Status(r.Status).Failed() {
 		return err
 	}
-	return session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, blob, ttl, stamp).
+	return session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
 }
 
@@ -586,11 +586,11 @@ var (
 	_ router.Deduplicator  = (*Store)(nil)
 )
 
-const columns = "event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, reply_id"
+const columns = "event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, reply_id, trace_id"
 
 func scanRecord(scan func(...any) error, withEvent bool) (*record, error) {
 	var r record
-	dest := []any{&r.EventID, &r.Trigger, &r.Received, &r.Broker, &r.Source, &r.Type, &r.Subscriber, &r.Status, &r.Attempts, &r.LastCode, &r.LastError, &r.Finished, &r.ReplyID}
+	dest := []any{&r.EventID, &r.Trigger, &r.Received, &r.Broker, &r.Source, &r.Type, &r.Subscriber, &r.Status, &r.Attempts, &r.LastCode, &r.LastError, &r.Finished, &r.ReplyID, &r.TraceID}
 	var blob []byte
 	if withEvent {
 		dest = append(dest, &blob)
@@ -721,13 +721,13 @@ func migrate(session *gocql.Session, cfg *Config) error {
 	ks, ttl := cfg.Keyspace, int(cfg.Retention/time.Second)
 	shared := `trigger text, bucket timestamp, finished timestamp, event_id text, received timestamp,
 		broker text, source text, type text, subscriber text, status text, attempts int, last_code int,
-		last_error text, latency_us bigint, reply_id text`
+		last_error text, latency_us bigint, reply_id text, trace_id text`
 	stmts := []struct{ name, cql string }{
 		{"keyspace " + ks, `CREATE KEYSPACE IF NOT EXISTS ` + ks + ` WITH replication = ` + cfg.Replication},
 		{"table outcomes_by_event", `CREATE TABLE IF NOT EXISTS ` + ks + `.outcomes_by_event (
 			event_id text, trigger text, received timestamp, broker text, source text, type text,
 			subscriber text, status text, attempts int, last_code int, last_error text, finished timestamp,
-			latency_us bigint, reply_id text, event blob,
+			latency_us bigint, reply_id text, trace_id text, event blob,
 			PRIMARY KEY ((event_id), trigger, received)) WITH default_time_to_live = ` + fmt.Sprint(ttl)},
 		{"table outcomes_by_trigger", `CREATE TABLE IF NOT EXISTS ` + ks + `.outcomes_by_trigger (` + shared + `,
 			PRIMARY KEY ((trigger, bucket), finished, event_id, received))
@@ -737,8 +737,16 @@ func migrate(session *gocql.Session, cfg *Config) error {
 			WITH CLUSTERING ORDER BY (finished DESC, event_id ASC, received ASC) AND default_time_to_live = ` + fmt.Sprint(ttl)},
 		{"table webhook_deliveries", `CREATE TABLE IF NOT EXISTS ` + ks + `.webhook_deliveries (key text PRIMARY KEY, state text)`},
 	}
+	// Columns added since the tables were first made: added to a keyspace made by an older
+	// Switchyard, a no-op (an "already exists" answer) on one made by this one.
+	for _, table := range []string{"outcomes_by_event", "outcomes_by_trigger", "failed_by_trigger"} {
+		stmts = append(stmts, struct{ name, cql string }{"column " + table + ".trace_id", `ALTER TABLE ` + ks + `.` + table + ` ADD trace_id text`})
+	}
 	for _, stmt := range stmts {
 		if err := session.Query(stmt.cql).Exec(); err != nil {
+			if strings.HasPrefix(stmt.name, "column ") && strings.Contains(err.Error(), "exist") {
+				continue
+			}
 			return fmt.Errorf("creating %s: %w", stmt.name, err)
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -388,3 +388,37 @@ func TestJournalBacklogDrains(t *testing.T) {
 		t.Errorf("after the drain the journal has %d segment files, want one (empty)", len(files))
 	}
 }
+
+// TestTraceIDColumnAddedToOlderTables: a keyspace made before outcomes carried a trace id gets
+// the column at the next start, and trace ids are then stored and read back.
+func TestTraceIDColumnAddedToOlderTables(t *testing.T) {
+	cfg := testConfig(t, testenv.Cassandra(t))
+	if err := Migrate(cfg); err != nil {
+		t.Fatal(err)
+	}
+	c := gocql.NewCluster(testenv.Cassandra(t))
+	c.ProtoVersion, c.Timeout, c.DisableInitialHostLookup = 4, 30*time.Second, true
+	session, err := c.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	for _, table := range []string{"outcomes_by_event", "outcomes_by_trigger", "failed_by_trigger"} {
+		if err := session.Query("ALTER TABLE " + cfg.Keyspace + "." + table + " DROP trace_id").Exec(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := open(t, cfg) // migrates again: the columns come back
+	defer s.Close()
+	o := testOutcome("traced", "t", router.StatusFailed, time.Now())
+	o.TraceID = "4bf92f3577b34da6a3ce929d0e0e4736"
+	s.Record(o)
+	waitFor(t, "the outcome with its trace id", func() bool {
+		out, _ := s.EventOutcomes(context.Background(), "traced")
+		return len(out) == 1 && out[0].TraceID == o.TraceID
+	})
+	waitFor(t, "the failed list with its trace id", func() bool {
+		failed, _, err := s.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: o.Trigger, OnlyFailed: true})
+		return err == nil && len(failed) == 1 && failed[0].TraceID == o.TraceID
+	})
+}

@@ -217,19 +217,19 @@ func decodeRecord(msg *sarama.ConsumerMessage) (*router.Envelope, error) {
 		e.SetExtension(x, nil)
 	}
 	env := &router.Envelope{Event: e, Partition: msg.Partition, Offset: msg.Offset, Received: msg.Timestamp}
-	if v, ok := e.Extensions()["knativebrokerttl"]; ok {
+	if v, ok := router.Extension(e, "knativebrokerttl"); ok {
 		if n, err := strconv.Atoi(toString(v)); err == nil {
 			env.TTL = int32(n)
 		}
 		e.SetExtension("knativebrokerttl", nil)
 	}
-	if v, ok := e.Extensions()[router.ExtReplyBudget]; ok {
+	if v, ok := router.Extension(e, router.ExtReplyBudget); ok {
 		if n, err := strconv.Atoi(toString(v)); err == nil {
 			env.ReplyBudget = int32(n)
 		}
 		e.SetExtension(router.ExtReplyBudget, nil)
 	}
-	if v, ok := e.Extensions()["knativearrivaltime"]; ok {
+	if v, ok := router.Extension(e, "knativearrivaltime"); ok {
 		if t, err := time.Parse(time.RFC3339Nano, toString(v)); err == nil {
 			env.Received = t
 		}

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -24,6 +27,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/tracing"
 	"github.com/switchyard-events/switchyard/sinks/cassandra"
 	kafkalog "github.com/switchyard-events/switchyard/sinks/kafka"
 	"github.com/switchyard-events/switchyard/test/testenv"
@@ -34,6 +38,18 @@ import (
 // what recording outcomes in Cassandra costs against memory.
 func BenchmarkEndToEnd(b *testing.B) {
 	b.Run("store=memory", func(b *testing.B) { benchEndToEnd(b, memstore.New(100000), nil, "") })
+	b.Run("store=memory,tracing=on", func(b *testing.B) {
+		// Every span recorded and exported (to nowhere): what tracing costs at full sampling.
+		provider := sdktrace.NewTracerProvider(sdktrace.WithBatcher(discardExporter{}))
+		otel.SetTracerProvider(provider)
+		otel.SetTextMapPropagator(propagation.TraceContext{})
+		tracing.SetActive(true)
+		defer func() {
+			tracing.SetActive(false)
+			_ = provider.Shutdown(context.Background())
+		}()
+		benchEndToEnd(b, memstore.New(100000), nil, "")
+	})
 	b.Run("log=kafka", func(b *testing.B) { benchEndToEnd(b, memstore.New(100000), nil, testenv.Kafka(b)) })
 	b.Run("store=cassandra", func(b *testing.B) {
 		cs, err := cassandra.Open(cassandra.Config{Hosts: []string{testenv.Cassandra(b)}, Keyspace: "sy_bench_e2e", Consistency: "ONE", JournalDir: b.TempDir(), DisableHostLookup: true})
@@ -43,6 +59,12 @@ func BenchmarkEndToEnd(b *testing.B) {
 		benchEndToEnd(b, cs, cs.Close, "")
 	})
 }
+
+// discardExporter takes spans and drops them: the exporter's own cost is not the router's.
+type discardExporter struct{}
+
+func (discardExporter) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardExporter) Shutdown(context.Context) error                             { return nil }
 
 // benchEndToEnd runs the benchmark with outcomes in results and, when kafka is set, the broker's
 // log in a fresh Kafka topic instead of memory.

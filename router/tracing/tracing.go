@@ -1,0 +1,96 @@
+// Package tracing is how Switchyard's spans are made (OpenTelemetry, docs/tracing.md): the
+// tracer, the CloudEvents attributes of a span, and the event's own trace context, carried in the
+// CloudEvents distributed-tracing extensions (traceparent, tracestate) so that it crosses the
+// broker's log, a Kafka topic included. With no tracer provider set (tracing off, the default)
+// every call here is a no-op that allocates nothing worth measuring.
+package tracing
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// active is set once a tracer provider is installed: until then no span is even started, so
+// tracing off costs nothing on the hot path (not even a context value).
+var active atomic.Bool
+
+// SetActive says whether a tracer provider is installed (cmd/switchyard, when OTEL_* asks for
+// tracing; the tracing benchmark turns it on and off).
+func SetActive(on bool) { active.Store(on) }
+
+// Active reports whether spans are made.
+func Active() bool { return active.Load() }
+
+// Tracer is Switchyard's tracer, from the global provider (cmd/switchyard sets it up).
+func Tracer() trace.Tracer { return otel.Tracer("github.com/switchyard-events/switchyard") }
+
+// Enabled reports whether spans are recorded at all: callers skip building attributes otherwise.
+func Enabled(ctx context.Context) bool { return trace.SpanFromContext(ctx).IsRecording() }
+
+// EventAttributes are the CloudEvents semantic-convention attributes of e.
+func EventAttributes(e *event.Event) []attribute.KeyValue {
+	attrs := []attribute.KeyValue{
+		attribute.String("cloudevents.event_id", e.ID()),
+		attribute.String("cloudevents.event_source", e.Source()),
+		attribute.String("cloudevents.event_type", e.Type()),
+		attribute.String("cloudevents.event_spec_version", e.SpecVersion()),
+	}
+	if s := e.Subject(); s != "" {
+		attrs = append(attrs, attribute.String("cloudevents.event_subject", s))
+	}
+	return attrs
+}
+
+// eventCarrier reads and writes a trace context in an event's extensions.
+type eventCarrier struct{ e *event.Event }
+
+func (c eventCarrier) Get(key string) string {
+	v, _ := router.Extension(c.e, key)
+	s, _ := v.(string)
+	return s
+}
+
+func (c eventCarrier) Set(key, value string) { c.e.SetExtension(key, value) }
+
+func (c eventCarrier) Keys() []string { return []string{"traceparent", "tracestate"} }
+
+// FromEvent is ctx with the trace context e carries, the parent of the spans made for it.
+func FromEvent(ctx context.Context, e *event.Event) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, eventCarrier{e})
+}
+
+// IntoEvent writes ctx's span context into e (traceparent, tracestate), replacing the producer's:
+// what reads the event later continues this span, a child of the producer's, not a copy of it.
+func IntoEvent(ctx context.Context, e *event.Event) {
+	if trace.SpanContextFromContext(ctx).IsValid() {
+		otel.GetTextMapPropagator().Inject(ctx, eventCarrier{e})
+	}
+}
+
+// IntoHeaders writes ctx's span context into outgoing HTTP headers (traceparent, tracestate).
+func IntoHeaders(ctx context.Context, h propagation.HeaderCarrier) {
+	otel.GetTextMapPropagator().Inject(ctx, h)
+}
+
+// FromHeaders is ctx with the trace context of incoming HTTP headers.
+func FromHeaders(ctx context.Context, h propagation.HeaderCarrier) context.Context {
+	return otel.GetTextMapPropagator().Extract(ctx, h)
+}
+
+// TraceID is the trace an event belongs to, from its traceparent extension, or "".
+func TraceID(e *event.Event) string {
+	v := eventCarrier{e}.Get("traceparent")
+	// version-traceid-parentid-flags: 2 + 1 + 32 characters in.
+	if len(v) >= 35 && v[2] == '-' {
+		return v[3:35]
+	}
+	return ""
+}
