@@ -210,13 +210,10 @@ func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("events explain", stdout, stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
 	brokerRef := fs.String("broker", "", "NAMESPACE/NAME of the broker whose triggers judge the event (required)")
-	typ := fs.String("type", "", "event type (required)")
-	source := fs.String("source", "", "event source (required)")
-	subject := fs.String("subject", "", "event subject")
-	data := fs.String("data", "", "event data: the text, @FILE or @- (CESQL filters may read it)")
+	var ef eventFlags
+	ef.register(fs.FlagSet)
+	typ, source := ef.typ, ef.source
 	output := fs.String("o", "table", "table or json")
-	var exts repeated
-	fs.Var(&exts, "ext", "extension attribute name=value (repeatable)")
 	var cred adminCredentials
 	cred.register(fs.FlagSet)
 	if _, err := parseWithEnv(fs, args); err != nil {
@@ -234,12 +231,7 @@ func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "events explain: -o %q: want table or json\n", *output)
 		return 2
 	}
-	body, err := sendData(*data, stdin)
-	if err != nil {
-		fmt.Fprintln(stderr, "events explain:", err)
-		return 2
-	}
-	e, err := buildEvent("", *typ, *source, *subject, body, exts)
+	e, err := ef.event(stdin)
 	if err != nil {
 		fmt.Fprintln(stderr, "events explain:", err)
 		return 2

@@ -23,6 +23,30 @@ type repeated []string
 func (r *repeated) String() string     { return strings.Join(*r, ",") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
+// eventFlags describe one event on the command line, for send and events explain alike.
+type eventFlags struct {
+	typ, source, id, subject, data *string
+	exts                           repeated
+}
+
+func (f *eventFlags) register(fs *flag.FlagSet) {
+	f.typ = fs.String("type", "", "event type (required)")
+	f.source = fs.String("source", "", "event source (required)")
+	f.id = fs.String("id", "", "event id (default: a random UUID)")
+	f.subject = fs.String("subject", "", "event subject")
+	f.data = fs.String("data", "", "event data: the text itself, @FILE for a file's content, @- for standard input; JSON is sent as application/json, anything else as text/plain")
+	fs.Var(&f.exts, "ext", "extension attribute name=value (repeatable)")
+}
+
+// event builds the event the flags describe, its data read from stdin for @-.
+func (f *eventFlags) event(stdin io.Reader) (*event.Event, error) {
+	body, err := sendData(*f.data, stdin)
+	if err != nil {
+		return nil, err
+	}
+	return buildEvent(*f.id, *f.typ, *f.source, *f.subject, body, f.exts)
+}
+
 const sendUsage = "usage: switchyard send URL --type T --source S [--id ID] [--subject S] [--data JSON|@FILE|@-] [--ext k=v]... [--header 'Name: value']... [--token T] [--mode binary|structured]"
 
 func runSend(args []string, stdout, stderr io.Writer) int {
@@ -31,16 +55,13 @@ func runSend(args []string, stdout, stderr io.Writer) int {
 
 func send(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs := newFlagSet("send", stdout, stderr)
-	typ := fs.String("type", "", "event type (required)")
-	source := fs.String("source", "", "event source (required)")
-	id := fs.String("id", "", "event id (default: a random UUID)")
-	subject := fs.String("subject", "", "event subject")
-	data := fs.String("data", "", "event data: the text itself, @FILE for a file's content, @- for standard input; JSON is sent as application/json, anything else as text/plain")
+	var ef eventFlags
+	ef.register(fs.FlagSet)
+	typ, source := ef.typ, ef.source
 	mode := fs.String("mode", "binary", "binary or structured")
 	token := fs.String("token", "", "a bearer token for a broker with sender authentication: sent as Authorization: Bearer TOKEN (env SWITCHYARD_TOKEN)")
 	timeout := fs.Duration("timeout", 30*time.Second, "request timeout")
-	var exts, headers repeated
-	fs.Var(&exts, "ext", "extension attribute name=value (repeatable)")
+	var headers repeated
 	fs.Var(&headers, "header", "an HTTP header 'Name: value' to send (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), sendUsage)
@@ -70,12 +91,7 @@ func send(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "send: missing %s\n%s\n", strings.Join(missing, ", "), sendUsage)
 		return 2
 	}
-	body, err := sendData(*data, stdin)
-	if err != nil {
-		fmt.Fprintln(stderr, "send:", err)
-		return 2
-	}
-	e, err := buildEvent(*id, *typ, *source, *subject, body, exts)
+	e, err := ef.event(stdin)
 	if err != nil {
 		fmt.Fprintln(stderr, "send:", err)
 		return 2

@@ -150,6 +150,21 @@ func (l *loader) compile(files []string) (*Config, error) {
 	return cfg, nil
 }
 
+// uniqueRef is objectRef for the documents of one kind: a second document of the same name is an
+// error at the second (seen remembers the names so far).
+func (l *loader) uniqueRef(d *doc, m *objectMeta, kind string, seen map[router.BrokerRef]bool) (router.BrokerRef, bool) {
+	ref, ok := l.objectRef(d, m)
+	if !ok {
+		return ref, false
+	}
+	if seen[ref] {
+		l.errAt(d, "metadata.name", "%s %s is defined twice", kind, ref)
+		return ref, false
+	}
+	seen[ref] = true
+	return ref, true
+}
+
 func (l *loader) objectRef(d *doc, m *objectMeta) (router.BrokerRef, bool) {
 	ok := true
 	if m.Name == "" {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/switchyard-events/switchyard/router"
 )
 
 // Component is a part of Switchyard whose settings are a block of SwitchyardConfig's spec (the
@@ -205,19 +207,16 @@ func (l *loader) kindRef(r *kReference, ns string) KindComponent {
 
 // compileObjects decodes and validates every KindComponent document into cfg.Objects, by kind.
 func (l *loader) compileObjects(cfg *Config) {
-	seen := map[string]bool{}
+	seen := map[string]map[router.BrokerRef]bool{} // by kind
 	for i := range l.objects {
 		od := &l.objects[i]
-		ref, ok := l.objectRef(od.d, &od.m.Metadata)
+		kind := od.kind.Kind()
+		if seen[kind] == nil {
+			seen[kind] = map[router.BrokerRef]bool{}
+		}
+		ref, ok := l.uniqueRef(od.d, &od.m.Metadata, kind, seen[kind])
 		if !ok {
 			continue
-		}
-		kind := od.kind.Kind()
-		if key := kind + " " + ref.String(); seen[key] {
-			l.errAt(od.d, "metadata.name", "%s %s is defined twice", kind, ref)
-			continue
-		} else {
-			seen[key] = true
 		}
 		spec := od.kind.NewSpec()
 		before := len(l.errs)

@@ -64,15 +64,10 @@ func (l *loader) compilePingSources(brokers map[router.BrokerRef]*brokerDoc, s *
 	seen := map[router.BrokerRef]bool{}
 	for i := range l.pingSrc {
 		pd := &l.pingSrc[i]
-		ref, ok := l.objectRef(pd.d, &pd.m.Metadata)
+		ref, ok := l.uniqueRef(pd.d, &pd.m.Metadata, "PingSource", seen)
 		if !ok {
 			continue
 		}
-		if seen[ref] {
-			l.errAt(pd.d, "metadata.name", "PingSource %s is defined twice", ref)
-			continue
-		}
-		seen[ref] = true
 		spec := &pd.m.Spec
 		p := &PingSource{Namespace: ref.Namespace, Name: ref.Name, Spec: spec.Schedule, Timezone: spec.Timezone,
 			ContentType: spec.ContentType, LateDeadline: -1, File: pd.d.file, Line: pd.d.line("")}

@@ -267,15 +267,10 @@ func (l *loader) compileKafkaSources(brokers map[router.BrokerRef]*brokerDoc, s 
 	seen := map[router.BrokerRef]bool{}
 	for i := range l.kafkaSrc {
 		kd := &l.kafkaSrc[i]
-		ref, ok := l.objectRef(kd.d, &kd.m.Metadata)
+		ref, ok := l.uniqueRef(kd.d, &kd.m.Metadata, "KafkaSource", seen)
 		if !ok {
 			continue
 		}
-		if seen[ref] {
-			l.errAt(kd.d, "metadata.name", "KafkaSource %s is defined twice", ref)
-			continue
-		}
-		seen[ref] = true
 		spec := &kd.m.Spec
 		k := &KafkaSource{Namespace: ref.Namespace, Name: ref.Name, BootstrapServers: spec.BootstrapServers, Topics: spec.Topics, Group: spec.ConsumerGroup}
 		if len(spec.BootstrapServers) == 0 {
