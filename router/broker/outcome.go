@@ -11,6 +11,8 @@ import (
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -140,6 +142,14 @@ var errReplyDiscarded = errors.New("the flow has no reply destination after this
 // sendReply sends a subscriber's reply where the trigger says: back into its broker (a Trigger),
 // or on to the next step of a Sequence or Parallel: another broker, a URI, or nowhere.
 func (r *Router) sendReply(ctx context.Context, tk task, req *delivery.Request, reply *event.Event) error {
+	if tracing.Active() {
+		// The reply's own deliveries are children of this span: its context goes into the reply.
+		var span trace.Span
+		ctx, span = tracing.Tracer().Start(tracing.FromEvent(ctx, req.Event), "reply "+tk.t.cfg.Ref.String(),
+			trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(tracing.EventAttributes(reply)...))
+		defer span.End()
+		tracing.IntoEvent(ctx, reply)
+	}
 	to := tk.t.cfg.Reply
 	switch {
 	case to == nil:
@@ -161,6 +171,13 @@ func (r *Router) sendReply(ctx context.Context, tk task, req *delivery.Request, 
 // deadLetter hands the event to the policy's dead-letter sink and returns the resulting status:
 // dead-lettered, or otherwise (no sink, or the sink failed too).
 func (r *Router) deadLetter(ctx context.Context, req *delivery.Request, p *delivery.Policy, failure *delivery.Result, dest string, o *router.Outcome, otherwise router.Status) router.Status {
+	if p.DeadLetterSink != "" && tracing.Active() {
+		var span trace.Span
+		ctx, span = tracing.Tracer().Start(tracing.FromEvent(ctx, req.Event), "dead-letter",
+			trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(append(tracing.EventAttributes(req.Event),
+				attribute.String("url.full", router.RedactURL(p.DeadLetterSink)), attribute.String("switchyard.failed_destination", router.RedactURL(dest)))...))
+		defer span.End()
+	}
 	dl, ok := r.o.Deliverer.DeadLetter(ctx, req, p, failure, dest)
 	if !ok {
 		return otherwise

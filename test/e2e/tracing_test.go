@@ -207,3 +207,74 @@ func TestTracingOffByDefault(t *testing.T) {
 		t.Error("tracing turned on without OTEL_* variables")
 	}
 }
+
+// TestTracingDeadLetterAndReply: dead-lettering is a span of the event's trace (and the sink gets
+// its context), and a reply is published in a span whose context the reply carries, so the
+// reply's deliveries are its children.
+func TestTracingDeadLetterAndReply(t *testing.T) {
+	recv := &otlpReceiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	dls := newSubscriber(t, nil)
+	answers := newSubscriber(t, nil)
+	fn := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		if req.Event.Type() == "fail" {
+			w.WriteHeader(http.StatusInternalServerError)
+			return
+		}
+		h := w.Header()
+		h.Set("Ce-Specversion", "1.0")
+		h.Set("Ce-Id", "answer-to-"+req.Event.ID())
+		h.Set("Ce-Type", "answer")
+		h.Set("Ce-Source", "/fn")
+		w.WriteHeader(http.StatusOK)
+	})
+	r := startRouter(t, brokerYAML("default")+
+		triggerYAML("fn", "  broker: default\n  filter:\n    attributes: {type: fail}\n  subscriber:\n    uri: "+fn.URL+"\n  delivery:\n    retry: 0\n    deadLetterSink: {uri: \""+dls.URL+"\"}\n")+
+		triggerYAML("ask", "  broker: default\n  filter:\n    attributes: {type: ask}\n  subscriber:\n    uri: "+fn.URL+"\n")+
+		triggerYAML("answers", "  broker: default\n  filter:\n    attributes: {type: answer}\n  subscriber:\n    uri: "+answers.URL+"\n"), "")
+	const failTrace, askTrace = "11111111111111111111111111111111", "22222222222222222222222222222222"
+	send := func(id, typ, trace string) {
+		req := binaryEvent(id, typ)
+		req.Headers["Traceparent"] = "00-" + trace + "-00f067aa0ba902b7-01"
+		req.Headers["Content-Type"] = "application/json"
+		req.Body = `{"message":"q"}`
+		if code, _, body := r.send(t, "/default/default", req); code != http.StatusAccepted {
+			t.Fatalf("send: %d %s", code, body)
+		}
+	}
+	send("f-1", "fail", failTrace)
+	send("a-1", "ask", askTrace)
+	dl := dls.waitFor(t, 1, 10*time.Second)[0]
+	answers.waitFor(t, 1, 10*time.Second)
+
+	var dlSpan *tracepb.Span
+	waitFor(t, 10*time.Second, func() bool {
+		for _, s := range recv.inTrace(failTrace) {
+			if s.Name == "dead-letter" {
+				dlSpan = s
+			}
+		}
+		return dlSpan != nil
+	})
+	if got, want := dl.Header.Get("Traceparent"), "00-"+failTrace+"-"+hex.EncodeToString(dlSpan.SpanId)+"-01"; got != want {
+		t.Errorf("the dead-letter sink's traceparent %q, want %q", got, want)
+	}
+	var replySpan, answerDelivery *tracepb.Span
+	waitFor(t, 10*time.Second, func() bool {
+		for _, s := range recv.inTrace(askTrace) {
+			switch s.Name {
+			case "reply default/ask":
+				replySpan = s
+			case "deliver default/answers":
+				answerDelivery = s
+			}
+		}
+		return replySpan != nil && answerDelivery != nil
+	})
+	if string(answerDelivery.ParentSpanId) != string(replySpan.SpanId) {
+		t.Errorf("the reply's delivery is not a child of the reply span")
+	}
+}
