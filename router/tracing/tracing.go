@@ -12,6 +12,7 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
@@ -93,4 +94,25 @@ func TraceID(e *event.Event) string {
 		return v[3:35]
 	}
 	return ""
+}
+
+// SourceSpan starts the span in which a source (a webhook, a KafkaSource) hands event e to its
+// sink, a child of parent's trace context or else of the one e carries, and writes the span's
+// context into e so that the deliveries that follow are its children. end closes it with the
+// sink's answer. Inactive tracing: ctx unchanged, end a no-op.
+func SourceSpan(parent context.Context, name string, kind trace.SpanKind, e *event.Event, attrs ...attribute.KeyValue) (context.Context, func(error)) {
+	if !Active() {
+		return parent, func(error) {}
+	}
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		parent = FromEvent(parent, e)
+	}
+	ctx, span := Tracer().Start(parent, name, trace.WithSpanKind(kind), trace.WithAttributes(append(EventAttributes(e), attrs...)...))
+	IntoEvent(ctx, e)
+	return ctx, func(err error) {
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}
 }

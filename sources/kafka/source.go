@@ -22,12 +22,15 @@ import (
 	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/kafkaclient"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // Manager runs the KafkaSources of the current configuration.
@@ -184,7 +187,14 @@ func (s *source) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 // (nothing recorded: the record is read again).
 func (s *source) handle(ctx context.Context, e *event.Event, msg *sarama.ConsumerMessage, old *router.Outcome) bool {
 	started := time.Now()
-	attempts, err := s.send(ctx, e)
+	sendCtx, end := ctx, func(error) {}
+	if msg != nil {
+		sendCtx, end = tracing.SourceSpan(ctx, "receive "+msg.Topic, trace.SpanKindConsumer, e,
+			attribute.String("messaging.system", "kafka"), attribute.String("messaging.destination.name", msg.Topic),
+			attribute.Int("messaging.destination.partition.id", int(msg.Partition)), attribute.Int64("messaging.kafka.offset", msg.Offset))
+	}
+	attempts, err := s.send(sendCtx, e)
+	end(err)
 	if err != nil && ctx.Err() != nil {
 		return false
 	}

@@ -11,6 +11,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -19,6 +22,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/secret"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // PathPrefix is where webhook sources are served: PathPrefix + "{namespace}/{name}".
@@ -242,7 +246,10 @@ func (h *Handler) route(ctx context.Context, src *source, res result, fwd http.H
 	if err := router.ValidateEvent(e); err != nil {
 		return http.StatusBadRequest, "the webhook maps to an invalid CloudEvent: " + err.Error()
 	}
+	ctx, end := tracing.SourceSpan(tracing.FromHeaders(ctx, propagation.HeaderCarrier(fwd)), "webhook "+src.cfg.Namespace+"/"+src.cfg.Name,
+		trace.SpanKindProducer, e, attribute.String("switchyard.webhook.provider", src.cfg.Provider))
 	err := h.sink.Send(ctx, src.cfg.Sink, &router.Envelope{Event: e, Headers: fwd}, src.cfg.Namespace)
+	end(err)
 	code := router.HTTPStatus(err)
 	var de *router.DeliveryError
 	switch {

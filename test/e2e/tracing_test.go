@@ -278,3 +278,41 @@ func TestTracingDeadLetterAndReply(t *testing.T) {
 		t.Errorf("the reply's delivery is not a child of the reply span")
 	}
 }
+
+// TestTracingWebhookSource: a webhook's event is handed to its broker in a span that continues
+// the provider's traceparent, and its delivery is that span's child.
+func TestTracingWebhookSource(t *testing.T) {
+	recv := &otlpReceiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	sub := newSubscriber(t, nil)
+	r := startRouter(t, brokerYAML("default")+triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n")+
+		"apiVersion: switchyard.dev/v1alpha1\nkind: WebhookSource\nmetadata: {name: crm, namespace: default}\nspec:\n  provider: generic\n  generic: {verification: none}\n  sink:\n    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}\n---\n", "")
+	const traceID = "33333333333333333333333333333333"
+	req, _ := http.NewRequest(http.MethodPost, r.Ingress+"/webhooks/default/crm", strings.NewReader(`{"x":1}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Traceparent", "00-"+traceID+"-00f067aa0ba902b7-01")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	sub.waitFor(t, 1, 5*time.Second)
+	var hook, deliver *tracepb.Span
+	waitFor(t, 10*time.Second, func() bool {
+		for _, s := range recv.inTrace(traceID) {
+			switch s.Name {
+			case "webhook default/crm":
+				hook = s
+			case "deliver default/all":
+				deliver = s
+			}
+		}
+		return hook != nil && deliver != nil
+	})
+	if hex.EncodeToString(hook.ParentSpanId) != "00f067aa0ba902b7" || string(deliver.ParentSpanId) != string(hook.SpanId) {
+		t.Errorf("webhook span's parent %x (want the provider's), delivery's parent %x (want the webhook span %x)", hook.ParentSpanId, deliver.ParentSpanId, hook.SpanId)
+	}
+}
