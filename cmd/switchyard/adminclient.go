@@ -159,12 +159,25 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 		deadline = time.After(*duration)
 	}
 	for {
-		body, code := cred.fetch(stderr, http.MethodGet, query(since.Format(time.RFC3339Nano)))
-		if code != 0 {
-			return code
-		}
+		// Every page of what finished since the newest shown: a busy second can hold more than
+		// one page, and moving on after the first would skip the rest.
 		var p page
-		_ = json.Unmarshal(body, &p)
+		for token := ""; ; {
+			u := query(since.Format(time.RFC3339Nano))
+			if token != "" {
+				u += "&page=" + url.QueryEscape(token)
+			}
+			body, code := cred.fetch(stderr, http.MethodGet, u)
+			if code != 0 {
+				return code
+			}
+			var more page
+			_ = json.Unmarshal(body, &more)
+			p.Outcomes = append(p.Outcomes, more.Outcomes...)
+			if token = more.NextPage; token == "" {
+				break
+			}
+		}
 		newest := since
 		for i := len(p.Outcomes) - 1; i >= 0; i-- {
 			var r row

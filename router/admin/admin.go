@@ -317,7 +317,13 @@ func (s *Server) listOutcomes(w http.ResponseWriter, r *http.Request, trigger ro
 	}
 	outcomes, next, err := s.results.TriggerOutcomes(r.Context(), q)
 	if err != nil {
-		http.Error(w, "reading outcomes: "+err.Error(), http.StatusBadRequest)
+		// The request's own mistakes (a page token not given out, a listing the store cannot
+		// make) are 400; the store failing to answer is 503, as for a single event.
+		code := http.StatusServiceUnavailable
+		if errors.Is(err, router.ErrListNeedsTrigger) || q.PageToken != "" && strings.Contains(err.Error(), "token") {
+			code = http.StatusBadRequest
+		}
+		http.Error(w, "reading outcomes: "+err.Error(), code)
 		return
 	}
 	out := struct {

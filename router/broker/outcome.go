@@ -127,13 +127,29 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 		default:
 			failure := delivery.Result{Attempts: res.Attempts, Err: &router.DeliveryError{Retryable: router.IsRetryable(err), Msg: "publishing the reply: " + err.Error(), Cause: err}}
 			o.LastError = failure.Err.Error()
-			o.Status = r.deadLetter(ctx, req, policy, &failure, tk.b.url, o, router.StatusReplyFailed)
+			o.Status = r.deadLetter(ctx, req, policy, &failure, r.replyDestination(tk), o, router.StatusReplyFailed)
 		}
 	default:
 		o.Status = r.deadLetter(ctx, req, policy, res, t.cfg.Subscriber, o, router.StatusFailed)
 	}
 	*finished = true // from here the event is released by the store, once the outcome is safe
 	r.record(tk.b, t, env, o, tk.f.finish)
+}
+
+// replyDestination is where tk's reply was to go, as knativeerrordest names it: the trigger's
+// broker, or a flow's next broker or reply URI.
+func (r *Router) replyDestination(tk task) string {
+	switch to := tk.t.cfg.Reply; {
+	case to == nil:
+		return tk.b.url
+	case to.Broker != nil:
+		if next := (*r.brokers.Load())[*to.Broker]; next != nil && next.url != "" {
+			return next.url
+		}
+		return to.Broker.String()
+	default:
+		return router.RedactURL(to.URI)
+	}
 }
 
 // errReplyDiscarded: the trigger's replies go nowhere (a Sequence's last step without spec.reply).

@@ -43,6 +43,9 @@ func Parse(spec, timezone string) (Schedule, error) {
 	if c, ok := s.(cron.ConstantDelaySchedule); ok {
 		out.every = c.Delay // whole seconds, at least one: cron rounds @every so
 	}
+	if !out.Ticks(time.Now()) {
+		return Schedule{}, fmt.Errorf("%q never ticks (no such date in the next five years)", spec)
+	}
 	return out, nil
 }
 
@@ -60,20 +63,31 @@ func (s Schedule) Previous(t time.Time) time.Time {
 	if s.every > 0 {
 		return t.Truncate(s.every)
 	}
-	// cron only counts forward: step back until a window holds a tick, then walk it.
-	for span := time.Minute; span <= 400*24*time.Hour; span *= 4 {
+	// cron only counts forward: step back until a window holds a tick, then walk it. The last
+	// window is the whole year (and a bit) before t.
+	const limit = 400 * 24 * time.Hour
+	for span := time.Minute; ; span = min(span*4, limit) {
 		from := t.Add(-span)
 		tick := s.spec.Next(from)
+		if tick.IsZero() {
+			return time.Time{} // a schedule that never ticks (30 February)
+		}
 		if tick.After(t) {
+			if span == limit {
+				return time.Time{}
+			}
 			continue
 		}
-		for next := s.spec.Next(tick); !next.After(t); next = s.spec.Next(tick) {
+		for next := s.spec.Next(tick); !next.IsZero() && !next.After(t); next = s.spec.Next(tick) {
 			tick = next
 		}
 		return tick
 	}
-	return time.Time{}
 }
+
+// Ticks reports whether s ticks at all after t: cron accepts schedules that never match (30
+// February), for which Next answers the zero time.
+func (s Schedule) Ticks(t time.Time) bool { return !s.Next(t).IsZero() }
 
 // IsZero reports whether s was never parsed.
 func (s Schedule) IsZero() bool { return s.spec == nil }

@@ -49,6 +49,13 @@ func TestNextAndPrevious(t *testing.T) {
 	}
 }
 
+func TestPreviousLooksBackAYear(t *testing.T) {
+	// A yearly tick missed in January is found by a replica that starts in August.
+	if got := mustParse(t, "@yearly", "UTC").Previous(at("2026-08-15T00:00:00Z")); !got.Equal(at("2026-01-01T00:00:00Z")) {
+		t.Errorf("@yearly before 2026-08-15: %s, want 2026-01-01", got)
+	}
+}
+
 func TestEveryAgreesAcrossStarts(t *testing.T) {
 	s := mustParse(t, "@every 1m", "")
 	a, b := s.Next(at("2026-12-01T10:00:07Z")), s.Next(at("2026-12-01T10:00:41Z"))
@@ -63,6 +70,7 @@ func TestParseErrors(t *testing.T) {
 		{"61 * * * *", "", "not a cron schedule"},
 		{"* * * * *", "Mars/Olympus", "unknown timezone"},
 		{"CRON_TZ=UTC * * * * *", "Europe/Paris", "given twice"},
+		{"0 0 30 2 *", "", "never ticks"},
 	} {
 		_, err := Parse(c.spec, c.tz)
 		if err == nil || !strings.Contains(err.Error(), c.want) {

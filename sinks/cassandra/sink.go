@@ -62,7 +62,9 @@ func (s *Sinks) Apply(objects []*config.Object, store *Spec) {
 		want[o.Namespace+"/"+o.Name] = o
 	}
 	for key, k := range s.sinks {
-		if w, ok := want[key]; !ok || !reflect.DeepEqual(w, k.obj) || !reflect.DeepEqual(store, k.store) {
+		// Where the manifest sits (file, line) is not a change of the sink: lines moving in an
+		// edited file must not restart it.
+		if w, ok := want[key]; !ok || !reflect.DeepEqual(w.Spec, k.obj.Spec) || !reflect.DeepEqual(store, k.store) {
 			k.close()
 			delete(s.sinks, key)
 		}
@@ -72,7 +74,7 @@ func (s *Sinks) Apply(objects []*config.Object, store *Spec) {
 			continue
 		}
 		k := &sink{obj: o, spec: o.Spec.(*SinkSpec), store: store, logger: s.logger.With(zap.String("sink", key)), rows: s.rows,
-			queue: make(chan *write, o.Spec.(*SinkSpec).Concurrency*4)}
+			queue: make(chan *write, o.Spec.(*SinkSpec).Concurrency*4), stopped: make(chan struct{})}
 		k.problem.Store(new(string))
 		*k.problem.Load() = "starting: connecting to Cassandra"
 		ctx, cancel := context.WithCancel(context.Background())
@@ -134,6 +136,8 @@ type sink struct {
 	rows   *prometheus.CounterVec
 	cancel context.CancelFunc
 	done   sync.WaitGroup
+	// stopped is closed when the sink is stopped: requests waiting on it are answered 503.
+	stopped chan struct{}
 
 	session *gocql.Session
 	// table is the checked table, nil until it is; problem says why not (a 503's message).
@@ -207,7 +211,10 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (k *sink) close() { k.cancel() }
+func (k *sink) close() {
+	k.cancel()
+	close(k.stopped)
+}
 
 // start connects (once) and checks the table, creating it when createTable says so.
 func (k *sink) start() error {
@@ -409,10 +416,23 @@ func (k *sink) writeEvents(ctx context.Context, events []*event.Event) (int, str
 		case <-ctx.Done():
 			k.count("failed", len(events))
 			return http.StatusServiceUnavailable, "the request ended before the row was written"
+		case <-k.stopped:
+			k.count("failed", len(events))
+			return http.StatusServiceUnavailable, "the CassandraSink was reconfigured: send the event again"
 		}
 	}
 	for _, w := range writes {
-		if err := <-w.done; err != nil {
+		var err error
+		select {
+		case err = <-w.done:
+		case <-ctx.Done():
+			k.count("failed", len(events))
+			return http.StatusServiceUnavailable, "the request ended before the row was written"
+		case <-k.stopped:
+			k.count("failed", len(events))
+			return http.StatusServiceUnavailable, "the CassandraSink was reconfigured while the row was being written: send it again"
+		}
+		if err != nil {
 			code := writeErrorCode(err)
 			k.count(map[bool]string{true: "rejected", false: "failed"}[code == http.StatusBadRequest], len(events))
 			return code, fmt.Sprintf("writing to %s.%s: %v", k.spec.Keyspace, k.spec.Table, err)
@@ -458,6 +478,13 @@ func (k *sink) writer(ctx context.Context) {
 		}
 		for _, group := range byPartition {
 			err := k.exec(t, consistency, group)
+			if err != nil && len(group) > 1 && writeErrorCode(err) == http.StatusBadRequest {
+				// One row Cassandra refuses must not fail its neighbours: each alone.
+				for _, w := range group {
+					w.done <- k.exec(t, consistency, []*write{w})
+				}
+				continue
+			}
 			for _, w := range group {
 				w.done <- err
 			}
@@ -466,7 +493,8 @@ func (k *sink) writer(ctx context.Context) {
 }
 
 func (k *sink) exec(t *table, consistency gocql.Consistency, group []*write) error {
-	ctx, cancel := context.WithTimeout(group[0].ctx, 10*time.Second)
+	// Not any one request's context: the batch carries other requests' rows too.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if len(group) == 1 {
 		q := k.session.Query(t.insert, group[0].values...).Consistency(consistency).WithContext(ctx)

@@ -147,6 +147,9 @@ func parseCQLType(s string) (cqlType, error) {
 	s = strings.TrimSpace(s)
 	open := strings.IndexByte(s, '<')
 	if open < 0 {
+		if s == "varchar" {
+			s = "text" // one type, two names: system_schema says text
+		}
 		if !scalarTypes[s] {
 			return cqlType{}, fmt.Errorf("CQL type %s is not one a CassandraSink writes", s)
 		}

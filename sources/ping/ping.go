@@ -77,6 +77,9 @@ type Manager struct {
 	// lastSent is the latest tick this process sent per source, kept across reloads: without
 	// Claims it is all there is to know that a tick fell between a source's stop and restart.
 	lastSent map[string]time.Time
+	// lastMu guards lastSent alone: a source's goroutine takes it while Apply, holding mu, may
+	// be waiting for that goroutine to end.
+	lastMu sync.Mutex
 	// sends are the ticks being sent; they outlive a reload that restarts their source, and end
 	// (recorded as failed) when the manager stops.
 	sends   sync.WaitGroup
@@ -182,6 +185,11 @@ func (s *source) run(ctx context.Context) {
 	now := clock.Now()
 	s.catchUp(ctx, now)
 	for tick := s.cfg.Schedule.Next(now); ; tick = s.cfg.Schedule.Next(tick) {
+		if tick.IsZero() {
+			s.logger.Warn("the schedule ticks no more (no such date in the next five years)")
+			<-ctx.Done()
+			return
+		}
 		if !clock.SleepUntil(ctx, tick) {
 			return
 		}
@@ -230,9 +238,9 @@ func (s *source) catchUp(ctx context.Context, now time.Time) {
 		return
 	}
 	if s.m.o.Claims == nil {
-		s.m.mu.Lock()
+		s.m.lastMu.Lock()
 		last, known := s.m.lastSent[s.key]
-		s.m.mu.Unlock()
+		s.m.lastMu.Unlock()
 		if !known {
 			// A process with no shared record cannot tell a tick nobody sent from one an earlier
 			// run sent: it sends none (docs/pingsource.md).
@@ -268,11 +276,11 @@ func (s *source) fire(ctx context.Context, tick time.Time, late bool) {
 		s.count("not_leader")
 		return
 	}
-	s.m.mu.Lock()
+	s.m.lastMu.Lock()
 	if s.m.lastSent[s.key].Before(tick) {
 		s.m.lastSent[s.key] = tick
 	}
-	s.m.mu.Unlock()
+	s.m.lastMu.Unlock()
 	s.m.sends.Add(1)
 	go func() {
 		defer s.m.sends.Done()
