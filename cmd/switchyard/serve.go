@@ -223,7 +223,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	tableSinks := cassandra.NewSinks(logger, maxBody.Load, m.Registry)
 	tableSinks.Apply(cfg.Objects[cassandra.SinkKind{}.Kind()], cassandraSpec(cfg))
 	defer tableSinks.Close() // after the drain: triggers deliver to sinks through the ingress
-	adm := admin.New(results, redriveRoutes{rtr, kafkaSources}, m)
+	adm := admin.New(results, redriveRoutes{rtr, kafkaSources, pingSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
 		logger.Warn("the admin API is reachable beyond this host without credentials: set spec.admin.auth (docs/security.md)",
@@ -360,18 +360,26 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 }
 
 // redriveRoutes is the admin API's view of the router, with redrives of a KafkaSource's failed
-// records (named kafkasource:NAME, as its outcomes are) sent to the source manager.
+// records and a PingSource's failed ticks (named kafkasource:NAME and pingsource:NAME, as their
+// outcomes are) sent to their source managers.
 type redriveRoutes struct {
 	*broker.Router
 	sources *kafkasource.Manager
+	pings   *ping.Manager
 }
 
 func (r redriveRoutes) Redrive(ctx context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error) {
-	if !strings.HasPrefix(ref.Name, kafkasource.OutcomePrefix) {
+	var n int
+	var err error
+	switch {
+	case strings.HasPrefix(ref.Name, kafkasource.OutcomePrefix):
+		n, err = r.sources.Redrive(ctx, ref, q.EventID, q.Since)
+	case strings.HasPrefix(ref.Name, ping.OutcomePrefix):
+		n, err = r.pings.Redrive(ctx, ref, q.EventID, q.Since)
+	default:
 		return r.Router.Redrive(ctx, ref, q)
 	}
-	n, err := r.sources.Redrive(ctx, ref, q.EventID, q.Since)
-	if errors.Is(err, kafkasource.ErrSourceNotFound) {
+	if errors.Is(err, kafkasource.ErrSourceNotFound) || errors.Is(err, ping.ErrSourceNotFound) {
 		err = fmt.Errorf("%w: %v", broker.ErrTriggerNotFound, err) // the admin API's 404
 	}
 	return n, err

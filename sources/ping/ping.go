@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 	"sync"
 	"time"
 
@@ -82,9 +83,11 @@ type Manager struct {
 	lastMu sync.Mutex
 	// sends are the ticks being sent; they outlive a reload that restarts their source, and end
 	// (recorded as failed) when the manager stops.
-	sends   sync.WaitGroup
-	stopped context.Context
-	stop    context.CancelFunc
+	sends sync.WaitGroup
+	// redriving holds the event ids whose redrive is under way, so that asking twice sends once.
+	redriving sync.Map
+	stopped   context.Context
+	stop      context.CancelFunc
 }
 
 type running struct {
@@ -330,25 +333,8 @@ func (s *source) retryBudget(tick time.Time) time.Duration {
 func (s *source) send(ctx context.Context, tick time.Time, late bool) bool {
 	e := Event(s.cfg, tick)
 	started := s.m.o.Clock.Now()
-	sctx, cancel := context.WithTimeout(ctx, s.retryBudget(tick))
-	defer cancel()
-	attempts, err := 0, error(nil)
-	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
-		attempts++
-		err = s.m.sink.Send(sctx, s.cfg.Sink, &router.Envelope{Event: e}, s.cfg.Namespace)
-		if err == nil || !router.IsRetryable(err) && !errors.Is(err, router.ErrBrokerNotFound) {
-			break
-		}
-		if !router.Sleep(sctx, backoff) {
-			break
-		}
-	}
-	o := &router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(),
-		Trigger:    router.TriggerRef{Namespace: s.cfg.Namespace, Name: OutcomePrefix + s.cfg.Name},
-		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started, Finished: s.m.o.Clock.Now()}
-	if b := s.cfg.Sink.Broker; b != nil {
-		o.Broker = *b
-	}
+	attempts, err := s.deliver(ctx, e, s.retryBudget(tick))
+	o := s.outcome(e, started, attempts, err)
 	switch {
 	case err == nil && late:
 		s.count("sent_late")
@@ -356,7 +342,6 @@ func (s *source) send(ctx context.Context, tick time.Time, late bool) bool {
 	case err == nil:
 		s.count("sent")
 	default:
-		o.Status, o.LastCode, o.LastError, o.Event = router.StatusFailed, router.FailureCode(err), err.Error(), e
 		s.count("failed")
 		s.logger.Error("the sink did not take the tick's event: recorded as failed", zap.Time("tick", tick),
 			zap.String("event_id", e.ID()), zap.Int("attempts", attempts), zap.Error(err))
@@ -365,4 +350,94 @@ func (s *source) send(ctx context.Context, tick time.Time, late bool) bool {
 		s.m.o.Results.Record(o)
 	}
 	return err == nil
+}
+
+// deliver sends e to the sink, retrying what the sink pushes back within budget, and returns the
+// attempts made and the last error.
+func (s *source) deliver(ctx context.Context, e *event.Event, budget time.Duration) (int, error) {
+	sctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	attempts, err := 0, error(nil)
+	for backoff := 50 * time.Millisecond; ; backoff = min(2*backoff, 5*time.Second) {
+		attempts++
+		err = s.m.sink.Send(sctx, s.cfg.Sink, &router.Envelope{Event: e}, s.cfg.Namespace)
+		if err == nil || !router.IsRetryable(err) && !errors.Is(err, router.ErrBrokerNotFound) {
+			return attempts, err
+		}
+		if !router.Sleep(sctx, backoff) {
+			return attempts, err
+		}
+	}
+}
+
+// outcome is the record of one send of e: delivered, or failed with the event kept for redrive.
+func (s *source) outcome(e *event.Event, started time.Time, attempts int, err error) *router.Outcome {
+	o := &router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(),
+		Trigger:    router.TriggerRef{Namespace: s.cfg.Namespace, Name: OutcomePrefix + s.cfg.Name},
+		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started, Finished: s.m.o.Clock.Now()}
+	if b := s.cfg.Sink.Broker; b != nil {
+		o.Broker = *b
+	}
+	if err != nil {
+		o.Status, o.LastCode, o.LastError, o.Event = router.StatusFailed, router.FailureCode(err), err.Error(), e
+	}
+	return o
+}
+
+// ErrSourceNotFound: a redrive named a PingSource that is not configured.
+var ErrSourceNotFound = errors.New("PingSource not found")
+
+// maxRedrive bounds one redrive request, as a trigger's; run it again for more.
+const maxRedrive = 100000
+
+// Redrive sends again the events of PingSource ref's failed ticks (ref.Name is OutcomePrefix +
+// the source's name): one event (eventID) or every one finished since since. It returns how many
+// it queued; they are sent one after another in the background (each retried for up to 30 s), each
+// new send recorded, and only then the old outcome taken off the failed list. A tick whose redrive
+// is under way is skipped.
+func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID string, since time.Time) (int, error) {
+	name, _ := strings.CutPrefix(ref.Name, OutcomePrefix)
+	m.mu.Lock()
+	r := m.running[ref.Namespace+"/"+name]
+	m.mu.Unlock()
+	if r == nil || m.o.Results == nil {
+		return 0, fmt.Errorf("%w: %s/%s", ErrSourceNotFound, ref.Namespace, name)
+	}
+	candidates, err := router.RedriveCandidates(ctx, m.o.Results, ref, eventID, since, maxRedrive)
+	if err != nil {
+		return 0, err
+	}
+	var queued []router.Outcome
+	for _, o := range candidates {
+		if o.Event == nil {
+			continue
+		}
+		if _, busy := m.redriving.LoadOrStore(ref.String()+"\x00"+o.EventID, struct{}{}); !busy {
+			queued = append(queued, o)
+		}
+	}
+	src := &source{cfg: r.cfg, key: ref.Namespace + "/" + name, m: m, logger: m.o.Logger.With(zap.String("source", ref.Namespace+"/"+name))}
+	m.sends.Add(1)
+	go func() {
+		defer m.sends.Done()
+		for i := range queued {
+			old := &queued[i]
+			e := old.Event.Clone()
+			started := m.o.Clock.Now()
+			attempts, err := src.deliver(m.stopped, &e, 30*time.Second)
+			o := src.outcome(&e, started, attempts, err)
+			o.Received = old.Received
+			// The new send's outcome stands for the tick now (failed again, it is the one on the
+			// list): the old one leaves the failed list either way.
+			m.o.Results.Record(o)
+			if rerr := m.o.Results.Redriven(m.stopped, old); rerr != nil {
+				src.logger.Warn("redriven tick stays on the failed list", zap.String("event_id", e.ID()), zap.Error(rerr))
+			}
+			m.redriving.Delete(ref.String() + "\x00" + old.EventID)
+			if m.stopped.Err() != nil {
+				return
+			}
+		}
+	}()
+	return len(queued), nil
 }

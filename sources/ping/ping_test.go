@@ -2,6 +2,7 @@ package ping
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -380,5 +381,29 @@ func TestATickTheSinkRefusesIsRecordedFailed(t *testing.T) {
 	}
 	if r.ticks("failed") != 1 {
 		t.Errorf("failed ticks: %v", r.ticks("failed"))
+	}
+
+	// Once the sink takes events again, the failed tick is redriven: sent with its own id and
+	// time, recorded, and off the failed list.
+	r.pub.fail = nil
+	if n, err := m.Redrive(context.Background(), ref, "", time.Time{}); n != 1 || err != nil {
+		t.Fatalf("Redrive: %d, %v", n, err)
+	}
+	e := r.received(t, 1)[0].Event
+	if !e.Time().Equal(start.Add(3*time.Minute)) || e.ID() != Event(pingSource(t, "*/5 * * * *"), start.Add(3*time.Minute)).ID() {
+		t.Errorf("redriven: %s", e)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		got, _, _ := r.results.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: ref, OnlyFailed: true, Limit: 10})
+		if len(got) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still on the failed list after the redrive: %+v", got)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := m.Redrive(context.Background(), router.TriggerRef{Namespace: "shop", Name: "pingsource:nope"}, "", time.Time{}); !errors.Is(err, ErrSourceNotFound) {
+		t.Errorf("an unknown source: %v", err)
 	}
 }

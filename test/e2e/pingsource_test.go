@@ -2,7 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,4 +167,37 @@ func TestPingSourceSendsTheTickMissedWhileDown(t *testing.T) {
 	if v := pingMetric(t, b, `switchyard_pingsource_ticks_total{namespace_name="default",result="sent_late",source_name="heartbeat"}`); v != 1 {
 		t.Errorf("sent_late = %v, want 1", v)
 	}
+}
+
+// TestPingSourceRedrive: a tick the sink refused is on pingsource:NAME's failed list and is sent
+// again, with its id, by switchyard redrive once the sink takes events.
+func TestPingSourceRedrive(t *testing.T) {
+	var refuse atomic.Bool
+	refuse.Store(true)
+	sub := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) {
+		if refuse.Load() {
+			w.WriteHeader(http.StatusBadRequest) // refused for good: not retried
+		}
+	})
+	manifests := strings.Replace(pingSourceYAML("heartbeat", "@every 1s"), "    ref:\n      apiVersion: eventing.knative.dev/v1\n      kind: Broker\n      name: default\n", "    uri: "+sub.URL+"\n", 1)
+	r := startRouter(t, brokerYAML("default")+manifests, "")
+	first := sub.waitFor(t, 1, 10*time.Second)[0].Event.ID()
+	waitFor(t, 5*time.Second, func() bool {
+		_, body := r.get(t, "/v1/triggers/default/pingsource:heartbeat/outcomes?failed=true")
+		return strings.Contains(body, first)
+	})
+	refuse.Store(false)
+	out, err := exec.Command(binary, "redrive", "--admin-url", r.Admin, "--trigger", "default/pingsource:heartbeat", "--event", first).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"redriven": 1`) {
+		t.Fatalf("redrive: %v\n%s", err, out)
+	}
+	waitFor(t, 5*time.Second, func() bool {
+		n := 0
+		for _, req := range sub.requests() {
+			if req.Event != nil && req.Event.ID() == first {
+				n++
+			}
+		}
+		return n == 2
+	})
 }
