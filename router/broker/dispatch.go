@@ -139,7 +139,7 @@ func (b *brokerState) unmatched(env *router.Envelope) {
 	b.r.o.Results.Record(&router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(), Broker: b.ref,
 		Trigger: router.TriggerRef{Namespace: b.ref.Namespace, Name: router.UnmatchedPrefix + b.ref.Name},
 		Status:  router.StatusUnmatched, LastError: "no trigger of the broker matched the event: switchyard events explain says why",
-		Received: env.Received, Finished: time.Now()})
+		Received: env.Received, Finished: time.Now(), TraceID: tracing.TraceID(e)})
 }
 
 // overflow records env as failed at t, whose backlog is full, and releases it there.

@@ -232,7 +232,7 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 		t.stats.failed.Add(1)
 		t.m.failed.Inc()
 		r.logger.Warn("event not delivered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
-			zap.String("status", string(o.Status)), zap.String("error", o.LastError))
+			zap.String("status", string(o.Status)), zap.Int("attempts", o.Attempts), zap.Int("code", o.LastCode), zap.String("error", o.LastError))
 	}
 	if o.Attempts > 1 {
 		t.stats.rs.Add(uint64(o.Attempts - 1))

@@ -199,7 +199,7 @@ func (s *source) handle(ctx context.Context, e *event.Event, msg *sarama.Consume
 		return false
 	}
 	o := &router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(), Trigger: OutcomeRef(s.cfg.Namespace, s.cfg.Name),
-		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started}
+		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started, TraceID: tracing.TraceID(e)}
 	if s.cfg.Sink.Broker != nil {
 		o.Broker = *s.cfg.Sink.Broker
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // EventType is the type of every PingSource event, as Knative's.
@@ -374,7 +375,8 @@ func (s *source) deliver(ctx context.Context, e *event.Event, budget time.Durati
 func (s *source) outcome(e *event.Event, started time.Time, attempts int, err error) *router.Outcome {
 	o := &router.Outcome{EventID: e.ID(), Source: e.Source(), Type: e.Type(),
 		Trigger:    router.TriggerRef{Namespace: s.cfg.Namespace, Name: OutcomePrefix + s.cfg.Name},
-		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started, Finished: s.m.o.Clock.Now()}
+		Subscriber: s.cfg.Sink.String(), Status: router.StatusDelivered, Attempts: attempts, Received: started, Finished: s.m.o.Clock.Now(),
+		TraceID: tracing.TraceID(e)}
 	if b := s.cfg.Sink.Broker; b != nil {
 		o.Broker = *b
 	}
