@@ -3,6 +3,7 @@ package router
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -159,4 +160,28 @@ func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, e
 		}
 	}
 	return out, nil
+}
+
+// RedrivesUnderWay remembers which events a source's redrive is sending now, so that asking twice
+// sends each once (the KafkaSource's and the PingSource's redrives; a broker keys its own by run).
+type RedrivesUnderWay struct{ m sync.Map }
+
+// Claim keeps of candidates those that hold their event and have no redrive under way at ref,
+// and marks them under way.
+func (r *RedrivesUnderWay) Claim(ref TriggerRef, candidates []Outcome) []Outcome {
+	var out []Outcome
+	for _, o := range candidates {
+		if o.Event == nil {
+			continue
+		}
+		if _, busy := r.m.LoadOrStore(ref.String()+"\x00"+o.EventID, struct{}{}); !busy {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// Done ends the redrive of o at ref.
+func (r *RedrivesUnderWay) Done(ref TriggerRef, o *Outcome) {
+	r.m.Delete(ref.String() + "\x00" + o.EventID)
 }

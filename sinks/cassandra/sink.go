@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/config"
 )
@@ -158,7 +159,6 @@ type table struct {
 
 // write is one row waiting for a writer.
 type write struct {
-	ctx    context.Context
 	values []any
 	key    string // the partition key's values, for batching
 	done   chan error
@@ -181,7 +181,7 @@ func (k *sink) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		if err := k.start(); err != nil {
 			k.setProblem(err.Error())
-			if !sleepCtx(ctx, 5*time.Second) {
+			if !router.Sleep(ctx, 5*time.Second) {
 				break
 			}
 			continue
@@ -197,17 +197,6 @@ func (k *sink) run(ctx context.Context) {
 	}
 	if k.session != nil {
 		k.session.Close()
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -408,17 +397,23 @@ func (k *sink) writeEvents(ctx context.Context, events []*event.Event) (int, str
 			k.count("rejected", len(events))
 			return http.StatusBadRequest, err.Error()
 		}
-		writes = append(writes, &write{ctx: ctx, values: values, key: key, done: make(chan error, 1)})
+		writes = append(writes, &write{values: values, key: key, done: make(chan error, 1)})
+	}
+	// A request stops waiting when it ends, or when the sink is reconfigured (its writers stop).
+	abandon := func() (int, string) {
+		k.count("failed", len(events))
+		if ctx.Err() != nil {
+			return http.StatusServiceUnavailable, "the request ended before the row was written"
+		}
+		return http.StatusServiceUnavailable, "the CassandraSink was reconfigured: send the event again"
 	}
 	for _, w := range writes {
 		select {
 		case k.queue <- w:
 		case <-ctx.Done():
-			k.count("failed", len(events))
-			return http.StatusServiceUnavailable, "the request ended before the row was written"
+			return abandon()
 		case <-k.stopped:
-			k.count("failed", len(events))
-			return http.StatusServiceUnavailable, "the CassandraSink was reconfigured: send the event again"
+			return abandon()
 		}
 	}
 	for _, w := range writes {
@@ -426,11 +421,9 @@ func (k *sink) writeEvents(ctx context.Context, events []*event.Event) (int, str
 		select {
 		case err = <-w.done:
 		case <-ctx.Done():
-			k.count("failed", len(events))
-			return http.StatusServiceUnavailable, "the request ended before the row was written"
+			return abandon()
 		case <-k.stopped:
-			k.count("failed", len(events))
-			return http.StatusServiceUnavailable, "the CassandraSink was reconfigured while the row was being written: send it again"
+			return abandon()
 		}
 		if err != nil {
 			code := writeErrorCode(err)

@@ -44,7 +44,7 @@ type Manager struct {
 	running map[string]*running
 	// redriving holds the event ids whose redrive is under way, per source, so that asking twice
 	// does not send twice.
-	redriving sync.Map
+	redriving router.RedrivesUnderWay
 	// stopped ends redrives under way when the manager stops.
 	stopped context.Context
 	stop    context.CancelFunc
@@ -320,15 +320,7 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID st
 	if err != nil {
 		return 0, err
 	}
-	var queued []router.Outcome
-	for _, o := range candidates {
-		if o.Event == nil {
-			continue
-		}
-		if _, busy := m.redriving.LoadOrStore(ref.String()+"\x00"+o.EventID, struct{}{}); !busy {
-			queued = append(queued, o)
-		}
-	}
+	queued := m.redriving.Claim(ref, candidates)
 	src := &source{cfg: r.cfg, m: m, logger: m.logger.With(zap.String("source", ref.Namespace+"/"+name))}
 	go func() {
 		for i := range queued {
@@ -337,7 +329,7 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID st
 			if !src.handle(m.stopped, &e, nil, o) {
 				return // stopping: the rest stays on the failed list
 			}
-			m.redriving.Delete(ref.String() + "\x00" + o.EventID)
+			m.redriving.Done(ref, o)
 		}
 	}()
 	return len(queued), nil

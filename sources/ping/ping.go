@@ -86,7 +86,7 @@ type Manager struct {
 	// (recorded as failed) when the manager stops.
 	sends sync.WaitGroup
 	// redriving holds the event ids whose redrive is under way, so that asking twice sends once.
-	redriving sync.Map
+	redriving router.RedrivesUnderWay
 	stopped   context.Context
 	stop      context.CancelFunc
 }
@@ -409,15 +409,7 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID st
 	if err != nil {
 		return 0, err
 	}
-	var queued []router.Outcome
-	for _, o := range candidates {
-		if o.Event == nil {
-			continue
-		}
-		if _, busy := m.redriving.LoadOrStore(ref.String()+"\x00"+o.EventID, struct{}{}); !busy {
-			queued = append(queued, o)
-		}
-	}
+	queued := m.redriving.Claim(ref, candidates)
 	src := &source{cfg: r.cfg, key: ref.Namespace + "/" + name, m: m, logger: m.o.Logger.With(zap.String("source", ref.Namespace+"/"+name))}
 	m.sends.Add(1)
 	go func() {
@@ -435,7 +427,7 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID st
 			if rerr := m.o.Results.Redriven(m.stopped, old); rerr != nil {
 				src.logger.Warn("redriven tick stays on the failed list", zap.String("event_id", e.ID()), zap.Error(rerr))
 			}
-			m.redriving.Delete(ref.String() + "\x00" + old.EventID)
+			m.redriving.Done(ref, old)
 			if m.stopped.Err() != nil {
 				return
 			}

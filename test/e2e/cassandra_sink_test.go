@@ -19,6 +19,23 @@ import (
 	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
+// keyspaceSession connects to the test's Cassandra and creates keyspace there; the session ends
+// with the test.
+func keyspaceSession(t *testing.T, addr, keyspace string) *gocql.Session {
+	t.Helper()
+	cluster := gocql.NewCluster(addr)
+	cluster.ProtoVersion, cluster.DisableInitialHostLookup, cluster.Timeout = 4, true, 10*time.Second
+	session, err := cluster.CreateSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(session.Close)
+	if err := session.Query(`CREATE KEYSPACE ` + keyspace + ` WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`).Exec(); err != nil {
+		t.Fatal(err)
+	}
+	return session
+}
+
 // TestCassandraSinkPipeline (issue #20): webhook (and a Kafka record, through a KafkaSource) →
 // broker → the demo function (switchyard function --reply-type) → its reply → a Trigger on the
 // reply's type → a CassandraSink: the reply lands as a typed row (every CQL type the sink writes),
@@ -28,16 +45,7 @@ import (
 func TestCassandraSinkPipeline(t *testing.T) {
 	cassandraAddr := testenv.Cassandra(t)
 	keyspace := fmt.Sprintf("sy_e2e_sink_%d", time.Now().UnixNano())
-	cluster := gocql.NewCluster(cassandraAddr)
-	cluster.ProtoVersion, cluster.DisableInitialHostLookup, cluster.Timeout = 4, true, 10*time.Second
-	session, err := cluster.CreateSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer session.Close()
-	if err := session.Query(`CREATE KEYSPACE ` + keyspace + ` WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`).Exec(); err != nil {
-		t.Fatal(err)
-	}
+	session := keyspaceSession(t, cassandraAddr, keyspace)
 
 	function := freePort(t)
 	fn := exec.Command(binary, "function", "--addr", function, "--reply-type", "order.stored")
@@ -270,20 +278,9 @@ spec:
 
 	cassandraAddr := testenv.Cassandra(t)
 	keyspace := fmt.Sprintf("sy_e2e_sinkbad_%d", time.Now().UnixNano())
-	cluster := gocql.NewCluster(cassandraAddr)
-	cluster.ProtoVersion, cluster.DisableInitialHostLookup, cluster.Timeout = 4, true, 10*time.Second
-	session, err := cluster.CreateSession()
-	if err != nil {
+	session := keyspaceSession(t, cassandraAddr, keyspace)
+	if err := session.Query(`CREATE TABLE ` + keyspace + `.orders (order_id text PRIMARY KEY, qty text)`).Exec(); err != nil {
 		t.Fatal(err)
-	}
-	defer session.Close()
-	for _, q := range []string{
-		`CREATE KEYSPACE ` + keyspace + ` WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1}`,
-		`CREATE TABLE ` + keyspace + `.orders (order_id text PRIMARY KEY, qty text)`,
-	} {
-		if err := session.Query(q).Exec(); err != nil {
-			t.Fatal(err)
-		}
 	}
 	manifests := fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
 kind: CassandraSink

@@ -59,6 +59,17 @@ func (o *otlpReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(out)
 }
 
+// otlpOverHTTP starts an OTLP/HTTP receiver and points the routers this test starts at it,
+// exporting every 100 ms.
+func otlpOverHTTP(t *testing.T) *otlpReceiver {
+	recv := &otlpReceiver{}
+	srv := httptest.NewServer(recv)
+	t.Cleanup(srv.Close)
+	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
+	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	return recv
+}
+
 func (o *otlpReceiver) inTrace(traceID string) []*tracepb.Span {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -212,11 +223,7 @@ func TestTracingOffByDefault(t *testing.T) {
 // its context), and a reply is published in a span whose context the reply carries, so the
 // reply's deliveries are its children.
 func TestTracingDeadLetterAndReply(t *testing.T) {
-	recv := &otlpReceiver{}
-	srv := httptest.NewServer(recv)
-	t.Cleanup(srv.Close)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	recv := otlpOverHTTP(t)
 	dls := newSubscriber(t, nil)
 	answers := newSubscriber(t, nil)
 	fn := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
@@ -282,11 +289,7 @@ func TestTracingDeadLetterAndReply(t *testing.T) {
 // TestTracingWebhookSource: a webhook's event is handed to its broker in a span that continues
 // the provider's traceparent, and its delivery is that span's child.
 func TestTracingWebhookSource(t *testing.T) {
-	recv := &otlpReceiver{}
-	srv := httptest.NewServer(recv)
-	t.Cleanup(srv.Close)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.URL)
-	t.Setenv("OTEL_BSP_SCHEDULE_DELAY", "100")
+	recv := otlpOverHTTP(t)
 	sub := newSubscriber(t, nil)
 	r := startRouter(t, brokerYAML("default")+triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n")+
 		"apiVersion: switchyard.dev/v1alpha1\nkind: WebhookSource\nmetadata: {name: crm, namespace: default}\nspec:\n  provider: generic\n  generic: {verification: none}\n  sink:\n    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}\n---\n", "")
