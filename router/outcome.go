@@ -127,13 +127,25 @@ type ResultStore interface {
 	Redriven(ctx context.Context, o *Outcome) error
 }
 
-// RedriveCandidates returns what a redrive of ref re-sends: with eventID, that event's latest
-// outcome at ref when it is not delivered; else ref's failed list (failed and dead-lettered
-// outcomes not yet redriven) finished since since, at most max of them. Triggers and KafkaSources
-// are redriven alike.
-func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, eventID string, since time.Time, max int) ([]Outcome, error) {
-	if eventID != "" {
-		outcomes, err := store.EventOutcomes(ctx, eventID)
+// RedriveQuery selects what a redrive of one trigger re-sends: one event (EventID), or the
+// trigger's failed list (failed and dead-lettered outcomes not yet redriven) narrowed by the
+// other fields, each ignored when zero: finished from Since to Until, with that Type, Source,
+// Broker or Status.
+type RedriveQuery struct {
+	EventID      string
+	Since, Until time.Time
+	Type, Source string
+	Broker       BrokerRef
+	Status       Status
+}
+
+// RedriveCandidates returns what a redrive of ref re-sends: with q.EventID, that event's latest
+// outcome at ref when it is not delivered (and passes q's other filters); else ref's failed list
+// narrowed by q, at most max outcomes. Triggers and KafkaSources are redriven alike.
+func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, q RedriveQuery, max int) ([]Outcome, error) {
+	list := OutcomeQuery{Trigger: ref, OnlyFailed: true, Since: q.Since, Until: q.Until, Type: q.Type, Source: q.Source, Broker: q.Broker, Status: q.Status}
+	if q.EventID != "" {
+		outcomes, err := store.EventOutcomes(ctx, q.EventID)
 		if err != nil {
 			return nil, err
 		}
@@ -143,14 +155,15 @@ func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, e
 				latest = o
 			}
 		}
-		if latest == nil || !latest.Status.Failed() {
+		if latest == nil || !latest.Status.Failed() || !list.Keeps(latest) {
 			return nil, nil
 		}
 		return []Outcome{*latest}, nil
 	}
 	var out []Outcome
 	for page := ""; len(out) < max; {
-		batch, next, err := store.TriggerOutcomes(ctx, OutcomeQuery{Trigger: ref, OnlyFailed: true, Since: since, Limit: 1000, PageToken: page})
+		list.Limit, list.PageToken = 1000, page
+		batch, next, err := store.TriggerOutcomes(ctx, list)
 		if err != nil {
 			return nil, err
 		}
@@ -158,6 +171,9 @@ func RedriveCandidates(ctx context.Context, store ResultStore, ref TriggerRef, e
 		if page = next; page == "" {
 			break
 		}
+	}
+	if len(out) > max {
+		out = out[:max]
 	}
 	return out, nil
 }

@@ -225,6 +225,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	defer tableSinks.Close() // after the drain: triggers deliver to sinks through the ingress
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources, pingSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
+	adm.SetTraceURL(cfg.Settings.AdminTraceURL)
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
 		logger.Warn("the admin API is reachable beyond this host without credentials: set spec.admin.auth (docs/security.md)",
 			zap.String("admin", adminLn.Addr().String()))
@@ -285,6 +286,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
 		deliverer.SetDestinationTLS(destinationTLS(next.DestinationTLS, f.secretsDir))
 		adm.SetAuth(adminAuth(next.Settings.AdminAuth))
+		adm.SetTraceURL(next.Settings.AdminTraceURL)
 		m.SetMaxEventTypes(next.Settings.MaxEventTypes)
 		auth.Store(senderauth.New(next.Auth))
 		m.ConfigReloads.WithLabelValues("applied").Inc()
@@ -368,14 +370,14 @@ type redriveRoutes struct {
 	pings   *ping.Manager
 }
 
-func (r redriveRoutes) Redrive(ctx context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error) {
+func (r redriveRoutes) Redrive(ctx context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error) {
 	var n int
 	var err error
 	switch {
 	case strings.HasPrefix(ref.Name, kafkasource.OutcomePrefix):
-		n, err = r.sources.Redrive(ctx, ref, q.EventID, q.Since)
+		n, err = r.sources.Redrive(ctx, ref, q)
 	case strings.HasPrefix(ref.Name, ping.OutcomePrefix):
-		n, err = r.pings.Redrive(ctx, ref, q.EventID, q.Since)
+		n, err = r.pings.Redrive(ctx, ref, q)
 	default:
 		return r.Router.Redrive(ctx, ref, q)
 	}

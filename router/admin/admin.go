@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"html/template"
 	"io"
 	"net/http"
 	"net/http/pprof"
@@ -46,7 +47,7 @@ import (
 // Routes is what the admin API needs of the router; broker.Router implements it.
 type Routes interface {
 	Triggers() []broker.TriggerStatus
-	Redrive(ctx context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error)
+	Redrive(ctx context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error)
 	Explain(ref router.BrokerRef, e *event.Event) ([]broker.Verdict, error)
 }
 
@@ -59,6 +60,10 @@ type Server struct {
 	routes  Routes
 	auth    atomic.Pointer[Auth]
 	config  atomic.Pointer[ConfigState]
+	// traceURL links a trace id to a trace viewer in the console ("" shows the id alone).
+	traceURL atomic.Pointer[string]
+	tails    atomic.Int32
+	pages    map[string]*template.Template
 }
 
 // ConfigState is what became of the configuration: when the one served was applied, and whether a
@@ -103,7 +108,10 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
 	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
+	s.mux.HandleFunc("POST /v1/redrive", s.redriveAll)
 	s.mux.HandleFunc("POST /v1/brokers/{ns}/{name}/explain", s.explain)
+	s.mux.HandleFunc("GET /v1/tail", s.tail)
+	s.routeConsole()
 	// A browser on another origin must not make an operator's browser redrive: Go's check of
 	// Sec-Fetch-Site and Origin refuses cross-origin requests that are not GET, HEAD or OPTIONS.
 	csrf := http.NewCrossOriginProtection()
@@ -111,33 +119,49 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	return s
 }
 
-// authorize applies Auth, then serves the request.
+// authorize applies Auth, then serves the request with the caller's role in its context (the
+// console shows an operator's actions only to operators). Credentials come from the
+// Authorization header or, for the console in a browser, the session cookie its login sets.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	a := s.auth.Load()
-	if a == nil || !protected(r.URL.Path) {
+	if a == nil {
+		s.mux.ServeHTTP(w, withRole(r, roleOperator)) // an open admin API: anyone may act
+		return
+	}
+	if !protected(r.URL.Path) {
 		s.mux.ServeHTTP(w, r)
 		return
+	}
+	if r.Header.Get("Authorization") == "" {
+		if c, err := r.Cookie(sessionCookie); err == nil && c.Value != "" {
+			r = r.Clone(r.Context())
+			r.Header.Set("Authorization", "Bearer "+c.Value)
+		}
 	}
 	// Explain is a POST (it takes an event) that changes nothing: readers may call it.
 	reading := r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/explain")
 	op := verifyRole(a.Operators, r.Header)
 	if op.Status == 0 {
-		s.mux.ServeHTTP(w, r)
+		s.mux.ServeHTTP(w, withRole(r, roleOperator))
 		return
 	}
 	rd := verifyRole(a.Readers, r.Header)
+	refuse := http.Error
+	if inConsole(r.URL.Path) {
+		refuse = s.consoleRefusal(r)
+	}
 	switch {
 	case rd.Status == 0 && reading:
-		s.mux.ServeHTTP(w, r)
+		s.mux.ServeHTTP(w, withRole(r, roleReader))
 	case rd.Status == 0:
-		http.Error(w, "these credentials may read the admin API but not act through it: an operator's are needed", http.StatusForbidden)
+		refuse(w, "these credentials may read the admin API but not act through it: an operator's are needed", http.StatusForbidden)
 	case op.Status == http.StatusForbidden:
-		http.Error(w, op.Reason, op.Status)
+		refuse(w, op.Reason, op.Status)
 	case rd.Status == http.StatusForbidden:
-		http.Error(w, rd.Reason, rd.Status)
+		refuse(w, rd.Reason, rd.Status)
 	default:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard-admin"`)
-		http.Error(w, "the admin API requires an Authorization: Bearer token of a reader (or, to act, an operator)", http.StatusUnauthorized)
+		refuse(w, "the admin API requires an Authorization: Bearer token of a reader (or, to act, an operator)", http.StatusUnauthorized)
 	}
 }
 
@@ -149,13 +173,14 @@ func verifyRole(p *senderauth.Policy, h http.Header) senderauth.Decision {
 }
 
 // protected reports whether path needs credentials when Auth is set: everything but the probes
-// and /metrics, which kubelets and Prometheus read without them.
+// and /metrics, which kubelets and Prometheus read without them, and the console's login page and
+// its style sheet and script.
 func protected(path string) bool {
 	switch path {
-	case "/healthz", "/readyz", "/metrics":
+	case "/healthz", "/readyz", "/metrics", "/ui/login", "/ui/logout":
 		return false
 	}
-	return true
+	return !strings.HasPrefix(path, "/ui/static/")
 }
 
 // EnableProfiling serves Go's runtime profiles under /debug/pprof/ (CPU, heap, goroutines, mutex
@@ -264,22 +289,21 @@ func (s *Server) triggerOutcomes(w http.ResponseWriter, r *http.Request) {
 // listEvents is GET /v1/events: outcomes of every trigger (or trigger=NS/NAME), filtered by
 // broker, status, type, source, since and until, newest first, paged.
 func (s *Server) listEvents(w http.ResponseWriter, r *http.Request) {
-	var trigger router.TriggerRef
-	if v := r.URL.Query().Get("trigger"); v != "" {
-		ns, name, ok := strings.Cut(v, "/")
-		if !ok || ns == "" || name == "" {
-			http.Error(w, "trigger must be NAMESPACE/NAME", http.StatusBadRequest)
-			return
-		}
-		trigger = router.TriggerRef{Namespace: ns, Name: name}
-	}
-	s.listOutcomes(w, r, trigger)
+	s.listOutcomes(w, r, router.TriggerRef{})
 }
 
 func (s *Server) listOutcomes(w http.ResponseWriter, r *http.Request, trigger router.TriggerRef) {
 	qs := r.URL.Query()
-	q := router.OutcomeQuery{Trigger: trigger, OnlyFailed: qs.Get("failed") == "true", PageToken: qs.Get("page"),
-		Status: router.Status(qs.Get("status")), Type: qs.Get("type"), Source: qs.Get("source")}
+	f, err := parseEventFilter(qs)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if trigger != (router.TriggerRef{}) {
+		f.Trigger = trigger
+	}
+	q := f.query()
+	q.OnlyFailed, q.PageToken = qs.Get("failed") == "true", qs.Get("page")
 	if v := qs.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n <= 0 || n > 1000 {
@@ -288,42 +312,9 @@ func (s *Server) listOutcomes(w http.ResponseWriter, r *http.Request, trigger ro
 		}
 		q.Limit = n
 	}
-	if v := qs.Get("broker"); v != "" {
-		ns, name, ok := strings.Cut(v, "/")
-		if !ok || ns == "" || name == "" {
-			http.Error(w, "broker must be NAMESPACE/NAME", http.StatusBadRequest)
-			return
-		}
-		q.Broker = router.BrokerRef{Namespace: ns, Name: name}
-	}
-	for _, tf := range []struct {
-		name string
-		to   *time.Time
-	}{{"since", &q.Since}, {"until", &q.Until}} {
-		if v := qs.Get(tf.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
-			if err != nil {
-				http.Error(w, tf.name+" must be an RFC 3339 time such as 2026-11-22T08:00:00Z", http.StatusBadRequest)
-				return
-			}
-			*tf.to = t
-		}
-	}
-	switch q.Status {
-	case "", router.StatusDelivered, router.StatusDeadLettered, router.StatusFailed, router.StatusReplyFailed, router.StatusUnmatched:
-	default:
-		http.Error(w, fmt.Sprintf("status %q: want delivered, dead-lettered, failed, reply-failed or unmatched", q.Status), http.StatusBadRequest)
-		return
-	}
 	outcomes, next, err := s.results.TriggerOutcomes(r.Context(), q)
 	if err != nil {
-		// The request's own mistakes (a page token not given out, a listing the store cannot
-		// make) are 400; the store failing to answer is 503, as for a single event.
-		code := http.StatusServiceUnavailable
-		if errors.Is(err, router.ErrListNeedsTrigger) || q.PageToken != "" && strings.Contains(err.Error(), "token") {
-			code = http.StatusBadRequest
-		}
-		http.Error(w, "reading outcomes: "+err.Error(), code)
+		http.Error(w, "reading outcomes: "+err.Error(), listErrorCode(err, q))
 		return
 	}
 	out := struct {
@@ -336,30 +327,14 @@ func (s *Server) listOutcomes(w http.ResponseWriter, r *http.Request, trigger ro
 	writeJSON(w, out)
 }
 
-func (s *Server) redrive(w http.ResponseWriter, r *http.Request) {
-	ref := router.TriggerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
-	q := broker.RedriveQuery{EventID: r.URL.Query().Get("event")}
-	if v := r.URL.Query().Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339, v)
-		if err != nil {
-			http.Error(w, "since must be an RFC 3339 time such as 2026-11-22T08:00:00Z", http.StatusBadRequest)
-			return
-		}
-		q.Since = t
+// listErrorCode is the status of a listing the store refused: the request's own mistakes (a page
+// token not given out, a listing the store cannot make) are 400; the store failing to answer is
+// 503, as for a single event.
+func listErrorCode(err error, q router.OutcomeQuery) int {
+	if errors.Is(err, router.ErrListNeedsTrigger) || q.PageToken != "" && strings.Contains(err.Error(), "token") {
+		return http.StatusBadRequest
 	}
-	n, err := s.routes.Redrive(r.Context(), ref, q)
-	switch {
-	case errors.Is(err, broker.ErrTriggerNotFound):
-		http.Error(w, err.Error(), http.StatusNotFound)
-		return
-	case err != nil:
-		http.Error(w, "redrive: "+err.Error(), http.StatusServiceUnavailable)
-		return
-	}
-	writeJSON(w, struct {
-		Trigger  string `json:"trigger"`
-		Redriven int    `json:"redriven"`
-	}{ref.String(), n})
+	return http.StatusServiceUnavailable
 }
 
 // maxExplainBytes bounds an explained event: it is held only for the call.

@@ -32,7 +32,7 @@ func (f fixedTriggers) Explain(ref router.BrokerRef, e *event.Event) ([]broker.V
 	return []broker.Verdict{{Trigger: "t", Matches: ok, Why: why}}, nil
 }
 
-func (f fixedTriggers) Redrive(_ context.Context, ref router.TriggerRef, q broker.RedriveQuery) (int, error) {
+func (f fixedTriggers) Redrive(_ context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error) {
 	if ref.Name != "t" {
 		return 0, broker.ErrTriggerNotFound
 	}

@@ -14,12 +14,6 @@ import (
 // ErrTriggerNotFound: redrive named a trigger that is not configured.
 var ErrTriggerNotFound = errors.New("trigger not found")
 
-// RedriveQuery selects what to redrive: one event, or every failed outcome finished since Since.
-type RedriveQuery struct {
-	EventID string
-	Since   time.Time
-}
-
 // redriveKey names one event's redrive to one trigger.
 type redriveKey struct {
 	trigger router.TriggerRef
@@ -35,7 +29,7 @@ const maxRedrive = 100000
 // the log, addressed to that trigger only, so the redrive survives a crash like any accepted event;
 // in memory it goes straight to the trigger's lane. An event whose earlier redrive to the trigger
 // is still under way in this process is skipped. It returns how many events were re-queued.
-func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q RedriveQuery) (int, error) {
+func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error) {
 	if r.closing.Load() {
 		return 0, router.ErrUnavailable
 	}
@@ -43,7 +37,7 @@ func (r *Router) Redrive(ctx context.Context, ref router.TriggerRef, q RedriveQu
 	if t == nil {
 		return 0, fmt.Errorf("%w: %s", ErrTriggerNotFound, ref)
 	}
-	candidates, err := router.RedriveCandidates(ctx, r.o.Results, ref, q.EventID, q.Since, maxRedrive)
+	candidates, err := router.RedriveCandidates(ctx, r.o.Results, ref, q, maxRedrive)
 	if err != nil {
 		return 0, err
 	}

@@ -85,7 +85,7 @@ spec:
 	}
 
 	healthy.Store(true)
-	n, err := r.Redrive(context.Background(), ref, RedriveQuery{})
+	n, err := r.Redrive(context.Background(), ref, router.RedriveQuery{})
 	if err != nil || n != 1 {
 		t.Fatalf("Redrive: %d, %v", n, err)
 	}

@@ -222,6 +222,17 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	if a := spec.Admin.Auth; a != nil {
 		s.AdminAuth = l.compileAdminAuth(d, a.Readers, a.Operators)
 	}
+	if v := spec.Admin.TraceURL; v != "" {
+		u, err := url.Parse(strings.ReplaceAll(v, "{traceId}", "0"))
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			l.errAt(d, "spec.admin.traceURL", "%q is not an http(s) URL", v)
+		case !strings.Contains(v, "{traceId}"):
+			l.errAt(d, "spec.admin.traceURL", "%q has no {traceId} to put the trace id in (e.g. http://jaeger:16686/trace/{traceId})", v)
+		default:
+			s.AdminTraceURL = v
+		}
+	}
 	positive := func(path string, v *int, dst *int) { setPositive(l, d, path, v, dst) }
 	positive64 := func(path string, v *int64, dst *int64) { setPositive(l, d, path, v, dst) }
 	positive64("spec.ingress.maxBodyBytes", spec.Ingress.MaxBodyBytes, &s.MaxBodyBytes)

@@ -698,3 +698,23 @@ func TestKubectlListAndEveryKindSorted(t *testing.T) {
 		t.Errorf("a ref to a Broker not configured: %v", err)
 	}
 }
+
+// TestAdminTraceURL: the console's trace link must be an http(s) URL with a place for the id;
+// a mistake names the file, line and field.
+func TestAdminTraceURL(t *testing.T) {
+	doc := func(u string) []byte {
+		return []byte("apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: s}\nspec:\n  admin:\n    traceURL: \"" + u + "\"\n")
+	}
+	cfg, err := Parse("t.yaml", doc("http://jaeger:16686/trace/{traceId}"))
+	if err != nil || cfg.Settings.AdminTraceURL != "http://jaeger:16686/trace/{traceId}" {
+		t.Fatalf("a good traceURL: %v, %q", err, cfg.Settings.AdminTraceURL)
+	}
+	for u, want := range map[string]string{
+		"http://jaeger:16686/trace/": `t.yaml:6: spec.admin.traceURL: "http://jaeger:16686/trace/" has no {traceId}`,
+		"jaeger/{traceId}":           `t.yaml:6: spec.admin.traceURL: "jaeger/{traceId}" is not an http(s) URL`,
+	} {
+		if _, err := Parse("t.yaml", doc(u)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("traceURL %q: %v, want %s", u, err, want)
+		}
+	}
+}

@@ -153,6 +153,8 @@ type settingsSpec struct {
 			Readers   *credentialsSpec `yaml:"readers"`
 			Operators *credentialsSpec `yaml:"operators"`
 		} `yaml:"auth"`
+		// TraceURL links the console's trace ids to a trace viewer: {traceId} is replaced.
+		TraceURL string `yaml:"traceURL"`
 	} `yaml:"admin"`
 	// Delivery is the default for triggers whose broker and trigger leave a field unset.
 	Delivery *deliverySpec `yaml:"delivery"`

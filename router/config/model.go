@@ -50,8 +50,10 @@ type Settings struct {
 	IngressTLS, AdminTLS *ListenerTLS
 	// AdminAuth, when set, protects the admin API; nil leaves it open (it listens on loopback
 	// by default).
-	AdminAuth    *AdminAuth
-	MaxBodyBytes int64
+	AdminAuth *AdminAuth
+	// AdminTraceURL links the console's trace ids to a trace viewer ({traceId} replaced); "" shows ids.
+	AdminTraceURL string
+	MaxBodyBytes  int64
 	// MaxResponseHeaderBytes bounds the head of a subscriber's (or sink's) response.
 	MaxResponseHeaderBytes int64
 	// MaxReplyBytesInFlight bounds the subscribers' reply bodies being read at once.

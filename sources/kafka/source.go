@@ -304,11 +304,11 @@ const maxRedrive = 100000
 var ErrSourceNotFound = errors.New("KafkaSource not found")
 
 // Redrive sends again to its sink the events of KafkaSource ref's failed and dead-lettered
-// outcomes (ref.Name is OutcomePrefix + the source's name): one event (eventID) or every one
-// finished since since. It returns how many it queued; they are sent one after another in the
+// outcomes (ref.Name is OutcomePrefix + the source's name): one event or the failed list narrowed
+// by q. It returns how many it queued; they are sent one after another in the
 // background, each new run recorded, and only then the old outcome taken off the failed list. An
 // event whose redrive is under way is skipped.
-func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID string, since time.Time) (int, error) {
+func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error) {
 	name, _ := strings.CutPrefix(ref.Name, OutcomePrefix)
 	m.mu.Lock()
 	r := m.running[ref.Namespace+"/"+name]
@@ -316,7 +316,7 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID st
 	if r == nil {
 		return 0, fmt.Errorf("%w: %s/%s", ErrSourceNotFound, ref.Namespace, name)
 	}
-	candidates, err := router.RedriveCandidates(ctx, m.results, ref, eventID, since, maxRedrive)
+	candidates, err := router.RedriveCandidates(ctx, m.results, ref, q, maxRedrive)
 	if err != nil {
 		return 0, err
 	}

@@ -187,7 +187,7 @@ func TestRefusedRecordsAreRecorded(t *testing.T) {
 	answer.Store(http.StatusOK)
 	s.cfg.Delivery = nil
 	s.m.running["ns/orders"] = &running{cfg: s.cfg}
-	n, err := s.m.Redrive(ctx, ref, e.ID(), time.Time{})
+	n, err := s.m.Redrive(ctx, ref, router.RedriveQuery{EventID: e.ID()})
 	if err != nil || n != 1 {
 		t.Fatalf("Redrive: %d, %v", n, err)
 	}
@@ -201,7 +201,7 @@ func TestRefusedRecordsAreRecorded(t *testing.T) {
 			t.Fatalf("after the redrive: failed list %+v, outcomes %+v; want only %s on the list and a delivered run of %s", failed, latest, e2.ID(), e.ID())
 		}
 	}
-	if _, err := s.m.Redrive(ctx, OutcomeRef("ns", "nope"), "", time.Time{}); !errors.Is(err, ErrSourceNotFound) {
+	if _, err := s.m.Redrive(ctx, OutcomeRef("ns", "nope"), router.RedriveQuery{}); !errors.Is(err, ErrSourceNotFound) {
 		t.Errorf("redrive of an unknown source: %v", err)
 	}
 }

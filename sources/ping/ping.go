@@ -393,11 +393,11 @@ var ErrSourceNotFound = errors.New("PingSource not found")
 const maxRedrive = 100000
 
 // Redrive sends again the events of PingSource ref's failed ticks (ref.Name is OutcomePrefix +
-// the source's name): one event (eventID) or every one finished since since. It returns how many
+// the source's name): one event or the failed list narrowed by q. It returns how many
 // it queued; they are sent one after another in the background (each retried for up to 30 s), each
 // new send recorded, and only then the old outcome taken off the failed list. A tick whose redrive
 // is under way is skipped.
-func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID string, since time.Time) (int, error) {
+func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error) {
 	name, _ := strings.CutPrefix(ref.Name, OutcomePrefix)
 	m.mu.Lock()
 	r := m.running[ref.Namespace+"/"+name]
@@ -405,7 +405,7 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, eventID st
 	if r == nil || m.o.Results == nil {
 		return 0, fmt.Errorf("%w: %s/%s", ErrSourceNotFound, ref.Namespace, name)
 	}
-	candidates, err := router.RedriveCandidates(ctx, m.o.Results, ref, eventID, since, maxRedrive)
+	candidates, err := router.RedriveCandidates(ctx, m.o.Results, ref, q, maxRedrive)
 	if err != nil {
 		return 0, err
 	}

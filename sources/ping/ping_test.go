@@ -386,7 +386,7 @@ func TestATickTheSinkRefusesIsRecordedFailed(t *testing.T) {
 	// Once the sink takes events again, the failed tick is redriven: sent with its own id and
 	// time, recorded, and off the failed list.
 	r.pub.fail = nil
-	if n, err := m.Redrive(context.Background(), ref, "", time.Time{}); n != 1 || err != nil {
+	if n, err := m.Redrive(context.Background(), ref, router.RedriveQuery{}); n != 1 || err != nil {
 		t.Fatalf("Redrive: %d, %v", n, err)
 	}
 	e := r.received(t, 1)[0].Event
@@ -403,7 +403,7 @@ func TestATickTheSinkRefusesIsRecordedFailed(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, err := m.Redrive(context.Background(), router.TriggerRef{Namespace: "shop", Name: "pingsource:nope"}, "", time.Time{}); !errors.Is(err, ErrSourceNotFound) {
+	if _, err := m.Redrive(context.Background(), router.TriggerRef{Namespace: "shop", Name: "pingsource:nope"}, router.RedriveQuery{}); !errors.Is(err, ErrSourceNotFound) {
 		t.Errorf("an unknown source: %v", err)
 	}
 }

@@ -1,0 +1,117 @@
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router"
+)
+
+// maxTails bounds the live tails served at once: each polls the result store.
+const maxTails = 32
+
+// tailEvery is how often a tail asks the store for what finished since the newest it sent.
+const tailEvery = 500 * time.Millisecond
+
+// tail is GET /v1/tail: outcomes as they are recorded, oldest first, as server-sent events
+// ("outcome" events carrying an OutcomeJSON; a "problem" event with the reason, after which the
+// stream ends, when the store cannot list what was asked), filtered as GET /v1/events is. The
+// console's live tail reads it. It polls the result store, so an outcome shows up within about
+// tailEvery of being recorded (the Cassandra store writes in batches: up to its flush interval
+// more).
+func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
+	f, err := parseEventFilter(r.URL.Query())
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if s.tails.Add(1) > maxTails {
+		s.tails.Add(-1)
+		http.Error(w, fmt.Sprintf("%d live tails are being served already; close one or try again later", maxTails), http.StatusServiceUnavailable)
+		return
+	}
+	defer s.tails.Add(-1)
+	// From before the client hears that the stream is open: what is recorded after that is sent.
+	since := time.Now().UTC()
+	if !f.Since.IsZero() {
+		since = f.Since
+	}
+	rc := http.NewResponseController(w)
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no") // a proxy in front must not hold the stream back
+	w.WriteHeader(http.StatusOK)
+	_, _ = fmt.Fprint(w, ": following outcomes\n\n")
+	if rc.Flush() != nil {
+		return
+	}
+	// Outcomes finishing at the same instant as the newest sent are asked for again: seen tells
+	// them apart.
+	seen := map[string]bool{}
+	tick := time.NewTicker(tailEvery)
+	defer tick.Stop()
+	quiet := 0
+	for {
+		q := f.query()
+		q.Since, q.Limit = since, 1000
+		var batch []router.Outcome
+		for pages := 0; pages < 10; pages++ { // a busy half second can fill pages: read them all, within bounds
+			outcomes, next, err := s.results.TriggerOutcomes(r.Context(), q)
+			if err != nil {
+				if r.Context().Err() != nil {
+					return
+				}
+				msg := "reading outcomes: " + err.Error()
+				if !errors.Is(err, router.ErrListNeedsTrigger) {
+					msg += " (the tail ends; open it again once the store answers)"
+				}
+				_, _ = fmt.Fprintf(w, "event: problem\ndata: %s\n\n", msg)
+				_ = rc.Flush()
+				return
+			}
+			batch = append(batch, outcomes...)
+			if q.PageToken = next; next == "" {
+				break
+			}
+		}
+		newest := since
+		for i := len(batch) - 1; i >= 0; i-- {
+			o := &batch[i]
+			key := o.EventID + "\x00" + o.Trigger.String() + "\x00" + o.Finished.String()
+			if seen[key] {
+				continue
+			}
+			seen[key] = true
+			b, _ := json.Marshal(toJSON(o))
+			_, _ = fmt.Fprintf(w, "event: outcome\ndata: %s\n\n", b)
+			if o.Finished.After(newest) {
+				newest = o.Finished
+			}
+		}
+		if newest.After(since) {
+			since = newest
+			for key := range seen { // only what finished at the new since can come back
+				if !strings.HasSuffix(key, "\x00"+since.String()) {
+					delete(seen, key)
+				}
+			}
+		}
+		if len(batch) > 0 {
+			quiet = 0
+		} else if quiet++; quiet%30 == 0 { // a comment every 15 s keeps idle proxies from closing it
+			_, _ = fmt.Fprint(w, ": idle\n\n")
+		}
+		if rc.Flush() != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
