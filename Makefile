@@ -17,7 +17,7 @@ INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TES
   SWITCHYARD_TEST_KAFKA_SECURE=127.0.0.1:$${KAFKA_SECURE_PORT:-9094} \
   SWITCHYARD_TEST_KAFKA_CA=$${SWITCHYARD_INFRA_DIR:-$${TMPDIR:-/tmp}/switchyard-infra}/kafka/tls/ca.pem
 
-.PHONY: soak build test unit lint tools image image-tools infra-up infra-down demo fuzz bench bench-tools clean chart-golden
+.PHONY: soak build test unit lint tools image image-tools browser screenshots infra-up infra-down demo fuzz bench bench-tools clean chart-golden
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/switchyard
@@ -43,6 +43,16 @@ image-tools:
 	  { apt-get install -y --no-install-recommends umoci runc >/dev/null 2>&1 || \
 	    { apt-get update -qq && apt-get install -y --no-install-recommends umoci runc >/dev/null; }; }
 
+# Debian's Chromium, in which make test drives the web console (test/console).
+browser:
+	@command -v chromium >/dev/null || \
+	  { apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && apt-get install -y --no-install-recommends chromium >/dev/null; }; }
+
+# The console's screenshots in docs/console/, taken by the browser test as it walks the pages.
+screenshots: build browser
+	cd test/console && SWITCHYARD_REQUIRE_BROWSER=1 SWITCHYARD_BIN=$(CURDIR)/$(BIN) SWITCHYARD_SCREENSHOTS=$(CURDIR)/docs/console $(GO) test -count=1 ./...
+
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
@@ -50,18 +60,21 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	cd test/deploy && $(GO) vet ./... && $(STATICCHECK) ./...
 	cd test/bench/tracecycles && $(GO) vet ./... && $(STATICCHECK) ./...
+	cd test/console && $(GO) vet ./... && $(STATICCHECK) ./...
 
 # The whole suite against real Kafka and Cassandra, started here and stopped even when tests fail,
 # and a real kube-apiserver and etcd for controller mode (built once into the tool cache; envtest
 # starts them); then the chart, Dockerfile and image checks: the image built as make image builds it,
 # unpacked with umoci and run with runc (test/deploy is a module of its own: k8s.io/api and
-# go-containerregistry stay out of the router's dependencies).
-test: lint build $(HELM) image-tools
+# go-containerregistry stay out of the router's dependencies); then the web console in Debian's
+# Chromium (test/console, a module of its own for chromedp).
+test: lint build $(HELM) image-tools browser
 	@assets=$$(test/infra/kube-tools.sh) || exit 1; \
 	  $(INFRA) up || { $(INFRA) logs; $(INFRA) down; exit 1; }; \
 	  status=0; $(INFRA_ENV) KUBEBUILDER_ASSETS=$$assets SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -race -shuffle=on -count=1 -timeout 20m ./... || status=$$?; \
 	  $(INFRA) down; \
 	  (cd test/deploy && HELM=$(HELM) SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...) || status=$$?; \
+	  (cd test/console && SWITCHYARD_REQUIRE_BROWSER=1 SWITCHYARD_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...) || status=$$?; \
 	  exit $$status
 
 SOAK_SCALE ?= 10
@@ -90,6 +103,7 @@ unit:
 demo: build
 	@$(BIN) function --addr 127.0.0.1:8081 & fn=$$!; trap "kill $$fn 2>/dev/null" EXIT INT TERM; \
 	  echo "Send an event:  $(BIN) send http://127.0.0.1:8080/default/default --type com.example.order.created --source /web --data '{\"id\":1}'"; \
+	  echo "Watch it:       http://127.0.0.1:9090/ui/"; \
 	  $(BIN) serve --config examples/demo.yaml
 
 FUZZTIME ?= 15s

@@ -281,34 +281,60 @@ func runExplain(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 func runRedrive(args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("redrive", stdout, stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
-	trigger := fs.String("trigger", "", "NAMESPACE/NAME of the trigger whose failed events to re-queue, or NAMESPACE/kafkasource:NAME for a KafkaSource's (required)")
-	since := fs.String("since", "", "only outcomes finished since this RFC 3339 time")
+	trigger := fs.String("trigger", "", "NAMESPACE/NAME of the trigger whose failed events to re-queue, or NAMESPACE/kafkasource:NAME for a KafkaSource's")
+	brokerRef := fs.String("broker", "", "NAMESPACE/NAME: every trigger of this broker (without --trigger)")
 	event := fs.String("event", "", "only this event id")
+	filters := map[string]*string{}
+	for _, f := range []struct{ name, usage string }{
+		{"since", "only outcomes finished since this RFC 3339 time"},
+		{"until", "only outcomes finished until this RFC 3339 time"},
+		{"status", "only failed, dead-lettered or reply-failed outcomes"},
+		{"type", "only events of this type"},
+		{"source", "only events of this source"},
+	} {
+		filters[f.name] = fs.String(f.name, "", f.usage)
+	}
+	dryRun := fs.Bool("dry-run", false, "count what would be re-queued, per trigger, and send nothing")
 	var cred adminCredentials
 	cred.register(fs.FlagSet)
 	if _, err := parseWithEnv(fs, args); err != nil {
 		return exitCode(err)
 	}
-	ns, name, ok := strings.Cut(*trigger, "/")
-	if !ok || ns == "" || name == "" {
-		fmt.Fprintln(stderr, "redrive: --trigger NAMESPACE/NAME is required")
+	ref := *trigger
+	if ref == "" {
+		ref = *brokerRef
+	}
+	if ns, name, ok := strings.Cut(ref, "/"); !ok || ns == "" || name == "" {
+		fmt.Fprintln(stderr, "redrive: --trigger NAMESPACE/NAME or --broker NAMESPACE/NAME is required")
 		return 2
 	}
-	if *since != "" {
-		if _, err := time.Parse(time.RFC3339, *since); err != nil {
-			fmt.Fprintln(stderr, "redrive: --since must be an RFC 3339 time such as 2026-11-22T08:00:00Z")
-			return 2
+	for _, name := range []string{"since", "until"} {
+		if v := *filters[name]; v != "" {
+			if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
+				fmt.Fprintf(stderr, "redrive: --%s must be an RFC 3339 time such as 2026-11-22T08:00:00Z\n", name)
+				return 2
+			}
 		}
 	}
 	q := url.Values{}
-	if *since != "" {
-		q.Set("since", *since)
+	for name, v := range filters {
+		if *v != "" {
+			q.Set(name, *v)
+		}
 	}
 	if *event != "" {
 		q.Set("event", *event)
 	}
-	u := fmt.Sprintf("%s/v1/triggers/%s/%s/redrive?%s", strings.TrimRight(*admin, "/"), url.PathEscape(ns), url.PathEscape(name), q.Encode())
-	return cred.call(stdout, stderr, http.MethodPost, u)
+	if *dryRun {
+		q.Set("dryRun", "true")
+	}
+	base := strings.TrimRight(*admin, "/")
+	if *trigger != "" {
+		ns, name, _ := strings.Cut(*trigger, "/")
+		return cred.call(stdout, stderr, http.MethodPost, fmt.Sprintf("%s/v1/triggers/%s/%s/redrive?%s", base, url.PathEscape(ns), url.PathEscape(name), q.Encode()))
+	}
+	q.Set("broker", *brokerRef)
+	return cred.call(stdout, stderr, http.MethodPost, base+"/v1/redrive?"+q.Encode())
 }
 
 // adminCredentials are the bearer credentials the admin client sends (spec.admin.auth).

@@ -80,7 +80,7 @@ commands:
   function   run a demo subscriber function:  switchyard function --addr 127.0.0.1:8081
   events     where it went, or why not:       switchyard events get ID | events explain --broker NS/NAME --type T --source S
   triggers   every trigger and its counters:  switchyard triggers [-o json]
-  redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME [--since T] [--event ID]
+  redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME|--broker NS/NAME [--event ID] [--since T] [--until T] [--type T] [--source S] [--status S] [--dry-run]
   migrate    create the Cassandra schema:     switchyard migrate --config PATH [--cassandra-hosts H]
   version    print the version (also --version)
 

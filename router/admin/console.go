@@ -220,8 +220,15 @@ type eventPage struct {
 	Payload    string
 	PayloadFmt string
 	Kept       bool
-	Outcomes   []OutcomeJSON
+	Outcomes   []eventOutcome
 	Explain    string
+}
+
+// eventOutcome is one row of an event's page; Redrivable marks a trigger's newest outcome when it
+// is a failure (older rows are history: a redrive re-sends by the newest).
+type eventOutcome struct {
+	OutcomeJSON
+	Redrivable bool
 }
 
 func (s *Server) consoleEvent(w http.ResponseWriter, r *http.Request) {
@@ -249,8 +256,11 @@ func (s *Server) consoleEvent(w http.ResponseWriter, r *http.Request) {
 	}
 	sort.SliceStable(outcomes, func(i, j int) bool { return outcomes[i].Finished.After(outcomes[j].Finished) })
 	var kept *event.Event
+	newest := map[router.TriggerRef]bool{}
 	for i := range outcomes {
-		p.Outcomes = append(p.Outcomes, toJSON(&outcomes[i]))
+		o := &outcomes[i]
+		p.Outcomes = append(p.Outcomes, eventOutcome{OutcomeJSON: toJSON(o), Redrivable: !newest[o.Trigger] && o.Status.Failed()})
+		newest[o.Trigger] = true
 		if kept == nil && outcomes[i].Event != nil {
 			kept = outcomes[i].Event
 		}
@@ -358,7 +368,7 @@ func (s *Server) consoleRedrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	confirmed := r.PostForm.Get("confirm") != ""
-	p := confirmPage{Done: confirmed, Form: form, Filter: f.values().Encode(), Back: "/ui/events?" + f.values().Encode()}
+	p := confirmPage{Done: confirmed, Form: form, Filter: f.describe(), Back: "/ui/events?" + f.values().Encode()}
 	v := view{Title: "Redrive failed events", Nav: "events", Data: &p}
 	p.Report, err = s.redriveMatching(r.Context(), f, "", !confirmed)
 	if err != nil {

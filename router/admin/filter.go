@@ -105,3 +105,15 @@ func (f eventFilter) values() url.Values {
 	}
 	return v
 }
+
+// describe is f for a person: "trigger shop/orders, status failed".
+func (f eventFilter) describe() string {
+	var parts []string
+	vs := f.values()
+	for _, k := range []string{"trigger", "broker", "status", "type", "source", "since", "until"} {
+		if v := vs.Get(k); v != "" {
+			parts = append(parts, k+" "+v)
+		}
+	}
+	return strings.Join(parts, ", ")
+}

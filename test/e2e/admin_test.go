@@ -96,6 +96,38 @@ func TestRedrive(t *testing.T) {
 	if got := len(sub.requests()); got != 10 {
 		t.Errorf("subscriber got %d requests, want 5 failed + 5 redriven", got)
 	}
+
+	// Redrive by filter, across the broker's triggers: a dry run counts and sends nothing; the
+	// redrive sends only the events of the type asked for.
+	broken.Store(true)
+	for i, typ := range []string{"a", "a", "b"} {
+		r.send(t, "/default/default", binaryEvent(fmt.Sprintf("rf%d", i), typ))
+	}
+	for i := 0; i < 3; i++ {
+		waitOutcome(t, r, fmt.Sprintf("rf%d", i), "failed", 1)
+	}
+	broken.Store(false)
+	code, out = cli("redrive", "--admin-url", r.Admin, "--broker", "default/default", "--type", "a", "--dry-run")
+	if code != 0 || !strings.Contains(out, `"total": 2`) || !strings.Contains(out, `"matching": 2`) || !strings.Contains(out, `"dryRun": true`) {
+		t.Fatalf("dry run: %d %s", code, out)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if got := len(sub.requests()); got != 13 {
+		t.Fatalf("subscriber got %d requests after the dry run, want 13: a dry run sends nothing", got)
+	}
+	code, out = cli("redrive", "--admin-url", r.Admin, "--broker", "default/default", "--type", "a")
+	if code != 0 || !strings.Contains(out, `"total": 2`) || !strings.Contains(out, `"redriven": 2`) {
+		t.Fatalf("redrive by type: %d %s", code, out)
+	}
+	waitOutcome(t, r, "rf0", "delivered", 1)
+	waitOutcome(t, r, "rf1", "delivered", 1)
+	code, out = cli("events", "list", "--admin-url", r.Admin, "--trigger", "default/fix", "--status", "failed", "-o", "json")
+	if code != 0 || !strings.Contains(out, `"rf2"`) {
+		t.Errorf("rf2 (type b) should still be failed and listed: %d %s", code, out)
+	}
+	if code, out := cli("redrive", "--admin-url", r.Admin, "--type", "a"); code != 2 || !strings.Contains(out, "--trigger NAMESPACE/NAME or --broker NAMESPACE/NAME is required") {
+		t.Errorf("redrive without a trigger or broker: %d %s", code, out)
+	}
 }
 
 // TestKnativeMetricNames (issue #19): Knative's dashboards query mt_broker_ingress_* and
