@@ -45,6 +45,9 @@ type Envelope struct {
 	// Redrive, when set, addresses the envelope to one trigger only: it is a redrive of an event
 	// that failed there. A durable log keeps it beside the event (never in it).
 	Redrive *Redrive
+	// Observe, when set, is told each trigger's final outcome (a replay counts them). Envelopes
+	// that carry it are delivered in this process and never written to a log.
+	Observe func(Status)
 }
 
 // Redrive names the failed outcome an envelope redrives: its trigger, and its place on that

@@ -393,7 +393,7 @@ func (c *adminCredentials) fetchWith(stderr io.Writer, method, u, contentType st
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode/100 != 2 {
 		fmt.Fprintf(stderr, "%s: %s", resp.Status, body)
 		return nil, 1
 	}

@@ -34,7 +34,7 @@ func TestCommandLineConventions(t *testing.T) {
 	if code, _, errOut := runCLI("sned"); code != 2 || !strings.Contains(errOut, `unknown command "sned"`) {
 		t.Errorf("a typo: %d %q", code, errOut)
 	}
-	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "migrate", "events", "triggers"} {
+	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "replay", "migrate", "events", "triggers"} {
 		if code, out, errOut := runCLI(cmd, "-h"); code != 0 || out == "" || errOut != "" {
 			t.Errorf("%s -h: status %d, stdout %q, stderr %q; want its help on stdout and 0", cmd, code, out, errOut)
 		}

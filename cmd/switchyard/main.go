@@ -38,6 +38,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"events":   runEvents,
 	"triggers": runTriggers,
 	"redrive":  runRedrive,
+	"replay":   runReplay,
 	"migrate":  runMigrate,
 	"version": func(_ []string, stdout, _ io.Writer) int {
 		fmt.Fprintln(stdout, "switchyard", version)
@@ -81,6 +82,7 @@ commands:
   events     where it went, or why not:       switchyard events get ID | events explain --broker NS/NAME --type T --source S
   triggers   every trigger and its counters:  switchyard triggers [-o json]
   redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME|--broker NS/NAME [--event ID] [--since T] [--until T] [--type T] [--source S] [--status S] [--dry-run]
+  replay     replay a broker's archive:       switchyard replay --broker NS/NAME --from T --trigger NS/NAME [--follow] | --dry-run --config FILE | status ID | cancel ID | list
   migrate    create the Cassandra schema:     switchyard migrate --config PATH [--cassandra-hosts H]
   version    print the version (also --version)
 

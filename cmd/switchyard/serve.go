@@ -27,6 +27,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/replay"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 	"github.com/switchyard-events/switchyard/router/tlsfiles"
 	"github.com/switchyard-events/switchyard/sinks/cassandra"
@@ -189,8 +190,11 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		Metrics:   m,
 		BrokerURL: func(b router.BrokerRef) string { return brokerBase + "/" + b.Namespace + "/" + b.Name },
 		OpenLog:   kafkaLogs(logger, f.secretsDir),
+		Archive:   archiver(results),
 	})
 	rtr.Apply(cfg)
+	var served atomic.Pointer[config.Config] // the configuration applied now
+	served.Store(cfg)
 	m.RegisterQueueDepth(rtr.QueueDepths)
 	bodies := ingress.NewBodyBudget(cfg.Settings.MaxBodyBytesInFlight)
 	m.Registry.MustRegister(
@@ -226,6 +230,11 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources, pingSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	adm.SetTraceURL(cfg.Settings.AdminTraceURL)
+	replays := newReplays(logger, rtr, results, served.Load)
+	adm.SetReplays(replays, func(name string, data []byte) (*config.Config, error) {
+		return config.LoadSources(config.Sources{Documents: []config.Document{{Name: name, Data: data}}, Overrides: f.overrides(),
+			Components: components(), Kinds: kinds()})
+	})
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
 		logger.Warn("the admin API is reachable beyond this host without credentials: set spec.admin.auth (docs/security.md)",
 			zap.String("admin", adminLn.Addr().String()))
@@ -257,6 +266,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	go func() { serveErr <- adminSrv.Serve(adminLn) }()
 	adm.ConfigApplied(time.Now())
 	adm.SetReady(true)
+	replays.Resume()
 	for _, w := range cfg.Warnings {
 		logger.Warn("configuration: "+w.Msg, zap.String("at", fmt.Sprintf("%s:%d", w.File, w.Line)))
 	}
@@ -278,6 +288,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 			logger.Warn("listen addresses and the result store apply at the next restart, not on reload")
 		}
 		rtr.Apply(next)
+		served.Store(next)
 		hooks.Apply(next.Webhooks)
 		kafkaSources.Apply(next.KafkaSources)
 		pingSources.Apply(next.PingSources)
@@ -329,6 +340,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	}
 	stop()
 	stopWatch()
+	// Replays stop reading first: what they handed over drains with the rest, and with Cassandra
+	// their stored state stays running, for the next process to resume from the checkpoint.
+	replays.Close()
 
 	// Drain: unready first so load balancers stop sending, refuse new events with 503, let admitted
 	// ones finish within the grace period, record the rest as failed.
@@ -476,4 +490,43 @@ func hostForURL(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// archiver is the archive of in-memory brokers: the Cassandra store when it is the result store.
+func archiver(results router.ResultStore) router.Archiver {
+	a, _ := results.(router.Archiver)
+	return a
+}
+
+// newReplays runs replays of brokers' archives: an in-memory broker's in the Cassandra store, a
+// Kafka-class broker's in its topic; with the Cassandra store, runs are kept there and resumed
+// after a restart.
+func newReplays(logger *zap.Logger, rtr *broker.Router, results router.ResultStore, served func() *config.Config) *replay.Manager {
+	cassandraArchive, _ := results.(router.ArchiveReader)
+	runs, _ := results.(replay.RunStore)
+	host, _ := os.Hostname()
+	return replay.New(replay.Options{
+		Logger:  logger.Named("replay"),
+		Deliver: rtr,
+		Store:   runs,
+		Owner:   fmt.Sprintf("%s/%d", host, os.Getpid()),
+		Filters: rtr.TriggerFilters,
+		Reader: func(ref router.BrokerRef) (router.ArchiveReader, error) {
+			var b *config.Broker
+			for _, c := range served().Brokers {
+				if c.Ref == ref {
+					b = c
+				}
+			}
+			switch {
+			case b == nil:
+				return nil, fmt.Errorf("%w: %s", router.ErrBrokerNotFound, ref)
+			case b.Class == "Kafka":
+				return nil, fmt.Errorf("%w: replaying a Kafka-class broker's topic is not built yet", router.ErrNoArchive)
+			case b.Archive == nil || b.Archive.Retention == 0 || cassandraArchive == nil:
+				return nil, fmt.Errorf("%w (%s)", router.ErrNoArchive, ref)
+			}
+			return cassandraArchive, nil
+		},
+	})
 }

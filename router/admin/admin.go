@@ -14,6 +14,12 @@
 //	POST /v1/triggers/{ns}/{name}/redrive     re-queue failed events to the trigger (?event=ID or ?since=RFC3339)
 //	POST /v1/brokers/{ns}/{name}/explain      the posted event against every trigger of the broker:
 //	                                          matches or not, and which filter clause refuses it
+//	POST /v1/redrive                          redrive by filter, across triggers (?dryRun=true counts)
+//	GET /v1/tail                              outcomes as they are recorded (server-sent events)
+//	POST /v1/brokers/{ns}/{name}/replays      start a replay of the broker's archive (?dryRun=true with
+//	                                          a candidate configuration: compare filters, deliver nothing)
+//	GET /v1/replays, GET|DELETE /v1/replays/{id}   replays' progress; cancel one
+//	GET /ui/                                  the web console
 //
 // With Auth set, /v1/ and /debug/pprof/ need a bearer token or JWT: a reader's for GET, an
 // operator's for POST (an operator may read too). The probes and /metrics stay open. Cross-origin
@@ -40,7 +46,9 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/broker"
 	"github.com/switchyard-events/switchyard/router/cehttp"
+	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/replay"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
@@ -64,6 +72,9 @@ type Server struct {
 	traceURL atomic.Pointer[string]
 	tails    atomic.Int32
 	pages    map[string]*template.Template
+	// replays and loadCandidate serve replays (SetReplays before serving); nil: none.
+	replays       *replay.Manager
+	loadCandidate func(name string, data []byte) (*config.Config, error)
 }
 
 // ConfigState is what became of the configuration: when the one served was applied, and whether a
@@ -112,6 +123,7 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("POST /v1/brokers/{ns}/{name}/explain", s.explain)
 	s.mux.HandleFunc("GET /v1/tail", s.tail)
 	s.routeConsole()
+	s.routeReplays()
 	// A browser on another origin must not make an operator's browser redrive: Go's check of
 	// Sec-Fetch-Site and Origin refuses cross-origin requests that are not GET, HEAD or OPTIONS.
 	csrf := http.NewCrossOriginProtection()

@@ -66,6 +66,7 @@ func (r *Router) Apply(cfg *config.Config) {
 			b.admit.configure(bc.MaxInFlight, cfg.Settings.MaxInFlightWait)
 		}
 		b.routes.Store(r.buildRoutes(b, byBroker[bc.Ref]))
+		b.archive.Store(bc.Archive)
 		next[bc.Ref] = b
 	}
 	r.brokers.Store(&next)

@@ -238,6 +238,9 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 		t.stats.rs.Add(uint64(o.Attempts - 1))
 		t.m.retries.Add(float64(o.Attempts - 1))
 	}
+	if env.Observe != nil {
+		env.Observe(o.Status)
+	}
 	series := t.m.outcome(o.Type, o.LastCode)
 	series.events.Inc()
 	series.latency.Observe(float64(o.Latency()) / float64(time.Millisecond))

@@ -134,7 +134,38 @@ func (r *Router) append(ctx context.Context, b *brokerState, envs []*router.Enve
 		env.Partition = -1
 		env.Event.SetExtension(ExtArrivalTime, arrival)
 	}
-	return b.queue.Append(ctx, envs)
+	// The archive's copy is encoded before the log takes the events: from then on they belong
+	// to the delivery path.
+	recs := r.archiveRecords(b, envs)
+	if err := b.queue.Append(ctx, envs); err != nil {
+		return err
+	}
+	if len(recs) > 0 {
+		r.o.Archive.Keep(b.ref, b.archive.Load().Retention, recs)
+	}
+	return nil
+}
+
+// archiveRecords encodes the events of envs that b archives: none unless b is an in-memory broker
+// with an archive (a Kafka-class broker's topic is its archive).
+func (r *Router) archiveRecords(b *brokerState, envs []*router.Envelope) []router.ArchiveRecord {
+	a := b.archive.Load()
+	if a == nil || a.Retention <= 0 || r.o.Archive == nil || b.admit == nil {
+		return nil
+	}
+	recs := make([]router.ArchiveRecord, 0, len(envs))
+	for _, env := range envs {
+		if a.Filter != nil && !a.Filter.Match(env.Event) {
+			continue
+		}
+		js, err := env.Event.MarshalJSON()
+		if err != nil {
+			r.logger.Warn("event not archived: it cannot be encoded as JSON", zap.String("event_id", env.Event.ID()), zap.Error(err))
+			continue
+		}
+		recs = append(recs, router.ArchiveRecord{ID: env.Event.ID(), Source: env.Event.Source(), Received: env.Received, JSON: js})
+	}
+	return recs
 }
 
 // errReplyBudgetSpent: the reply would take its lineage past spec.ingress.maxRepliesPerEvent.

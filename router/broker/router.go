@@ -38,6 +38,8 @@ type Options struct {
 	// cmd wires the Kafka log for Kafka-class brokers here.
 	// cfg is the configuration being applied (its components' settings included).
 	OpenLog func(b *config.Broker, cfg *config.Config) (router.BrokerLog, error)
+	// Archive keeps the accepted events of in-memory brokers with an archive (docs/archive.md).
+	Archive router.Archiver
 }
 
 // Router runs every configured broker.
@@ -98,6 +100,8 @@ type brokerState struct {
 	unmatchedSeen    prometheus.Counter
 	unmatchedRecords *rate.Limiter
 	routes           atomic.Pointer[routes]
+	// archive is what the broker keeps of its accepted events (nil: nothing), as configured now.
+	archive atomic.Pointer[config.Archive]
 }
 
 type routes struct {

@@ -31,6 +31,10 @@ const (
 	AnnotationConcurrency   = "switchyard.dev/concurrency"
 	AnnotationRateLimit     = "switchyard.dev/rate-limit"
 	AnnotationMaxInFlight   = "switchyard.dev/max-in-flight"
+	// AnnotationArchiveRetention keeps an in-memory broker's accepted events that long, and
+	// AnnotationArchiveFilter (CESQL) narrows what is kept or replayed (docs/archive.md).
+	AnnotationArchiveRetention = "switchyard.dev/archive-retention"
+	AnnotationArchiveFilter    = "switchyard.dev/archive-filter"
 	// AnnotationTLSClientSecret names a Secret (tls.crt, tls.key) whose certificate a trigger
 	// presents to its HTTPS subscriber (mTLS).
 	AnnotationTLSClientSecret = "switchyard.dev/tls-client-secret"
@@ -98,7 +102,8 @@ func (l *loader) compile(files []string) (*Config, error) {
 			}
 		}
 		l.parseDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings, true)
-		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, MaxInFlight: maxInFlight, File: b.d.file, Line: b.d.line("")})
+		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, MaxInFlight: maxInFlight,
+			Archive: l.compileArchive(b.d, b.m.Metadata.Annotations, class == "Kafka", cfg), File: b.d.file, Line: b.d.line("")})
 	}
 
 	triggers := map[router.TriggerRef]*triggerDoc{}
@@ -983,4 +988,40 @@ func (l *loader) readSecret(d *doc, path string, s *secretValue) ([]byte, bool) 
 		return nil, false
 	}
 	return v, true
+}
+
+// compileArchive reads a broker's archive annotations: nil when it keeps no archive. A Kafka-class
+// broker's topic is its archive: it takes a filter (for replays) but no retention.
+func (l *loader) compileArchive(d *doc, ann map[string]string, kafkaClass bool, cfg *Config) *Archive {
+	retention, hasRetention := ann[AnnotationArchiveRetention]
+	expr, hasFilter := ann[AnnotationArchiveFilter]
+	if !hasRetention && !hasFilter {
+		return nil
+	}
+	a := &Archive{}
+	if hasFilter {
+		f, err := filter.CESQL(expr)
+		if err != nil {
+			l.errAt(d, "metadata.annotations", "%s: %v", AnnotationArchiveFilter, err)
+		}
+		a.Filter = f
+	}
+	switch {
+	case kafkaClass && hasRetention:
+		l.errAt(d, "metadata.annotations", "%s applies to in-memory brokers: a Kafka-class broker's topic is its archive, kept for the topic's retention.ms", AnnotationArchiveRetention)
+	case kafkaClass:
+		return a
+	case !hasRetention:
+		l.errAt(d, "metadata.annotations", "%s needs %s on an in-memory broker (how long to keep its events, e.g. 168h)", AnnotationArchiveFilter, AnnotationArchiveRetention)
+	default:
+		dur, err := time.ParseDuration(retention)
+		if err != nil || dur < time.Hour {
+			l.errAt(d, "metadata.annotations", "%s must be a duration of at least 1h (e.g. 168h), got %q", AnnotationArchiveRetention, retention)
+		}
+		a.Retention = dur
+		if cfg.Components[CassandraComponentPath] == nil {
+			l.errAt(d, "metadata.annotations", "%s keeps the events in Cassandra: set spec.results.cassandra in a SwitchyardConfig, or --cassandra-hosts", AnnotationArchiveRetention)
+		}
+	}
+	return a
 }

@@ -718,3 +718,40 @@ func TestAdminTraceURL(t *testing.T) {
 		}
 	}
 }
+
+// TestArchiveAnnotations: an in-memory broker archives in Cassandra for a retention; a
+// Kafka-class broker's topic is its archive; mistakes name the file, line and annotation.
+func TestArchiveAnnotations(t *testing.T) {
+	settings := "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: s}\nspec:\n  kafka: {bootstrapServers: [\"127.0.0.1:9092\"]}\n%s---\n"
+	broker := func(class, ann string) string {
+		return "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: b\n  namespace: ns\n  annotations:\n    eventing.knative.dev/broker.class: " + class + "\n" + ann
+	}
+	load := func(results, doc string) (*Config, error) {
+		return LoadSources(Sources{Documents: []Document{{Name: "a.yaml", Data: []byte(fmt.Sprintf(settings, results) + doc)}},
+			Components: []Component{anyBlock("kafka"), anyBlock("results.cassandra")}})
+	}
+	cassandra := "  results: {cassandra: {hosts: [\"127.0.0.1\"]}}\n"
+	cfg, err := load(cassandra, broker("Switchyard", "    switchyard.dev/archive-retention: 168h\n    switchyard.dev/archive-filter: \"type LIKE 'order.%'\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := cfg.Brokers[0].Archive; a == nil || a.Retention != 168*time.Hour || a.Filter == nil {
+		t.Fatalf("archive %+v", a)
+	}
+	cfg, err = load("", broker("Kafka", "    switchyard.dev/archive-filter: \"type = 'x'\"\n"))
+	if err != nil || cfg.Brokers[0].Archive == nil || cfg.Brokers[0].Archive.Retention != 0 {
+		t.Fatalf("a Kafka-class broker's archive filter: %v", err)
+	}
+	for name, c := range map[string]struct{ results, class, ann, want string }{
+		"no cassandra":   {"", "Switchyard", "    switchyard.dev/archive-retention: 24h\n", "switchyard.dev/archive-retention keeps the events in Cassandra: set spec.results.cassandra"},
+		"kafka":          {"", "Kafka", "    switchyard.dev/archive-retention: 24h\n", "switchyard.dev/archive-retention applies to in-memory brokers: a Kafka-class broker's topic is its archive"},
+		"short":          {cassandra, "Switchyard", "    switchyard.dev/archive-retention: 5m\n", `switchyard.dev/archive-retention must be a duration of at least 1h (e.g. 168h), got "5m"`},
+		"filter alone":   {cassandra, "Switchyard", "    switchyard.dev/archive-filter: \"type = 'x'\"\n", "switchyard.dev/archive-filter needs switchyard.dev/archive-retention"},
+		"bad expression": {cassandra, "Switchyard", "    switchyard.dev/archive-retention: 24h\n    switchyard.dev/archive-filter: \"type = \"\n", "switchyard.dev/archive-filter:"},
+	} {
+		_, err := load(c.results, broker(c.class, c.ann))
+		if err == nil || !strings.Contains(err.Error(), "a.yaml:") || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %s", name, err, c.want)
+		}
+	}
+}

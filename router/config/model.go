@@ -124,6 +124,18 @@ type AdminAuth struct {
 	Readers, Operators *senderauth.Policy
 }
 
+// Archive is what a broker keeps of its accepted events.
+type Archive struct {
+	// Retention is how long an archived event is kept (in-memory brokers).
+	Retention time.Duration
+	// Filter, when set, keeps (in memory) or replays (Kafka) only the events it matches.
+	Filter filter.Filter
+}
+
+// CassandraComponentPath is the SwitchyardConfig block of the Cassandra result store
+// (sinks/cassandra's component): an in-memory broker's archive needs it.
+const CassandraComponentPath = "results.cassandra"
+
 // KafkaComponentPath is the SwitchyardConfig block of the Kafka cluster of Kafka-class brokers
 // (sinks/kafka's component): a Kafka-class broker needs it configured.
 const KafkaComponentPath = "kafka"
@@ -181,6 +193,10 @@ type Broker struct {
 	Topic string
 	// MaxInFlight bounds an in-memory broker's unfinished events (0: only the queue bounds them).
 	MaxInFlight int
+	// Archive, when set, keeps the broker's accepted events for replay (docs/archive.md): an
+	// in-memory broker's in Cassandra; a Kafka-class broker's topic is its archive, and only
+	// Filter applies.
+	Archive *Archive
 	// File and Line locate the manifest.
 	File string
 	Line int

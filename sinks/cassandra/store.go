@@ -133,6 +133,8 @@ type Store struct {
 	m       storeMetrics
 	// failingSince is when replays started failing; owned by the maintain goroutine.
 	failingSince time.Time
+	// archive writes the archived events of in-memory brokers.
+	archive *archiver
 }
 
 // reconnectAfter is how long replays may fail before the session is replaced. gocql reconnects a
@@ -157,6 +159,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan queued, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{})}
 	s.stopCtx, s.cancelStop = context.WithCancel(context.Background())
 	s.registerMetrics(cfg.Registerer)
+	s.archive = newArchiver(s, cfg.Registerer)
 	if err := s.connect(); err != nil {
 		s.logger.Warn("cassandra not reachable yet: outcomes go to the journal until it is", zap.Error(err))
 	}
@@ -529,6 +532,7 @@ func (s *Store) Close() error {
 	ctx, cancel := context.WithTimeout(context.Background(), closeReplayFor)
 	s.replay(ctx)
 	cancel()
+	s.archive.close()
 	if session := s.session.Load(); session != nil {
 		session.Close()
 	}
@@ -736,6 +740,12 @@ func migrate(session *gocql.Session, cfg *Config) error {
 			PRIMARY KEY ((trigger, bucket), finished, event_id, received))
 			WITH CLUSTERING ORDER BY (finished DESC, event_id ASC, received ASC) AND default_time_to_live = ` + fmt.Sprint(ttl)},
 		{"table webhook_deliveries", `CREATE TABLE IF NOT EXISTS ` + ks + `.webhook_deliveries (key text PRIMARY KEY, state text)`},
+		// Each row's TTL is its broker's archive retention (docs/archive.md).
+		{"table archive", `CREATE TABLE IF NOT EXISTS ` + ks + `.archive (
+			broker text, bucket timestamp, received timestamp, source text, event_id text, event blob,
+			PRIMARY KEY ((broker, bucket), received, source, event_id))`},
+		{"table replay_runs", `CREATE TABLE IF NOT EXISTS ` + ks + `.replay_runs (
+			id text PRIMARY KEY, run text, owner text, heartbeat timestamp) WITH default_time_to_live = 2592000`},
 	}
 	// Columns added since the tables were first made: added to a keyspace made by an older
 	// Switchyard, a no-op (an "already exists" answer) on one made by this one.
