@@ -25,6 +25,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/broker"
 	"github.com/switchyard-events/switchyard/router/config"
 	"github.com/switchyard-events/switchyard/router/delivery"
+	"github.com/switchyard-events/switchyard/router/filter"
 	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/replay"
@@ -230,7 +231,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources, pingSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	adm.SetTraceURL(cfg.Settings.AdminTraceURL)
-	replays := newReplays(logger, rtr, results, served.Load)
+	replays := newReplays(logger, rtr, results, served.Load, f.secretsDir)
 	adm.SetReplays(replays, func(name string, data []byte) (*config.Config, error) {
 		return config.LoadSources(config.Sources{Documents: []config.Document{{Name: name, Data: data}}, Overrides: f.overrides(),
 			Components: components(), Kinds: kinds()})
@@ -501,7 +502,7 @@ func archiver(results router.ResultStore) router.Archiver {
 // newReplays runs replays of brokers' archives: an in-memory broker's in the Cassandra store, a
 // Kafka-class broker's in its topic; with the Cassandra store, runs are kept there and resumed
 // after a restart.
-func newReplays(logger *zap.Logger, rtr *broker.Router, results router.ResultStore, served func() *config.Config) *replay.Manager {
+func newReplays(logger *zap.Logger, rtr *broker.Router, results router.ResultStore, served func() *config.Config, secretsDir string) *replay.Manager {
 	cassandraArchive, _ := results.(router.ArchiveReader)
 	runs, _ := results.(replay.RunStore)
 	host, _ := os.Hostname()
@@ -522,7 +523,15 @@ func newReplays(logger *zap.Logger, rtr *broker.Router, results router.ResultSto
 			case b == nil:
 				return nil, fmt.Errorf("%w: %s", router.ErrBrokerNotFound, ref)
 			case b.Class == "Kafka":
-				return nil, fmt.Errorf("%w: replaying a Kafka-class broker's topic is not built yet", router.ErrNoArchive)
+				spec := kafkaSpec(served())
+				if spec == nil {
+					return nil, fmt.Errorf("broker %s is of class Kafka but no Kafka cluster is configured", ref)
+				}
+				var f filter.Filter
+				if b.Archive != nil {
+					f = b.Archive.Filter
+				}
+				return replay.Filtered(kafka.New(spec.LogConfig(b, secretsDir, logger)), f), nil
 			case b.Archive == nil || b.Archive.Retention == 0 || cassandraArchive == nil:
 				return nil, fmt.Errorf("%w (%s)", router.ErrNoArchive, ref)
 			}

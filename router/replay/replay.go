@@ -466,3 +466,26 @@ func (r *run) observe(s router.Status) {
 		r.failed.Add(1)
 	}
 }
+
+// Filtered is r reading only the events f matches (a Kafka-class broker's archive filter, applied
+// when its topic is read back).
+func Filtered(r router.ArchiveReader, f filter.Filter) router.ArchiveReader {
+	if f == nil {
+		return r
+	}
+	return filteredReader{r, f}
+}
+
+type filteredReader struct {
+	r router.ArchiveReader
+	f filter.Filter
+}
+
+func (fr filteredReader) ReadArchive(ctx context.Context, q router.ArchiveQuery, fn func(router.ArchivedEvent) error) error {
+	return fr.r.ReadArchive(ctx, q, func(ae router.ArchivedEvent) error {
+		if !fr.f.Match(ae.Event) {
+			return nil
+		}
+		return fn(ae)
+	})
+}
