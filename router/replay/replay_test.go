@@ -162,8 +162,10 @@ func TestDryRunComparesFilters(t *testing.T) {
 	archive := archiveOf(100, start)
 	ref := router.BrokerRef{Namespace: "ns", Name: "default"}
 	m := New(Options{Logger: zap.NewNop(), Deliver: &fakeBroker{},
-		Reader:  func(router.BrokerRef) (router.ArchiveReader, error) { return archive, nil },
-		Filters: func(router.BrokerRef) (map[string]filter.Filter, error) { return map[string]filter.Filter{"t": filter.Exact(map[string]string{"type": "a"})}, nil }})
+		Reader: func(router.BrokerRef) (router.ArchiveReader, error) { return archive, nil },
+		Filters: func(router.BrokerRef) (map[string]filter.Filter, error) {
+			return map[string]filter.Filter{"t": filter.Exact(map[string]string{"type": "a"})}, nil
+		}})
 	defer m.Close()
 	candidate, err := config.Parse("c.yaml", []byte(`apiVersion: eventing.knative.dev/v1
 kind: Broker

@@ -164,9 +164,9 @@ func TestArchiveReplay(t *testing.T) {
 	var rep struct {
 		Events   int `json:"events"`
 		Triggers []struct {
-			Trigger                                            string
+			Trigger                                             string
 			Current, Candidate, NewlyMatching, NoLongerMatching int
-			Samples                                            []struct{ EventID, Change, Why string }
+			Samples                                             []struct{ EventID, Change, Why string }
 		} `json:"triggers"`
 	}
 	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Events != 7 || len(rep.Triggers) != 3 {
