@@ -106,6 +106,8 @@ func replayErrorCode(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, router.ErrBrokerNotFound), errors.Is(err, broker.ErrTriggerNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, replay.ErrTooMany):
+		return http.StatusTooManyRequests
 	}
 	return http.StatusServiceUnavailable
 }

@@ -224,6 +224,13 @@ func (m *Manager) running() []*run {
 // ErrBadSpec marks a replay request that cannot be run as asked (a 400).
 var ErrBadSpec = errors.New("bad replay")
 
+// maxRunning bounds the runs a process runs at once: each reads its archive and shares its
+// triggers' lanes with live traffic.
+const maxRunning = 8
+
+// ErrTooMany: maxRunning runs are running in this process already (a 429).
+var ErrTooMany = fmt.Errorf("%d replays are running in this process already: wait for one to end, or cancel one", maxRunning)
+
 // Start starts a run of spec and returns its first state. To is at most now: events accepted after
 // the run starts are live traffic, not history.
 func (m *Manager) Start(spec Spec) (Run, error) {
@@ -243,6 +250,9 @@ func (m *Manager) Start(spec Spec) (Run, error) {
 	}
 	if _, err := m.o.Reader(spec.Broker); err != nil {
 		return Run{}, err
+	}
+	if len(m.running()) >= maxRunning {
+		return Run{}, ErrTooMany
 	}
 	// The triggers are checked now, not at the first event: a typo must not start a run.
 	if err := m.o.Deliver.CanReplay(spec.Broker, spec.Triggers); err != nil {

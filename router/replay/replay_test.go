@@ -2,6 +2,7 @@ package replay
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -149,7 +150,18 @@ func TestCancelStopsReading(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	m.Cancel(run.ID)
+	// At most maxRunning at once: the others are refused while this one and seven more run.
+	for i := 1; i < maxRunning; i++ {
+		if _, err := m.Start(Spec{Broker: router.BrokerRef{Namespace: "ns", Name: "d"}, AllTriggers: true, From: start}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.Start(Spec{Broker: router.BrokerRef{Namespace: "ns", Name: "d"}, AllTriggers: true, From: start}); !errors.Is(err, ErrTooMany) {
+		t.Errorf("run %d: %v, want ErrTooMany", maxRunning+1, err)
+	}
+	for _, r := range m.List() {
+		m.Cancel(r.ID)
+	}
 	close(b.block) // what was handed over finishes
 	final := waitState(t, m, run.ID, StateCancelled)
 	if final.Read != chunkSize || final.Delivered != 375 {
