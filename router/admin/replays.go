@@ -123,26 +123,23 @@ func (s *Server) listReplays(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) getReplay(w http.ResponseWriter, r *http.Request) {
-	if s.replays == nil {
-		http.NotFound(w, r)
-		return
-	}
-	run, ok := s.replays.Get(r.PathValue("id"))
-	if !ok {
-		http.Error(w, "no replay "+r.PathValue("id")+" in this process (a replay lives in the process that runs it; with Cassandra, another replica may have taken it over)", http.StatusNotFound)
-		return
-	}
-	writeJSON(w, run)
+	s.oneReplay(w, r, func(m *replay.Manager, id string) (replay.Run, bool) { return m.Get(id) })
 }
 
 func (s *Server) cancelReplay(w http.ResponseWriter, r *http.Request) {
+	s.oneReplay(w, r, func(m *replay.Manager, id string) (replay.Run, bool) { return m.Cancel(id) })
+}
+
+// oneReplay answers with what do makes of the run named in the path, or 404.
+func (s *Server) oneReplay(w http.ResponseWriter, r *http.Request, do func(*replay.Manager, string) (replay.Run, bool)) {
+	id := r.PathValue("id")
 	if s.replays == nil {
-		http.NotFound(w, r)
+		http.Error(w, "replays are not served by this process", http.StatusNotFound)
 		return
 	}
-	run, ok := s.replays.Cancel(r.PathValue("id"))
+	run, ok := do(s.replays, id)
 	if !ok {
-		http.Error(w, "no replay "+r.PathValue("id")+" in this process", http.StatusNotFound)
+		http.Error(w, "no replay "+id+" in this process (a replay lives in the process that runs it; with Cassandra, another replica may have taken it over)", http.StatusNotFound)
 		return
 	}
 	writeJSON(w, run)

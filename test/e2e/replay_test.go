@@ -73,6 +73,21 @@ func waitArchived(t *testing.T, r *router, n float64) {
 	}
 }
 
+// followedReplay runs switchyard replay --follow of [from, until) of broker to trigger, checks that
+// its last line says done, and returns the run (the first JSON value printed).
+func followedReplay(t *testing.T, r *router, broker string, from, until time.Time, trigger, done string) (run struct{ ID string }) {
+	t.Helper()
+	code, out := runCLI("replay", "--admin-url", r.Admin, "--broker", broker, "--from", from.Format(time.RFC3339Nano),
+		"--to", until.Format(time.RFC3339Nano), "--trigger", trigger, "--follow")
+	if code != 0 || !strings.Contains(out, done) {
+		t.Fatalf("replay: exit %d, want %q\n%s", code, done, out)
+	}
+	if err := json.NewDecoder(strings.NewReader(out)).Decode(&run); err != nil || run.ID == "" {
+		t.Fatalf("replay printed no run: %v\n%s", err, out)
+	}
+	return run
+}
+
 func runCLI(args ...string) (int, string) {
 	cmd := exec.Command(binary, args...)
 	out, err := cmd.CombinedOutput()
@@ -114,15 +129,7 @@ func TestArchiveReplay(t *testing.T) {
 	waitOutcome(t, r, "b2", "delivered", 1)
 
 	// A replay of [from, until) to orders only.
-	code, out := runCLI("replay", "--admin-url", r.Admin, "--broker", "default/default", "--from", from.Format(time.RFC3339Nano),
-		"--to", until.Format(time.RFC3339Nano), "--trigger", "default/orders", "--follow")
-	if code != 0 || !strings.Contains(out, "done: read 7, delivered 5, failed 0, not matching 2") {
-		t.Fatalf("replay: exit %d\n%s", code, out)
-	}
-	var run struct {
-		ID string `json:"id"`
-	}
-	_ = json.Unmarshal([]byte(out[:strings.Index(out, "}")+1]), &run)
+	run := followedReplay(t, r, "default/default", from, until, "default/orders", "done: read 7, delivered 5, failed 0, not matching 2")
 	if ids, n := replayed(orders, run.ID); strings.Join(ids, ",") != "a0,a1,a2,a3,a4" || n != 5 {
 		t.Errorf("orders got the replayed events %v (%d requests), want a0..a4 once each", ids, n)
 	}
@@ -130,7 +137,7 @@ func TestArchiveReplay(t *testing.T) {
 		t.Errorf("audit, not named, got replayed events %v", ids)
 	}
 	// The replayed run is recorded like any other: the event now has two outcomes at orders.
-	code, out = runCLI("events", "get", "a3", "--admin-url", r.Admin)
+	code, out := runCLI("events", "get", "a3", "--admin-url", r.Admin)
 	if code != 0 || strings.Count(out, `"trigger": "default/orders"`) != 2 {
 		t.Errorf("a3's outcomes after the replay: %d\n%s", code, out)
 	}
@@ -139,6 +146,12 @@ func TestArchiveReplay(t *testing.T) {
 		t.Errorf("replay status: %d %s", code, out)
 	}
 
+	if code, out := runCLI("replay", "list", "--admin-url", r.Admin); code != 0 || !strings.Contains(out, run.ID) {
+		t.Errorf("replay list: %d %s", code, out)
+	}
+	if code, out := runCLI("replay", "cancel", "rp-nope", "--admin-url", r.Admin); code != 1 || !strings.Contains(out, "404") {
+		t.Errorf("cancel of an unknown replay: %d %s", code, out)
+	}
 	// Mistakes are refused before anything runs.
 	if code, out := runCLI("replay", "--admin-url", r.Admin, "--broker", "default/default", "--from", from.Format(time.RFC3339Nano), "--trigger", "default/nope"); code != 1 || !strings.Contains(out, "404") {
 		t.Errorf("replay to an unknown trigger: %d %s", code, out)
@@ -302,15 +315,7 @@ func TestKafkaBrokerReplay(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	r.send(t, "/default/durable", binaryEvent("late", "order.created"))
 	waitOutcome(t, r, "late", "delivered", 1)
-	code, out := runCLI("replay", "--admin-url", r.Admin, "--broker", "default/durable", "--from", from.Format(time.RFC3339Nano),
-		"--to", until.Format(time.RFC3339Nano), "--trigger", "default/orders", "--follow")
-	if code != 0 || !strings.Contains(out, "done: read 20, delivered 16, failed 0, not matching 4") {
-		t.Fatalf("replay: exit %d\n%s", code, out)
-	}
-	var run struct {
-		ID string `json:"id"`
-	}
-	_ = json.Unmarshal([]byte(out[:strings.Index(out, "}")+1]), &run)
+	run := followedReplay(t, r, "default/durable", from, until, "default/orders", "done: read 20, delivered 16, failed 0, not matching 4")
 	sort.Strings(want)
 	if ids, n := replayed(orders, run.ID); strings.Join(ids, ",") != strings.Join(want, ",") || n != len(want) {
 		t.Errorf("orders got the replayed events %v (%d requests), want %v once each", ids, n, want)
