@@ -145,6 +145,15 @@ func run(o *options) error {
 			}
 			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE}}\n", o.cassandra), "")
 		}},
+		// The Cassandra row with the broker's archive on (docs/archive.md): every accepted event
+		// also written to the archive table, after its 202.
+		scenario{"switchyard-cassandra-archive-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
+			if o.cassandra == "" {
+				return "", nil, nil, errors.New("needs -cassandra (make bench starts Cassandra)")
+			}
+			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE}}\n", o.cassandra),
+				"  annotations: {switchyard.dev/archive-retention: 24h}\n")
+		}},
 	)
 	var results []Result
 	for _, sc := range scenarios {
