@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,7 +21,7 @@ import (
 
 const eventsUsage = `usage: switchyard events get ID [--admin-url URL]
        switchyard events list [--broker NS/NAME] [--trigger NS/NAME] [--status S] [--type T] [--source S] [--since T] [--until T] [--limit N] [-o table|json]
-       switchyard events tail [the same filters] [--interval 1s] [--for D]
+       switchyard events tail [the same filters] [--for D]
        switchyard events explain --broker NS/NAME --type T --source S [--subject S] [--ext k=v]... [--data JSON|@FILE|@-] [-o table|json]`
 
 // runEvents is `switchyard events get ID` (where did the event go) and `switchyard events
@@ -70,7 +72,6 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 	}
 	limit := fs.Int("limit", 50, "how many outcomes (list: one page; 1 to 1000)")
 	output := fs.String("o", "table", "table or json")
-	interval := fs.Duration("interval", time.Second, "tail: how often to ask")
 	duration := fs.Duration("for", 0, "tail: stop after this long (0: until interrupted)")
 	var cred adminCredentials
 	cred.register(fs.FlagSet)
@@ -138,75 +139,73 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 		}
 		return 0
 	}
-	// tail: ask for what finished since the newest seen, print what is new, oldest first. Outcomes
-	// finishing at the same instant as the newest seen are asked for again: seen tells them apart.
-	since := time.Now().UTC()
+	// tail: the router's stream of outcomes as they are recorded (GET /v1/tail), oldest first.
+	q := url.Values{}
+	for name, v := range filters {
+		if *v != "" {
+			q.Set(name, *v)
+		}
+	}
 	if v := *filters["since"]; v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
+		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
 			fmt.Fprintln(stderr, "events tail: --since must be an RFC 3339 time")
 			return 2
 		}
-		since = t
 	}
-	seen := map[string]bool{}
+	ctx := context.Background()
+	if *duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *duration)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/tail?"+q.Encode(), nil)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if code := cred.authorize(req, stderr); code != 0 {
+		return code
+	}
+	resp, err := http.DefaultClient.Do(req) // no timeout: the stream lasts until --for or Ctrl-C
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		fmt.Fprintf(stderr, "%s: %s", resp.Status, body)
+		return 1
+	}
 	if *output == "table" {
 		header()
 		_ = tw.Flush()
 	}
-	var deadline <-chan time.Time
-	if *duration > 0 {
-		deadline = time.After(*duration)
-	}
-	for {
-		// Every page of what finished since the newest shown: a busy second can hold more than
-		// one page, and moving on after the first would skip the rest.
-		var p page
-		for token := ""; ; {
-			u := query(since.Format(time.RFC3339Nano))
-			if token != "" {
-				u += "&page=" + url.QueryEscape(token)
-			}
-			body, code := cred.fetch(stderr, http.MethodGet, u)
-			if code != 0 {
-				return code
-			}
-			var more page
-			_ = json.Unmarshal(body, &more)
-			p.Outcomes = append(p.Outcomes, more.Outcomes...)
-			if token = more.NextPage; token == "" {
-				break
-			}
+	lines := bufio.NewScanner(resp.Body)
+	lines.Buffer(make([]byte, 64<<10), 8<<20)
+	kind := ""
+	for lines.Scan() {
+		line := lines.Text()
+		if v, ok := strings.CutPrefix(line, "event: "); ok {
+			kind = v
+			continue
 		}
-		newest := since
-		for i := len(p.Outcomes) - 1; i >= 0; i-- {
-			var r row
-			_ = json.Unmarshal(p.Outcomes[i], &r)
-			key := r.EventID + "\x00" + r.Trigger + "\x00" + r.Finished.String()
-			if seen[key] {
-				continue
-			}
-			seen[key] = true
-			show(p.Outcomes[i])
-			if r.Finished.After(newest) {
-				newest = r.Finished
-			}
+		data, ok := strings.CutPrefix(line, "data: ")
+		if !ok {
+			continue
 		}
-		if newest.After(since) {
-			since = newest
-			for key := range seen { // only what finished at the new since can come back
-				if !strings.HasSuffix(key, "\x00"+since.String()) {
-					delete(seen, key)
-				}
-			}
+		if kind == "problem" {
+			fmt.Fprintln(stderr, "events tail:", data)
+			return 1
 		}
+		show(json.RawMessage(data))
 		_ = tw.Flush()
-		select {
-		case <-deadline:
-			return 0
-		case <-time.After(*interval):
-		}
 	}
+	if ctx.Err() != nil {
+		return 0 // --for is over
+	}
+	fmt.Fprintln(stderr, "events tail: the router closed the stream (restarting or stopping?)")
+	return 1
 }
 
 func compactJSON(raw []byte) []byte {
@@ -360,6 +359,24 @@ func (c *adminCredentials) fetch(stderr io.Writer, method, u string) ([]byte, in
 	return c.fetchWith(stderr, method, u, "", nil)
 }
 
+// authorize puts the bearer token (--token, or --token-file read now) on req; a status code to
+// exit with when the file cannot be read, else 0.
+func (c *adminCredentials) authorize(req *http.Request, stderr io.Writer) int {
+	token := c.token
+	if c.tokenFile != "" {
+		b, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			fmt.Fprintln(stderr, "reading --token-file:", err)
+			return 2
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	return 0
+}
+
 // fetchWith is fetch with a request body of contentType.
 func (c *adminCredentials) fetchWith(stderr io.Writer, method, u, contentType string, payload []byte) ([]byte, int) {
 	var rd io.Reader
@@ -374,17 +391,8 @@ func (c *adminCredentials) fetchWith(stderr io.Writer, method, u, contentType st
 		fmt.Fprintln(stderr, err)
 		return nil, 2
 	}
-	token := c.token
-	if c.tokenFile != "" {
-		b, err := os.ReadFile(c.tokenFile)
-		if err != nil {
-			fmt.Fprintln(stderr, "reading --token-file:", err)
-			return nil, 2
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
+	if code := c.authorize(req, stderr); code != 0 {
+		return nil, code
 	}
 	resp, err := (&http.Client{Timeout: 60 * time.Second}).Do(req)
 	if err != nil {
