@@ -194,9 +194,13 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 		if !ok {
 			continue
 		}
-		if kind == "problem" {
+		switch kind {
+		case "problem":
 			fmt.Fprintln(stderr, "events tail:", data)
 			return 1
+		case "notice":
+			fmt.Fprintln(stderr, "events tail:", data)
+			continue
 		}
 		show(json.RawMessage(data))
 		_ = tw.Flush()

@@ -535,7 +535,7 @@ func newReplays(logger *zap.Logger, rtr *broker.Router, results router.ResultSto
 			case b.Archive == nil || b.Archive.Retention == 0 || cassandraArchive == nil:
 				return nil, fmt.Errorf("%w (%s)", router.ErrNoArchive, ref)
 			}
-			return cassandraArchive, nil
+			return replay.Clamped(cassandraArchive, b.Archive.Retention), nil
 		},
 	})
 }

@@ -10,6 +10,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -499,10 +500,7 @@ func (s *Server) consoleTail(w http.ResponseWriter, r *http.Request) {
 type loginPage struct{ Next string }
 
 func (s *Server) consoleLogin(w http.ResponseWriter, r *http.Request) {
-	next := r.FormValue("next")
-	if !strings.HasPrefix(next, "/ui/") || strings.HasPrefix(next, "/ui//") {
-		next = "/ui/" // only back into the console: never an open redirect
-	}
+	next := consoleNext(r.FormValue("next"))
 	p := loginPage{Next: next}
 	v := view{Title: "Log in", Data: &p}
 	a := s.auth.Load()
@@ -524,6 +522,18 @@ func (s *Server) consoleLogin(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: token, Path: "/", MaxAge: int(sessionLifetime / time.Second),
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// consoleNext is where a login goes back to: next when it is a path of the console, else /ui/,
+// so that the login page is never an open redirect (no scheme or host, no backslash a browser
+// would read as a slash, nothing that leaves /ui/ once cleaned as http.Redirect cleans it).
+func consoleNext(next string) string {
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.Contains(next, "\\") ||
+		!strings.HasPrefix(path.Clean(u.Path), "/ui/") && path.Clean(u.Path) != "/ui" || strings.HasPrefix(u.Path, "//") {
+		return "/ui/"
+	}
+	return next
 }
 
 func (s *Server) consoleLogout(w http.ResponseWriter, r *http.Request) {

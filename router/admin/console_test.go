@@ -281,3 +281,21 @@ func TestRedriveByFilterAPI(t *testing.T) {
 		t.Errorf("dry run before anything failed: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestConsoleNextStaysInTheConsole(t *testing.T) {
+	for next, want := range map[string]string{
+		"/ui/events?status=failed": "/ui/events?status=failed",
+		"/ui/events/a%2Fb":         "/ui/events/a%2Fb",
+		"//evil.example/":          "/ui/",
+		"https://evil.example/ui/": "/ui/",
+		"/ui/../%5Cevil.example":   "/ui/",
+		"/ui/..\\evil.example":     "/ui/",
+		"/ui/../../v1/redrive":     "/ui/",
+		"/uiX":                     "/ui/",
+		"":                         "/ui/",
+	} {
+		if got := consoleNext(next); got != want {
+			t.Errorf("next %q: %q, want %q", next, got, want)
+		}
+	}
+}

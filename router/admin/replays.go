@@ -106,7 +106,7 @@ func replayErrorCode(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, router.ErrBrokerNotFound), errors.Is(err, broker.ErrTriggerNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, replay.ErrTooMany):
+	case errors.Is(err, replay.ErrBusy):
 		return http.StatusTooManyRequests
 	}
 	return http.StatusServiceUnavailable

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/switchyard-events/switchyard/router"
@@ -14,8 +13,13 @@ import (
 // maxTails bounds the live tails served at once: each polls the result store.
 const maxTails = 32
 
-// tailEvery is how often a tail asks the store for what finished since the newest it sent.
-const tailEvery = 500 * time.Millisecond
+// tailEvery is how often a tail asks the store for what finished since the newest it sent, less
+// tailLag; tailPages bounds the pages of 1,000 outcomes one poll reads.
+const (
+	tailEvery = 500 * time.Millisecond
+	tailLag   = 2 * time.Second
+	tailPages = 10
+)
 
 // tail is GET /v1/tail: outcomes as they are recorded, oldest first, as server-sent events
 // ("outcome" events carrying an OutcomeJSON; a "problem" event with the reason, after which the
@@ -49,17 +53,23 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 	if rc.Flush() != nil {
 		return
 	}
-	// Outcomes finishing at the same instant as the newest sent are asked for again: seen tells
-	// them apart.
-	seen := map[string]bool{}
+	// Each poll asks again for the last tailLag before the newest outcome sent: an outcome can
+	// become readable after a newer one (the Cassandra store writes with several writers, in
+	// batches). seen, keyed with each outcome's finish time, tells what was sent already.
+	seen := map[string]time.Time{}
+	newest := since
 	tick := time.NewTicker(tailEvery)
 	defer tick.Stop()
 	quiet := 0
 	for {
 		q := f.query()
 		q.Since, q.Limit = since, 1000
+		if back := newest.Add(-tailLag); back.After(q.Since) {
+			q.Since = back
+		}
 		var batch []router.Outcome
-		for pages := 0; pages < 10; pages++ { // a busy half second can fill pages: read them all, within bounds
+		full := true
+		for pages := 0; pages < tailPages; pages++ { // a busy half second can fill pages: read them all, within bounds
 			outcomes, next, err := s.results.TriggerOutcomes(r.Context(), q)
 			if err != nil {
 				if r.Context().Err() != nil {
@@ -75,29 +85,29 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 			}
 			batch = append(batch, outcomes...)
 			if q.PageToken = next; next == "" {
+				full = false
 				break
 			}
 		}
-		newest := since
+		if full {
+			_, _ = fmt.Fprintf(w, "event: notice\ndata: more outcomes finished within %s than a tail sends at once (%d): older ones of them were skipped; narrow the filter\n\n", tailLag, tailPages*1000)
+		}
 		for i := len(batch) - 1; i >= 0; i-- {
 			o := &batch[i]
-			key := o.EventID + "\x00" + o.Trigger.String() + "\x00" + o.Finished.String()
-			if seen[key] {
+			key := o.EventID + "\x00" + o.Trigger.String() + "\x00" + o.Received.String()
+			if _, sent := seen[key]; sent {
 				continue
 			}
-			seen[key] = true
+			seen[key] = o.Finished
 			b, _ := json.Marshal(toJSON(o))
 			_, _ = fmt.Fprintf(w, "event: outcome\ndata: %s\n\n", b)
 			if o.Finished.After(newest) {
 				newest = o.Finished
 			}
 		}
-		if newest.After(since) {
-			since = newest
-			for key := range seen { // only what finished at the new since can come back
-				if !strings.HasSuffix(key, "\x00"+since.String()) {
-					delete(seen, key)
-				}
+		for key, finished := range seen { // what finished before the window cannot come back
+			if finished.Before(newest.Add(-tailLag)) {
+				delete(seen, key)
 			}
 		}
 		if len(batch) > 0 {

@@ -166,6 +166,14 @@ func (r *Router) sendReply(ctx context.Context, tk task, req *delivery.Request, 
 		defer span.End()
 		tracing.IntoEvent(ctx, reply)
 	}
+	if tk.env.Observe != nil {
+		// A reply to a replayed event is a new event (a replayed function's result): published as
+		// any reply, marked with the run so that triggers and subscribers can tell it from live
+		// traffic (docs/archive.md).
+		if run, ok := router.Extension(req.Event, router.ExtReplay); ok {
+			reply.SetExtension(router.ExtReplay, run)
+		}
+	}
 	to := tk.t.cfg.Reply
 	switch {
 	case to == nil:

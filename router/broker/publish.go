@@ -136,26 +136,30 @@ func (r *Router) append(ctx context.Context, b *brokerState, envs []*router.Enve
 	}
 	// The archive's copy is encoded before the log takes the events: from then on they belong
 	// to the delivery path.
-	recs := r.archiveRecords(b, envs)
+	recs, retention := r.archiveRecords(b, envs)
 	if err := b.queue.Append(ctx, envs); err != nil {
 		return err
 	}
 	if len(recs) > 0 {
-		r.o.Archive.Keep(b.ref, b.archive.Load().Retention, recs)
+		r.o.Archive.Keep(b.ref, retention, recs)
 	}
 	return nil
 }
 
-// archiveRecords encodes the events of envs that b archives: none unless b is an in-memory broker
-// with an archive (a Kafka-class broker's topic is its archive).
-func (r *Router) archiveRecords(b *brokerState, envs []*router.Envelope) []router.ArchiveRecord {
+// archiveRecords encodes the events of envs that b archives, with their retention: none unless b
+// is an in-memory broker with an archive (a Kafka-class broker's topic is its archive). Replies to
+// replayed events (marked switchyardreplay) are not archived again.
+func (r *Router) archiveRecords(b *brokerState, envs []*router.Envelope) ([]router.ArchiveRecord, time.Duration) {
 	a := b.archive.Load()
 	if a == nil || a.Retention <= 0 || r.o.Archive == nil || b.admit == nil {
-		return nil
+		return nil, 0
 	}
 	recs := make([]router.ArchiveRecord, 0, len(envs))
 	for _, env := range envs {
 		if a.Filter != nil && !a.Filter.Match(env.Event) {
+			continue
+		}
+		if _, replayed := router.Extension(env.Event, router.ExtReplay); replayed {
 			continue
 		}
 		js, err := env.Event.MarshalJSON()
@@ -165,7 +169,7 @@ func (r *Router) archiveRecords(b *brokerState, envs []*router.Envelope) []route
 		}
 		recs = append(recs, router.ArchiveRecord{ID: env.Event.ID(), Source: env.Event.Source(), Received: env.Received, JSON: js})
 	}
-	return recs
+	return recs, a.Retention
 }
 
 // errReplyBudgetSpent: the reply would take its lineage past spec.ingress.maxRepliesPerEvent.

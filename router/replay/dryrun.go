@@ -65,6 +65,12 @@ func (m *Manager) DryRun(ctx context.Context, spec Spec, candidate *config.Confi
 	if spec.From.IsZero() || !spec.From.Before(spec.To) {
 		return DryRunReport{}, fmt.Errorf("%w: from is required and must be before to", ErrBadSpec)
 	}
+	select {
+	case m.dryRuns <- struct{}{}:
+		defer func() { <-m.dryRuns }()
+	default:
+		return DryRunReport{}, fmt.Errorf("%w: %d dry runs are being made in this process already: try again when one is done", ErrBusy, maxDryRuns)
+	}
 	reader, err := m.o.Reader(spec.Broker)
 	if err != nil {
 		return DryRunReport{}, err

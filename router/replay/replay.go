@@ -33,8 +33,11 @@ type Deliverer interface {
 // RunStore keeps runs across restarts (the Cassandra store); without one a run lives in its
 // process only.
 type RunStore interface {
-	// SaveRun stores run (JSON) as owner's, renewing owner's claim.
-	SaveRun(ctx context.Context, id string, run []byte, owner string) error
+	// CreateRun stores a new run (JSON) as owner's.
+	CreateRun(ctx context.Context, id string, run []byte, owner string) error
+	// SaveRun stores run (JSON) and renews owner's claim, if owner still holds it: owned is false
+	// when another process has taken the run over.
+	SaveRun(ctx context.Context, id string, run []byte, owner string) (owned bool, err error)
 	// ClaimRuns takes over, for owner, the stored runs whose owner has not saved them for
 	// staleAfter, and returns them (JSON); a run is claimed by one process only.
 	ClaimRuns(ctx context.Context, owner string, staleAfter time.Duration) ([][]byte, error)
@@ -114,28 +117,39 @@ const (
 
 // Manager starts, follows and cancels runs.
 type Manager struct {
-	o      Options
-	ctx    context.Context
-	cancel context.CancelFunc
-	mu     sync.Mutex
-	runs   map[string]*run
-	wg     sync.WaitGroup
+	o Options
+	// dryRuns bounds the dry runs at once: each reads a range of the archive.
+	dryRuns chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	mu      sync.Mutex
+	runs    map[string]*run
+	wg      sync.WaitGroup
 }
 
 type run struct {
 	m      *Manager
 	spec   Spec
+	ctx    context.Context
 	cancel context.CancelFunc
 	mu     sync.Mutex
 	state  Run
 	// counters the outcomes update from delivery goroutines
 	delivered, failed atomic.Int64
+	// atCheckpoint are the counters when the checkpoint last moved: what is stored, so that a
+	// resumed run, which sends the chunk after the checkpoint again, does not count it twice.
+	atCheckpoint counts
+	// stored: the state as it is now is in the RunStore (a final state is saved until it is);
+	// lost: another process took the run over.
+	stored, lost bool
 }
+
+type counts struct{ read, delivered, failed, notMatching int64 }
 
 // New returns a Manager; Start resumes stored runs.
 func New(o Options) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Manager{o: o, ctx: ctx, cancel: cancel, runs: map[string]*run{}}
+	return &Manager{o: o, ctx: ctx, cancel: cancel, runs: map[string]*run{}, dryRuns: make(chan struct{}, maxDryRuns)}
 }
 
 // Resume takes over the stored runs of processes that stopped (a restart mid-run) and continues
@@ -164,6 +178,12 @@ func (m *Manager) claim() {
 		if err := json.Unmarshal(b, &st); err != nil || st.State != StateRunning {
 			continue
 		}
+		m.mu.Lock()
+		_, here := m.runs[st.ID]
+		m.mu.Unlock()
+		if here {
+			continue // still running in this process (a save that was late, not a stopped owner)
+		}
 		spec := Spec{From: st.From, To: st.To, AllTriggers: st.AllTriggers}
 		if spec.Broker, err = parseRef(st.Broker); err != nil {
 			continue
@@ -177,8 +197,11 @@ func (m *Manager) claim() {
 		}
 		st.Resumed++
 		m.o.Logger.Info("replay taken over from a stopped process: resumed from its checkpoint", zap.String("replay", st.ID), zap.Time("position", st.Position))
-		r := m.launch(spec, st)
+		m.mu.Lock()
+		r := m.add(spec, st)
+		m.mu.Unlock()
 		r.save()
+		m.start(r)
 	}
 }
 
@@ -202,23 +225,34 @@ func (m *Manager) keepClaimed() {
 			return
 		case <-t.C:
 		}
-		for _, r := range m.running() {
+		m.mu.Lock()
+		var due []*run
+		for _, r := range m.runs {
+			r.mu.Lock()
+			if !r.lost && (r.state.State == StateRunning || !r.stored) {
+				due = append(due, r)
+			}
+			r.mu.Unlock()
+		}
+		m.mu.Unlock()
+		for _, r := range due {
 			r.save()
 		}
 		m.claim()
 	}
 }
 
-func (m *Manager) running() []*run {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []*run
+// runningLocked counts the running runs; m.mu is held.
+func (m *Manager) runningLocked() int {
+	n := 0
 	for _, r := range m.runs {
-		if r.snapshot().State == StateRunning {
-			out = append(out, r)
+		r.mu.Lock()
+		if r.state.State == StateRunning {
+			n++
 		}
+		r.mu.Unlock()
 	}
-	return out
+	return n
 }
 
 // ErrBadSpec marks a replay request that cannot be run as asked (a 400).
@@ -228,8 +262,11 @@ var ErrBadSpec = errors.New("bad replay")
 // triggers' lanes with live traffic.
 const maxRunning = 8
 
-// ErrTooMany: maxRunning runs are running in this process already (a 429).
-var ErrTooMany = fmt.Errorf("%d replays are running in this process already: wait for one to end, or cancel one", maxRunning)
+// maxDryRuns bounds the dry runs a process makes at once.
+const maxDryRuns = 2
+
+// ErrBusy: the process runs as many replays (or dry runs) as it takes at once (a 429).
+var ErrBusy = errors.New("busy")
 
 // Start starts a run of spec and returns its first state. To is at most now: events accepted after
 // the run starts are live traffic, not history.
@@ -251,9 +288,6 @@ func (m *Manager) Start(spec Spec) (Run, error) {
 	if _, err := m.o.Reader(spec.Broker); err != nil {
 		return Run{}, err
 	}
-	if len(m.running()) >= maxRunning {
-		return Run{}, ErrTooMany
-	}
 	// The triggers are checked now, not at the first event: a typo must not start a run.
 	if err := m.o.Deliver.CanReplay(spec.Broker, spec.Triggers); err != nil {
 		return Run{}, err
@@ -262,8 +296,27 @@ func (m *Manager) Start(spec Spec) (Run, error) {
 	for _, t := range spec.Triggers {
 		st.Triggers = append(st.Triggers, t.String())
 	}
-	r := m.launch(spec, st)
-	r.save()
+	m.mu.Lock()
+	if m.runningLocked() >= maxRunning {
+		m.mu.Unlock()
+		return Run{}, fmt.Errorf("%w: %d replays are running in this process already: wait for one to end, or cancel one", ErrBusy, maxRunning)
+	}
+	r := m.add(spec, st)
+	m.mu.Unlock()
+	if m.o.Store != nil {
+		b, _ := json.Marshal(r.snapshot())
+		ctx, cancel := context.WithTimeout(m.ctx, 5*time.Second)
+		err := m.o.Store.CreateRun(ctx, st.ID, b, m.o.Owner)
+		cancel()
+		if err != nil {
+			m.mu.Lock()
+			delete(m.runs, st.ID)
+			m.mu.Unlock()
+			return Run{}, fmt.Errorf("%w: the replay could not be stored, so it would not survive a restart: %v", router.ErrUnavailable, err)
+		}
+		r.stored = true
+	}
+	m.start(r)
 	return r.snapshot(), nil
 }
 
@@ -273,20 +326,42 @@ func newID() string {
 	return "rp-" + time.Now().UTC().Format("20060102-150405") + "-" + hex.EncodeToString(b)
 }
 
-func (m *Manager) launch(spec Spec, st Run) *run {
+// maxKept bounds the ended runs a process remembers for GET; the oldest go first.
+const maxKept = 100
+
+// add makes the run of spec in state st and files it; m.mu is held. Ended runs past maxKept are
+// forgotten, oldest first.
+func (m *Manager) add(spec Spec, st Run) *run {
 	ctx, cancel := context.WithCancel(m.ctx)
-	r := &run{m: m, spec: spec, cancel: cancel, state: st}
+	r := &run{m: m, spec: spec, cancel: cancel, state: st, ctx: ctx,
+		atCheckpoint: counts{st.Read, st.Delivered, st.Failed, st.NotMatching}}
 	r.delivered.Store(st.Delivered)
 	r.failed.Store(st.Failed)
-	m.mu.Lock()
 	m.runs[st.ID] = r
-	m.mu.Unlock()
+	var ended []*run
+	for _, o := range m.runs {
+		o.mu.Lock()
+		if o.state.State != StateRunning && o.stored {
+			ended = append(ended, o)
+		}
+		o.mu.Unlock()
+	}
+	if len(ended) > maxKept {
+		sort.Slice(ended, func(i, j int) bool { return ended[i].state.Finished.Before(ended[j].state.Finished) })
+		for _, o := range ended[:len(ended)-maxKept] {
+			delete(m.runs, o.state.ID)
+		}
+	}
+	return r
+}
+
+// start runs r in the background.
+func (m *Manager) start(r *run) {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		r.execute(ctx)
+		r.execute(r.ctx)
 	}()
-	return r
 }
 
 // Get returns run id's state.
@@ -351,21 +426,42 @@ func (r *run) snapshot() Run {
 	return st
 }
 
+// save stores the run's state, with the counters as of its checkpoint while it runs. When another
+// process has taken the run over (this one could not save it for staleAfter), this one stops it.
 func (r *run) save() {
 	if r.m.o.Store == nil {
 		return
 	}
-	b, _ := json.Marshal(r.snapshot())
+	st := r.snapshot()
+	r.mu.Lock()
+	if st.State == StateRunning {
+		c := r.atCheckpoint
+		st.Read, st.Delivered, st.Failed, st.NotMatching = c.read, c.delivered, c.failed, c.notMatching
+	}
+	r.mu.Unlock()
+	b, _ := json.Marshal(st)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.m.o.Store.SaveRun(ctx, r.state.ID, b, r.m.o.Owner); err != nil {
-		r.m.o.Logger.Warn("replay progress not stored: a restart would resume it from an earlier checkpoint", zap.String("replay", r.state.ID), zap.Error(err))
+	owned, err := r.m.o.Store.SaveRun(ctx, st.ID, b, r.m.o.Owner)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case err != nil:
+		r.stored = false
+		r.m.o.Logger.Warn("replay progress not stored yet: it is tried again; a restart meanwhile resumes it from an earlier checkpoint", zap.String("replay", st.ID), zap.Error(err))
+	case !owned:
+		r.lost = true
+		r.cancel()
+		r.m.o.Logger.Warn("replay taken over by another process (this one could not store its progress for 30 s): stopped here", zap.String("replay", st.ID))
+	default:
+		r.stored = r.state.State == st.State
 	}
 }
 
 func (r *run) finish(state string, err error) {
 	r.mu.Lock()
 	r.state.State, r.state.Finished = state, time.Now()
+	r.stored = false
 	if err != nil {
 		r.state.Error = err.Error()
 	}
@@ -421,9 +517,9 @@ func (r *run) execute(ctx context.Context) {
 			e := chunk[i].Event
 			e.SetExtension(router.ExtReplay, r.state.ID)
 			inFlight.Add(1)
-			// Not the run's context: a cancel lets what was handed over finish (the broker's own
-			// shutdown ends what is left).
-			n, err := r.m.o.Deliver.Replay(context.Background(), r.spec.Broker, r.spec.Triggers, e, r.observe, inFlight.Done)
+			// The process's context, not the run's: a cancel lets what was handed over finish;
+			// the process stopping must not wait for room in a trigger's full lane.
+			n, err := r.m.o.Deliver.Replay(r.m.ctx, r.spec.Broker, r.spec.Triggers, e, r.observe, inFlight.Done)
 			if err != nil {
 				inFlight.Done()
 				if r.m.ctx.Err() != nil {
@@ -455,6 +551,7 @@ func (r *run) execute(ctx context.Context) {
 		last := chunk[len(chunk)-1]
 		r.mu.Lock()
 		r.state.Checkpoint, r.state.Position = last.At, last.Received
+		r.atCheckpoint = counts{r.state.Read, r.delivered.Load(), r.failed.Load(), r.state.NotMatching}
 		r.mu.Unlock()
 		r.save()
 	}
@@ -466,7 +563,16 @@ func (r *run) stopped() {
 	if r.m.ctx.Err() != nil {
 		return // the process stops: the run stays running in the store, to be resumed
 	}
-	r.finish(StateCancelled, nil)
+	r.mu.Lock()
+	lost := r.lost
+	if lost {
+		r.state.State, r.state.Finished = StateFailed, time.Now()
+		r.state.Error = "another process took this replay over (this one could not store its progress for 30 s): follow it there"
+	}
+	r.mu.Unlock()
+	if !lost {
+		r.finish(StateCancelled, nil)
+	}
 }
 
 func (r *run) observe(s router.Status) {
@@ -498,4 +604,23 @@ func (fr filteredReader) ReadArchive(ctx context.Context, q router.ArchiveQuery,
 		}
 		return fn(ae)
 	})
+}
+
+// Clamped is r reading nothing older than retention before now: an archive that keeps events for
+// retention has none older, and a range starting years ago would otherwise be read bucket by
+// empty bucket.
+func Clamped(r router.ArchiveReader, retention time.Duration) router.ArchiveReader {
+	return clampedReader{r, retention}
+}
+
+type clampedReader struct {
+	r         router.ArchiveReader
+	retention time.Duration
+}
+
+func (c clampedReader) ReadArchive(ctx context.Context, q router.ArchiveQuery, fn func(router.ArchivedEvent) error) error {
+	if oldest := time.Now().Add(-c.retention); q.From.Before(oldest) {
+		q.From = oldest
+	}
+	return c.r.ReadArchive(ctx, q, fn)
 }

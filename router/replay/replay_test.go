@@ -156,8 +156,8 @@ func TestCancelStopsReading(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := m.Start(Spec{Broker: router.BrokerRef{Namespace: "ns", Name: "d"}, AllTriggers: true, From: start}); !errors.Is(err, ErrTooMany) {
-		t.Errorf("run %d: %v, want ErrTooMany", maxRunning+1, err)
+	if _, err := m.Start(Spec{Broker: router.BrokerRef{Namespace: "ns", Name: "d"}, AllTriggers: true, From: start}); !errors.Is(err, ErrBusy) {
+		t.Errorf("run %d: %v, want ErrBusy", maxRunning+1, err)
 	}
 	for _, r := range m.List() {
 		m.Cancel(r.ID)

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/replay"
 )
 
 // The archive of in-memory brokers (docs/archive.md): accepted events, as CloudEvents JSON, by
@@ -46,8 +47,10 @@ type archiver struct {
 	wake    chan struct{}
 	done    chan struct{}
 	stopped chan struct{}
-	// dropWarned paces the warning about dropped events to one a minute.
+	// dropWarned and failWarned pace the warnings about dropped events and failed writes to one a
+	// minute each; failWarned is the writer goroutine's own.
 	dropWarned time.Time
+	failWarned time.Time
 	written    prometheus.Counter
 	dropped    prometheus.Counter
 	failed     prometheus.Counter
@@ -120,47 +123,61 @@ func (a *archiver) run() {
 	}
 }
 
-// flush writes what is buffered, a partition's rows per batch. Rows a failed batch held go back to
-// the front of the buffer, to be tried again; when closing they are given up after one try.
+// flush writes what is buffered, a partition's rows per batch. The rows stay counted against the
+// buffer's bound until written: when a batch fails, it and the rows after it go back to the front of
+// the buffer, to be tried again after a pause (when closing they are given up and counted dropped),
+// so the buffer never holds more than archiveBufferBytes however long Cassandra is slow.
 func (a *archiver) flush(closing bool) {
 	a.mu.Lock()
 	rows := a.rows
-	a.rows, a.bytes = nil, 0
+	a.rows = nil
 	a.mu.Unlock()
 	if len(rows) == 0 {
 		return
 	}
 	session := a.s.session.Load()
-	var retry []archiveRow
-	for start := 0; start < len(rows); {
-		key := partitionOf(&rows[start])
-		end := start + 1
-		for end < len(rows) && end-start < archiveBatchRows && partitionOf(&rows[end]) == key {
+	written, writtenBytes := 0, 0
+	var failure error
+	for written < len(rows) {
+		key := partitionOf(&rows[written])
+		end := written + 1
+		for end < len(rows) && end-written < archiveBatchRows && partitionOf(&rows[end]) == key {
 			end++
 		}
-		if err := a.write(session, rows[start:end]); err != nil {
-			a.failed.Inc()
-			a.s.logger.Warn("archive batch not written; it is tried again", zap.Int("events", end-start), zap.Error(err))
-			retry = append(retry, rows[start:end]...)
-		} else {
-			a.written.Add(float64(end - start))
+		if failure = a.write(session, rows[written:end]); failure != nil {
+			break
 		}
-		start = end
+		for _, r := range rows[written:end] {
+			writtenBytes += len(r.rec.JSON)
+		}
+		a.written.Add(float64(end - written))
+		written = end
 	}
-	if len(retry) == 0 || closing {
-		if len(retry) > 0 {
-			a.dropped.Add(float64(len(retry)))
+	rest := rows[written:]
+	a.mu.Lock()
+	a.bytes -= writtenBytes
+	if len(rest) > 0 && !closing {
+		a.rows = append(rest, a.rows...)
+	} else if len(rest) > 0 {
+		for _, r := range rest {
+			a.bytes -= len(r.rec.JSON)
 		}
+	}
+	a.mu.Unlock()
+	if failure == nil {
 		return
 	}
-	a.mu.Lock()
-	size := 0
-	for _, r := range retry {
-		size += len(r.rec.JSON)
+	a.failed.Inc()
+	if closing {
+		a.dropped.Add(float64(len(rest)))
+		a.s.logger.Warn("archive rows not written before the process stopped", zap.Int("events", len(rest)), zap.Error(failure))
+		return
 	}
-	a.rows = append(retry, a.rows...)
-	a.bytes += size
-	a.mu.Unlock()
+	if time.Since(a.failWarned) > time.Minute {
+		a.failWarned = time.Now()
+		a.s.logger.Warn("archive batch not written: it and the rows after it are tried again every second; switchyard_archive_write_errors_total counts the tries",
+			zap.Int("waiting", len(rest)), zap.Error(failure))
+	}
 	select {
 	case <-a.done:
 	case <-time.After(time.Second): // Cassandra refused: give it a moment
@@ -261,14 +278,28 @@ func (s *Store) ReadArchive(ctx context.Context, q router.ArchiveQuery, fn func(
 	return nil
 }
 
-// SaveRun stores replay run id (JSON) as owner's, renewing owner's claim on it.
-func (s *Store) SaveRun(ctx context.Context, id string, run []byte, owner string) error {
+// The Store keeps replay runs across restarts (router/replay).
+var _ replay.RunStore = (*Store)(nil)
+
+// CreateRun stores the new replay run id (JSON) as owner's.
+func (s *Store) CreateRun(ctx context.Context, id string, run []byte, owner string) error {
 	session := s.session.Load()
 	if session == nil {
 		return fmt.Errorf("%w: not connected to cassandra yet", router.ErrUnavailable)
 	}
-	return session.Query(`UPDATE `+s.cfg.Keyspace+`.replay_runs SET run = ?, owner = ?, heartbeat = ? WHERE id = ?`,
-		string(run), owner, time.Now(), id).WithContext(ctx).Exec()
+	return session.Query(`INSERT INTO `+s.cfg.Keyspace+`.replay_runs (id, run, owner, heartbeat) VALUES (?, ?, ?, ?)`,
+		id, string(run), owner, time.Now()).WithContext(ctx).Exec()
+}
+
+// SaveRun stores replay run id (JSON) and renews owner's claim, if owner still holds the run (a
+// lightweight transaction): owned is false once another process has taken it over.
+func (s *Store) SaveRun(ctx context.Context, id string, run []byte, owner string) (bool, error) {
+	session := s.session.Load()
+	if session == nil {
+		return false, fmt.Errorf("%w: not connected to cassandra yet", router.ErrUnavailable)
+	}
+	return session.Query(`UPDATE `+s.cfg.Keyspace+`.replay_runs SET run = ?, heartbeat = ? WHERE id = ? IF owner = ?`,
+		string(run), time.Now(), id, owner).WithContext(ctx).SerialConsistency(gocql.Serial).MapScanCAS(map[string]any{})
 }
 
 // ClaimRuns takes over, for owner, the stored runs still running whose owner has not saved them for

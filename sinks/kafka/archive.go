@@ -18,8 +18,9 @@ import (
 // record past it or to the end of the partition as it was when the read began. A Checkpoint is
 // the next offset of each partition read so far.
 
-// archiveIdle is how long a partition may give nothing before its read ends: offsets can be
-// missing below the high-water mark (transaction markers, compaction).
+// archiveIdle is how long a partition may give nothing, below the end it had when the read began,
+// before the read fails (and the replay with it, saying so): a broker that does not answer must
+// not make a replay end "done" with records unread.
 const archiveIdle = 2 * time.Second
 
 // ReadArchive reads the events the broker accepted with record timestamps in [q.From, q.To),
@@ -87,7 +88,9 @@ func (l *Log) readPartition(ctx context.Context, consumer sarama.Consumer, p int
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-idle.C:
-			return nil
+			// Below the end it had when the read began, the partition should still have records:
+			// a read that ends here would leave them unread and call the range done.
+			return fmt.Errorf("%w: %s/%d gave nothing for %s at offset %d, below its end %d", router.ErrUnavailable, l.cfg.Topic, p, archiveIdle, next[p], end)
 		case err := <-pc.Errors():
 			return fmt.Errorf("%w: reading %s/%d: %v", router.ErrUnavailable, l.cfg.Topic, p, err)
 		case msg = <-pc.Messages():
