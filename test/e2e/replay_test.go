@@ -105,11 +105,24 @@ func TestArchiveReplay(t *testing.T) {
 	cassandraAddr := testenv.Cassandra(t)
 	keyspace := fmt.Sprintf("sy_e2e_archive_%d", time.Now().UnixNano())
 	keyspaceSession(t, cassandraAddr, keyspace)
-	orders, audit := newSubscriber(t, nil), newSubscriber(t, nil)
+	// orders answers replayed events with a result (a replayed function's output): it is published
+	// like any reply, marked with the run, and reaches the results trigger.
+	orders := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		if req.Header.Get("Ce-Switchyardreplay") == "" {
+			return
+		}
+		w.Header().Set("Ce-Specversion", "1.0")
+		w.Header().Set("Ce-Id", "result-"+req.Header.Get("Ce-Id"))
+		w.Header().Set("Ce-Type", "order.result")
+		w.Header().Set("Ce-Source", "/orders-fn")
+		w.WriteHeader(http.StatusOK)
+	})
+	audit, results := newSubscriber(t, nil), newSubscriber(t, nil)
 	dir := t.TempDir()
 	manifests := archivedBrokerYAML +
 		triggerYAML("orders", "  broker: default\n  filter:\n    attributes:\n      type: order.created\n  subscriber:\n    uri: "+orders.URL+"\n") +
-		triggerYAML("audit", "  broker: default\n  subscriber:\n    uri: "+audit.URL+"\n")
+		triggerYAML("audit", "  broker: default\n  filters:\n    - cesql: \"NOT EXISTS switchyardreplay\"\n  subscriber:\n    uri: "+audit.URL+"\n") +
+		triggerYAML("results", "  broker: default\n  filter:\n    attributes:\n      type: order.result\n  subscriber:\n    uri: "+results.URL+"\n")
 	r := startRouterIn(t, dir, manifests, "", cassandraResults(cassandraAddr, keyspace, t.TempDir()))
 
 	from := time.Now().UTC()
@@ -134,7 +147,15 @@ func TestArchiveReplay(t *testing.T) {
 		t.Errorf("orders got the replayed events %v (%d requests), want a0..a4 once each", ids, n)
 	}
 	if ids, _ := replayed(audit, run.ID); len(ids) != 0 {
-		t.Errorf("audit, not named, got replayed events %v", ids)
+		t.Errorf("audit, not named and filtering replay traffic out, got %v", ids)
+	}
+	waitFor(t, 10*time.Second, func() bool { ids, _ := replayed(results, run.ID); return len(ids) == 5 })
+	if ids, n := replayed(results, run.ID); strings.Join(ids, ",") != "result-a0,result-a1,result-a2,result-a3,result-a4" || n != 5 {
+		t.Errorf("results got %v (%d requests), want the five replies, marked with the run", ids, n)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := archiveWritten(t, r); n != 10 {
+		t.Errorf("the archive holds %v events after the replay, want 10: replies to replayed events are not archived again", n)
 	}
 	// The replayed run is recorded like any other: the event now has two outcomes at orders.
 	code, out := runCLI("events", "get", "a3", "--admin-url", r.Admin)
@@ -182,14 +203,14 @@ func TestArchiveReplay(t *testing.T) {
 			Samples                                             []struct{ EventID, Change, Why string }
 		} `json:"triggers"`
 	}
-	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Events != 7 || len(rep.Triggers) != 3 {
+	if err := json.Unmarshal([]byte(out), &rep); code != 0 || err != nil || rep.Events != 7 || len(rep.Triggers) != 4 {
 		t.Fatalf("dry run: %d %v\n%s", code, err, out)
 	}
 	got := map[string]string{}
 	for _, tr := range rep.Triggers {
 		got[tr.Trigger] = fmt.Sprintf("%d→%d +%d -%d", tr.Current, tr.Candidate, tr.NewlyMatching, tr.NoLongerMatching)
 	}
-	want := map[string]string{"default/orders": "5→2 +2 -5", "default/audit": "7→7 +0 -0", "default/everything": "0→7 +7 -0"}
+	want := map[string]string{"default/orders": "5→2 +2 -5", "default/audit": "7→7 +0 -0", "default/everything": "0→7 +7 -0", "default/results": "0→0 +0 -0"}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("dry run counts %v, want %v\n%s", got, want, out)
 	}
