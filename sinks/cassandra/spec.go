@@ -56,7 +56,7 @@ type TLSSpec struct {
 // DefaultSpec is the store's settings before the configuration says anything.
 func DefaultSpec() *Spec {
 	s := &Spec{Keyspace: "switchyard", Replication: "{'class': 'SimpleStrategy', 'replication_factor': 1}", Consistency: "LOCAL_QUORUM",
-		Retention: "168h", Bucket: "1h", Writers: 16, Buffer: 10000}
+		Retention: "168h", Bucket: "1h", Writers: 64, Buffer: 10000}
 	s.Journal.MaxBytes = 1 << 30
 	return s
 }

@@ -30,7 +30,7 @@ func TestSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := cfg.Components["results.cassandra"].(*Spec)
-	if s.Keyspace != "switchyard" || s.Retention != "168h" || s.Writers != 16 || s.Journal.MaxBytes != 1<<30 || s.Hosts[0] != "db-0:9042" {
+	if s.Keyspace != "switchyard" || s.Retention != "168h" || s.Writers != 64 || s.Journal.MaxBytes != 1<<30 || s.Hosts[0] != "db-0:9042" {
 		t.Errorf("defaults under the block: %+v", s)
 	}
 	c, err := s.Config(nil, nil)

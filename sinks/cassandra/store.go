@@ -39,7 +39,7 @@ type Config struct {
 	Retention time.Duration
 	// Bucket is the time span of one per-trigger partition (default 1 hour).
 	Bucket time.Duration
-	// Writers write concurrently (default 16); Buffer outcomes wait for them (default 10,000).
+	// Writers write concurrently (default 64); Buffer outcomes wait for them (default 10,000).
 	Writers int
 	Buffer  int
 	// JournalDir holds outcomes Cassandra could not take yet; JournalMaxBytes bounds it (1 GiB).
@@ -72,7 +72,7 @@ func (c *Config) setDefaults() {
 		c.Bucket = time.Hour
 	}
 	if c.Writers <= 0 {
-		c.Writers = 16
+		c.Writers = 64
 	}
 	if c.Buffer <= 0 {
 		c.Buffer = 10000
@@ -361,22 +361,26 @@ func (s *Store) insert(ctx context.Context, r *record) error {
 	if len(r.Event) > 0 {
 		blob = r.Event
 	}
+	// The outcome's rows go to different partitions (and tables): written as concurrent
+	// statements, not one after another and not as a batch (a batch across partitions only adds
+	// coordinator work).
+	bucket := r.Finished.Truncate(s.cfg.Bucket)
+	byTrigger := make(chan error, 1)
+	go func() {
+		err := session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+			r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, ttl, stamp).
+			WithContext(ctx).Idempotent(true).Exec()
+		if err == nil && router.Status(r.Status).Failed() {
+			err = session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+				r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
+				WithContext(ctx).Idempotent(true).Exec()
+		}
+		byTrigger <- err
+	}()
 	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
 		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
 		WithContext(ctx).Idempotent(true).Exec()
-	if err != nil {
-		return err
-	}
-	bucket := r.Finished.Truncate(s.cfg.Bucket)
-	err = session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, ttl, stamp).
-		WithContext(ctx).Idempotent(true).Exec()
-	if err != nil || !router.Status(r.Status).Failed() {
-		return err
-	}
-	return session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-		r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
-		WithContext(ctx).Idempotent(true).Exec()
+	return errors.Join(err, <-byTrigger)
 }
 
 // maintain connects when not connected and replays the journal when Cassandra answers.
