@@ -117,3 +117,14 @@ func TestRedactURL(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRef(t *testing.T) {
+	if ref, ok := ParseRef("shop/orders"); !ok || ref != (BrokerRef{Namespace: "shop", Name: "orders"}) {
+		t.Errorf("shop/orders: %v %v", ref, ok)
+	}
+	for _, bad := range []string{"", "shop", "/orders", "shop/", "/"} {
+		if _, ok := ParseRef(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

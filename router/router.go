@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -18,6 +19,16 @@ func (b BrokerRef) String() string { return b.Namespace + "/" + b.Name }
 type TriggerRef struct{ Namespace, Name string }
 
 func (t TriggerRef) String() string { return t.Namespace + "/" + t.Name }
+
+// ParseRef reads "NAMESPACE/NAME" (a broker's or a trigger's, as String writes it); ok is false
+// when either part is missing.
+func ParseRef(s string) (ref BrokerRef, ok bool) {
+	ns, name, cut := strings.Cut(s, "/")
+	if !cut || ns == "" || name == "" {
+		return BrokerRef{}, false
+	}
+	return BrokerRef{Namespace: ns, Name: name}, true
+}
 
 // Envelope is one accepted event on its way through a broker, with what travels beside it.
 type Envelope struct {

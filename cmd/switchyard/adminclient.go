@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/broker"
 )
 
@@ -303,11 +304,12 @@ func runRedrive(args []string, stdout, stderr io.Writer) int {
 	if _, err := parseWithEnv(fs, args); err != nil {
 		return exitCode(err)
 	}
-	ref := *trigger
-	if ref == "" {
-		ref = *brokerRef
+	named := *trigger
+	if named == "" {
+		named = *brokerRef
 	}
-	if ns, name, ok := strings.Cut(ref, "/"); !ok || ns == "" || name == "" {
+	ref, ok := router.ParseRef(named)
+	if !ok {
 		fmt.Fprintln(stderr, "redrive: --trigger NAMESPACE/NAME or --broker NAMESPACE/NAME is required")
 		return 2
 	}
@@ -333,8 +335,7 @@ func runRedrive(args []string, stdout, stderr io.Writer) int {
 	}
 	base := strings.TrimRight(*admin, "/")
 	if *trigger != "" {
-		ns, name, _ := strings.Cut(*trigger, "/")
-		return cred.call(stdout, stderr, http.MethodPost, fmt.Sprintf("%s/v1/triggers/%s/%s/redrive?%s", base, url.PathEscape(ns), url.PathEscape(name), q.Encode()))
+		return cred.call(stdout, stderr, http.MethodPost, fmt.Sprintf("%s/v1/triggers/%s/%s/redrive?%s", base, url.PathEscape(ref.Namespace), url.PathEscape(ref.Name), q.Encode()))
 	}
 	q.Set("broker", *brokerRef)
 	return cred.call(stdout, stderr, http.MethodPost, base+"/v1/redrive?"+q.Encode())

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/switchyard-events/switchyard/router"
 )
 
 const replayUsage = `usage:
@@ -40,8 +42,8 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 	if _, err := parseWithEnv(fs, args); err != nil {
 		return exitCode(err)
 	}
-	ns, name, ok := strings.Cut(*brokerRef, "/")
-	if !ok || ns == "" || name == "" {
+	ref, ok := router.ParseRef(*brokerRef)
+	if !ok {
 		fmt.Fprintln(stderr, "replay: --broker NAMESPACE/NAME is required")
 		return 2
 	}
@@ -61,7 +63,7 @@ func runReplay(args []string, stdout, stderr io.Writer) int {
 		q.Set(flag, v)
 	}
 	base := strings.TrimRight(*admin, "/")
-	u := fmt.Sprintf("%s/v1/brokers/%s/%s/replays", base, url.PathEscape(ns), url.PathEscape(name))
+	u := fmt.Sprintf("%s/v1/brokers/%s/%s/replays", base, url.PathEscape(ref.Namespace), url.PathEscape(ref.Name))
 	if *dryRun {
 		if *candidate == "" {
 			fmt.Fprintln(stderr, "replay: --dry-run needs --config CANDIDATE.yaml")

@@ -421,8 +421,8 @@ func (s *Server) consoleExplain(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.Event = r.PostFormValue("event")
-	ns, name, ok := strings.Cut(p.Broker, "/")
-	if !ok || ns == "" || name == "" {
+	ref, ok := router.ParseRef(p.Broker)
+	if !ok {
 		v.Error = "broker: want NAMESPACE/NAME"
 		s.render(w, r, http.StatusBadRequest, "explain", v)
 		return
@@ -436,7 +436,7 @@ func (s *Server) consoleExplain(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadRequest, "explain", v)
 		return
 	}
-	verdicts, err := s.routes.Explain(router.BrokerRef{Namespace: ns, Name: name}, events[0])
+	verdicts, err := s.routes.Explain(ref, events[0])
 	if err != nil {
 		v.Error = err.Error()
 		s.render(w, r, http.StatusNotFound, "explain", v)

@@ -25,18 +25,18 @@ type eventFilter struct {
 func parseEventFilter(qs url.Values) (eventFilter, error) {
 	var f eventFilter
 	if v := qs.Get("trigger"); v != "" {
-		ns, name, ok := strings.Cut(v, "/")
-		if !ok || ns == "" || name == "" {
+		ref, ok := router.ParseRef(v)
+		if !ok {
 			return f, fmt.Errorf("trigger %q: want NAMESPACE/NAME", v)
 		}
-		f.Trigger = router.TriggerRef{Namespace: ns, Name: name}
+		f.Trigger = router.TriggerRef(ref)
 	}
 	if v := qs.Get("broker"); v != "" {
-		ns, name, ok := strings.Cut(v, "/")
-		if !ok || ns == "" || name == "" {
+		ref, ok := router.ParseRef(v)
+		if !ok {
 			return f, fmt.Errorf("broker %q: want NAMESPACE/NAME", v)
 		}
-		f.Broker = router.BrokerRef{Namespace: ns, Name: name}
+		f.Broker = ref
 	}
 	f.Status, f.Type, f.Source = router.Status(qs.Get("status")), qs.Get("type"), qs.Get("source")
 	switch f.Status {

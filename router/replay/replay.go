@@ -185,15 +185,14 @@ func (m *Manager) claim() {
 			continue // still running in this process (a save that was late, not a stopped owner)
 		}
 		spec := Spec{From: st.From, To: st.To, AllTriggers: st.AllTriggers}
-		if spec.Broker, err = parseRef(st.Broker); err != nil {
+		var ok bool
+		if spec.Broker, ok = router.ParseRef(st.Broker); !ok {
 			continue
 		}
 		for _, t := range st.Triggers {
-			ref, err := parseRef(t)
-			if err != nil {
-				continue
+			if ref, ok := router.ParseRef(t); ok {
+				spec.Triggers = append(spec.Triggers, router.TriggerRef(ref))
 			}
-			spec.Triggers = append(spec.Triggers, router.TriggerRef(ref))
 		}
 		st.Resumed++
 		m.o.Logger.Info("replay taken over from a stopped process: resumed from its checkpoint", zap.String("replay", st.ID), zap.Time("position", st.Position))
@@ -203,15 +202,6 @@ func (m *Manager) claim() {
 		r.save()
 		m.start(r)
 	}
-}
-
-func parseRef(s string) (router.BrokerRef, error) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' && i > 0 && i < len(s)-1 {
-			return router.BrokerRef{Namespace: s[:i], Name: s[i+1:]}, nil
-		}
-	}
-	return router.BrokerRef{}, fmt.Errorf("%q is not NAMESPACE/NAME", s)
 }
 
 // keepClaimed saves the running runs every heartbeat, so no other process takes them over.
