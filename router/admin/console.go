@@ -400,6 +400,7 @@ const sampleEvent = `{
 }`
 
 func (s *Server) consoleExplain(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxExplainBytes) // as the API's explain
 	p := explainPage{Event: sampleEvent, Broker: r.FormValue("broker")}
 	v := view{Title: "Explain", Nav: "explain", Data: &p}
 	seen := map[string]bool{}

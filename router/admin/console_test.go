@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,8 +18,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/broker"
 	"github.com/switchyard-events/switchyard/router/memstore"
 	"github.com/switchyard-events/switchyard/router/metrics"
+	"github.com/switchyard-events/switchyard/router/replay"
 	"github.com/switchyard-events/switchyard/router/senderauth"
 )
 
@@ -296,6 +300,26 @@ func TestConsoleNextStaysInTheConsole(t *testing.T) {
 	} {
 		if got := consoleNext(next); got != want {
 			t.Errorf("next %q: %q, want %q", next, got, want)
+		}
+	}
+}
+
+// TestLimits: the 33rd live tail is refused with 503, and replay errors map to their codes.
+func TestLimits(t *testing.T) {
+	s := New(memstore.New(10), fixedTriggers{}, metrics.New())
+	s.tails.Store(maxTails)
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/tail", nil))
+	if rec.Code != http.StatusServiceUnavailable || !strings.Contains(rec.Body.String(), "32 live tails") {
+		t.Errorf("tail past the bound: %d %s", rec.Code, rec.Body.String())
+	}
+	for err, want := range map[error]int{
+		fmt.Errorf("x: %w", replay.ErrBadSpec): 400, fmt.Errorf("x: %w", router.ErrNoArchive): 400,
+		fmt.Errorf("x: %w", router.ErrBrokerNotFound): 404, fmt.Errorf("x: %w", broker.ErrTriggerNotFound): 404,
+		fmt.Errorf("x: %w", replay.ErrBusy): 429, errors.New("cassandra down"): 503,
+	} {
+		if got := replayErrorCode(err); got != want {
+			t.Errorf("%v: %d, want %d", err, got, want)
 		}
 	}
 }

@@ -212,3 +212,27 @@ spec:
 		t.Error("dry run of a broker the candidate lacks")
 	}
 }
+
+// TestClampedAndBusyDryRuns: a range is read from no earlier than the retention before now, and a
+// third dry run at once is refused.
+func TestClampedAndBusyDryRuns(t *testing.T) {
+	archive := archiveOf(100, time.Now().Add(-3*time.Hour)) // 100 ms apart: all about three hours old
+	var n int
+	err := Clamped(archive, 2*time.Hour).ReadArchive(context.Background(),
+		router.ArchiveQuery{From: time.Now().Add(-10 * time.Hour), To: time.Now()}, func(router.ArchivedEvent) error { n++; return nil })
+	if err != nil || n != 0 {
+		t.Errorf("read %d events older than the retention (%v)", n, err)
+	}
+	if Clamped(archive, 4*time.Hour).ReadArchive(context.Background(),
+		router.ArchiveQuery{From: time.Now().Add(-10 * time.Hour), To: time.Now()}, func(router.ArchivedEvent) error { n++; return nil }); n != 100 {
+		t.Errorf("read %d events within the retention, want 100", n)
+	}
+	m := New(Options{Logger: zap.NewNop(), Deliver: &fakeBroker{}, Reader: func(router.BrokerRef) (router.ArchiveReader, error) { return archive, nil }})
+	defer m.Close()
+	for i := 0; i < maxDryRuns; i++ {
+		m.dryRuns <- struct{}{}
+	}
+	if _, err := m.DryRun(context.Background(), Spec{From: time.Now().Add(-time.Hour)}, &config.Config{}); !errors.Is(err, ErrBusy) {
+		t.Errorf("dry run past the bound: %v, want ErrBusy", err)
+	}
+}
