@@ -71,6 +71,11 @@ type requirement struct {
 	Values []string
 }
 
+// id names a requirement by its kind, attribute and values, to count the filters that share it.
+func (r requirement) id() string {
+	return string(rune('0'+r.Kind)) + r.Key + "\x00" + strings.Join(r.Values, "\x00")
+}
+
 // keyer is implemented by filters that can say what their events must meet: the Index looks such
 // a filter up instead of evaluating it for every event.
 type keyer interface {
