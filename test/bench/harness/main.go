@@ -60,7 +60,10 @@ func main() {
 	flag.StringVar(&o.kafka, "kafka", "", "a Kafka bootstrap address: adds Switchyard with a Kafka-class broker (make bench starts one)")
 	flag.StringVar(&o.cassandra, "cassandra", "", "a Cassandra contact point: adds Switchyard with the Cassandra result store (make bench starts one)")
 	flag.IntVar(&o.rounds, "rounds", 0, "after the table: this many interleaved saturated rounds of the proxy and Switchyard with and without pacing (make bench: 7)")
+	flag.StringVar(&o.profileDir, "profile", "", "a directory: each Switchyard row runs with --profiling and its closed loop's CPU profile is saved there as SCENARIO.pprof (go tool pprof)")
+	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "a closed loop run and discarded before each Kafka or Cassandra row, so their JVMs are measured warm")
 	flag.DurationVar(&o.roundFor, "round-duration", 4*time.Second, "the closed loop's duration in each round")
+	flag.StringVar(&o.infraDir, "infra-dir", defaultInfraDir(), "test/infra's directory, whose pid files name the Kafka and Cassandra JVMs whose CPU is counted")
 	flag.IntVar(&o.maxInFlight, "max-in-flight", 16, "switchyard.dev/max-in-flight of the paced Switchyard scenario")
 	flag.Parse()
 	if err := run(&o); err != nil {
@@ -69,13 +72,26 @@ func main() {
 	}
 }
 
+// defaultInfraDir is where test/infra/infra.sh keeps its servers, as it computes it.
+func defaultInfraDir() string {
+	if d := os.Getenv("SWITCHYARD_INFRA_DIR"); d != "" {
+		return d
+	}
+	if d := os.Getenv("TMPDIR"); d != "" {
+		return filepath.Join(d, "switchyard-infra")
+	}
+	return "/tmp/switchyard-infra"
+}
+
 type options struct {
 	duration, openFor, roundFor    time.Duration
+	warmup                         time.Duration
 	rounds                         int
 	connections, rate, size        int
 	loadRate, maxInFlight          int
 	switchyard, benthos, only, out string
-	kafka, cassandra               string
+	kafka, cassandra, infraDir     string
+	profileDir                     string
 }
 
 // Result is one scenario's figures.
@@ -97,6 +113,20 @@ type Result struct {
 	PeakRSSMB    float64 `json:"peak_rss_mb"`
 	Errors       int64   `json:"errors"`
 	Note         string  `json:"note,omitempty"`
+
+	// Where the closed loop's CPU went, per delivered event, and how busy the machine was: with
+	// every process on the same cores, a row whose machine is fully busy is bound by the sum.
+	Connections    int     `json:"connections"`
+	MachineBusyPct float64 `json:"machine_busy_pct"`      // of all cores, from /proc/stat
+	JVMCPUUsPerEv  float64 `json:"jvm_cpu_us_per_event"`  // Kafka's and Cassandra's JVMs (test/infra)
+	LoadCPUUsPerEv float64 `json:"load_cpu_us_per_event"` // wrk and this harness's sink
+
+	// The durable rows also run the open loop at half their closed loop's delivered rate.
+	HalfRate   int     `json:"half_rate,omitempty"`
+	HalfSentPS float64 `json:"half_sent_per_s,omitempty"`
+	HalfP50MS  float64 `json:"half_p50_ms,omitempty"`
+	HalfP99MS  float64 `json:"half_p99_ms,omitempty"`
+	HalfP999MS float64 `json:"half_p999_ms,omitempty"`
 }
 
 // scenario starts a system under test forwarding to sinkURL and returns the URL to load, its
@@ -104,42 +134,37 @@ type Result struct {
 type scenario struct {
 	name  string
 	start func(o *options, sinkURL string) (target string, proc *os.Process, stop func(), err error)
+	// connections overrides -connections for this row's closed loop (the 64-connection rows).
+	connections int
 }
 
 func run(o *options) error {
 	sink := newSink()
 	defer sink.close()
 	scenarios := []scenario{
-		{"direct", func(_ *options, s string) (string, *os.Process, func(), error) { return s + "/", nil, func() {}, nil }},
-		{"go-reverseproxy", startReverseProxy},
-		{"nginx", startNginx},
-		{"benthos", startBenthos},
+		{name: "direct", start: func(_ *options, s string) (string, *os.Process, func(), error) { return s + "/", nil, func() {}, nil }},
+		{name: "go-reverseproxy", start: startReverseProxy},
+		{name: "nginx", start: startNginx},
+		{name: "benthos", start: startBenthos},
 	}
 	for _, n := range []int{1, 100, 10000} {
 		for _, dialect := range []string{"exact", "cesql"} {
 			n, dialect := n, dialect
-			scenarios = append(scenarios, scenario{fmt.Sprintf("switchyard-%s-%d", dialect, n), func(o *options, s string) (string, *os.Process, func(), error) {
+			scenarios = append(scenarios, scenario{name: fmt.Sprintf("switchyard-%s-%d", dialect, n), start: func(o *options, s string) (string, *os.Process, func(), error) {
 				return startSwitchyard(o, s, n, dialect)
 			}})
 		}
 	}
 	// Paced: 100 exact triggers on a broker that holds at most -max-in-flight (16) unfinished
 	// events, so a producer waits for room instead of the queue absorbing the overload.
-	scenarios = append(scenarios, scenario{"switchyard-paced-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
+	scenarios = append(scenarios, scenario{name: "switchyard-paced-exact-100", start: func(o *options, s string) (string, *os.Process, func(), error) {
 		return startSwitchyardWith(o, s, 100, "exact", "", fmt.Sprintf("  annotations: {switchyard.dev/max-in-flight: \"%d\"}\n", o.maxInFlight))
 	}})
 	// The durable variants, 100 exact triggers: the broker's events in a Kafka topic (acks=all, read
 	// back through the consumer group), or every outcome written to Cassandra.
 	scenarios = append(scenarios,
-		scenario{"switchyard-kafka-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
-			if o.kafka == "" {
-				return "", nil, nil, errors.New("needs -kafka (make bench starts Kafka)")
-			}
-			topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  kafka: {bootstrapServers: [%s], partitions: 4}\n", o.kafka),
-				"  annotations: {eventing.knative.dev/broker.class: Kafka, kafka.eventing.knative.dev/external.topic: "+topic+"}\n")
-		}},
-		scenario{"switchyard-cassandra-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
+		scenario{name: "switchyard-kafka-exact-100", start: startKafkaBroker},
+		scenario{name: "switchyard-cassandra-exact-100", start: func(o *options, s string) (string, *os.Process, func(), error) {
 			if o.cassandra == "" {
 				return "", nil, nil, errors.New("needs -cassandra (make bench starts Cassandra)")
 			}
@@ -147,13 +172,19 @@ func run(o *options) error {
 		}},
 		// The Cassandra row with the broker's archive on (docs/archive.md): every accepted event
 		// also written to the archive table, after its 202.
-		scenario{"switchyard-cassandra-archive-exact-100", func(o *options, s string) (string, *os.Process, func(), error) {
+		scenario{name: "switchyard-cassandra-archive-exact-100", start: func(o *options, s string) (string, *os.Process, func(), error) {
 			if o.cassandra == "" {
 				return "", nil, nil, errors.New("needs -cassandra (make bench starts Cassandra)")
 			}
 			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE}}\n", o.cassandra),
 				"  annotations: {switchyard.dev/archive-retention: 24h}\n")
 		}},
+		// Issue #22 compares the Kafka-class broker with the in-memory one at 64 connections too:
+		// at 16, a produce round trip per request bounds what 16 producers can send.
+		scenario{name: "switchyard-exact-100-c64", connections: 64, start: func(o *options, s string) (string, *os.Process, func(), error) {
+			return startSwitchyard(o, s, 100, "exact")
+		}},
+		scenario{name: "switchyard-kafka-exact-100-c64", connections: 64, start: startKafkaBroker},
 	)
 	var results []Result
 	for _, sc := range scenarios {
@@ -191,12 +222,30 @@ func measure(o *options, sc scenario, sink *sink) (Result, error) {
 	if err := waitReady(target, o); err != nil {
 		return res, err
 	}
-	cpu0 := cpuTime(proc)
+	res.Connections = o.connections
+	if sc.connections > 0 {
+		res.Connections = sc.connections
+	}
+	if durable(sc.name) && o.warmup > 0 {
+		// A JVM just started runs interpreted code until its JIT has compiled the hot paths: the
+		// first closed loop against a fresh Kafka measured 936 events/s at 1,556 µs of the JVM's
+		// CPU per event, a warm one four times that. Measure the servers as they run in
+		// production, warm; this loop's figures are discarded.
+		start := time.Now()
+		if _, err := runWrk(o, target, o.warmup, res.Connections); err != nil {
+			return res, err
+		}
+		settle(sink, start, o.warmup)
+	}
+	jvms := infraJVMs(o.infraDir)
+	cpu0, jvm0, self0, machine0 := cpuTime(proc), cpuTimeOf(jvms), selfCPU(), readMachineCPU()
 	delivered0 := sink.count.Load()
 
 	// Closed loop with wrk.
 	start := time.Now()
-	w, err := runWrk(o, target, o.duration)
+	profiled := profileDuring(o.profileDir, sc.name, target, o.duration-time.Second)
+	w, err := runWrk(o, target, o.duration, res.Connections)
+	profiled()
 	if err != nil {
 		return res, err
 	}
@@ -204,10 +253,16 @@ func measure(o *options, sc scenario, sink *sink) (Result, error) {
 	settle(sink, start, o.duration)
 	delivered := sink.count.Load() - delivered0
 	res.DeliveredPS = float64(delivered) / (time.Since(start) - 500*time.Millisecond).Seconds()
-	cpu1 := cpuTime(proc)
-	if proc != nil && delivered > 0 {
-		res.CPUUsPerEv = float64((cpu1 - cpu0).Microseconds()) / float64(delivered)
+	cpu1, jvm1, self1, machine1 := cpuTime(proc), cpuTimeOf(jvms), selfCPU(), readMachineCPU()
+	if delivered > 0 {
+		perEvent := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(delivered) }
+		if proc != nil {
+			res.CPUUsPerEv = perEvent(cpu1 - cpu0)
+		}
+		res.JVMCPUUsPerEv = perEvent(jvm1 - jvm0)
+		res.LoadCPUUsPerEv = perEvent(w.cpu + self1 - self0)
 	}
+	res.MachineBusyPct = machine1.busySince(machine0)
 
 	if sc.name == "go-reverseproxy" && o.loadRate == 0 {
 		o.loadRate = int(res.DeliveredPS * 3 / 4) // the at-load rate of this run
@@ -223,28 +278,54 @@ func measure(o *options, sc scenario, sink *sink) (Result, error) {
 		res.LoadP50MS, res.LoadP99MS, res.LoadP999MS = percentiles(lat)
 		res.Errors += errs
 	}
+	if durable(sc.name) && res.DeliveredPS >= 2 {
+		res.HalfRate = int(res.DeliveredPS / 2)
+		lat, errs, sent := openLoopLatency(target, sink, res.HalfRate, o.openFor, o.size)
+		res.HalfSentPS = sent
+		res.HalfP50MS, res.HalfP99MS, res.HalfP999MS = percentiles(lat)
+		res.Errors += errs
+	}
 	res.PeakRSSMB = peakRSS(proc)
 	return res, nil
+}
+
+// durable says whether a row keeps its events or outcomes outside the process (Kafka, Cassandra).
+func durable(scenario string) bool {
+	return strings.Contains(scenario, "kafka") || strings.Contains(scenario, "cassandra")
+}
+
+// startKafkaBroker runs Switchyard with 100 exact triggers on a Kafka-class broker (acks=all, read
+// back through the consumer group) on a topic of its own.
+func startKafkaBroker(o *options, s string) (string, *os.Process, func(), error) {
+	if o.kafka == "" {
+		return "", nil, nil, errors.New("needs -kafka (make bench starts Kafka)")
+	}
+	topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  kafka: {bootstrapServers: [%s], partitions: 4}\n", o.kafka),
+		"  annotations: {eventing.knative.dev/broker.class: Kafka, kafka.eventing.knative.dev/external.topic: "+topic+"}\n")
 }
 
 // wrkResult is what one wrk closed loop reports.
 type wrkResult struct {
 	answeredPS, p50MS, p99MS float64
 	errors                   int64
+	cpu                      time.Duration // wrk's own user+system time
 }
 
-// runWrk runs wrk's closed loop (two threads, o.connections connections) against target for d.
-func runWrk(o *options, target string, d time.Duration) (wrkResult, error) {
+// runWrk runs wrk's closed loop (two threads, the given connections) against target for d.
+func runWrk(o *options, target string, d time.Duration, connections int) (wrkResult, error) {
 	script, err := wrkScript(o.size)
 	if err != nil {
 		return wrkResult{}, err
 	}
 	defer os.Remove(script)
-	out, err := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(o.connections), "-d"+d.String(), "--latency", "-s", script, target).CombinedOutput()
+	cmd := exec.Command("wrk", "-t2", "-c"+strconv.Itoa(connections), "-d"+d.String(), "--latency", "-s", script, target)
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %v: %s", err, out)
 	}
 	return wrkResult{
+		cpu:        cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(),
 		answeredPS: wrkFloat(out, `Requests/sec:\s+([\d.]+)`),
 		p50MS:      wrkLatency(out, "50%"),
 		p99MS:      wrkLatency(out, "99%"),
@@ -298,7 +379,7 @@ func saturatedRounds(o *options, all []scenario, sink *sink) (string, error) {
 		for k := range roundsScenarios {
 			i := (round + k) % len(roundsScenarios)
 			start := time.Now()
-			w, err := runWrk(o, targets[i], o.roundFor)
+			w, err := runWrk(o, targets[i], o.roundFor, o.connections)
 			if err != nil {
 				return "", err
 			}
@@ -636,6 +717,71 @@ func cpuTime(p *os.Process) time.Duration {
 	return time.Duration(total) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
+// cpuTimeOf is the user+system CPU time of the given processes (gone ones count nothing).
+func cpuTimeOf(pids []int) time.Duration {
+	var total int64
+	for _, pid := range pids {
+		if f := statFields(pid); len(f) > 12 {
+			ut, _ := strconv.ParseInt(f[11], 10, 64)
+			st, _ := strconv.ParseInt(f[12], 10, 64)
+			total += ut + st
+		}
+	}
+	return time.Duration(total) * time.Second / 100 // USER_HZ is 100 on Linux
+}
+
+// infraJVMs are the Kafka and Cassandra processes test/infra/infra.sh started, from its pid files.
+func infraJVMs(dir string) []int {
+	var pids []int
+	for _, name := range []string{"kafka", "cassandra"} {
+		b, err := os.ReadFile(filepath.Join(dir, name+".pid"))
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// selfCPU is this process's user+system time: the sink's share of a closed loop.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the first line of /proc/stat: all cores' time, and how much of it was idle.
+type machineCPU struct{ total, idle int64 }
+
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var m machineCPU
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		m.total += v
+		if i == 3 || i == 4 { // idle, iowait
+			m.idle += v
+		}
+	}
+	return m
+}
+
+// busySince is the share of all cores' time that was not idle since m0, in percent.
+func (m machineCPU) busySince(m0 machineCPU) float64 {
+	if m.total <= m0.total {
+		return 0
+	}
+	return 100 * (1 - float64(m.idle-m0.idle)/float64(m.total-m0.total))
+}
+
 // peakRSS is the sum of the peak resident sets of the process and its children, in MiB.
 func peakRSS(p *os.Process) float64 {
 	var kb float64
@@ -818,8 +964,46 @@ func startSwitchyardWith(o *options, sinkURL string, n int, dialect, spec, broke
 	if err := os.WriteFile(filepath.Join(dir, "config.yaml"), []byte(b.String()), 0o644); err != nil {
 		return "", nil, nil, err
 	}
-	p, stop, err := startProc(o.switchyard, "serve", "--config", dir)
-	return "http://" + addr + "/bench/default", p, func() { stop(); os.RemoveAll(dir) }, err
+	args := []string{"serve", "--config", dir}
+	if o.profileDir != "" {
+		args = append(args, "--profiling")
+	}
+	p, stop, err := startProc(o.switchyard, args...)
+	target := "http://" + addr + "/bench/default"
+	adminOf.Store(target, admin)
+	return target, p, func() { stop(); os.RemoveAll(dir) }, err
+}
+
+// adminOf maps a Switchyard row's target URL to its admin address, where -profile reads its profile.
+var adminOf sync.Map
+
+// profileDuring saves a CPU profile of the Switchyard behind target, taken over d, to
+// dir/scenario.pprof, in the background; wait returns once it is written (or failed, said on stderr).
+func profileDuring(dir, scenario, target string, d time.Duration) (wait func()) {
+	admin, ok := adminOf.Load(target)
+	if !ok || dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds()))
+		resp, err := http.Get(url)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("%s", resp.Status)
+		}
+		if err == nil {
+			var b []byte
+			if b, err = io.ReadAll(resp.Body); err == nil {
+				err = os.WriteFile(filepath.Join(dir, scenario+".pprof"), b, 0o644)
+			}
+			resp.Body.Close()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "   profile of %s: %v\n", scenario, err)
+		}
+	}()
+	return func() { <-done }
 }
 
 // --- output ---------------------------------------------------------------------------------
@@ -858,6 +1042,7 @@ func write(o *options, results []Result, extra string) error {
 			r.WrkP50MS, r.WrkP99MS, r.E2EP50MS, r.E2EP99MS, r.E2EP999MS, atLoad, cpu, rss, r.Errors)
 	}
 	md.WriteString(targets(results))
+	md.WriteString(issue22(results))
 	md.WriteString(extra)
 	if err := os.WriteFile(filepath.Join(o.out, "results.md"), []byte(md.String()), 0o644); err != nil {
 		return err
@@ -905,6 +1090,74 @@ func targets(results []Result) string {
 		}
 		fmt.Fprintf(&b, "- wrk p99 at saturation no worse than the proxy's: %s (%.2f against %.2f ms)\n", verdict(sy.WrkP99MS <= proxy.WrkP99MS), sy.WrkP99MS, proxy.WrkP99MS)
 	}
+	return b.String()
+}
+
+// issue22 prints where each row's closed-loop CPU went and judges the run against issue #22's
+// targets: the durable rows against the in-memory one at the same connections, the in-memory row
+// against nginx. On cores every process shares, a row whose machine is fully busy is bound by the
+// sum of its CPU per event, not by its own share alone.
+func issue22(results []Result) string {
+	find := func(name string) *Result {
+		for i := range results {
+			if results[i].Scenario == name && results[i].Note == "" {
+				return &results[i]
+			}
+		}
+		return nil
+	}
+	var b strings.Builder
+	b.WriteString("\nWhere the closed loop's CPU went, µs per delivered event (the system under test; Kafka's and Cassandra's JVMs; wrk and the harness's sink), how busy the two cores were, and the durable rows' e2e latency at half their delivered rate:\n\n")
+	b.WriteString("| scenario | connections | delivered/s | machine busy | system | JVMs | wrk + sink | sum | e2e p50 / p99 / p99.9 ms at half its rate |\n|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range results {
+		if r.Note != "" || r.Scenario == "direct" {
+			continue
+		}
+		half := "-"
+		if r.HalfRate > 0 {
+			half = fmt.Sprintf("%.2f / %.2f / %.2f at %d/s", r.HalfP50MS, r.HalfP99MS, r.HalfP999MS, r.HalfRate)
+			if r.HalfSentPS < 0.95*float64(r.HalfRate) {
+				half += fmt.Sprintf(" (sent %.0f/s)", r.HalfSentPS)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f %% | %.1f | %.1f | %.1f | %.1f | %s |\n", r.Scenario, r.Connections, r.DeliveredPS, r.MachineBusyPct,
+			r.CPUUsPerEv, r.JVMCPUUsPerEv, r.LoadCPUUsPerEv, r.CPUUsPerEv+r.JVMCPUUsPerEv+r.LoadCPUUsPerEv, half)
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "NOT met"
+	}
+	mem := find("switchyard-exact-100")
+	if mem == nil {
+		return b.String()
+	}
+	b.WriteString("\nTargets of issue #22 (this run):\n")
+	ratio := func(name string, against *Result, atLeast float64, what string) {
+		r := find(name)
+		if r == nil || against == nil || against.DeliveredPS == 0 {
+			return
+		}
+		share := r.DeliveredPS / against.DeliveredPS
+		fmt.Fprintf(&b, "- %s: %s (%.0f against %.0f delivered/s, %.0f %%)\n", what, verdict(share >= atLeast), r.DeliveredPS, against.DeliveredPS, 100*share)
+	}
+	ratio("switchyard-kafka-exact-100", mem, 0.5, fmt.Sprintf("Kafka-class broker at least half the in-memory row at %d connections", mem.Connections))
+	ratio("switchyard-kafka-exact-100-c64", find("switchyard-exact-100-c64"), 0.5, "Kafka-class broker at least half the in-memory row at 64 connections")
+	for _, name := range []string{"switchyard-kafka-exact-100", "switchyard-kafka-exact-100-c64"} {
+		if r := find(name); r != nil && r.HalfRate > 0 {
+			fmt.Fprintf(&b, "- %s: e2e p99 at half its rate (%d/s) under 20 ms: %s (%.2f ms)\n", name, r.HalfRate, verdict(r.HalfP99MS < 20), r.HalfP99MS)
+		}
+	}
+	if r := find("switchyard-cassandra-exact-100"); r != nil {
+		ratio(r.Scenario, mem, 0.8, "Cassandra result store at least 80 % of the in-memory row")
+		fmt.Fprintf(&b, "- Cassandra result store without a 429: %s (%d refused)\n", verdict(r.Errors == 0), r.Errors)
+	}
+	if nginx := find("nginx"); nginx != nil && nginx.CPUUsPerEv > 0 {
+		ratio(mem.Scenario, nginx, 1, "in memory at least nginx's delivered/s")
+		fmt.Fprintf(&b, "- in memory at most twice nginx's CPU per event: %s (%.1f against %.1f µs, %.1f ×)\n", verdict(mem.CPUUsPerEv <= 2*nginx.CPUUsPerEv), mem.CPUUsPerEv, nginx.CPUUsPerEv, mem.CPUUsPerEv/nginx.CPUUsPerEv)
+	}
+	fmt.Fprintf(&b, "- in memory peak RSS at most 100 MB by default: %s (%.0f MB)\n", verdict(mem.PeakRSSMB <= 100), mem.PeakRSSMB)
 	return b.String()
 }
 
