@@ -67,3 +67,23 @@ func splitRef(s string) router.TriggerRef {
 	ns, name, _ := strings.Cut(s, "/")
 	return router.TriggerRef{Namespace: ns, Name: name}
 }
+
+func (r *record) latencyMicros() int64 { return r.Finished.Sub(r.Received).Microseconds() }
+
+// stamp is the rows' write time: the outcome's finish (see Store.insertAll).
+func (r *record) stamp() int64 { return r.Finished.UnixMicro() }
+
+// eventBlob is the event column: nil (no cell) when the outcome kept no event.
+func (r *record) eventBlob() []byte {
+	if len(r.Event) == 0 {
+		return nil
+	}
+	return r.Event
+}
+
+// rowBytes estimates the size of r's outcomes_by_trigger row in a batch: its text columns and
+// about 64 bytes of the rest.
+func (r *record) rowBytes() int {
+	return len(r.Trigger) + len(r.EventID) + len(r.Broker) + len(r.Source) + len(r.Type) + len(r.Subscriber) +
+		len(r.Status) + len(r.LastError) + len(r.ReplyID) + len(r.TraceID) + 64
+}

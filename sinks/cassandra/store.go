@@ -135,6 +135,7 @@ type Store struct {
 	failingSince time.Time
 	// archive writes the archived events of in-memory brokers.
 	archive *archiver
+	cql     outcomeCQL
 }
 
 // reconnectAfter is how long replays may fail before the session is replaced. gocql reconnects a
@@ -156,7 +157,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan queued, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{})}
+	s := &Store{cfg: cfg, logger: cfg.Logger.Named("cassandra"), journal: j, in: make(chan queued, cfg.Buffer), stop: make(chan struct{}), closing: make(chan struct{}), cql: newOutcomeCQL(cfg.Keyspace)}
 	s.stopCtx, s.cancelStop = context.WithCancel(context.Background())
 	s.registerMetrics(cfg.Registerer)
 	s.archive = newArchiver(s, cfg.Registerer)
@@ -283,49 +284,89 @@ func (s *Store) BeginShutdown() {
 	})
 }
 
+// maxWriteGroup bounds the outcomes one writer takes from the buffer at once.
+const maxWriteGroup = 32
+
+// writeLoop takes an outcome from the buffer and, without waiting, up to maxWriteGroup-1 more that
+// are waiting too, and writes them together: under load the outcomes of one trigger then share
+// unlogged batches (see insertAll); when outcomes trickle in, each is written alone at once.
 func (s *Store) writeLoop() {
 	defer s.writers.Done()
+	group := make([]queued, 0, maxWriteGroup)
 	for q := range s.in {
-		s.persist(q)
+		group = append(group[:0], q)
+	more:
+		for len(group) < maxWriteGroup {
+			select {
+			case q, ok := <-s.in:
+				if !ok {
+					break more
+				}
+				group = append(group, q)
+			default:
+				break more
+			}
+		}
+		s.persistAll(group)
+		clear(group) // let the outcomes go
 	}
 }
 
-// persist writes o to Cassandra, or to the journal when records wait there already (to keep
-// their order) or when the write fails.
-func (s *Store) persist(q queued) {
-	r, err := toRecord(q.o)
-	if err != nil {
-		s.logger.Error("outcome cannot be encoded", zap.Error(err))
-		return
+// persist writes one outcome: persistAll of it alone.
+func (s *Store) persist(q queued) { s.persistAll([]queued{q}) }
+
+// persistAll writes the outcomes to Cassandra, or to the journal when records wait there already
+// (to keep their order) or when their write fails.
+func (s *Store) persistAll(qs []queued) {
+	recs := make([]*record, 0, len(qs))
+	durable := make([]func(), 0, len(qs))
+	for _, q := range qs {
+		r, err := toRecord(q.o)
+		if err != nil {
+			s.logger.Error("outcome cannot be encoded", zap.Error(err))
+			continue
+		}
+		recs, durable = append(recs, r), append(durable, q.durable)
 	}
+	var errs []error
 	if !s.journal.active() {
 		ctx, cancel := s.writeContext()
-		err := s.insert(ctx, r)
+		errs = s.insertAll(ctx, recs)
 		cancel()
-		if err == nil {
-			s.m.written.Inc()
-			if q.durable != nil {
-				q.durable()
-			}
-			return
-		}
-		s.m.writeErrors.Inc()
-		s.logger.Warn("writing outcome to cassandra failed: journaling it", zap.String("event_id", r.EventID), zap.Error(err))
 	}
+	for i, r := range recs {
+		if errs != nil && errs[i] == nil {
+			s.m.written.Inc()
+			if durable[i] != nil {
+				durable[i]()
+			}
+			continue
+		}
+		if errs != nil {
+			s.m.writeErrors.Inc()
+			s.logger.Warn("writing outcome to cassandra failed: journaling it", zap.String("event_id", r.EventID), zap.Error(errs[i]))
+		}
+		s.journalRecord(r, durable[i])
+	}
+}
+
+// journalRecord appends r to the journal and, when durable is set, calls it once the journal is
+// synced to disk past r.
+func (s *Store) journalRecord(r *record, durable func()) {
 	n, err := s.journal.append(r, s.closing)
 	if err != nil {
 		s.logger.Error("outcome lost: neither cassandra nor the journal took it", zap.String("event_id", r.EventID), zap.Error(err))
 		return
 	}
 	s.m.journaled.Inc()
-	if q.durable == nil {
+	if durable == nil {
 		return
 	}
 	if err := s.journal.syncTo(n); err != nil {
 		s.logger.Error("journaled outcome not synced to disk: its event is kept to be read again", zap.String("event_id", r.EventID), zap.Error(err))
 		return
 	}
-	q.durable()
+	durable()
 }
 
 // shutdownWriteTimeout bounds a write once the store is shutting down: an outcome Cassandra does
@@ -345,42 +386,124 @@ func (s *Store) writeContext() (context.Context, context.CancelFunc) {
 var errNoSession = errors.New("cassandra is not connected")
 
 func (s *Store) insert(ctx context.Context, r *record) error {
+	return s.insertAll(ctx, []*record{r})[0]
+}
+
+// maxBatchBytes bounds an unlogged batch's rows, under Cassandra's batch_size_warn_threshold
+// (5 KiB by default), which would log a warning for every larger batch.
+const maxBatchBytes = 4 << 10
+
+// insertAll writes the records' rows and returns each record's error (nil once all its rows are
+// written). Every row is written with the outcome's finish time as its write time, not the time
+// of the write. A write can happen twice and late (a journal replayed after a crash, or a record
+// that reached Cassandra before its batch failed), and Cassandra keeps the newest write time: so
+// an old outcome replayed late never overwrites a newer one of the same event and trigger, and
+// never brings back a failed-list row that a redrive deleted (the delete is stamped later).
+//
+// A record's rows go to different partitions: outcomes_by_event is its event's own, written
+// alone (token-aware routing takes it to a replica); failed_by_trigger rows carry the event, so
+// they are written alone too. outcomes_by_trigger rows of one trigger and time bucket share a
+// partition: they go as unlogged batches of at most maxBatchBytes, one mutation of that partition
+// for Cassandra instead of one per row (a batch across partitions would only add coordinator
+// work). Everything is written concurrently.
+func (s *Store) insertAll(ctx context.Context, recs []*record) []error {
+	errs := make([]error, len(recs))
 	session := s.session.Load()
 	if session == nil {
-		return errNoSession
-	}
-	ks, ttl := s.cfg.Keyspace, int(s.cfg.Retention/time.Second)
-	latency := r.Finished.Sub(r.Received).Microseconds()
-	// Every row is written with the outcome's finish time as its write time, not the time of the
-	// write. A write can happen twice and late (a journal replayed after a crash, or a record that
-	// reached Cassandra before a batch failed), and Cassandra keeps the newest write time: so an
-	// old outcome replayed late never overwrites a newer one of the same event and trigger, and
-	// never brings back a failed-list row that a redrive deleted (the delete is stamped later).
-	stamp := r.Finished.UnixMicro()
-	var blob []byte
-	if len(r.Event) > 0 {
-		blob = r.Event
-	}
-	// The outcome's rows go to different partitions (and tables): written as concurrent
-	// statements, not one after another and not as a batch (a batch across partitions only adds
-	// coordinator work).
-	bucket := r.Finished.Truncate(s.cfg.Bucket)
-	byTrigger := make(chan error, 1)
-	go func() {
-		err := session.Query(`INSERT INTO `+ks+`.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-			r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, ttl, stamp).
-			WithContext(ctx).Idempotent(true).Exec()
-		if err == nil && router.Status(r.Status).Failed() {
-			err = session.Query(`INSERT INTO `+ks+`.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-				r.Trigger, bucket, r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
-				WithContext(ctx).Idempotent(true).Exec()
+		for i := range errs {
+			errs[i] = errNoSession
 		}
-		byTrigger <- err
-	}()
-	err := session.Query(`INSERT INTO `+ks+`.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
-		r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, latency, r.ReplyID, r.TraceID, blob, ttl, stamp).
-		WithContext(ctx).Idempotent(true).Exec()
-	return errors.Join(err, <-byTrigger)
+		return errs
+	}
+	var mu sync.Mutex
+	fail := func(err error, of ...int) {
+		if err != nil {
+			mu.Lock()
+			for _, i := range of {
+				errs[i] = errors.Join(errs[i], err)
+			}
+			mu.Unlock()
+		}
+	}
+	var wg sync.WaitGroup
+	for _, part := range s.byTriggerBatches(recs) {
+		wg.Go(func() { fail(s.writeByTrigger(ctx, session, recs, part), part...) })
+	}
+	for i, r := range recs {
+		wg.Go(func() {
+			fail(session.Query(s.cql.byEvent, r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, r.latencyMicros(), r.ReplyID, r.TraceID, r.eventBlob(), s.ttl(), r.stamp()).
+				WithContext(ctx).Idempotent(true).Exec(), i)
+		})
+		if router.Status(r.Status).Failed() {
+			wg.Go(func() {
+				fail(session.Query(s.cql.failed, r.Trigger, s.bucket(r), r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.latencyMicros(), r.ReplyID, r.TraceID, r.eventBlob(), s.ttl(), r.stamp()).
+					WithContext(ctx).Idempotent(true).Exec(), i)
+			})
+		}
+	}
+	wg.Wait()
+	return errs
+}
+
+// byTriggerBatches groups the records' positions by their outcomes_by_trigger partition (trigger
+// and bucket), in order of first appearance, and cuts each group at maxBatchBytes.
+func (s *Store) byTriggerBatches(recs []*record) [][]int {
+	type partition struct {
+		trigger string
+		bucket  time.Time
+	}
+	var order []partition
+	groups := make(map[partition][]int, 4)
+	for i, r := range recs {
+		p := partition{r.Trigger, s.bucket(r)}
+		if _, seen := groups[p]; !seen {
+			order = append(order, p)
+		}
+		groups[p] = append(groups[p], i)
+	}
+	var batches [][]int
+	for _, p := range order {
+		idx := groups[p]
+		for len(idx) > 0 {
+			n, size := 1, recs[idx[0]].rowBytes()
+			for n < len(idx) && size+recs[idx[n]].rowBytes() <= maxBatchBytes {
+				size += recs[idx[n]].rowBytes()
+				n++
+			}
+			batches, idx = append(batches, idx[:n]), idx[n:]
+		}
+	}
+	return batches
+}
+
+// writeByTrigger writes the outcomes_by_trigger rows of the records at positions part, which
+// share a partition: one statement, or an unlogged batch routed to that partition's replicas.
+func (s *Store) writeByTrigger(ctx context.Context, session *gocql.Session, recs []*record, part []int) error {
+	args := func(r *record) []any {
+		return []any{r.Trigger, s.bucket(r), r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.latencyMicros(), r.ReplyID, r.TraceID, s.ttl(), r.stamp()}
+	}
+	if len(part) == 1 {
+		return session.Query(s.cql.byTrigger, args(recs[part[0]])...).WithContext(ctx).Idempotent(true).Exec()
+	}
+	b := session.NewBatch(gocql.UnloggedBatch).WithContext(ctx)
+	for _, i := range part {
+		b.Entries = append(b.Entries, gocql.BatchEntry{Stmt: s.cql.byTrigger, Args: args(recs[i]), Idempotent: true})
+	}
+	return session.ExecuteBatch(b)
+}
+
+func (s *Store) ttl() int                   { return int(s.cfg.Retention / time.Second) }
+func (s *Store) bucket(r *record) time.Time { return r.Finished.Truncate(s.cfg.Bucket) }
+
+// outcomeCQL are the store's inserts, built once for its keyspace.
+type outcomeCQL struct{ byEvent, byTrigger, failed string }
+
+func newOutcomeCQL(ks string) outcomeCQL {
+	return outcomeCQL{
+		byEvent:   `INSERT INTO ` + ks + `.outcomes_by_event (event_id, trigger, received, broker, source, type, subscriber, status, attempts, last_code, last_error, finished, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		byTrigger: `INSERT INTO ` + ks + `.outcomes_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+		failed:    `INSERT INTO ` + ks + `.failed_by_trigger (trigger, bucket, finished, event_id, received, broker, source, type, subscriber, status, attempts, last_code, last_error, latency_us, reply_id, trace_id, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) USING TTL ? AND TIMESTAMP ?`,
+	}
 }
 
 // maintain connects when not connected and replays the journal when Cassandra answers.
@@ -460,19 +583,27 @@ func (s *Store) writeBatch(ctx context.Context, recs []*record) (int, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			var chunk []*record
+			var at []int
 			for !failed.Load() {
-				i := int(next.Add(1) - 1)
-				if i >= len(recs) {
+				// Records a group at a time, as the writers take them (see writeLoop).
+				from := int(next.Add(maxWriteGroup) - maxWriteGroup)
+				if from >= len(recs) {
 					return
 				}
-				if recs[i] == nil { // a line that did not parse: nothing to write
-					continue
+				chunk, at = chunk[:0], at[:0]
+				for i := from; i < min(from+maxWriteGroup, len(recs)); i++ {
+					if recs[i] != nil { // nil: a line that did not parse, nothing to write
+						chunk, at = append(chunk, recs[i]), append(at, i)
+					}
 				}
-				if errs[i] = s.insert(ctx, recs[i]); errs[i] != nil {
-					failed.Store(true)
-					return
+				for k, err := range s.insertAll(ctx, chunk) {
+					if errs[at[k]] = err; err != nil {
+						failed.Store(true)
+					} else {
+						s.m.written.Inc()
+					}
 				}
-				s.m.written.Inc()
 			}
 		}()
 	}

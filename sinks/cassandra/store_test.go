@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -421,4 +422,88 @@ func TestTraceIDColumnAddedToOlderTables(t *testing.T) {
 		failed, _, err := s.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: o.Trigger, OnlyFailed: true})
 		return err == nil && len(failed) == 1 && failed[0].TraceID == o.TraceID
 	})
+}
+
+// TestOutcomesWrittenTogether (issue #22): the outcomes a writer takes at once are written with
+// one trigger's rows in unlogged batches; every outcome is then readable by event, by trigger and
+// (when failed) in the failed list, and each is reported durable once.
+func TestOutcomesWrittenTogether(t *testing.T) {
+	s := open(t, testConfig(t, testenv.Cassandra(t)))
+	defer s.Close()
+	waitFor(t, "the session", func() bool { return s.session.Load() != nil })
+	var durable atomic.Int64
+	finished := time.Now().Add(-time.Minute)
+	var group []queued
+	triggers := []string{"ta", "tb", "tc"}
+	for i := range 300 {
+		status := router.StatusDelivered
+		if i%5 == 0 {
+			status = router.StatusFailed
+		}
+		o := testOutcome(fmt.Sprintf("together-%03d", i), triggers[i%3], status, finished.Add(time.Duration(i)*time.Millisecond))
+		group = append(group, queued{o, func() { durable.Add(1) }})
+		if len(group) == maxWriteGroup || i == 299 {
+			s.persistAll(group)
+			group = nil
+		}
+	}
+	if n := durable.Load(); n != 300 {
+		t.Fatalf("%d outcomes reported durable, want 300", n)
+	}
+	if _, n := s.journal.stats(); n != 0 {
+		t.Fatalf("%d outcomes journaled: Cassandra is up, every write should have succeeded", n)
+	}
+	for _, name := range triggers {
+		all, _, err := s.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: name}, Limit: 1000})
+		if err != nil || len(all) != 100 {
+			t.Fatalf("trigger %s: %d outcomes (%v), want 100", name, len(all), err)
+		}
+		failed, _, err := s.TriggerOutcomes(context.Background(), router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: name}, OnlyFailed: true, Limit: 1000})
+		if err != nil || len(failed) != 20 {
+			t.Fatalf("trigger %s: %d failed (%v), want 20", name, len(failed), err)
+		}
+		for _, o := range failed {
+			if o.Event == nil || o.Event.ID() != o.EventID {
+				t.Fatalf("failed outcome %s lost its event", o.EventID)
+			}
+		}
+	}
+	for _, id := range []string{"together-000", "together-151", "together-299"} {
+		if n := eventCount(t, s, id); n != 1 {
+			t.Errorf("%s: %d outcomes by event, want 1", id, n)
+		}
+	}
+}
+
+// TestByTriggerBatches: rows go to batches by partition (trigger and bucket), in order, each batch
+// at most maxBatchBytes unless one row alone is larger.
+func TestByTriggerBatches(t *testing.T) {
+	s := &Store{cfg: Config{Bucket: time.Hour}}
+	at := time.Date(2026, 12, 1, 10, 30, 0, 0, time.UTC)
+	rec := func(trigger string, finished time.Time, errText string) *record {
+		return &record{Trigger: trigger, EventID: "e", Finished: finished, LastError: errText}
+	}
+	huge := strings.Repeat("x", maxBatchBytes)
+	recs := []*record{
+		rec("a", at, ""), rec("b", at, ""), rec("a", at, ""), rec("a", at.Add(time.Hour), ""), // another bucket
+		rec("b", at, huge), rec("b", at, ""),
+	}
+	got := s.byTriggerBatches(recs)
+	want := [][]int{{0, 2}, {1}, {4}, {5}, {3}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("batches %v, want %v", got, want)
+	}
+	many := make([]*record, 100)
+	for i := range many {
+		many[i] = rec("a", at, strings.Repeat("y", 100))
+	}
+	for _, b := range s.byTriggerBatches(many) {
+		size := 0
+		for _, i := range b {
+			size += many[i].rowBytes()
+		}
+		if size > maxBatchBytes {
+			t.Fatalf("a batch of %d bytes", size)
+		}
+	}
 }

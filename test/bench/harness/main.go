@@ -61,6 +61,7 @@ func main() {
 	flag.StringVar(&o.cassandra, "cassandra", "", "a Cassandra contact point: adds Switchyard with the Cassandra result store (make bench starts one)")
 	flag.IntVar(&o.rounds, "rounds", 0, "after the table: this many interleaved saturated rounds of the proxy and Switchyard with and without pacing (make bench: 7)")
 	flag.StringVar(&o.profileDir, "profile", "", "a directory: each Switchyard row runs with --profiling and its closed loop's CPU profile is saved there as SCENARIO.pprof (go tool pprof)")
+	flag.IntVar(&o.cassandraWriters, "cassandra-writers", 0, "results.cassandra.writers of the Cassandra rows (default: Switchyard's)")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "a closed loop run and discarded before each Kafka or Cassandra row, so their JVMs are measured warm")
 	flag.DurationVar(&o.roundFor, "round-duration", 4*time.Second, "the closed loop's duration in each round")
 	flag.StringVar(&o.infraDir, "infra-dir", defaultInfraDir(), "test/infra's directory, whose pid files name the Kafka and Cassandra JVMs whose CPU is counted")
@@ -89,6 +90,7 @@ type options struct {
 	rounds                         int
 	connections, rate, size        int
 	loadRate, maxInFlight          int
+	cassandraWriters               int
 	switchyard, benthos, only, out string
 	kafka, cassandra, infraDir     string
 	profileDir                     string
@@ -168,7 +170,7 @@ func run(o *options) error {
 			if o.cassandra == "" {
 				return "", nil, nil, errors.New("needs -cassandra (make bench starts Cassandra)")
 			}
-			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE}}\n", o.cassandra), "")
+			return startSwitchyardWith(o, s, 100, "exact", cassandraResults(o), "")
 		}},
 		// The Cassandra row with the broker's archive on (docs/archive.md): every accepted event
 		// also written to the archive table, after its 202.
@@ -176,7 +178,7 @@ func run(o *options) error {
 			if o.cassandra == "" {
 				return "", nil, nil, errors.New("needs -cassandra (make bench starts Cassandra)")
 			}
-			return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE}}\n", o.cassandra),
+			return startSwitchyardWith(o, s, 100, "exact", cassandraResults(o),
 				"  annotations: {switchyard.dev/archive-retention: 24h}\n")
 		}},
 		// Issue #22 compares the Kafka-class broker with the in-memory one at 64 connections too:
@@ -287,6 +289,15 @@ func measure(o *options, sc scenario, sink *sink) (Result, error) {
 	}
 	res.PeakRSSMB = peakRSS(proc)
 	return res, nil
+}
+
+// cassandraResults is the spec's result store section for the Cassandra rows.
+func cassandraResults(o *options) string {
+	writers := ""
+	if o.cassandraWriters > 0 {
+		writers = fmt.Sprintf(", writers: %d", o.cassandraWriters)
+	}
+	return fmt.Sprintf("  results: {cassandra: {hosts: [%s], keyspace: switchyard_bench, replication: \"{'class': 'SimpleStrategy', 'replication_factor': 1}\", consistency: ONE%s}}\n", o.cassandra, writers)
 }
 
 // durable says whether a row keeps its events or outcomes outside the process (Kafka, Cassandra).
