@@ -62,6 +62,8 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 0, "after the table: this many interleaved saturated rounds of the proxy and Switchyard with and without pacing (make bench: 7)")
 	flag.StringVar(&o.profileDir, "profile", "", "a directory: each Switchyard row runs with --profiling and its closed loop's CPU profile is saved there as SCENARIO.pprof (go tool pprof)")
 	flag.IntVar(&o.cassandraWriters, "cassandra-writers", 0, "results.cassandra.writers of the Cassandra rows (default: Switchyard's)")
+	flag.StringVar(&o.switchyardEnv, "switchyard-env", "", "environment variables for the Switchyard rows, space-separated NAME=VALUE (GOMAXPROCS=4, GOGC=100)")
+	flag.IntVar(&benchConcurrency, "concurrency", benchConcurrency, "spec.triggers.concurrency of the Switchyard rows")
 	flag.DurationVar(&o.warmup, "warmup", 5*time.Second, "a closed loop run and discarded before each Kafka or Cassandra row, so their JVMs are measured warm")
 	flag.DurationVar(&o.roundFor, "round-duration", 4*time.Second, "the closed loop's duration in each round")
 	flag.StringVar(&o.infraDir, "infra-dir", defaultInfraDir(), "test/infra's directory, whose pid files name the Kafka and Cassandra JVMs whose CPU is counted")
@@ -93,7 +95,7 @@ type options struct {
 	cassandraWriters               int
 	switchyard, benthos, only, out string
 	kafka, cassandra, infraDir     string
-	profileDir                     string
+	profileDir, switchyardEnv      string
 }
 
 // Result is one scenario's figures.
@@ -821,7 +823,15 @@ func freeAddr() string {
 }
 
 func startProc(name string, args ...string) (*os.Process, func(), error) {
+	return startProcEnv("", name, args...)
+}
+
+// startProcEnv is startProc with extra environment variables (space-separated NAME=VALUE).
+func startProcEnv(env, name string, args ...string) (*os.Process, func(), error) {
 	cmd := exec.Command(name, args...) // output to /dev/null: no pipe for a grandchild to hold open
+	if env != "" {
+		cmd.Env = append(os.Environ(), strings.Fields(env)...)
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
@@ -979,7 +989,7 @@ func startSwitchyardWith(o *options, sinkURL string, n int, dialect, spec, broke
 	if o.profileDir != "" {
 		args = append(args, "--profiling")
 	}
-	p, stop, err := startProc(o.switchyard, args...)
+	p, stop, err := startProcEnv(o.switchyardEnv, o.switchyard, args...)
 	target := "http://" + addr + "/bench/default"
 	adminOf.Store(target, admin)
 	return target, p, func() { stop(); os.RemoveAll(dir) }, err
