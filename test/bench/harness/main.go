@@ -415,11 +415,7 @@ func saturatedRounds(o *options, all []scenario, sink *sink) (string, error) {
 				lower++
 			}
 		}
-		verdict := "NOT met"
-		if medians[i] <= medians[0] {
-			verdict = "met"
-		}
-		fmt.Fprintf(&b, "- %s median p99 no worse than the proxy's: %s (%.2f against %.2f ms; no worse in %d of %d rounds)\n", roundsScenarios[i], verdict, medians[i], medians[0], lower, len(p99s[i]))
+		fmt.Fprintf(&b, "- %s median p99 no worse than the proxy's: %s (%.2f against %.2f ms; no worse in %d of %d rounds)\n", roundsScenarios[i], verdict(medians[i] <= medians[0]), medians[i], medians[0], lower, len(p99s[i]))
 	}
 	return b.String(), nil
 }
@@ -1072,28 +1068,33 @@ func write(o *options, results []Result, extra string) error {
 	return nil
 }
 
+// findResult is the row of the named scenario that ran, or nil.
+func findResult(results []Result, name string) *Result {
+	for i := range results {
+		if results[i].Scenario == name && results[i].Note == "" {
+			return &results[i]
+		}
+	}
+	return nil
+}
+
+// verdict says whether a target was met, in the words the results use.
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
 // targets judges the run against issue #8's targets (100 exact triggers, 1 KiB, 16 connections):
 // delivered/s at least the reverse proxy's and twice Benthos's, p99 no worse than the proxy's,
 // both at the same load and in the saturated closed loop. Switchyard is judged as it runs by
 // default and paced (switchyard.dev/max-in-flight). Rows that did not run are not judged.
 func targets(results []Result) string {
-	find := func(name string) *Result {
-		for i := range results {
-			if results[i].Scenario == name && results[i].Note == "" {
-				return &results[i]
-			}
-		}
-		return nil
-	}
+	find := func(name string) *Result { return findResult(results, name) }
 	proxy, benthos := find("go-reverseproxy"), find("benthos")
 	if proxy == nil {
 		return ""
-	}
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "NOT met"
 	}
 	var b strings.Builder
 	for _, name := range roundsScenarios[1:] {
@@ -1119,14 +1120,7 @@ func targets(results []Result) string {
 // against nginx. On cores every process shares, a row whose machine is fully busy is bound by the
 // sum of its CPU per event, not by its own share alone.
 func issue22(results []Result) string {
-	find := func(name string) *Result {
-		for i := range results {
-			if results[i].Scenario == name && results[i].Note == "" {
-				return &results[i]
-			}
-		}
-		return nil
-	}
+	find := func(name string) *Result { return findResult(results, name) }
 	var b strings.Builder
 	b.WriteString("\nWhere the closed loop's CPU went, µs per delivered event (the system under test; Kafka's and Cassandra's JVMs; wrk and the harness's sink), how busy the two cores were, and the durable rows' e2e latency at half their delivered rate:\n\n")
 	b.WriteString("| scenario | connections | delivered/s | machine busy | system | JVMs | wrk + sink | sum | e2e p50 / p99 / p99.9 ms at half its rate |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -1143,12 +1137,6 @@ func issue22(results []Result) string {
 		}
 		fmt.Fprintf(&b, "| %s | %d | %.0f | %.0f %% | %.1f | %.1f | %.1f | %.1f | %s |\n", r.Scenario, r.Connections, r.DeliveredPS, r.MachineBusyPct,
 			r.CPUUsPerEv, r.JVMCPUUsPerEv, r.LoadCPUUsPerEv, r.CPUUsPerEv+r.JVMCPUUsPerEv+r.LoadCPUUsPerEv, half)
-	}
-	verdict := func(ok bool) string {
-		if ok {
-			return "met"
-		}
-		return "NOT met"
 	}
 	mem := find("switchyard-exact-100")
 	if mem == nil {
