@@ -408,6 +408,9 @@ const maxBatchBytes = 4 << 10
 // work). Everything is written concurrently.
 func (s *Store) insertAll(ctx context.Context, recs []*record) []error {
 	errs := make([]error, len(recs))
+	if len(recs) == 0 {
+		return errs
+	}
 	session := s.session.Load()
 	if session == nil {
 		for i := range errs {
@@ -425,22 +428,29 @@ func (s *Store) insertAll(ctx context.Context, recs []*record) []error {
 			mu.Unlock()
 		}
 	}
-	var wg sync.WaitGroup
+	var writes []func()
 	for _, part := range s.byTriggerBatches(recs) {
-		wg.Go(func() { fail(s.writeByTrigger(ctx, session, recs, part), part...) })
+		writes = append(writes, func() { fail(s.writeByTrigger(ctx, session, recs, part), part...) })
 	}
 	for i, r := range recs {
-		wg.Go(func() {
+		writes = append(writes, func() {
 			fail(session.Query(s.cql.byEvent, r.EventID, r.Trigger, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.Finished, r.latencyMicros(), r.ReplyID, r.TraceID, r.eventBlob(), s.ttl(), r.stamp()).
 				WithContext(ctx).Idempotent(true).Exec(), i)
 		})
 		if router.Status(r.Status).Failed() {
-			wg.Go(func() {
+			writes = append(writes, func() {
 				fail(session.Query(s.cql.failed, r.Trigger, s.bucket(r), r.Finished, r.EventID, r.Received, r.Broker, r.Source, r.Type, r.Subscriber, r.Status, r.Attempts, r.LastCode, r.LastError, r.latencyMicros(), r.ReplyID, r.TraceID, r.eventBlob(), s.ttl(), r.stamp()).
 					WithContext(ctx).Idempotent(true).Exec(), i)
 			})
 		}
 	}
+	// The last write runs in this goroutine: an outcome written alone (the common case when
+	// outcomes trickle in) starts one goroutine, not two.
+	var wg sync.WaitGroup
+	for _, w := range writes[:len(writes)-1] {
+		wg.Go(w)
+	}
+	writes[len(writes)-1]()
 	wg.Wait()
 	return errs
 }

@@ -507,3 +507,12 @@ func TestByTriggerBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestNothingToWrite: a group whose outcomes all fail to encode leaves nothing to write (and
+// must not reach Cassandra, or panic).
+func TestNothingToWrite(t *testing.T) {
+	s := &Store{}
+	if errs := s.insertAll(context.Background(), nil); len(errs) != 0 {
+		t.Fatalf("errors for no records: %v", errs)
+	}
+}
