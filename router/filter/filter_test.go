@@ -181,7 +181,7 @@ func agreeWithScan(t *testing.T, ix *Index, filters []Filter, e *event.Event) {
 }
 
 // TestIndexAgreesWithScanEveryKind (issue #22): with filters of every kind the Index files (exact,
-// IN, prefix, suffix, CESQL LIKE, all of them, and unfiled ones beside) over values that share
+// IN, prefix, suffix, CESQL LIKE, all and any of them, and unfiled ones beside) over values that share
 // prefixes and suffixes in every way, the Index reports exactly what evaluating every filter does.
 func TestIndexAgreesWithScanEveryKind(t *testing.T) {
 	rng := rand.New(rand.NewPCG(22, 7))
@@ -196,7 +196,7 @@ func TestIndexAgreesWithScanEveryKind(t *testing.T) {
 	var filters []Filter
 	for i := 0; i < 3000; i++ {
 		w, x := word(6), word(3)
-		switch rng.IntN(12) {
+		switch rng.IntN(16) {
 		case 0:
 			filters = append(filters, All(Prefix(map[string]string{"type": w})))
 		case 1:
@@ -219,6 +219,14 @@ func TestIndexAgreesWithScanEveryKind(t *testing.T) {
 			filters = append(filters, Any(Prefix(map[string]string{"type": w}), Suffix(map[string]string{"source": x})))
 		case 10:
 			filters = append(filters, mustCESQL(t, fmt.Sprintf("region LIKE '%s%%' AND type LIKE '%%%s'", x, w)))
+		case 11: // children that one event can meet both of: reported once
+			filters = append(filters, Any(Prefix(map[string]string{"type": w}), Prefix(map[string]string{"type": w[:1]}), Exact(map[string]string{"type": w})))
+		case 12: // an all that requires nothing itself, around an any
+			filters = append(filters, All(Any(Exact(map[string]string{"source": w}), Suffix(map[string]string{"type": x})), Not(Exact(map[string]string{"region": x}))))
+		case 13: // an any with a child that cannot be filed: evaluated for every event
+			filters = append(filters, Any(Exact(map[string]string{"type": w}), Not(Prefix(map[string]string{"source": x}))))
+		case 14:
+			filters = append(filters, Any(All(Prefix(map[string]string{"type": w}), Exact(map[string]string{"region": x})), mustCESQL(t, fmt.Sprintf("source IN ('%s', '%s')", w, x))))
 		default:
 			filters = append(filters, All(Prefix(map[string]string{"type": ""})))
 		}
@@ -255,6 +263,8 @@ func benchFilters(n int, dialect string) []Filter {
 			fs[i] = benchCESQL(fmt.Sprintf("type LIKE '%s.%%'", typ))
 		case "in":
 			fs[i] = benchCESQL(fmt.Sprintf("type IN ('%s', '%s.other')", typ, typ))
+		case "any": // one of two types of its own
+			fs[i] = All(Any(Exact(map[string]string{"type": typ}), Exact(map[string]string{"type": typ + ".v2"})))
 		case "all": // the source every trigger names, and a type prefix of its own
 			fs[i] = All(Exact(map[string]string{"source": "/s"}), Prefix(map[string]string{"type": typ + "."}))
 		}
@@ -273,7 +283,7 @@ func benchCESQL(expr string) Filter {
 // BenchmarkIndexMatch routes an event that matches one trigger among n, for each kind of filter.
 func BenchmarkIndexMatch(b *testing.B) {
 	events := map[string]string{"prefix": "com.example.type0.created", "suffix": "com.example.order.v0", "like": "com.example.type0.created", "all": "com.example.type0.created"}
-	for _, dialect := range []string{"attributes", "exact", "cesql", "prefix", "suffix", "like", "in", "all"} {
+	for _, dialect := range []string{"attributes", "exact", "cesql", "prefix", "suffix", "like", "in", "all", "any"} {
 		for _, n := range []int{1, 100, 10000} {
 			if (dialect == "cesql" || dialect == "like" || dialect == "in") && n == 10000 && testing.Short() {
 				continue

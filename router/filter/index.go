@@ -18,6 +18,9 @@ type Index struct {
 	filters []Filter
 	keys    []indexedAttr
 	scan    []int32 // filters with no requirement the index can use: always evaluated
+	// multi marks the filters filed more than once (an `any`, under one requirement per child):
+	// an event that meets several of them must still report the filter once. nil when none is.
+	multi []bool
 }
 
 type indexedAttr struct {
@@ -34,44 +37,114 @@ var preferredKeys = [...]string{"type", "source", "subject"}
 // NewIndex indexes filters; Match reports positions in this slice.
 func NewIndex(filters []Filter) *Index {
 	ix := &Index{filters: filters}
-	reqs := make([][]requirement, len(filters))
 	sharedBy := map[string]int{} // how many filters have each requirement
-	for i, f := range filters {
-		if k, ok := f.(keyer); ok {
-			reqs[i] = k.requirements()
-			for _, r := range reqs[i] {
-				sharedBy[r.id()]++
-			}
+	for _, f := range filters {
+		for _, r := range candidateRequirements(f) {
+			sharedBy[r.id()]++
 		}
 	}
-	for i := range filters {
+	for i, f := range filters {
 		pos := int32(i)
-		r, ok := indexRequirement(reqs[i], sharedBy)
-		if !ok {
+		rs := filings(f, sharedBy)
+		if len(rs) == 0 {
 			ix.scan = append(ix.scan, pos)
 			continue
 		}
-		a := ix.attr(r.Key)
-		switch r.Kind {
-		case exactMatch:
-			for j, v := range r.Values {
-				if !slices.Contains(r.Values[:j], v) { // IN ('a', 'a') files it once
-					a.byValue[v] = append(a.byValue[v], pos)
-				}
+		if len(rs) > 1 {
+			if ix.multi == nil {
+				ix.multi = make([]bool, len(filters))
 			}
-		case prefixMatch:
-			if a.prefixes == nil {
-				a.prefixes = &affixNode{}
-			}
-			a.prefixes.insert(r.Values[0], pos)
-		case suffixMatch:
-			if a.suffixes == nil {
-				a.suffixes = &affixNode{}
-			}
-			a.suffixes.insert(reverse(r.Values[0]), pos)
+			ix.multi[pos] = true
+		}
+		for _, r := range rs {
+			ix.file(r, pos)
 		}
 	}
 	return ix
+}
+
+// filings are the requirements f is filed under, one per way of passing it: an event that passes
+// f meets at least one. A filter that requires something of one attribute (the dialects,
+// `filter.attributes`, `all` of them, a CESQL AND chain) has one, chosen by indexRequirement; an
+// `any` has one per child, and cannot be filed when one of its children cannot; an `all` that
+// requires nothing itself takes the filings of the child that has the fewest. None (nil): f is
+// evaluated for every event.
+func filings(f Filter, sharedBy map[string]int) []requirement {
+	switch f := f.(type) {
+	case anyFilter:
+		var out []requirement
+		for _, c := range f {
+			rs := filings(c, sharedBy)
+			if len(rs) == 0 {
+				return nil
+			}
+			out = append(out, rs...)
+		}
+		return out
+	case allFilter:
+		if r, ok := indexRequirement(f.requirements(), sharedBy); ok {
+			return []requirement{r}
+		}
+		var fewest []requirement
+		for _, c := range f {
+			if rs := filings(c, sharedBy); len(rs) > 0 && (fewest == nil || len(rs) < len(fewest)) {
+				fewest = rs
+			}
+		}
+		return fewest
+	case keyer:
+		if r, ok := indexRequirement(f.requirements(), sharedBy); ok {
+			return []requirement{r}
+		}
+	}
+	return nil
+}
+
+// candidateRequirements are the requirements filings may choose from for f, counted across all
+// filters to find the least shared.
+func candidateRequirements(f Filter) []requirement {
+	switch f := f.(type) {
+	case anyFilter:
+		var out []requirement
+		for _, c := range f {
+			out = append(out, candidateRequirements(c)...)
+		}
+		return out
+	case allFilter:
+		out := f.requirements()
+		for _, c := range f {
+			if _, isKeyer := c.(keyer); !isKeyer {
+				out = append(out, candidateRequirements(c)...)
+			}
+		}
+		return out
+	case keyer:
+		return f.requirements()
+	}
+	return nil
+}
+
+// file files the filter at pos under r.
+func (ix *Index) file(r requirement, pos int32) {
+	a := ix.attr(r.Key)
+	switch r.Kind {
+	case exactMatch:
+		for j, v := range r.Values {
+			if !slices.Contains(r.Values[:j], v) { // IN ('a', 'a') files it once
+				a.byValue[v] = append(a.byValue[v], pos)
+			}
+		}
+	case prefixMatch:
+		if a.prefixes == nil {
+			a.prefixes = &affixNode{}
+		}
+		a.prefixes.insert(r.Values[0], pos)
+	case suffixMatch:
+		if a.suffixes == nil {
+			a.suffixes = &affixNode{}
+		}
+		a.suffixes.insert(reverse(r.Values[0]), pos)
+	}
 }
 
 func (ix *Index) attr(name string) *indexedAttr {
@@ -147,6 +220,7 @@ func (ix *Index) Len() int { return len(ix.filters) }
 // Match appends to dst the positions of the filters e passes, and returns it. Reusing dst across
 // calls makes matching allocation-free.
 func (ix *Index) Match(e *event.Event, dst []int32) []int32 {
+	start := len(dst)
 	for i := range ix.keys {
 		a := &ix.keys[i]
 		v, ok := Attribute(e, a.name)
@@ -154,15 +228,13 @@ func (ix *Index) Match(e *event.Event, dst []int32) []int32 {
 			continue
 		}
 		for _, pos := range a.byValue[v] {
-			if ix.filters[pos].Match(e) {
-				dst = append(dst, pos)
-			}
+			dst = ix.try(pos, e, dst, start)
 		}
 		if a.prefixes != nil {
-			dst = ix.matchAffixes(a.prefixes, v, false, e, dst)
+			dst = ix.matchAffixes(a.prefixes, v, false, e, dst, start)
 		}
 		if a.suffixes != nil {
-			dst = ix.matchAffixes(a.suffixes, v, true, e, dst)
+			dst = ix.matchAffixes(a.suffixes, v, true, e, dst, start)
 		}
 	}
 	for _, pos := range ix.scan {
@@ -176,13 +248,11 @@ func (ix *Index) Match(e *event.Event, dst []int32) []int32 {
 // matchAffixes walks tree along v (from its end when fromEnd: the tree of suffixes, filed
 // reversed) and evaluates the filters filed at every node on the way: those whose prefix (suffix)
 // v has.
-func (ix *Index) matchAffixes(n *affixNode, v string, fromEnd bool, e *event.Event, dst []int32) []int32 {
+func (ix *Index) matchAffixes(n *affixNode, v string, fromEnd bool, e *event.Event, dst []int32, start int) []int32 {
 	consumed := 0
 	for {
 		for _, pos := range n.filters {
-			if ix.filters[pos].Match(e) {
-				dst = append(dst, pos)
-			}
+			dst = ix.try(pos, e, dst, start)
 		}
 		if consumed == len(v) || len(n.children) == 0 {
 			return dst
@@ -199,6 +269,18 @@ func (ix *Index) matchAffixes(n *affixNode, v string, fromEnd bool, e *event.Eve
 		consumed += len(c.label)
 		n = c
 	}
+}
+
+// try appends pos to dst when e passes its filter, unless the filter is filed more than once and
+// this Match (the positions from start) reported it already.
+func (ix *Index) try(pos int32, e *event.Event, dst []int32, start int) []int32 {
+	if ix.multi != nil && ix.multi[pos] && slices.Contains(dst[start:], pos) {
+		return dst
+	}
+	if ix.filters[pos].Match(e) {
+		dst = append(dst, pos)
+	}
+	return dst
 }
 
 // byteAt is v's i-th byte counted from its start, or from its end.
