@@ -17,7 +17,10 @@ import (
 type cesqlFilter struct {
 	expr cesql.Expression
 	reqs []requirement // what its events must meet, read from the text, for the Index
-	text string        // the expression as written, for Explain
+	// alts are an OR chain's disjuncts' requirements ("type = 'a' OR type LIKE 'b%'"): an event it
+	// passes meets one of them, and the Index files it under each.
+	alts []requirement
+	text string // the expression as written, for Explain
 }
 
 // CESQL compiles a CloudEvents SQL expression. It is rejected unless it yields a boolean: Knative
@@ -54,6 +57,9 @@ func CESQL(expression string) (Filter, error) {
 	}
 	f := cesqlFilter{expr: expr, text: expression}
 	f.reqs = cesqlRequirements(expression)
+	if f.reqs == nil {
+		f.alts = cesqlAlternatives(expression)
+	}
 	return f, nil
 }
 
@@ -177,6 +183,51 @@ func cesqlRequirements(expr string) []requirement {
 		if r, ok := cesqlConjunct(c); ok {
 			out = append(out, r)
 		}
+	}
+	return out
+}
+
+// cesqlAlternatives reads what each disjunct of a plain OR chain, such as
+// "type = 'a' OR source LIKE '%b'", requires, when every disjunct has one of cesqlConjunct's
+// forms; nil otherwise. A chain that mixes OR with AND or XOR at the top is left alone: sdk-go's
+// evaluator does not group such chains as AND-before-OR would ("a AND b OR c" is a AND (b OR c)
+// there), and filing only has to be a necessary condition, which a pure chain of one operator is
+// in any grouping.
+func cesqlAlternatives(expr string) []requirement {
+	toks, ok := cesqlTokens(expr)
+	if !ok {
+		return nil
+	}
+	depth, start := 0, 0
+	var disj [][]string
+	for i, t := range toks {
+		switch strings.ToUpper(t) {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		case "AND", "XOR", "NOT":
+			if depth == 0 {
+				return nil
+			}
+		case "OR":
+			if depth == 0 {
+				disj = append(disj, toks[start:i])
+				start = i + 1
+			}
+		}
+	}
+	if len(disj) == 0 {
+		return nil // no OR: not a chain of them
+	}
+	disj = append(disj, toks[start:])
+	out := make([]requirement, 0, len(disj))
+	for _, d := range disj {
+		r, ok := cesqlConjunct(d)
+		if !ok {
+			return nil // this disjunct may pass an event that meets none of the others'
+		}
+		out = append(out, r)
 	}
 	return out
 }

@@ -66,7 +66,7 @@ func NewIndex(filters []Filter) *Index {
 // filings are the requirements f is filed under, one per way of passing it: an event that passes
 // f meets at least one. A filter that requires something of one attribute (the dialects,
 // `filter.attributes`, `all` of them, a CESQL AND chain) has one, chosen by indexRequirement; an
-// `any` has one per child, and cannot be filed when one of its children cannot; an `all` that
+// `any` has one per child, a CESQL OR chain one per disjunct, and cannot be filed when one of its children cannot; an `all` that
 // requires nothing itself takes the filings of the child that has the fewest. None (nil): f is
 // evaluated for every event.
 func filings(f Filter, sharedBy map[string]int) []requirement {
@@ -92,8 +92,13 @@ func filings(f Filter, sharedBy map[string]int) []requirement {
 			}
 		}
 		return fewest
-	case keyer:
-		if r, ok := indexRequirement(f.requirements(), sharedBy); ok {
+	case cesqlFilter:
+		if len(f.alts) > 0 {
+			return f.alts
+		}
+	}
+	if k, ok := f.(keyer); ok {
+		if r, ok := indexRequirement(k.requirements(), sharedBy); ok {
 			return []requirement{r}
 		}
 	}
@@ -118,8 +123,13 @@ func candidateRequirements(f Filter) []requirement {
 			}
 		}
 		return out
-	case keyer:
-		return f.requirements()
+	case cesqlFilter:
+		if len(f.alts) > 0 {
+			return f.alts
+		}
+	}
+	if k, ok := f.(keyer); ok {
+		return k.requirements()
 	}
 	return nil
 }
