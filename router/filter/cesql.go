@@ -157,27 +157,10 @@ func cesqlRequirements(expr string) []requirement {
 	if !ok {
 		return nil
 	}
-	depth := 0
-	var conj [][]string
-	start := 0
-	for i, t := range toks {
-		switch strings.ToUpper(t) {
-		case "(":
-			depth++
-		case ")":
-			depth--
-		case "OR", "XOR", "NOT":
-			if depth == 0 {
-				return nil
-			}
-		case "AND":
-			if depth == 0 {
-				conj = append(conj, toks[start:i])
-				start = i + 1
-			}
-		}
+	conj, ok := splitChain(toks, "AND")
+	if !ok {
+		return nil
 	}
-	conj = append(conj, toks[start:])
 	var out []requirement
 	for _, c := range conj {
 		if r, ok := cesqlConjunct(c); ok {
@@ -198,29 +181,10 @@ func cesqlAlternatives(expr string) []requirement {
 	if !ok {
 		return nil
 	}
-	depth, start := 0, 0
-	var disj [][]string
-	for i, t := range toks {
-		switch strings.ToUpper(t) {
-		case "(":
-			depth++
-		case ")":
-			depth--
-		case "AND", "XOR", "NOT":
-			if depth == 0 {
-				return nil
-			}
-		case "OR":
-			if depth == 0 {
-				disj = append(disj, toks[start:i])
-				start = i + 1
-			}
-		}
+	disj, ok := splitChain(toks, "OR")
+	if !ok || len(disj) < 2 { // one part: no OR, not a chain of them
+		return nil
 	}
-	if len(disj) == 0 {
-		return nil // no OR: not a chain of them
-	}
-	disj = append(disj, toks[start:])
 	out := make([]requirement, 0, len(disj))
 	for _, d := range disj {
 		r, ok := cesqlConjunct(d)
@@ -230,6 +194,31 @@ func cesqlAlternatives(expr string) []requirement {
 		out = append(out, r)
 	}
 	return out
+}
+
+// splitChain splits toks at the logical operator op outside parentheses; false when another
+// logical operator (AND, OR, XOR, NOT) stands there too, so that toks is not a chain of op alone.
+func splitChain(toks []string, op string) ([][]string, bool) {
+	depth, start := 0, 0
+	var parts [][]string
+	for i, t := range toks {
+		switch u := strings.ToUpper(t); u {
+		case "(":
+			depth++
+		case ")":
+			depth--
+		case "AND", "OR", "XOR", "NOT":
+			if depth != 0 {
+				continue
+			}
+			if u != op {
+				return nil, false
+			}
+			parts = append(parts, toks[start:i])
+			start = i + 1
+		}
+	}
+	return append(parts, toks[start:]), true
 }
 
 // cesqlConjunct reads one conjunct's requirement, if it has one the Index can use.
