@@ -2,9 +2,11 @@ package replay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -234,5 +236,59 @@ func TestClampedAndBusyDryRuns(t *testing.T) {
 	}
 	if _, err := m.DryRun(context.Background(), Spec{From: time.Now().Add(-time.Hour)}, &config.Config{}); !errors.Is(err, ErrBusy) {
 		t.Errorf("dry run past the bound: %v, want ErrBusy", err)
+	}
+}
+
+// lostRunStore answers that another process owns the run from its first save on.
+type lostRunStore struct {
+	mu    sync.Mutex
+	saves []string // the states saved, in order
+}
+
+func (s *lostRunStore) CreateRun(context.Context, string, []byte, string) error { return nil }
+func (s *lostRunStore) ClaimRuns(context.Context, string, time.Duration) ([][]byte, error) {
+	return nil, nil
+}
+func (s *lostRunStore) SaveRun(_ context.Context, _ string, run []byte, _ string) (bool, error) {
+	var r Run
+	_ = json.Unmarshal(run, &r)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.saves = append(s.saves, r.State)
+	return false, nil
+}
+
+// TestLosingTheRunStopsIt: a process that learns, saving its checkpoint, that another process
+// took its run over stops reading at once, ends its copy as failed saying where to follow the run,
+// and does not save over the new owner's progress again.
+func TestLosingTheRunStopsIt(t *testing.T) {
+	start := time.Now().Add(-time.Hour)
+	archive := archiveOf(2000, start)
+	b := &fakeBroker{}
+	store := &lostRunStore{}
+	m := New(Options{Logger: zap.NewNop(), Deliver: b, Store: store, Owner: "here", Reader: func(router.BrokerRef) (router.ArchiveReader, error) { return archive, nil }})
+	defer m.Close()
+	run, err := m.Start(Spec{Broker: router.BrokerRef{Namespace: "ns", Name: "d"}, AllTriggers: true, From: start})
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := waitState(t, m, run.ID, StateFailed)
+	if final.Read != chunkSize {
+		t.Errorf("read %d after losing the run at its first checkpoint, want the first chunk only (%d)", final.Read, chunkSize)
+	}
+	if !strings.Contains(final.Error, "another process took this replay over") {
+		t.Errorf("error %q does not say where the run went", final.Error)
+	}
+	b.mu.Lock()
+	delivered := len(b.got)
+	b.mu.Unlock()
+	if delivered != 375 {
+		t.Errorf("%d events replayed, want the first chunk's 375", delivered)
+	}
+	time.Sleep(50 * time.Millisecond) // a save after the loss would come now
+	store.mu.Lock()
+	defer store.mu.Unlock()
+	if len(store.saves) != 1 || store.saves[0] != StateRunning {
+		t.Errorf("saves %v, want the one checkpoint that learned of the loss", store.saves)
 	}
 }
