@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -321,5 +322,45 @@ func TestLimits(t *testing.T) {
 		if got := replayErrorCode(err); got != want {
 			t.Errorf("%v: %d, want %d", err, got, want)
 		}
+	}
+}
+
+// TestStalledTailFreesItsSlot: a client that opens a tail and stops reading loses it once a round
+// of writes cannot finish within tailWriteTimeout; it used to hold one of the maxTails slots for
+// as long as its connection lived.
+func TestStalledTailFreesItsSlot(t *testing.T) {
+	defer func(d time.Duration) { tailWriteTimeout = d }(tailWriteTimeout)
+	tailWriteTimeout = 300 * time.Millisecond
+	store := memstore.New(20000)
+	long := strings.Repeat("x", 2000)
+	start := time.Now().Add(-time.Minute)
+	for i := range 20000 { // about 50 MB of outcomes: more than any socket buffers hold
+		o := failedOutcome(fmt.Sprintf("e%05d", i), "orders", start.Add(time.Duration(i)*time.Microsecond))
+		o.LastError = long
+		store.Record(o)
+	}
+	s := New(store, fixedTriggers{}, metrics.New())
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	since := start.Add(-time.Second).UTC().Format(time.RFC3339Nano)
+	fmt.Fprintf(conn, "GET /v1/tail?trigger=ns/orders&since=%s HTTP/1.1\r\nHost: x\r\n\r\n", since)
+	// The client reads nothing from now on.
+	deadline := time.Now().Add(20 * time.Second)
+	for s.tails.Load() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the tail never started")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	for s.tails.Load() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a tail whose client stopped reading still holds its slot after 20 s")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

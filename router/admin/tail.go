@@ -13,6 +13,11 @@ import (
 // maxTails bounds the live tails served at once: each polls the result store.
 const maxTails = 32
 
+// tailWriteTimeout bounds each round of writes to a tail: a client that stops reading (its TCP
+// window full) would otherwise hold one of the maxTails slots for as long as its connection lives,
+// and the admin listener has no write timeout of its own (other responses are short).
+var tailWriteTimeout = 10 * time.Second
+
 // tailEvery is how often a tail asks the store for what finished since the newest it sent, less
 // tailLag; tailPages bounds the pages of 1,000 outcomes one poll reads.
 const (
@@ -49,6 +54,8 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no") // a proxy in front must not hold the stream back
 	w.WriteHeader(http.StatusOK)
+	writeBy := func() { _ = rc.SetWriteDeadline(time.Now().Add(tailWriteTimeout)) } // unsupported: no bound, as before
+	writeBy()
 	_, _ = fmt.Fprint(w, ": following outcomes\n\n")
 	if rc.Flush() != nil {
 		return
@@ -79,6 +86,7 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 				if !errors.Is(err, router.ErrListNeedsTrigger) {
 					msg += " (the tail ends; open it again once the store answers)"
 				}
+				writeBy()
 				_, _ = fmt.Fprintf(w, "event: problem\ndata: %s\n\n", msg)
 				_ = rc.Flush()
 				return
@@ -89,6 +97,7 @@ func (s *Server) tail(w http.ResponseWriter, r *http.Request) {
 				break
 			}
 		}
+		writeBy()
 		if full {
 			_, _ = fmt.Fprintf(w, "event: notice\ndata: more outcomes finished within %s than a tail sends at once (%d): older ones of them were skipped; narrow the filter\n\n", tailLag, tailPages*1000)
 		}
