@@ -65,10 +65,10 @@ func NewIndex(filters []Filter) *Index {
 
 // filings are the requirements f is filed under, one per way of passing it: an event that passes
 // f meets at least one. A filter that requires something of one attribute (the dialects,
-// `filter.attributes`, `all` of them, a CESQL AND chain) has one, chosen by indexRequirement; an
-// `any` has one per child, a CESQL OR chain one per disjunct, and cannot be filed when one of its children cannot; an `all` that
-// requires nothing itself takes the filings of the child that has the fewest. None (nil): f is
-// evaluated for every event.
+// `filter.attributes`, `all` of them, a CESQL AND chain) has one, chosen by indexRequirement. An
+// `any` has one per child and cannot be filed when one of its children cannot; a CESQL OR chain
+// has one per disjunct; an `all` that requires nothing itself takes the filings of the child that
+// has the fewest. None (nil): f is evaluated for every event.
 func filings(f Filter, sharedBy map[string]int) []requirement {
 	switch f := f.(type) {
 	case anyFilter:

@@ -385,10 +385,6 @@ func (s *Store) writeContext() (context.Context, context.CancelFunc) {
 
 var errNoSession = errors.New("cassandra is not connected")
 
-func (s *Store) insert(ctx context.Context, r *record) error {
-	return s.insertAll(ctx, []*record{r})[0]
-}
-
 // maxBatchBytes bounds an unlogged batch's rows, under Cassandra's batch_size_warn_threshold
 // (5 KiB by default), which would log a warning for every larger batch.
 const maxBatchBytes = 4 << 10
@@ -458,6 +454,9 @@ func (s *Store) insertAll(ctx context.Context, recs []*record) []error {
 // byTriggerBatches groups the records' positions by their outcomes_by_trigger partition (trigger
 // and bucket), in order of first appearance, and cuts each group at maxBatchBytes.
 func (s *Store) byTriggerBatches(recs []*record) [][]int {
+	if len(recs) == 1 { // an outcome written alone, the common case: no grouping to do
+		return [][]int{{0}}
+	}
 	type partition struct {
 		trigger string
 		bucket  time.Time

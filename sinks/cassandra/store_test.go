@@ -319,7 +319,7 @@ func TestLateWritesNeverUndoNewerOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.insert(ctx, late); err != nil {
+	if err := s.insertAll(ctx, []*record{late})[0]; err != nil {
 		t.Fatal(err)
 	}
 	if failedIDs(t, s, "late")["late1"] {
