@@ -404,6 +404,13 @@ func (b *directBody) Close() error {
 			b.eof = true
 		}
 	}
+	if !b.eof {
+		// net/http's Close of a body read by ReadResponse reads it to its end: a reply announcing
+		// 1 GiB, or an endless chunked one, would be read whole after we stopped at our limit.
+		// The connection goes instead.
+		_ = b.c.Close()
+		return nil
+	}
 	err := b.ReadCloser.Close()
 	// stop reports false when cancellation already poisoned the deadline: the connection goes.
 	if b.stop() && b.keep && b.eof && err == nil {

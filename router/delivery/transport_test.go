@@ -403,3 +403,61 @@ func TestReplyBytesInFlightAreBounded(t *testing.T) {
 		}
 	}
 }
+
+// A reply past the size limit is not read on to its end (issue #36, case 6): net/http's Close of a
+// response body drains it, so a reply announcing 1 GiB, or an endless chunked one, was read whole
+// on every attempt. Now the connection is dropped at the limit; the subscriber's writes fail after
+// what the limit, the drain bound and the sockets' buffers take.
+func TestOversizedReplyIsNotReadToTheEnd(t *testing.T) {
+	for _, tc := range []struct{ name, head string }{
+		{"announced 1 GiB", "Content-Length: 1073741824\r\n"},
+		{"endless chunked", "Transfer-Encoding: chunked\r\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			var written atomic.Int64
+			served := make(chan struct{})
+			go func() {
+				defer close(served)
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+				// Read the request head; the body is small and arrives with it.
+				buf := make([]byte, 64<<10)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				chunked := strings.Contains(tc.head, "chunked")
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nCe-Specversion: 1.0\r\nCe-Id: r\r\nCe-Source: /r\r\nCe-Type: r\r\nContent-Type: text/plain\r\n%s\r\n", tc.head)
+				chunk := []byte(strings.Repeat("x", 32<<10))
+				if chunked {
+					chunk = []byte(fmt.Sprintf("%x\r\n%s\r\n", len(chunk), chunk))
+				}
+				for written.Load() < 1<<30 {
+					n, err := c.Write(chunk)
+					written.Add(int64(n))
+					if err != nil {
+						return
+					}
+				}
+			}()
+			d := New(Options{MaxReplyBytes: 4 << 20})
+			res := deliverOnce(t, d, "http://"+ln.Addr().String(), &Policy{Timeout: 10 * time.Second})
+			if res.Delivered() || res.Code != http.StatusBadGateway {
+				t.Fatalf("delivered=%v code=%d, want the attempt failed with 502", res.Delivered(), res.Code)
+			}
+			<-served
+			if n := written.Load(); n > 32<<20 {
+				t.Errorf("the subscriber wrote %d MiB of its reply before the router stopped reading, want at most 32 (limit 4 MiB + buffers)", n>>20)
+			}
+			t.Logf("the subscriber could write %d KiB of a reply over the 4 MiB limit", written.Load()>>10)
+		})
+	}
+}
