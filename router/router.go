@@ -153,6 +153,13 @@ type Publisher interface {
 	Publish(ctx context.Context, ref BrokerRef, envs []*Envelope) error
 }
 
+// BatchBound is a Publisher that can tell, before a batch is decoded, the most events one request
+// to a broker may carry (0: no bound of its own, as for a Kafka log): ingress then refuses a larger
+// batch with 413 without building its events.
+type BatchBound interface {
+	MaxBatch(ref BrokerRef) int
+}
+
 // Errors a Log or the broker returns on the publish path; ingress maps each to one status code.
 var (
 	// ErrBrokerNotFound: no broker of that namespace and name is configured (404).

@@ -68,6 +68,15 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 	return nil
 }
 
+// MaxBatch is the most events one batch to broker ref may hold: its queue's size in memory, no
+// bound (0) on a durable log or for a broker that does not exist.
+func (r *Router) MaxBatch(ref router.BrokerRef) int {
+	if b := (*r.brokers.Load())[ref]; b != nil && b.admit != nil {
+		return b.queueSize
+	}
+	return 0
+}
+
 // logAccepted logs each accepted event at debug; a disabled level costs one check.
 func (r *Router) logAccepted(err error, ref router.BrokerRef, envs []*router.Envelope) {
 	if err != nil || !r.logger.Core().Enabled(zap.DebugLevel) {

@@ -167,4 +167,7 @@ func (r *Router) Pending() int64 { return r.pending.Load() }
 // HasBroker reports whether ref is configured.
 func (r *Router) HasBroker(ref router.BrokerRef) bool { return (*r.brokers.Load())[ref] != nil }
 
-var _ router.Publisher = (*Router)(nil)
+var (
+	_ router.Publisher  = (*Router)(nil)
+	_ router.BatchBound = (*Router)(nil)
+)

@@ -63,7 +63,13 @@ var ErrNotCloudEvent = errors.New("not a CloudEvent: send ce-specversion, ce-id,
 // Decode reads the CloudEvents of an HTTP message: one in binary or structured mode, any number in
 // batched mode. Every event is validated; the error names the bad attribute (and, in a batch, the
 // event's position). h may be changed: ce- header values are percent-decoded in place.
-func Decode(h http.Header, body []byte) ([]*event.Event, error) {
+func Decode(h http.Header, body []byte) ([]*event.Event, error) { return DecodeBounded(h, body, nil) }
+
+// DecodeBounded is Decode with a say over a batch before any of its events is built: admit is
+// told how many events the batch holds (counted without decoding them) and its error, returned as
+// it is, refuses the batch. Building events costs about a kilobyte each whatever their size, so a
+// 4 MiB batch of 68,000 tiny events would hold some 100 MB before the broker could refuse it.
+func DecodeBounded(h http.Header, body []byte, admit func(events int) error) ([]*event.Event, error) {
 	switch DetectMode(h) {
 	case BinaryMode:
 		e, err := decodeBinary(h, body)
@@ -78,7 +84,7 @@ func Decode(h http.Header, body []byte) ([]*event.Event, error) {
 		}
 		return []*event.Event{e}, nil
 	case BatchMode:
-		return decodeBatch(body)
+		return decodeBatch(body, admit)
 	default:
 		return nil, ErrNotCloudEvent
 	}
@@ -131,23 +137,110 @@ func decodeStructured(body []byte) (*event.Event, error) {
 	return &e, validate(&e)
 }
 
-func decodeBatch(body []byte) ([]*event.Event, error) {
-	var raw []json.RawMessage
-	if err := json.Unmarshal(body, &raw); err != nil {
+func decodeBatch(body []byte, admit func(int) error) ([]*event.Event, error) {
+	n, err := batchElements(body, nil)
+	if err != nil {
 		return nil, fmt.Errorf("invalid batch: body is not a JSON array of CloudEvents: %v", err)
 	}
-	if len(raw) == 0 {
+	if n == 0 {
 		return nil, errors.New("invalid batch: it holds no events")
 	}
-	out := make([]*event.Event, len(raw))
-	for i, r := range raw {
-		e, err := decodeStructured(r)
-		if err != nil {
-			return nil, fmt.Errorf("batch event %d: %w", i, err)
+	if admit != nil {
+		if err := admit(n); err != nil {
+			return nil, err
 		}
-		out[i] = e
+	}
+	out := make([]*event.Event, 0, n)
+	_, err = batchElements(body, func(i int, elem []byte) error {
+		e, err := decodeStructured(elem)
+		if err != nil {
+			return fmt.Errorf("batch event %d: %w", i, err)
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
+}
+
+// batchElements walks the elements of a JSON array without decoding them, handing each one's
+// bytes to each (when not nil), and returns how many there are. It checks only the array's own
+// structure: each element is checked when it is decoded.
+func batchElements(body []byte, each func(i int, elem []byte) error) (int, error) {
+	i := skipJSONSpace(body, 0)
+	if i == len(body) || body[i] != '[' {
+		return 0, errors.New("it does not start with [")
+	}
+	i = skipJSONSpace(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return 0, trailing(body, i+1)
+	}
+	for n := 0; ; n++ {
+		start, depth, inString := i, 0, false
+	element:
+		for ; i < len(body); i++ {
+			c := body[i]
+			if inString {
+				switch c {
+				case '\\':
+					i++
+				case '"':
+					inString = false
+				}
+				continue
+			}
+			switch c {
+			case '"':
+				inString = true
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth == 0 {
+					break element
+				}
+				depth--
+			case ',':
+				if depth == 0 {
+					break element
+				}
+			}
+		}
+		if i == len(body) {
+			return n, errors.New("unexpected end of JSON input")
+		}
+		elem := bytes.TrimRight(body[start:i], " \t\r\n")
+		if len(elem) == 0 {
+			return n, fmt.Errorf("element %d is empty", n)
+		}
+		if each != nil {
+			if err := each(n, elem); err != nil {
+				return n, err
+			}
+		}
+		switch body[i] {
+		case ']':
+			return n + 1, trailing(body, i+1)
+		case '}':
+			return n, fmt.Errorf("unexpected } after element %d", n)
+		}
+		i = skipJSONSpace(body, i+1) // past the comma
+	}
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+func trailing(b []byte, i int) error {
+	if skipJSONSpace(b, i) != len(b) {
+		return errors.New("data after the closing ]")
+	}
+	return nil
 }
 
 // validate checks e against the CloudEvents spec; sdk-go's ToEvent does not.

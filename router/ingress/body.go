@@ -51,6 +51,16 @@ func (b *Body) Release() {
 	}
 }
 
+// take holds n more bytes for what the body is turned into (a batch's events), given back by
+// Release with the body's own; false when the budget cannot hold them.
+func (b *Body) take(n int64) bool {
+	if b.budget == nil || !b.budget.Take(n) {
+		return false
+	}
+	b.held += n
+	return true
+}
+
 // BodyError is why a body could not be read, with the status to answer.
 type BodyError struct {
 	Status int

@@ -5,6 +5,7 @@ package ingress
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -164,9 +165,16 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer body.Release()
-	events, err := cehttp.Decode(r.Header, body.Data)
+	events, err := cehttp.DecodeBounded(r.Header, body.Data, func(n int) error { return h.admitBatch(ref, &body, n) })
 	if err != nil {
-		h.fail(w, ref, "", http.StatusBadRequest, err.Error())
+		var be *BodyError
+		if !errors.As(err, &be) {
+			be = &BodyError{http.StatusBadRequest, err.Error()}
+		}
+		if be.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
+		}
+		h.fail(w, ref, "", be.Status, be.Msg)
 		return
 	}
 	fwd := ForwardedHeaders(r.Header)
@@ -205,6 +213,31 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, err.Error(), code)
 	}
+}
+
+// batchEventCost is what decoding one event of a batch holds beyond the body's bytes: its
+// structures and strings (about 250 bytes live for a tiny event, and five times that allocated on
+// the way). It is taken from the body budget before a batch is built, so that a 4 MiB batch of
+// 68,000 tiny events counts what it will hold, not 4 MiB.
+const batchEventCost = 1024
+
+// admitBatch decides, before any of its events is built, whether a batch of n events to ref is
+// decoded: 413 for more than the broker can ever queue, or more than the body budget could ever
+// hold; 503 when the budget cannot hold it now. What it takes is given back with the body.
+func (h *Handler) admitBatch(ref router.BrokerRef, body *Body, n int) error {
+	if bb, ok := h.o.Publisher.(router.BatchBound); ok {
+		if max := bb.MaxBatch(ref); max > 0 && n > max {
+			return &BodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("a batch of %d events can never fit broker %s's queue of %d (spec.ingress.queueSize): send smaller batches", n, ref, max)}
+		}
+	}
+	cost := int64(n) * batchEventCost
+	if cost+int64(len(body.Data)) > h.o.Bodies.Max() {
+		return &BodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("a batch of %d events takes %d bytes to decode, more than the %d the router decodes at once (spec.ingress.maxBodyBytesInFlight): send smaller batches", n, cost, h.o.Bodies.Max())}
+	}
+	if !body.take(cost) {
+		return &BodyError{http.StatusServiceUnavailable, "too many request bodies are being received at once (spec.ingress.maxBodyBytesInFlight): retry later"}
+	}
+	return nil
 }
 
 // producerSpans starts a producer span per event, a child of the request's span, and writes its

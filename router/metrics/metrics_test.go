@@ -45,6 +45,35 @@ func TestEventTypeLabelIsBounded(t *testing.T) {
 	}
 }
 
+// A long event type gets no label value of its own (issue #36, case 4: 100 types of 1 MB each
+// made /metrics answer 3.5 GB): it is counted under OverflowEventType, and the exposition stays
+// small whatever the types' lengths.
+func TestLongEventTypesAreNotLabels(t *testing.T) {
+	m := New()
+	long := strings.Repeat("t", MaxEventTypeBytes)
+	if got := m.EventTypeLabel("ns", "b", long); got != long {
+		t.Errorf("a type of %d bytes: label of %d bytes, want itself", len(long), len(got))
+	}
+	for i := range 100 {
+		typ := fmt.Sprintf("%d%s", i, strings.Repeat("x", 1<<20))
+		m.CountIngress("ns", "b", typ, 202)
+		if got := m.EventTypeLabel("ns", "b", typ); got != OverflowEventType {
+			t.Fatalf("a type of %d bytes: label of %d bytes, want %q", len(typ), len(got), OverflowEventType)
+		}
+	}
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var size int
+	for _, f := range families {
+		size += len(f.String())
+	}
+	if size > 1<<20 {
+		t.Errorf("the metrics are %d bytes after 100 types of 1 MB", size)
+	}
+}
+
 func family(t *testing.T, m *Metrics, name string) *dto.MetricFamily {
 	t.Helper()
 	families, err := m.Registry.Gather()
