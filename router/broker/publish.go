@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/tracing"
 )
 
 // Publish admits envs into broker ref's log, all or none. Each event gets knativearrivaltime, and
@@ -41,6 +42,7 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 			return err
 		}
 		env.TTL = ttl
+		tracing.DropInvalidTraceContext(env.Event)
 		// A producer's event starts a new lineage: whatever budget extension it carries is ours
 		// to set, not the producer's.
 		env.Event.SetExtension(router.ExtReplyBudget, nil)

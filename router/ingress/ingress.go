@@ -265,11 +265,15 @@ func (h *Handler) count(ref router.BrokerRef, eventType string, code int) {
 }
 
 // ForwardedHeaders picks the producer's headers that travel with an event to its subscribers:
-// x-request-id, retry-after, knative-*, x-b3-*, and the W3C trace context. nil when there are none.
+// x-request-id, retry-after, knative-*, x-b3-*, and the W3C trace context when its traceparent is
+// valid (W3C: an invalid one is ignored, tracestate with it). nil when there are none.
 func ForwardedHeaders(h http.Header) http.Header {
 	var out http.Header
 	for k, vs := range h {
 		if !forwarded(k) {
+			continue
+		}
+		if (k == "Traceparent" || k == "Tracestate") && !tracing.ValidTraceparent(h.Get("Traceparent")) {
 			continue
 		}
 		if out == nil {

@@ -14,10 +14,18 @@ import (
 	"github.com/switchyard-events/switchyard/router"
 )
 
-// Store keeps the last Size outcomes, and the events of the failed ones (for redrive) up to a bound
-// in bytes: past it, the oldest failed outcomes lose their event (their record stays, saying so).
+// Store keeps the last Size outcomes, at most maxOutcomeBytes of them (their strings: producers
+// choose ids, sources and types of any length), and the events of the failed ones (for redrive) up
+// to a bound in bytes: past it, the oldest failed outcomes lose their event (their record stays,
+// saying so).
 type Store struct {
 	mu sync.RWMutex
+	// outcomeBytes is what the held outcomes' records take (outcomeSize of each), bounded by
+	// maxOutcomeBytes: past it the oldest are forgotten, as when the ring is full. first is the
+	// sequence number of the oldest outcome held once that has happened.
+	outcomeBytes    int64
+	maxOutcomeBytes int64
+	first           uint64
 	// eventBytes is what the held events take (router.EnvelopeSize of each); withEvents are the
 	// sequence numbers of the outcomes holding one, oldest first.
 	eventBytes    int64
@@ -36,7 +44,7 @@ func New(size int) *Store {
 		size = 1
 	}
 	return &Store{ring: make([]*router.Outcome, size), byEvent: map[string][]uint64{}, redriven: map[*router.Outcome]bool{},
-		maxEventBytes: DefaultMaxEventBytes}
+		maxEventBytes: DefaultMaxEventBytes, maxOutcomeBytes: DefaultMaxOutcomeBytes}
 }
 
 // dedupDepth is how many of an event's newest outcomes a Record compares itself with.
@@ -44,6 +52,57 @@ const dedupDepth = 16
 
 // DefaultMaxEventBytes bounds the bytes of events kept with failed outcomes by default.
 const DefaultMaxEventBytes = 64 << 20
+
+// DefaultMaxOutcomeBytes bounds the bytes of the outcomes' records by default: 100,000 outcomes
+// of ordinary events take about 30 MiB, so the count bound comes first for them.
+const DefaultMaxOutcomeBytes = 128 << 20
+
+// outcomeOverhead is what a record costs beside its strings: the Outcome, its place in the ring
+// and in the index by event id.
+const outcomeOverhead = 320
+
+// outcomeSize is what o's record holds: its strings a producer or subscriber chose (or that
+// name them), and the fixed overhead. The event it may keep is counted apart (eventSize).
+func outcomeSize(o *router.Outcome) int64 {
+	return int64(outcomeOverhead + 2*len(o.EventID) + len(o.Source) + len(o.Type) + len(o.LastError) + len(o.ReplyID) + len(o.TraceID))
+}
+
+// SetMaxOutcomeBytes bounds the bytes of the outcomes' records; the oldest are forgotten past it.
+func (s *Store) SetMaxOutcomeBytes(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.maxOutcomeBytes = n
+	s.trimOutcomesLocked()
+}
+
+// OutcomeBytes is what the held outcomes' records take now.
+func (s *Store) OutcomeBytes() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.outcomeBytes
+}
+
+// trimOutcomesLocked forgets the oldest outcomes until the rest fit maxOutcomeBytes; the newest
+// is always kept.
+func (s *Store) trimOutcomesLocked() {
+	for s.outcomeBytes > s.maxOutcomeBytes && s.seq-s.oldestLocked() > 1 {
+		n := s.oldestLocked()
+		slot := n % uint64(len(s.ring))
+		s.evictLocked(s.ring[slot], n)
+		s.ring[slot] = nil
+		s.first = n + 1
+	}
+}
+
+// evictLocked forgets old, outcome number n, which leaves the ring.
+func (s *Store) evictLocked(old *router.Outcome, n uint64) {
+	s.forget(old.EventID, n)
+	delete(s.redriven, old)
+	if old.Event != nil {
+		s.eventBytes -= eventSize(old)
+	}
+	s.outcomeBytes -= outcomeSize(old)
+}
 
 // SetMaxEventBytes bounds the bytes of events the store keeps with failed outcomes.
 func (s *Store) SetMaxEventBytes(n int64) {
@@ -83,6 +142,7 @@ func (s *Store) trimEventsLocked() {
 		s.eventBytes -= eventSize(o)
 		o.Event = nil
 		o.LastError += eventNotKept
+		s.outcomeBytes += int64(len(eventNotKept))
 	}
 }
 
@@ -102,15 +162,13 @@ func (s *Store) Record(o *router.Outcome) {
 	}
 	slot := s.seq % uint64(len(s.ring))
 	if old := s.ring[slot]; old != nil {
-		s.forget(old.EventID, s.seq-uint64(len(s.ring)))
-		delete(s.redriven, old)
-		if old.Event != nil {
-			s.eventBytes -= eventSize(old)
-		}
+		s.evictLocked(old, s.seq-uint64(len(s.ring)))
 	}
 	s.ring[slot] = o
 	s.byEvent[o.EventID] = append(s.byEvent[o.EventID], s.seq)
 	s.seq++
+	s.outcomeBytes += outcomeSize(o)
+	s.trimOutcomesLocked()
 	if o.Event != nil {
 		s.eventBytes += eventSize(o)
 		s.withEvents = append(s.withEvents, s.seq-1)
@@ -124,9 +182,9 @@ func (s *Store) Record(o *router.Outcome) {
 // oldestLocked is the sequence number of the oldest outcome the ring holds.
 func (s *Store) oldestLocked() uint64 {
 	if s.seq > uint64(len(s.ring)) {
-		return s.seq - uint64(len(s.ring))
+		return max(s.first, s.seq-uint64(len(s.ring)))
 	}
-	return 0
+	return s.first
 }
 
 // compactWithEventsLocked drops the places of outcomes evicted from the ring.

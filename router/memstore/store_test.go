@@ -103,6 +103,48 @@ func TestEventBytesAreBounded(t *testing.T) {
 	}
 }
 
+// TestOutcomeBytesAreBounded (issue #36, case 3): producers choose ids, sources and types of any
+// length, and delivered outcomes keep them without their event. The records are bounded in bytes
+// too: past the bound the oldest are forgotten, their bytes given back, and the rest still read
+// as before.
+func TestOutcomeBytesAreBounded(t *testing.T) {
+	s := New(1000)
+	s.SetMaxOutcomeBytes(16 << 20)
+	ctx := context.Background()
+	long := strings.Repeat("i", 1<<20)
+	for i := range 100 {
+		o := outcome(fmt.Sprintf("%d-%s", i, long), "t", router.StatusDelivered, time.Unix(int64(i), 0))
+		o.Source, o.Type = long, long
+		s.Record(o)
+		if got := s.OutcomeBytes(); got > 16<<20+4<<20 {
+			t.Fatalf("after %d outcomes of 4 MiB of strings: %d bytes held, bound 16 MiB", i+1, got)
+		}
+	}
+	if got, _ := s.EventOutcomes(ctx, "0-"+long); len(got) != 0 {
+		t.Error("the oldest outcome is still held")
+	}
+	if got, _ := s.EventOutcomes(ctx, "99-"+long); len(got) != 1 {
+		t.Error("the newest outcome is not held")
+	}
+	page, _, err := s.TriggerOutcomes(ctx, router.OutcomeQuery{Trigger: router.TriggerRef{Namespace: "ns", Name: "t"}, Limit: 1000})
+	if err != nil || len(page) == 0 || len(page) > 5 {
+		t.Fatalf("listing after the bound: %d outcomes, %v; want the few that fit", len(page), err)
+	}
+	if len(s.byEvent) != len(page) {
+		t.Errorf("index holds %d ids, the ring %d", len(s.byEvent), len(page))
+	}
+	// Small outcomes after the long ones: the ring fills by count again, every byte accounted.
+	for i := range 2000 {
+		s.Record(outcome(fmt.Sprintf("s%d", i), "t", router.StatusDelivered, time.Unix(200, 0)))
+	}
+	if got, want := s.OutcomeBytes(), int64(1000*outcomeOverhead); got < want || got > want+1000*2*6 {
+		t.Errorf("%d bytes counted for 1,000 small outcomes, want about %d", got, want)
+	}
+	if page, _, _ := s.TriggerOutcomes(ctx, router.OutcomeQuery{Limit: 5000}); len(page) != 1000 {
+		t.Errorf("%d outcomes listed, want the ring's 1,000", len(page))
+	}
+}
+
 // TestContract runs the ResultStore contract every store keeps.
 func TestContract(t *testing.T) {
 	resultstoretest.Run(t, func(*testing.T) (router.ResultStore, func()) { return New(1000), func() {} })

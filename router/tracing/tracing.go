@@ -7,6 +7,7 @@ package tracing
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 
 	"github.com/cloudevents/sdk-go/v2/event"
@@ -86,14 +87,51 @@ func FromHeaders(ctx context.Context, h propagation.HeaderCarrier) context.Conte
 	return otel.GetTextMapPropagator().Extract(ctx, h)
 }
 
-// TraceID is the trace an event belongs to, from its traceparent extension, or "".
+// TraceID is the trace an event belongs to, from its traceparent extension, or "" when it has
+// none or an invalid one. It is a copy: a substring would keep the whole producer-chosen value
+// alive in every outcome that records it.
 func TraceID(e *event.Event) string {
 	v := eventCarrier{e}.Get("traceparent")
-	// version-traceid-parentid-flags: 2 + 1 + 32 characters in.
-	if len(v) >= 35 && v[2] == '-' {
-		return v[3:35]
+	if !ValidTraceparent(v) {
+		return ""
 	}
-	return ""
+	return strings.Clone(v[3:35])
+}
+
+// ValidTraceparent reports whether v is a W3C traceparent (Trace Context, level 1): version,
+// trace id, parent id and flags in lower-case hex, "00-" + 32 + "-" + 16 + "-" + 2 characters,
+// neither id all zeros, version ff never. A later version may append fields after a dash;
+// version 00 may not.
+func ValidTraceparent(v string) bool {
+	if len(v) < 55 || v[2] != '-' || v[35] != '-' || v[52] != '-' {
+		return false
+	}
+	if v[:2] == "ff" || (v[:2] == "00" && len(v) != 55) || (len(v) > 55 && v[55] != '-') {
+		return false
+	}
+	for _, field := range [...]string{v[:2], v[3:35], v[36:52], v[53:55]} {
+		for i := 0; i < len(field); i++ {
+			if c := field[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+				return false
+			}
+		}
+	}
+	return strings.Trim(v[3:35], "0") != "" && strings.Trim(v[36:52], "0") != ""
+}
+
+// DropInvalidTraceContext removes e's traceparent, and its tracestate with it, when the
+// traceparent is not valid: W3C Trace Context says to ignore both then, and an invalid one was
+// only ever a producer's bytes carried along.
+func DropInvalidTraceContext(e *event.Event) {
+	v, ok := router.Extension(e, "traceparent")
+	if !ok {
+		return
+	}
+	if s, isString := v.(string); isString && ValidTraceparent(s) {
+		return
+	}
+	e.SetExtension("traceparent", nil)
+	e.SetExtension("tracestate", nil)
 }
 
 // SourceSpan starts the span in which a source (a webhook, a KafkaSource) hands event e to its
