@@ -111,6 +111,10 @@ func TestRedactURL(t *testing.T) {
 		"http://fn.default.svc/path":          "http://fn.default.svc/path",
 		"http://user:s3cret@fn.default.svc/p": "http://user:xxxxx@fn.default.svc/p",
 		"https://ghp_token@host/":             "https://xxxxx@host/",
+		"https://host/hook?token=s3cret&b=1":  "https://host/hook?token=xxxxx&b=xxxxx",
+		"https://host/hook?flag":              "https://host/hook?flag",
+		"https://u:p@host/?sig=abc":           "https://u:xxxxx@host/?sig=xxxxx",
+		"not a url: %zz?x=1":                  "not a url: %zz?x=1",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)

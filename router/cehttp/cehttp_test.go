@@ -54,6 +54,16 @@ func TestDecode(t *testing.T) {
 		}},
 		{name: "structured not JSON", h: header("Content-Type", "application/cloudevents+json"), body: `{`, errText: "not a JSON object"},
 		{name: "structured missing specversion", h: header("Content-Type", "application/cloudevents+json"), body: `{"id":"1"}`, errText: "specversion: REQUIRED but MISSING"},
+		// Integer extensions are whole numbers in 32 bits: sdk-go read 1e999999 as 0 and 1.5 as 1.
+		{name: "structured integer extension", h: header("Content-Type", MediaStructured), body: `{"specversion":"1.0","id":"1","source":"/s","type":"t","data":{"n":1.5},"n":1e5,"m":-7}`, n: 1, check: func(t *testing.T, e *event.Event) {
+			if n, m := e.Extensions()["n"], e.Extensions()["m"]; n != int32(100000) || m != int32(-7) {
+				t.Errorf("n %#v, m %#v", n, m)
+			}
+		}},
+		{name: "structured huge exponent", h: header("Content-Type", MediaStructured), body: `{"specversion":"1.0","id":"1","source":"/s","type":"t","n":1e999999}`, errText: "invalid CloudEvent: n: 1e999999 is not an Integer"},
+		{name: "structured fraction", h: header("Content-Type", MediaStructured), body: `{"specversion":"1.0","id":"1","source":"/s","type":"t", "data" : 2.5, "n" : 1.5 }`, errText: "n: 1.5 is not an Integer"},
+		{name: "structured escaped name", h: header("Content-Type", MediaStructured), body: `{"specversion":"1.0","id":"1","source":"/s","type":"t","\u006e":0.5}`, errText: "n: 0.5 is not an Integer"},
+		{name: "batch huge exponent", h: header("Content-Type", MediaBatch), body: `[{"specversion":"1.0","id":"1","source":"/s","type":"t","n":1},{"specversion":"1.0","id":"2","source":"/s","type":"t","n":-1e999999}]`, errText: "batch event 1: invalid CloudEvent: n: -1e999999 is not an Integer"},
 		{name: "structured missing source", h: header("Content-Type", "application/cloudevents+json"), body: `{"specversion":"1.0","id":"1","type":"t"}`, errText: "source: REQUIRED but MISSING"},
 		{name: "batch", h: header("Content-Type", "application/cloudevents-batch+json"), body: `[{"specversion":"1.0","id":"1","source":"/s","type":"t"},{"specversion":"0.3","id":"2","source":"/s","type":"t"}]`, n: 2},
 		{name: "batch empty", h: header("Content-Type", "application/cloudevents-batch+json"), body: `[]`, errText: "holds no events"},

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
@@ -134,7 +136,116 @@ func decodeStructured(body []byte) (*event.Event, error) {
 	if err := json.Unmarshal(body, &e); err != nil {
 		return nil, fmt.Errorf("invalid structured-mode CloudEvent: %v", err)
 	}
+	if err := checkIntegerExtensions(body, &e); err != nil {
+		return nil, err
+	}
 	return &e, validate(&e)
+}
+
+// checkIntegerExtensions refuses a JSON number extension that is not a CloudEvents Integer (a
+// whole number from -2^31 to 2^31-1): sdk-go reads 1.5 as 1 and 1e999999 as 0, and routing would
+// then filter and deliver a value the producer never sent. Only events that have an Integer
+// extension are looked at again, and only their top-level members.
+func checkIntegerExtensions(body []byte, e *event.Event) error {
+	ec, ok := e.Context.(*event.EventContextV1)
+	if !ok {
+		return nil
+	}
+	numbers := 0
+	for _, v := range ec.Extensions {
+		if _, isInt := v.(int32); isInt {
+			numbers++
+		}
+	}
+	if numbers == 0 {
+		return nil
+	}
+	return objectMembers(body, func(key, value []byte) error {
+		if len(value) == 0 || (value[0] != '-' && (value[0] < '0' || value[0] > '9')) {
+			return nil
+		}
+		name := string(key)
+		if bytes.IndexByte(key, '\\') >= 0 {
+			if err := json.Unmarshal(append(append([]byte{'"'}, key...), '"'), &name); err != nil {
+				return nil
+			}
+		}
+		if _, isInt := ec.Extensions[name].(int32); !isInt {
+			return nil // data, or a member that is not an Integer extension
+		}
+		f, err := strconv.ParseFloat(string(value), 64)
+		if err != nil || f != math.Trunc(f) || f < math.MinInt32 || f > math.MaxInt32 {
+			return fmt.Errorf("%w: %s: %.64s is not an Integer (a whole number from -2147483648 to 2147483647)", router.ErrInvalidEvent, name, value)
+		}
+		return nil
+	})
+}
+
+// objectMembers walks the members of the JSON object in body (valid JSON, decoded already),
+// handing each one's raw key (without its quotes) and raw value to each.
+func objectMembers(body []byte, each func(key, value []byte) error) error {
+	i := skipJSONSpace(body, 0)
+	if i == len(body) || body[i] != '{' {
+		return nil
+	}
+	i++
+	for {
+		i = skipJSONSpace(body, i)
+		if i == len(body) || body[i] != '"' {
+			return nil // "}" (or not what json.Unmarshal took: nothing to say)
+		}
+		ks := i + 1
+		for i = ks; i < len(body) && body[i] != '"'; i++ {
+			if body[i] == '\\' {
+				i++
+			}
+		}
+		if i >= len(body) {
+			return nil
+		}
+		key := body[ks:i]
+		i = skipJSONSpace(body, i+1)
+		if i == len(body) || body[i] != ':' {
+			return nil
+		}
+		i = skipJSONSpace(body, i+1)
+		vs, depth, inString := i, 0, false
+	value:
+		for ; i < len(body); i++ {
+			c := body[i]
+			if inString {
+				switch c {
+				case '\\':
+					i++
+				case '"':
+					inString = false
+				}
+				continue
+			}
+			switch c {
+			case '"':
+				inString = true
+			case '{', '[':
+				depth++
+			case '}', ']':
+				if depth == 0 {
+					break value
+				}
+				depth--
+			case ',':
+				if depth == 0 {
+					break value
+				}
+			}
+		}
+		if err := each(key, bytes.TrimRight(body[vs:min(i, len(body))], " \t\r\n")); err != nil {
+			return err
+		}
+		if i >= len(body) || body[i] != ',' {
+			return nil
+		}
+		i++
+	}
 }
 
 func decodeBatch(body []byte, admit func(int) error) ([]*event.Event, error) {
