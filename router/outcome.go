@@ -112,6 +112,21 @@ type DrainingStore interface {
 	BeginShutdown()
 }
 
+// OutcomeFollower is a ResultStore that hands out its outcomes in the order it recorded them,
+// from a position, without sorting or rereading what it handed out before: what a live tail
+// reads. The in-memory store is one; a tail over a store that is not polls TriggerOutcomes.
+type OutcomeFollower interface {
+	ResultStore
+	// LatestOutcomes returns, oldest recorded first, the newest n outcomes that pass q (Trigger,
+	// OnlyFailed and Keeps; Limit and PageToken are ignored), whether older ones pass q too
+	// (left out), and the position after the newest outcome held, to follow from.
+	LatestOutcomes(q OutcomeQuery, n int) (out []Outcome, older bool, next uint64)
+	// OutcomesAfter returns, oldest recorded first, at most n outcomes recorded at or after
+	// position from that pass q, and the position to continue from; lost counts the outcomes
+	// recorded from there that were forgotten (evicted) before they could be read.
+	OutcomesAfter(q OutcomeQuery, from uint64, n int) (out []Outcome, next, lost uint64)
+}
+
 // ResultStore keeps final delivery outcomes, so "where did my event go" has an answer.
 type ResultStore interface {
 	// Record stores o. It must not block the delivery path: implementations buffer, and they own

@@ -232,10 +232,19 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	adm.SetTraceURL(cfg.Settings.AdminTraceURL)
 	replays := newReplays(logger, rtr, results, served.Load, f.secretsDir)
+	// A dry run's candidate is read for its brokers and triggers only: nothing else it names (key,
+	// certificate and secret files, environment variables, JWKS URLs) is read, so an operator
+	// cannot probe the host's files through its errors.
 	adm.SetReplays(replays, func(name string, data []byte) (*config.Config, error) {
 		return config.LoadSources(config.Sources{Documents: []config.Document{{Name: name, Data: data}}, Overrides: f.overrides(),
-			Components: components(), Kinds: kinds()})
+			Components: components(), Kinds: kinds(), RoutingOnly: true})
 	})
+	// The admin listener's request bodies get a budget of their own, of the ingress's size: a
+	// reader's explain calls cannot spend the producers' budget, nor producers the operators'.
+	adm.SetMaxBodyBytesInFlight(cfg.Settings.MaxBodyBytesInFlight)
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_admin_body_bytes_in_flight",
+		Help: "Bytes of request bodies the admin listener is receiving (its own budget of spec.ingress.maxBodyBytesInFlight)."},
+		func() float64 { return float64(adm.BodyBytesInFlight()) }))
 	if cfg.Settings.AdminAuth == nil && !isLoopback(adminLn.Addr()) {
 		logger.Warn("the admin API is reachable beyond this host without credentials: set spec.admin.auth (docs/security.md)",
 			zap.String("admin", adminLn.Addr().String()))
@@ -296,6 +305,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		tableSinks.Apply(next.Objects[cassandra.SinkKind{}.Kind()], cassandraSpec(next))
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
+		adm.SetMaxBodyBytesInFlight(next.Settings.MaxBodyBytesInFlight)
 		deliverer.SetDestinationTLS(destinationTLS(next.DestinationTLS, f.secretsDir))
 		adm.SetAuth(adminAuth(next.Settings.AdminAuth))
 		adm.SetTraceURL(next.Settings.AdminTraceURL)

@@ -23,7 +23,9 @@
 //
 // With Auth set, /v1/ and /debug/pprof/ need a bearer token or JWT: a reader's for GET, an
 // operator's for POST (an operator may read too). The probes and /metrics stay open. Cross-origin
-// POSTs from browsers are refused whatever the credentials (CSRF).
+// POSTs from browsers are refused whatever the credentials (CSRF). Every request body the admin
+// listener reads (explain, the dry run's candidate, the console's forms) is read under a byte
+// budget of its own, the size of the ingress's, and bounded before it is parsed.
 package admin
 
 import (
@@ -32,7 +34,6 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
-	"io"
 	"net/http"
 	"net/http/pprof"
 	"strconv"
@@ -47,6 +48,7 @@ import (
 	"github.com/switchyard-events/switchyard/router/broker"
 	"github.com/switchyard-events/switchyard/router/cehttp"
 	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/ingress"
 	"github.com/switchyard-events/switchyard/router/metrics"
 	"github.com/switchyard-events/switchyard/router/replay"
 	"github.com/switchyard-events/switchyard/router/senderauth"
@@ -75,6 +77,10 @@ type Server struct {
 	// replays and loadCandidate serve replays (SetReplays before serving); nil: none.
 	replays       *replay.Manager
 	loadCandidate func(name string, data []byte) (*config.Config, error)
+	// bodies bounds the request bodies the admin listener reads at once (explain, the dry run's
+	// candidate, the console's forms), counted as their bytes arrive: the admin listener's own
+	// budget, of the ingress's size, so that neither listener's callers can spend the other's.
+	bodies *ingress.BodyBudget
 }
 
 // ConfigState is what became of the configuration: when the one served was applied, and whether a
@@ -109,7 +115,7 @@ func (s *Server) SetAuth(a *Auth) { s.auth.Store(a) }
 
 // New returns the admin handler; it reports not ready until SetReady(true).
 func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Server {
-	s := &Server{mux: http.NewServeMux(), results: results, routes: triggers}
+	s := &Server{mux: http.NewServeMux(), results: results, routes: triggers, bodies: ingress.NewBodyBudget(0)}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
@@ -204,6 +210,30 @@ func (s *Server) EnableProfiling() {
 	s.mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	s.mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	s.mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+}
+
+// SetMaxBodyBytesInFlight bounds the bytes of request bodies the admin listener reads at once
+// (ingress.DefaultBodyBudget when max <= 0); serve gives it spec.ingress.maxBodyBytesInFlight, the
+// ingress's bound, for a budget of its own. It may be called while serving (reload).
+func (s *Server) SetMaxBodyBytesInFlight(max int64) { s.bodies.SetMax(max) }
+
+// BodyBytesInFlight is what the request bodies being read now hold of that budget.
+func (s *Server) BodyBytesInFlight() int64 { return s.bodies.Used() }
+
+// readBody reads r's body, at most limit bytes, under the admin listener's body budget; what is
+// read is what is held, not what Content-Length announces. When it cannot (413 past limit, 503
+// with Retry-After when the budget is spent, 408, 400) it answers and reports false. The caller
+// releases the body once it has parsed it.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, limit int64, what string) (ingress.Body, bool) {
+	body, berr := s.bodies.Read(r, limit)
+	if berr != nil {
+		if berr.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		http.Error(w, "reading "+what+": "+berr.Msg, berr.Status)
+		return ingress.Body{}, false
+	}
+	return body, true
 }
 
 // SetReady flips /readyz.
@@ -354,12 +384,18 @@ const maxExplainBytes = 4 << 20
 
 func (s *Server) explain(w http.ResponseWriter, r *http.Request) {
 	ref := router.BrokerRef{Namespace: r.PathValue("ns"), Name: r.PathValue("name")}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExplainBytes))
-	if err != nil {
-		http.Error(w, fmt.Sprintf("reading the event: %v (at most %d bytes)", err, maxExplainBytes), http.StatusRequestEntityTooLarge)
+	// A batch is refused before its body is read: decoding one holds many times its bytes, only to
+	// be refused after.
+	if cehttp.DetectMode(r.Header) == cehttp.BatchMode {
+		http.Error(w, "explain takes one CloudEvent, in binary or structured mode, not a batch", http.StatusBadRequest)
 		return
 	}
-	events, err := cehttp.Decode(r.Header, body)
+	body, ok := s.readBody(w, r, maxExplainBytes, "the event")
+	if !ok {
+		return
+	}
+	defer body.Release()
+	events, err := cehttp.Decode(r.Header, body.Data)
 	if err != nil {
 		http.Error(w, "explain takes one CloudEvent, in binary or structured mode: "+err.Error(), http.StatusBadRequest)
 		return

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html/template"
 	"io/fs"
+	"mime"
 	"net/http"
 	"net/url"
 	"path"
@@ -325,6 +326,9 @@ func plural(n int, noun string) string {
 
 // consoleRedriveEvent redrives one event to one trigger (the event page's button).
 func (s *Server) consoleRedriveEvent(w http.ResponseWriter, r *http.Request) {
+	if !s.readForm(w, r, maxFormBytes) {
+		return
+	}
 	id := r.PathValue("id")
 	f, _, err := formFilter(url.Values{"trigger": {r.PostFormValue("trigger")}})
 	if err == nil && f.Trigger == (router.TriggerRef{}) {
@@ -355,8 +359,7 @@ type confirmPage struct {
 // consoleRedrive is redrive by filter: the first post (from the event log) counts what matches
 // and asks; the post of that page, with confirm set, redrives.
 func (s *Server) consoleRedrive(w http.ResponseWriter, r *http.Request) {
-	if err := r.ParseForm(); err != nil {
-		s.render(w, r, http.StatusBadRequest, "message", view{Title: "Redrive", Error: err.Error()})
+	if !s.readForm(w, r, maxFormBytes) {
 		return
 	}
 	in := url.Values{}
@@ -400,7 +403,9 @@ const sampleEvent = `{
 }`
 
 func (s *Server) consoleExplain(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxExplainBytes) // as the API's explain
+	if r.Method == http.MethodPost && !s.readForm(w, r, maxExplainBytes+maxFormBytes) { // as the API's explain, url-encoded
+		return
+	}
 	p := explainPage{Event: sampleEvent, Broker: r.FormValue("broker")}
 	v := view{Title: "Explain", Nav: "explain", Data: &p}
 	seen := map[string]bool{}
@@ -501,6 +506,10 @@ func (s *Server) consoleTail(w http.ResponseWriter, r *http.Request) {
 type loginPage struct{ Next string }
 
 func (s *Server) consoleLogin(w http.ResponseWriter, r *http.Request) {
+	// Anyone may post here: the form is bounded and read before anything looks at it.
+	if r.Method == http.MethodPost && !s.readForm(w, r, maxLoginFormBytes) {
+		return
+	}
 	next := consoleNext(r.FormValue("next"))
 	p := loginPage{Next: next}
 	v := view{Title: "Log in", Data: &p}
@@ -526,17 +535,84 @@ func (s *Server) consoleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // consoleNext is where a login goes back to: next when it is a path of the console, else /ui/,
-// so that the login page is never an open redirect (no scheme or host, no backslash a browser
-// would read as a slash, nothing that leaves /ui/ once cleaned as http.Redirect cleans it).
+// so that the login page is never an open redirect. Refused: a scheme, host or user; a fragment
+// (http.Redirect cleans what precedes the query as a path, "/ui/#/../../v1/triggers" to
+// "/v1/triggers"); a backslash a browser would read as a slash; control characters; a path that
+// is not already clean, "." and ".." segments included, also percent-encoded ("%2e%2e", "..%2f").
+// What is returned is next re-encoded from its parsed parts, so that nothing cleans it further.
 func consoleNext(next string) string {
-	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || strings.Contains(next, "\\") ||
-		!strings.HasPrefix(path.Clean(u.Path), "/ui/") && path.Clean(u.Path) != "/ui" || strings.HasPrefix(u.Path, "//") {
-		return "/ui/"
+	const home = "/ui/"
+	if next == "" || strings.ContainsAny(next, "#\\") || strings.IndexFunc(next, func(c rune) bool { return c < 0x20 || c == 0x7f }) >= 0 {
+		return home
 	}
-	return next
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || u.Fragment != "" {
+		return home
+	}
+	p := u.Path // decoded: "%2e%2e" is ".." here
+	if p != "/ui" && !strings.HasPrefix(p, home) {
+		return home
+	}
+	for _, seg := range strings.Split(p, "/")[1:] {
+		if seg == "." || seg == ".." {
+			return home
+		}
+	}
+	raw := u.EscapedPath()
+	if clean := path.Clean(raw); clean != raw && clean+"/" != raw {
+		return home // "//", or a dot segment only its escaped form shows
+	}
+	if u.RawQuery != "" {
+		raw += "?" + u.RawQuery
+	}
+	return raw
 }
 
+// Bounds of the console's posted forms, read under the admin listener's body budget before they
+// are parsed: the login's token and next, and a redrive's or explain's fields.
+const (
+	maxLoginFormBytes = 8 << 10
+	maxFormBytes      = 64 << 10
+)
+
+// readForm reads r's form, at most limit bytes under the body budget, and parses it into r.Form
+// and r.PostForm; r.Body is left empty, so nothing parses it again. Only
+// application/x-www-form-urlencoded is read (what the console's forms send): multipart/form-data
+// is refused with 415 before a byte of it is read, since Go's multipart parser writes large parts
+// to temporary files. It answers and reports false when it cannot.
+func (s *Server) readForm(w http.ResponseWriter, r *http.Request, limit int64) bool {
+	refuse := func(msg string, code int) bool {
+		s.render(w, r, code, "message", view{Title: http.StatusText(code), Error: msg})
+		return false
+	}
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		return refuse("the console's forms are sent as application/x-www-form-urlencoded; "+strconv.Quote(mt)+" is not read", http.StatusUnsupportedMediaType)
+	}
+	body, berr := s.bodies.Read(r, limit)
+	if berr != nil {
+		if berr.Status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		return refuse("reading the form: "+berr.Msg, berr.Status)
+	}
+	defer body.Release()
+	posted, err := url.ParseQuery(string(body.Data))
+	if err != nil {
+		return refuse("reading the form: "+err.Error(), http.StatusBadRequest)
+	}
+	r.Body = http.NoBody
+	r.PostForm = posted
+	r.Form = url.Values{}
+	for k, vs := range posted {
+		r.Form[k] = append(r.Form[k], vs...)
+	}
+	for k, vs := range r.URL.Query() {
+		r.Form[k] = append(r.Form[k], vs...)
+	}
+	return true
+}
+
+// consoleLogout reads no body: the cookie it clears is all it needs.
 func (s *Server) consoleLogout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode})
 	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)

@@ -298,6 +298,16 @@ func TestConsoleNextStaysInTheConsole(t *testing.T) {
 		"/ui/../../v1/redrive":     "/ui/",
 		"/uiX":                     "/ui/",
 		"":                         "/ui/",
+		"/ui/#/../../v1/triggers":  "/ui/",
+		"/ui/events#x":             "/ui/",
+		"/ui/%2e%2e/v1/triggers":   "/ui/",
+		"/ui/%2E%2E/v1/triggers":   "/ui/",
+		"/ui/..%2fv1/triggers":     "/ui/",
+		"/ui/./events":             "/ui/",
+		"/ui//evil.example":        "/ui/",
+		"/ui/events\x00":           "/ui/",
+		"/ui":                      "/ui",
+		"/ui/?x=/../..":            "/ui/?x=/../..",
 	} {
 		if got := consoleNext(next); got != want {
 			t.Errorf("next %q: %q, want %q", next, got, want)
@@ -331,10 +341,10 @@ func TestLimits(t *testing.T) {
 func TestStalledTailFreesItsSlot(t *testing.T) {
 	defer func(d time.Duration) { tailWriteTimeout = d }(tailWriteTimeout)
 	tailWriteTimeout = 300 * time.Millisecond
-	store := memstore.New(20000)
-	long := strings.Repeat("x", 2000)
+	store := memstore.New(tailBackfill)
+	long := strings.Repeat("x", 50000)
 	start := time.Now().Add(-time.Minute)
-	for i := range 20000 { // about 50 MB of outcomes: more than any socket buffers hold
+	for i := range tailBackfill { // about 50 MB of outcomes, all in the backfill: more than any socket buffers hold
 		o := failedOutcome(fmt.Sprintf("e%05d", i), "orders", start.Add(time.Duration(i)*time.Microsecond))
 		o.LastError = long
 		store.Record(o)

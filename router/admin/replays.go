@@ -3,7 +3,6 @@ package admin
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -73,27 +72,53 @@ func (s *Server) startReplay(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, run)
 }
 
+// candidateError is why a dry run's candidate could not be read or loaded, with its status.
+type candidateError struct {
+	status int
+	msg    string
+}
+
+func (e *candidateError) Error() string { return e.msg }
+
+// dryRun takes one of the process's dry-run slots before it reads the candidate, and reads it
+// under the body budget: the candidate's bytes, and what compiling them holds, are spent only by
+// the few dry runs allowed at once.
 func (s *Server) dryRun(w http.ResponseWriter, r *http.Request, spec replay.Spec) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxCandidateBytes))
-	if err != nil {
-		http.Error(w, fmt.Sprintf("reading the candidate configuration: %v (at most %d bytes)", err, maxCandidateBytes), http.StatusRequestEntityTooLarge)
-		return
-	}
-	if len(body) == 0 {
-		http.Error(w, "a dry run takes the candidate configuration (YAML) as the request body", http.StatusBadRequest)
-		return
-	}
 	name := r.URL.Query().Get("config")
 	if name == "" {
 		name = "candidate.yaml"
 	}
-	candidate, err := s.loadCandidate(name, body)
-	if err != nil {
-		http.Error(w, "the candidate configuration is not valid: "+err.Error(), http.StatusBadRequest)
+	if r.ContentLength > maxCandidateBytes { // refused before a slot is taken
+		http.Error(w, fmt.Sprintf("reading the candidate configuration: body larger than the %d-byte limit", maxCandidateBytes), http.StatusRequestEntityTooLarge)
 		return
 	}
-	rep, err := s.replays.DryRun(r.Context(), spec, candidate)
-	if err != nil {
+	rep, err := s.replays.DryRunOf(r.Context(), spec, func() (*config.Config, error) {
+		body, berr := s.bodies.Read(r, maxCandidateBytes)
+		if berr != nil {
+			return nil, &candidateError{berr.Status, "reading the candidate configuration: " + berr.Msg}
+		}
+		defer body.Release()
+		if len(body.Data) == 0 {
+			return nil, &candidateError{http.StatusBadRequest, "a dry run takes the candidate configuration (YAML) as the request body"}
+		}
+		candidate, err := s.loadCandidate(name, body.Data)
+		if err != nil {
+			return nil, &candidateError{http.StatusBadRequest, "the candidate configuration is not valid: " + err.Error()}
+		}
+		return candidate, nil
+	})
+	var ce *candidateError
+	switch {
+	case errors.As(err, &ce):
+		if ce.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		http.Error(w, ce.msg, ce.status)
+		return
+	case err != nil:
+		if errors.Is(err, replay.ErrBusy) {
+			w.Header().Set("Retry-After", "1")
+		}
 		http.Error(w, "dry run: "+err.Error(), replayErrorCode(err))
 		return
 	}

@@ -76,7 +76,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 		topic := ""
 		switch {
 		case class == "Kafka":
-			if cfg.Components[KafkaComponentPath] == nil {
+			if cfg.Components[KafkaComponentPath] == nil && !l.routingOnly {
 				l.errAt(b.d, "metadata.annotations", "broker class Kafka needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig, or --kafka-bootstrap-servers")
 			}
 			topic = "knative-broker-" + ref.Namespace + "-" + ref.Name
@@ -1019,7 +1019,7 @@ func (l *loader) compileArchive(d *doc, ann map[string]string, kafkaClass bool, 
 			l.errAt(d, "metadata.annotations", "%s must be a duration of at least 1h (e.g. 168h), got %q", AnnotationArchiveRetention, retention)
 		}
 		a.Retention = dur
-		if cfg.Components[CassandraComponentPath] == nil {
+		if cfg.Components[CassandraComponentPath] == nil && !l.routingOnly {
 			l.errAt(d, "metadata.annotations", "%s keeps the events in Cassandra: set spec.results.cassandra in a SwitchyardConfig, or --cassandra-hosts", AnnotationArchiveRetention)
 		}
 	}

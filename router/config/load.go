@@ -89,6 +89,12 @@ type Sources struct {
 	// configuration's Brokers) into a URL, e.g. by reading the cluster; its error is reported on the
 	// ref. Unset, refs to Services resolve to their cluster DNS name and others are errors.
 	ResolveRef func(ObjectRef) (string, error)
+	// RoutingOnly reads Brokers and Triggers alone (a dry run's candidate, of which only the
+	// triggers' filters are compared): every other document is left alone, listed in Skipped,
+	// and so is every file, secret, environment variable and URL it names. Loading such a
+	// candidate reads nothing of the host's, so its errors cannot tell whether a file exists.
+	// A Kafka-class broker needs no cluster then, nor an archive Cassandra.
+	RoutingOnly bool
 }
 
 // LoadSources reads and validates a configuration made of files and documents. Without a path and
@@ -106,6 +112,7 @@ func LoadSources(src Sources) (*Config, error) {
 	l.overrides = src.Overrides
 	l.components = src.Components
 	l.kinds = src.Kinds
+	l.routingOnly = src.RoutingOnly
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -159,6 +166,8 @@ type loader struct {
 	blocks     map[string]*componentBlock
 	// destTLS collects destinations' TLS by URL while compiling.
 	destTLS map[string]*destTLSDoc
+	// routingOnly: Sources.RoutingOnly.
+	routingOnly bool
 }
 
 type kafkaSourceDoc struct {
@@ -253,6 +262,13 @@ func (l *loader) parseDoc(d *doc) {
 		l.errAt(d, "", "a document needs apiVersion and kind")
 	case tm.APIVersion == "v1" && strings.HasSuffix(tm.Kind, "List"):
 		l.parseList(d, top)
+	case l.routingOnly && (tm.APIVersion != knativeEventingV1 || tm.Kind != "Broker" && tm.Kind != "Trigger"):
+		var meta struct {
+			Metadata objectMeta `yaml:"metadata"`
+		}
+		_ = top.Decode(&meta) // best effort: only for the listing
+		l.skipped = append(l.skipped, Skipped{File: d.file, Line: d.line(""), APIVersion: tm.APIVersion, Kind: tm.Kind,
+			Namespace: meta.Metadata.Namespace, Name: meta.Metadata.Name, Why: "only brokers and triggers are read here: nothing this names is read"})
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Broker":
 		decodeDoc(l, d, &l.brokers, func(b *brokerDoc) any { b.d = d; return &b.m })
 	case tm.APIVersion == knativeEventingV1 && tm.Kind == "Trigger":
