@@ -87,7 +87,7 @@ func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = logger.Sync() }()
-	tuneGC(logger)
+	tuneGC(logger, nil)
 	rc, err := f.kube.restConfig()
 	if err != nil {
 		fmt.Fprintln(stderr, "serve: --kubernetes:", err)

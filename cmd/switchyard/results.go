@@ -20,9 +20,13 @@ func openResults(cfg *config.Config, logger *zap.Logger, reg prometheus.Register
 		s := &cfg.Settings
 		ms := memstore.New(s.MaxOutcomes)
 		ms.SetMaxEventBytes(s.MaxResultEventBytes)
+		ms.SetMaxOutcomeBytes(s.MaxResultOutcomeBytes)
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_results_event_bytes",
 			Help: "Bytes of events the in-memory result store keeps with failed outcomes (bounded by spec.results.memory.maxEventBytes)."},
 			func() float64 { return float64(ms.EventBytes()) }))
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_results_outcome_bytes",
+			Help: "Bytes of the outcome records the in-memory result store keeps (bounded by spec.results.memory.maxOutcomeBytes)."},
+			func() float64 { return float64(ms.OutcomeBytes()) }))
 		return ms, func() error { return nil }, nil
 	}
 	c, err := spec.Config(logger, reg)

@@ -72,7 +72,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer func() { _ = logger.Sync() }()
-	tuneGC(logger)
+	tuneGC(logger, &cfg.Settings)
 	if err := serve(f, cfg, fingerprint, nil, logger); err != nil {
 		logger.Error("serve failed", zap.Error(err))
 		return 1

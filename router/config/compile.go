@@ -196,7 +196,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 		Addr: DefaultAddr, AdminAddr: DefaultAdminAddr, MaxBodyBytes: DefaultMaxBodyBytes, MaxResponseHeaderBytes: delivery.DefaultMaxResponseHeaderBytes,
 		MaxReplyBytesInFlight: delivery.DefaultMaxReplyBytesInFlight,
 		MaxBodyBytesInFlight:  DefaultMaxBodyBytesInFlight, MaxUnfinishedBytes: DefaultMaxUnfinishedBytes,
-		MaxResultEventBytes: DefaultMaxResultEventBytes, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
+		MaxResultEventBytes: DefaultMaxResultEventBytes, MaxResultOutcomeBytes: DefaultMaxResultOutcomeBytes, ReadHeaderTimeout: DefaultReadHeaderTimeout, ReadTimeout: DefaultReadTimeout, IdleTimeout: DefaultIdleTimeout,
 		QueueSize: DefaultQueueSize, MaxInFlightWait: DefaultMaxInFlightWait, MaxTTL: DefaultMaxTTL, MaxRepliesPerEvent: DefaultMaxRepliesPerEvent, ClusterDomain: DefaultClusterDomain,
 		TriggerConcurrency: DefaultTriggerConcurrency, TriggerPending: DefaultTriggerPending, TriggerPendingWait: DefaultTriggerPendingWait,
 		MaxOutcomes: DefaultMaxOutcomes, MaxEventTypes: metrics.DefaultMaxEventTypes, ShutdownGrace: DefaultShutdownGrace,
@@ -271,6 +271,7 @@ func (l *loader) compileSettings(s *Settings) deliveryFields {
 	positive("spec.triggers.pending", spec.Triggers.Pending, &s.TriggerPending)
 	positive("spec.results.memory.maxOutcomes", spec.Results.Memory.MaxOutcomes, &s.MaxOutcomes)
 	positive64("spec.results.memory.maxEventBytes", spec.Results.Memory.MaxEventBytes, &s.MaxResultEventBytes)
+	positive64("spec.results.memory.maxOutcomeBytes", spec.Results.Memory.MaxOutcomeBytes, &s.MaxResultOutcomeBytes)
 	positive("spec.metrics.maxEventTypes", spec.Metrics.MaxEventTypes, &s.MaxEventTypes)
 	if spec.ClusterDomain != "" {
 		s.ClusterDomain = spec.ClusterDomain

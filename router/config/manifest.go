@@ -187,6 +187,9 @@ type settingsSpec struct {
 			// MaxEventBytes bounds the bytes of the events kept with failed outcomes for
 			// redrive; past it the oldest lose their event.
 			MaxEventBytes *int64 `yaml:"maxEventBytes"`
+			// MaxOutcomeBytes bounds the bytes of the outcome records themselves (ids, sources,
+			// types, errors: producers choose their lengths); past it the oldest are forgotten.
+			MaxOutcomeBytes *int64 `yaml:"maxOutcomeBytes"`
 		} `yaml:"memory"`
 		// cassandra is the Cassandra result store's block (sinks/cassandra), taken out before
 		// this struct is decoded: see Component.

@@ -82,6 +82,8 @@ type Settings struct {
 	MaxOutcomes        int
 	// MaxResultEventBytes bounds the event bytes the in-memory result store keeps.
 	MaxResultEventBytes int64
+	// MaxResultOutcomeBytes bounds the bytes of the outcome records the in-memory result store keeps.
+	MaxResultOutcomeBytes int64
 	// MaxEventTypes bounds the distinct event_type metric label values per broker.
 	MaxEventTypes  int
 	ShutdownGrace  time.Duration
@@ -160,12 +162,15 @@ const (
 	DefaultMaxBodyBytesInFlight = 64 << 20
 	DefaultMaxUnfinishedBytes   = 256 << 20
 	DefaultMaxResultEventBytes  = 64 << 20
-	DefaultReadHeaderTimeout    = 10 * time.Second
-	DefaultReadTimeout          = 30 * time.Second
-	DefaultIdleTimeout          = 120 * time.Second
-	DefaultQueueSize            = 10000
-	DefaultMaxInFlightWait      = time.Second
-	DefaultMaxTTL               = 255
+	// DefaultMaxResultOutcomeBytes: 100,000 records of ordinary events take about 30 MiB, so the
+	// count bound comes first for them.
+	DefaultMaxResultOutcomeBytes = 128 << 20
+	DefaultReadHeaderTimeout     = 10 * time.Second
+	DefaultReadTimeout           = 30 * time.Second
+	DefaultIdleTimeout           = 120 * time.Second
+	DefaultQueueSize             = 10000
+	DefaultMaxInFlightWait       = time.Second
+	DefaultMaxTTL                = 255
 	// The topics Switchyard creates for Kafka-class brokers.
 	DefaultKafkaPartitions        = 10
 	DefaultKafkaReplicationFactor = 1
