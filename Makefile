@@ -107,7 +107,7 @@ demo: build
 	  $(BIN) serve --config examples/demo.yaml
 
 FUZZTIME ?= 15s
-FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/config:FuzzParse ./router/filter:FuzzCESQL ./sources/webhook:FuzzProviders ./router/ingress:FuzzFullPath
+FUZZ_TARGETS := ./router/cehttp:FuzzDecode ./router/cehttp:FuzzBatchElements ./router/config:FuzzParse ./router/filter:FuzzCESQL ./sources/webhook:FuzzProviders ./router/ingress:FuzzFullPath
 
 # Each fuzz target for FUZZTIME (not part of `make test`, which runs their seed corpora): CloudEvents
 # decoding, config loading, CESQL, webhook verification and mapping, and raw HTTP request bytes
