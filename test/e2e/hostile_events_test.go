@@ -118,8 +118,12 @@ func TestAttributesCountAtTheirCost(t *testing.T) {
 	_ = liveHeapMB(t, r)
 	big := strings.Repeat("a", 3<<20)
 	shapes := []func(i int) ceRequest{
-		func(i int) ceRequest { return structuredEvent(fmt.Sprint("ds-", i), `,"dataschema":"https://x/`+big+`"`) },
-		func(i int) ceRequest { return structuredEvent(fmt.Sprint("ct-", i), `,"datacontenttype":"text/`+big+`"`) },
+		func(i int) ceRequest {
+			return structuredEvent(fmt.Sprint("ds-", i), `,"dataschema":"https://x/`+big+`"`)
+		},
+		func(i int) ceRequest {
+			return structuredEvent(fmt.Sprint("ct-", i), `,"datacontenttype":"text/`+big+`"`)
+		},
 		func(i int) ceRequest {
 			return ceRequest{Headers: map[string]string{"Content-Type": "application/cloudevents+json"},
 				Body: fmt.Sprintf(`{"specversion":"1.0","id":"fr-%d","source":"/e2e#%s","type":"t"}`, i, big)}
