@@ -281,8 +281,16 @@ func unquote(lit string) string { return lit[1 : len(lit)-1] }
 // cesqlTokens splits expr into quoted strings, parentheses, operators and words. It gives up (false)
 // on escapes, which the key extraction does not need to understand.
 func cesqlTokens(expr string) ([]string, bool) {
-	var toks []string
+	toks, _, ok := cesqlTokenSpans(expr)
+	return toks, ok
+}
+
+// cesqlTokenSpans is cesqlTokens with where each token starts in expr.
+func cesqlTokenSpans(expr string) (toks []string, starts []int, ok bool) {
 	for i := 0; i < len(expr); {
+		if c := expr[i]; c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			starts = append(starts, i)
+		}
 		c := expr[i]
 		switch {
 		case c == ' ' || c == '\t' || c == '\n' || c == '\r':
@@ -290,11 +298,11 @@ func cesqlTokens(expr string) ([]string, bool) {
 		case c == '\'' || c == '"':
 			j := strings.IndexByte(expr[i+1:], c)
 			if j < 0 {
-				return nil, false
+				return nil, nil, false
 			}
 			lit := expr[i : i+j+2]
 			if strings.ContainsRune(lit, '\\') {
-				return nil, false
+				return nil, nil, false
 			}
 			toks = append(toks, lit)
 			i += j + 2
@@ -317,7 +325,31 @@ func cesqlTokens(expr string) ([]string, bool) {
 			i = j
 		}
 	}
-	return toks, true
+	return toks, starts, true
+}
+
+// cesqlConjunctTexts splits a plain AND chain ("a AND b AND c", no OR, XOR or NOT at the top)
+// into its conjuncts' texts, as written; nil for anything else or a single clause.
+func cesqlConjunctTexts(expr string) []string {
+	toks, starts, ok := cesqlTokenSpans(expr)
+	if !ok {
+		return nil
+	}
+	parts, ok := splitChain(toks, "AND")
+	if !ok || len(parts) < 2 {
+		return nil
+	}
+	out := make([]string, 0, len(parts))
+	at := 0 // index of the part's first token in toks
+	for _, part := range parts {
+		if len(part) == 0 {
+			return nil
+		}
+		last := at + len(part) - 1
+		out = append(out, expr[starts[at]:starts[last]+len(toks[last])])
+		at = last + 2 // past the AND
+	}
+	return out
 }
 
 func isQuoted(t string) bool {

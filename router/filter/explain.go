@@ -73,7 +73,7 @@ func Explain(f Filter, e *event.Event) (bool, string) {
 		case !isBool:
 			return false, fmt.Sprintf("cesql %q is %v, not a boolean", f.text, v)
 		case !b:
-			return false, fmt.Sprintf("cesql %q is false", f.text)
+			return false, cesqlFalseClause(f.text, e)
 		}
 		return true, ""
 	}
@@ -81,4 +81,27 @@ func Explain(f Filter, e *event.Event) (bool, string) {
 		return true, ""
 	}
 	return false, "the filter does not pass the event"
+}
+
+// cesqlFalseClause says which clause of a false CESQL expression refuses e: in a plain AND chain,
+// the first conjunct that is false or fails; otherwise the expression as a whole.
+func cesqlFalseClause(text string, e *event.Event) string {
+	for _, c := range cesqlConjunctTexts(text) {
+		expr, err := parseCESQL(c)
+		if err != nil {
+			break
+		}
+		v, err := evaluate(expr, e)
+		if err != nil {
+			return fmt.Sprintf("cesql %q: %s fails: %v (an expression that fails does not pass the event)", text, c, err)
+		}
+		if b, isBool := v.(bool); isBool && !b {
+			why := fmt.Sprintf("cesql %q: %s is false", text, c)
+			if f := strings.Fields(c); len(f) == 2 && strings.EqualFold(f[0], "EXISTS") {
+				why += fmt.Sprintf(" (the event has no %s)", strings.ToLower(f[1]))
+			}
+			return why
+		}
+	}
+	return fmt.Sprintf("cesql %q is false", text)
 }

@@ -33,7 +33,10 @@ func TestExplainSaysWhichClauseRefuses(t *testing.T) {
 		{Any(Exact(map[string]string{"type": "a"}), Exact(map[string]string{"type": "b"})), false, `any: none passes: [0] exact: type is "order.created", not "a"; [1] exact: type is "order.created", not "b"`},
 		{Any(Exact(map[string]string{"type": "a"}), Exact(map[string]string{"region": "eu"})), true, ""},
 		{Not(Exact(map[string]string{"region": "eu"})), false, "not: the filter inside passes the event"},
-		{mustCESQL("region = 'us' AND type LIKE 'order.%'"), false, `cesql "region = 'us' AND type LIKE 'order.%'" is false`},
+		{mustCESQL("region = 'us' AND type LIKE 'order.%'"), false, `cesql "region = 'us' AND type LIKE 'order.%'": region = 'us' is false`},
+		{mustCESQL("type LIKE 'order.%'  AND (region = 'eu' AND EXISTS amount) AND INT(region) > 1"), false, `cesql "type LIKE 'order.%'  AND (region = 'eu' AND EXISTS amount) AND INT(region) > 1": (region = 'eu' AND EXISTS amount) is false`},
+		{mustCESQL("type = 'order.created' AND EXISTS amount"), false, `cesql "type = 'order.created' AND EXISTS amount": EXISTS amount is false (the event has no amount)`},
+		{mustCESQL("region = 'us' OR type = 'x'"), false, `cesql "region = 'us' OR type = 'x'" is false`},
 		{mustCESQL("region = 'eu'"), true, ""},
 		{All(), true, ""},
 	} {

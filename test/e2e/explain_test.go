@@ -39,7 +39,7 @@ func TestExplainWhyNotDelivered(t *testing.T) {
 	for _, want := range []string{
 		`paid        false     filter.attributes: type is "order.created", not "order.paid"`,
 		`eu-orders   false     all[1]: exact: region is "us", not "eu"`,
-		`big         false     all[0]: cesql "type = 'order.created' AND qty > 10" is false`,
+		`big         false     all[0]: cesql "type = 'order.created' AND qty > 10": qty > 10 is false`,
 		"0 of 3 triggers of default/default match",
 	} {
 		if !strings.Contains(out, want) {
