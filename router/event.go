@@ -216,6 +216,14 @@ func EnvelopeSize(env *Envelope) int64 {
 	return n
 }
 
+// AttributesSize estimates what a data-less copy of an event holds (Outcome.Attributes): its
+// attribute and extension bytes as EnvelopeSize counts them, and its context's structure instead
+// of an envelope's overhead.
+func AttributesSize(e *event.Event) int64 {
+	const contextOverhead = 192
+	return EnvelopeSize(&Envelope{Event: e}) - envelopeOverhead + contextOverhead
+}
+
 // urlSize is the bytes of a URI attribute's parts, each held as a string of its own.
 func urlSize(u *url.URL) int64 {
 	n := len(u.Scheme) + len(u.Opaque) + len(u.Host) + len(u.Path) + len(u.RawPath) + len(u.RawQuery) + len(u.Fragment) + len(u.RawFragment)

@@ -57,6 +57,10 @@ type Outcome struct {
 	TraceID string
 	// Event is the event itself, kept for outcomes that are not StatusDelivered so they can be redriven.
 	Event *event.Event
+	// Attributes is a delivered event without its data: what a filter reads, so that explaining
+	// the event later judges it as it was. The in-memory store keeps it; the Cassandra store does
+	// not (its explain starts from the id, source and type, and says so).
+	Attributes *event.Event
 }
 
 // Latency is the time from ingress to the final outcome.

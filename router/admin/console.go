@@ -472,8 +472,16 @@ func (s *Server) storedEventJSON(ctx context.Context, id string, v *view) string
 			}
 		}
 	}
+	for i := range outcomes {
+		if e := outcomes[i].Attributes; e != nil {
+			if b, err := e.MarshalJSON(); err == nil {
+				v.Flash = "The event's attributes as it arrived (it was delivered, so its data was not kept: no filter reads data)."
+				return string(b)
+			}
+		}
+	}
 	o := &outcomes[0]
-	v.Flash = "Only the id, source and type of this event are recorded (it was delivered, so its data was not kept): add the attributes your filters read."
+	v.Flash = "Only the id, source and type of this event are recorded (this result store keeps no attributes of delivered events): add the extensions and other attributes your filters read, or the verdict may differ from what happened."
 	e := event.New()
 	e.SetID(o.EventID)
 	e.SetSource(o.Source)

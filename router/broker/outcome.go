@@ -223,6 +223,8 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	o.TraceID = tracing.TraceID(e)
 	if o.Status != router.StatusDelivered {
 		o.Event = e
+	} else {
+		o.Attributes = &event.Event{Context: e.Context.Clone()}
 	}
 	switch o.Status {
 	case router.StatusDelivered:

@@ -64,7 +64,11 @@ const outcomeOverhead = 320
 // outcomeSize is what o's record holds: its strings a producer or subscriber chose (or that
 // name them), and the fixed overhead. The event it may keep is counted apart (eventSize).
 func outcomeSize(o *router.Outcome) int64 {
-	return int64(outcomeOverhead + 2*len(o.EventID) + len(o.Source) + len(o.Type) + len(o.LastError) + len(o.ReplyID) + len(o.TraceID))
+	n := int64(outcomeOverhead + 2*len(o.EventID) + len(o.Source) + len(o.Type) + len(o.LastError) + len(o.ReplyID) + len(o.TraceID))
+	if o.Attributes != nil {
+		n += router.AttributesSize(o.Attributes)
+	}
+	return n
 }
 
 // SetMaxOutcomeBytes bounds the bytes of the outcomes' records; the oldest are forgotten past it.

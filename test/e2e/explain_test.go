@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -126,5 +128,51 @@ func TestPerEventLogs(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("the log of event traced-1 lacks %s:\n%s", want, log)
 		}
+	}
+}
+
+// TestExplainOfADeliveredEventJudgesItAsItWas (issue #33, item 3): the README's own event, with
+// the extension its trigger's CESQL reads, was delivered to big-web-orders, but the explain link
+// of its event page started from its id, source and type alone and said the trigger did not
+// match. Delivered outcomes now keep the event's attributes (not its data), so the playground
+// starts from the event as it arrived and agrees with what happened.
+func TestExplainOfADeliveredEventJudgesItAsItWas(t *testing.T) {
+	sub := newSubscriber(t, nil)
+	manifests := brokerYAML("default") +
+		triggerYAML("big-web-orders", "  broker: default\n  filters:\n    - cesql: \"type = 'com.example.order.created' AND source LIKE '%/web' AND EXISTS amount AND INT(amount) > 100\"\n  subscriber:\n    uri: "+sub.URL+"\n")
+	r := startRouter(t, manifests, "")
+	req := binaryEvent("readme-1", "com.example.order.created")
+	req.Headers["Ce-Source"] = "https://shop.example/web"
+	req.Headers["Ce-Amount"] = "150"
+	if code, _, msg := r.send(t, "/default/default", req); code != 202 {
+		t.Fatalf("%d %q", code, msg)
+	}
+	sub.waitFor(t, 1, 10*time.Second)
+	var page string
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, page = r.get(t, "/ui/explain?event=readme-1&broker=default%2Fdefault")
+		if strings.Contains(page, "readme-1") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	start := strings.Index(page, `id="explain-event"`)
+	if start < 0 {
+		t.Fatalf("no event in the playground:\n%s", page)
+	}
+	text := page[strings.Index(page[start:], ">")+start+1:]
+	text = html.UnescapeString(text[:strings.Index(text, "</textarea>")])
+	if !strings.Contains(text, `"amount":"150"`) {
+		t.Fatalf("the playground starts from %s, without the event's amount", text)
+	}
+	resp, err := http.PostForm(r.Admin+"/ui/explain", url.Values{"broker": {"default/default"}, "event": {text}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "<td>big-web-orders</td><td>yes</td>") {
+		t.Errorf("explain of the delivered event does not match the trigger it was delivered to:\n%s", body)
 	}
 }
