@@ -148,18 +148,8 @@ func (s *Server) traceLink(id string) string {
 	return ""
 }
 
-// brokerRow is one trigger of the triggers page, with the failed list's link.
-type triggerRow struct {
-	broker.TriggerStatus
-	NotDelivered uint64
-}
-
 func (s *Server) consoleTriggers(w http.ResponseWriter, r *http.Request) {
-	var rows []triggerRow
-	for _, t := range s.routes.Triggers() {
-		rows = append(rows, triggerRow{TriggerStatus: t, NotDelivered: t.DeadLettered + t.Failed})
-	}
-	s.render(w, r, http.StatusOK, "triggers", view{Title: "Triggers", Nav: "triggers", Data: rows})
+	s.render(w, r, http.StatusOK, "triggers", view{Title: "Triggers", Nav: "triggers", Data: s.routes.Triggers()})
 }
 
 // eventsPage is the event log: the filter as given, and one page of outcomes.

@@ -89,7 +89,7 @@ func TestConsolePages(t *testing.T) {
 	now := time.Now()
 	store.Record(failedOutcome("order-1", "orders", now.Add(-2*time.Second)))
 	store.Record(failedOutcome("order-2", "orders", now.Add(-time.Second)))
-	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2}}}
+	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2, NotDelivered: 2}}}
 	s := New(store, routes, metrics.New())
 	s.SetTraceURL("http://jaeger.example/trace/{traceId}")
 	srv := httptest.NewServer(s)
@@ -97,7 +97,7 @@ func TestConsolePages(t *testing.T) {
 	c := &consoleClient{t: t, url: srv.URL}
 
 	resp, body := c.do("GET", "/ui/", nil, nil)
-	if resp.StatusCode != 200 || !strings.Contains(body, `data-field="delivered">5<`) || !strings.Contains(body, "2 not delivered") {
+	if resp.StatusCode != 200 || !strings.Contains(body, `data-field="delivered">5<`) || !strings.Contains(body, "2 waiting for redrive") {
 		t.Errorf("triggers page: %d\n%s", resp.StatusCode, body)
 	}
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {

@@ -89,6 +89,10 @@ func (tm *triggerMetrics) attempt(code int, took, sinceArrival time.Duration) {
 type triggerStats struct {
 	base                                         uint64 // broker events dispatched before the trigger existed
 	matched, delivered, deadLettered, failed, rs atomic.Uint64
+	// redriven counts the failures taken off the trigger's failed list by a redrive's run,
+	// whatever that run's own outcome (counted apart): failed + deadLettered - redriven is what
+	// waits for redrive now.
+	redriven atomic.Uint64
 	inFlight                                     atomic.Int64
 }
 

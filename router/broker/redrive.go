@@ -124,6 +124,9 @@ func (r *Router) redriven(env *router.Envelope, done func()) {
 			err := r.o.Results.Redriven(ctx, old)
 			cancel()
 			if err == nil {
+				if _, t := r.findTrigger(key.trigger); t != nil {
+					t.stats.redriven.Add(1)
+				}
 				r.redriving.Delete(key)
 				done()
 				return

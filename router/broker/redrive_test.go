@@ -102,4 +102,10 @@ spec:
 	if n := otherCalls.Load(); n != 1 {
 		t.Errorf("the other trigger got %d deliveries, want 1: a redrive is addressed to its own trigger only", n)
 	}
+	// The trigger's health settles (issue #33, item 4): the failure was redriven and delivered.
+	for _, st := range r.Triggers() {
+		if st.Name == "t" && (st.Failed != 1 || st.Delivered != 1 || st.Redriven != 1 || st.NotDelivered != 0) {
+			t.Errorf("after the redrive: failed %d, delivered %d, redriven %d, not delivered %d; want 1, 1, 1, 0", st.Failed, st.Delivered, st.Redriven, st.NotDelivered)
+		}
+	}
 }

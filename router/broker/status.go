@@ -38,6 +38,11 @@ type TriggerStatus struct {
 	Delivered    uint64 `json:"delivered"`
 	DeadLettered uint64 `json:"deadLettered"`
 	Failed       uint64 `json:"failed"`
+	// Redriven counts earlier failures a redrive's run took off the failed list (each run's own
+	// outcome is counted as any); NotDelivered is what waits for redrive now: dead-lettered and
+	// failed less redriven (counted by this process since it started).
+	Redriven     uint64 `json:"redriven"`
+	NotDelivered uint64 `json:"notDelivered"`
 	Retries      uint64 `json:"retries"`
 	InFlight     int64  `json:"inFlight"`
 }
@@ -59,7 +64,12 @@ func (r *Router) Triggers() []TriggerStatus {
 				Ordered: t.cfg.Ordered, Concurrency: t.cfg.Concurrency,
 				Matched: matched, FilteredOut: filtered, Delivered: s.delivered.Load(),
 				DeadLettered: s.deadLettered.Load(), Failed: s.failed.Load(), Retries: s.rs.Load(), InFlight: s.inFlight.Load(),
+				Redriven: s.redriven.Load(),
 			})
+			st := &out[len(out)-1]
+			if failures := st.DeadLettered + st.Failed; failures > st.Redriven {
+				st.NotDelivered = failures - st.Redriven
+			}
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
