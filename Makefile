@@ -102,7 +102,7 @@ unit:
 # Runs Switchyard on the demo config with the demo function it delivers to; Ctrl-C stops both.
 demo: build
 	@$(BIN) function --addr 127.0.0.1:8081 & fn=$$!; trap "kill $$fn 2>/dev/null" EXIT INT TERM; \
-	  echo "Send an event:  $(BIN) send http://127.0.0.1:8080/default/default --type com.example.order.created --source /web --data '{\"id\":1}'"; \
+	  echo "Send an event:  $(BIN) send http://127.0.0.1:8080/default/default --type com.example.order.created --source https://shop.example/web --data '{\"id\":1}' --ext amount=150"; \
 	  echo "Watch it:       http://127.0.0.1:9090/ui/"; \
 	  $(BIN) serve --config examples/demo.yaml
 

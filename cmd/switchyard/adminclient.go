@@ -16,11 +16,13 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/switchyard-events/switchyard/router"
 	"github.com/switchyard-events/switchyard/router/broker"
 )
 
-const eventsUsage = `usage: switchyard events get ID [--admin-url URL]
+const eventsUsage = `usage: switchyard events get ID [--admin-url URL] [-o json|yaml|table]
        switchyard events list [--broker NS/NAME] [--trigger NS/NAME] [--status S] [--type T] [--source S] [--since T] [--until T] [--limit N] [-o table|json]
        switchyard events tail [the same filters] [--for D]
        switchyard events explain --broker NS/NAME --type T --source S [--subject S] [--ext k=v]... [--data JSON|@FILE|@-] [-o table|json]`
@@ -39,19 +41,87 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	if len(args) >= 1 && (args[0] == "list" || args[0] == "tail") {
 		return runList(args[0], args[1:], stdout, stderr)
 	}
-	if len(args) < 2 || args[0] != "get" {
+	if len(args) == 0 || args[0] != "get" {
 		fmt.Fprintln(stderr, eventsUsage)
 		return 2
 	}
-	id := args[1]
+	return runGet(args[1:], stdout, stderr)
+}
+
+// runGet is `switchyard events get ID`: every trigger's outcome for the event, as the admin API's
+// JSON (the default), YAML or a table. The id may come before or after the flags; `-h` is help.
+func runGet(args []string, stdout, stderr io.Writer) int {
+	if helpAsked(args) {
+		fmt.Fprintln(stdout, eventsUsage)
+		return 0
+	}
 	fs := newFlagSet("events get", stdout, stderr)
 	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	output := fs.String("o", "json", "json, yaml or table")
 	var cred adminCredentials
 	cred.register(fs.FlagSet)
-	if _, err := parseWithEnv(fs, args[2:]); err != nil {
+	var id string
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if _, err := parseWithEnv(fs, args); err != nil {
 		return exitCode(err)
 	}
-	return cred.call(stdout, stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
+	if rest := fs.Args(); id == "" && len(rest) > 0 {
+		id, rest = rest[0], rest[1:]
+		if len(rest) > 0 {
+			fmt.Fprintf(stderr, "events get: one event id, not %q too\n", rest)
+			return 2
+		}
+	}
+	switch {
+	case id == "":
+		fmt.Fprintln(stderr, eventsUsage)
+		return 2
+	case *output != "json" && *output != "yaml" && *output != "table":
+		fmt.Fprintf(stderr, "events get: -o %q: want json, yaml or table\n", *output)
+		return 2
+	}
+	body, code := cred.fetch(stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
+	if code != 0 {
+		return code
+	}
+	switch *output {
+	case "yaml":
+		var doc any
+		if err := json.Unmarshal(body, &doc); err != nil {
+			fmt.Fprintln(stderr, "events get: the admin API answered something else than outcomes:", err)
+			return 1
+		}
+		out, err := yaml.Marshal(doc)
+		if err != nil {
+			fmt.Fprintln(stderr, "events get:", err)
+			return 1
+		}
+		_, _ = stdout.Write(out)
+	case "table":
+		var got struct {
+			Outcomes []struct {
+				Trigger, Status, LastError string
+				Attempts, LastCode         int
+				LatencyMs                  float64
+				Finished                   time.Time
+			} `json:"outcomes"`
+		}
+		if err := json.Unmarshal(body, &got); err != nil {
+			fmt.Fprintln(stderr, "events get: the admin API answered something else than outcomes:", err)
+			return 1
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 3, ' ', 0)
+		fmt.Fprintln(tw, "TRIGGER\tSTATUS\tATTEMPTS\tCODE\tLATENCY\tFINISHED\tERROR")
+		for _, o := range got.Outcomes {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%.1fms\t%s\t%s\n", o.Trigger, o.Status, o.Attempts, o.LastCode, o.LatencyMs, o.Finished.UTC().Format(time.RFC3339Nano), o.LastError)
+		}
+		_ = tw.Flush()
+	default:
+		_, _ = stdout.Write(body)
+	}
+	return 0
 }
 
 // runList is `switchyard events list` (one page of outcomes, newest first) and `switchyard
@@ -66,8 +136,8 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 		{"status", "delivered, dead-lettered, failed, reply-failed or unmatched"},
 		{"type", "only events of this type"},
 		{"source", "only events of this source"},
-		{"since", "RFC 3339 time: only outcomes finished since then"},
-		{"until", "RFC 3339 time: only outcomes finished until then"},
+		{"since", "only outcomes finished since then: an RFC 3339 time, or a duration back from now (10m, 2h)"},
+		{"until", "only outcomes finished until then: an RFC 3339 time, or a duration back from now"},
 	} {
 		filters[f.name] = fs.String(f.name, "", f.help)
 	}
@@ -78,6 +148,9 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 	cred.register(fs.FlagSet)
 	if _, err := parseWithEnv(fs, args); err != nil {
 		return exitCode(err)
+	}
+	if !absoluteTimes("events "+verb, filters, stderr) {
+		return 2
 	}
 	if *output != "table" && *output != "json" {
 		fmt.Fprintf(stderr, "events %s: -o %q: want table or json\n", verb, *output)
@@ -145,12 +218,6 @@ func runList(verb string, args []string, stdout, stderr io.Writer) int {
 	for name, v := range filters {
 		if *v != "" {
 			q.Set(name, *v)
-		}
-	}
-	if v := *filters["since"]; v != "" {
-		if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-			fmt.Fprintln(stderr, "events tail: --since must be an RFC 3339 time")
-			return 2
 		}
 	}
 	ctx := context.Background()
@@ -290,8 +357,8 @@ func runRedrive(args []string, stdout, stderr io.Writer) int {
 	event := fs.String("event", "", "only this event id")
 	filters := map[string]*string{}
 	for _, f := range []struct{ name, usage string }{
-		{"since", "only outcomes finished since this RFC 3339 time"},
-		{"until", "only outcomes finished until this RFC 3339 time"},
+		{"since", "only outcomes finished since then: an RFC 3339 time, or a duration back from now (10m, 2h)"},
+		{"until", "only outcomes finished until then: an RFC 3339 time, or a duration back from now"},
 		{"status", "only failed, dead-lettered or reply-failed outcomes"},
 		{"type", "only events of this type"},
 		{"source", "only events of this source"},
@@ -313,13 +380,8 @@ func runRedrive(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "redrive: --trigger NAMESPACE/NAME or --broker NAMESPACE/NAME is required")
 		return 2
 	}
-	for _, name := range []string{"since", "until"} {
-		if v := *filters[name]; v != "" {
-			if _, err := time.Parse(time.RFC3339Nano, v); err != nil {
-				fmt.Fprintf(stderr, "redrive: --%s must be an RFC 3339 time such as 2026-11-22T08:00:00Z\n", name)
-				return 2
-			}
-		}
+	if !absoluteTimes("redrive", filters, stderr) {
+		return 2
 	}
 	q := url.Values{}
 	for name, v := range filters {
@@ -449,4 +511,25 @@ func runTriggers(args []string, stdout, stderr io.Writer) int {
 	}
 	_ = tw.Flush()
 	return 0
+}
+
+// absoluteTimes checks the --since and --until of filters and turns a duration back from now
+// ("10m") into the RFC 3339 time it means, which is what the admin API is sent.
+func absoluteTimes(cmd string, filters map[string]*string, stderr io.Writer) bool {
+	now := time.Now()
+	for _, name := range []string{"since", "until"} {
+		v, ok := filters[name]
+		if !ok || *v == "" {
+			continue
+		}
+		if d, err := time.ParseDuration(*v); err == nil && d >= 0 {
+			*v = now.Add(-d).UTC().Format(time.RFC3339Nano)
+			continue
+		}
+		if _, err := time.Parse(time.RFC3339Nano, *v); err != nil {
+			fmt.Fprintf(stderr, "%s: --%s %q: want an RFC 3339 time such as 2026-11-22T08:00:00Z, or a duration back from now such as 10m\n", cmd, name, *v)
+			return false
+		}
+	}
+	return true
 }

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -106,5 +107,52 @@ func TestTriggersTable(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("triggers", "--admin-url", srv.URL, "-o", "yaml"); code != 2 || !strings.Contains(errOut, "table or json") {
 		t.Errorf("triggers -o yaml: %d %q", code, errOut)
+	}
+}
+
+// TestEventsGet (issue #33, item 8): `events get -h` is help, not an id; -o json (the default),
+// yaml and table; the id before or after the flags; and --since accepts a duration back from now
+// as well as an RFC 3339 time (sent to the admin API as the time it means).
+func TestEventsGet(t *testing.T) {
+	const answer = `{"id":"o-1","outcomes":[{"eventId":"o-1","trigger":"shop/orders","status":"failed","attempts":3,"lastCode":503,"lastError":"subscriber answered 503","latencyMs":12.5,"finished":"2026-12-07T10:00:00Z"}]}`
+	var gotSince string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/events/o-1":
+			_, _ = io.WriteString(w, answer)
+		case "/v1/events":
+			gotSince = r.URL.Query().Get("since")
+			_, _ = io.WriteString(w, `{"outcomes":[]}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	if code, out, errOut := runCLI("events", "get", "-h"); code != 0 || !strings.Contains(out, "usage: switchyard events get") || errOut != "" {
+		t.Errorf("events get -h: %d, %q, %q; want the usage", code, out, errOut)
+	}
+	if code, out, _ := runCLI("events", "get", "o-1", "--admin-url", srv.URL); code != 0 || out != answer {
+		t.Errorf("events get: %d %q, want the API's JSON", code, out)
+	}
+	if code, out, _ := runCLI("events", "get", "--admin-url", srv.URL, "-o", "yaml", "o-1"); code != 0 || !strings.Contains(out, "status: failed") || !strings.Contains(out, "lastCode: 503") {
+		t.Errorf("events get -o yaml (the id last): %d %q", code, out)
+	}
+	code, out, _ := runCLI("events", "get", "o-1", "--admin-url", srv.URL, "-o", "table")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 2 || !strings.HasPrefix(lines[0], "TRIGGER") || !strings.Contains(lines[1], "shop/orders") || !strings.Contains(lines[1], "subscriber answered 503") {
+		t.Errorf("events get -o table: %d %q", code, out)
+	}
+	if code, _, errOut := runCLI("events", "get", "o-1", "--admin-url", srv.URL, "-o", "xml"); code != 2 || !strings.Contains(errOut, "json, yaml or table") {
+		t.Errorf("events get -o xml: %d %q", code, errOut)
+	}
+	before := time.Now().Add(-10 * time.Minute)
+	if code, _, errOut := runCLI("events", "list", "--admin-url", srv.URL, "--since", "10m"); code != 0 {
+		t.Fatalf("events list --since 10m: %d %q", code, errOut)
+	}
+	if since, err := time.Parse(time.RFC3339Nano, gotSince); err != nil || since.Before(before.Add(-time.Second)) || since.After(time.Now().Add(-10*time.Minute+time.Second)) {
+		t.Errorf("--since 10m sent since=%q (%v), want the time 10 minutes ago", gotSince, err)
+	}
+	if code, _, errOut := runCLI("events", "list", "--admin-url", srv.URL, "--since", "yesterday"); code != 2 || !strings.Contains(errOut, "duration back from now") {
+		t.Errorf("--since yesterday: %d %q", code, errOut)
 	}
 }

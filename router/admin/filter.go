@@ -51,7 +51,7 @@ func parseEventFilter(qs url.Values) (eventFilter, error) {
 		if v := qs.Get(tf.name); v != "" {
 			t, err := parseTime(v)
 			if err != nil {
-				return f, fmt.Errorf("%s %q: want an RFC 3339 time such as 2026-11-22T08:00:00Z", tf.name, v)
+				return f, fmt.Errorf("%s %q: want an RFC 3339 time such as 2026-11-22T08:00:00Z, or a duration back from now such as 10m", tf.name, v)
 			}
 			*tf.to = t
 		}
@@ -59,10 +59,14 @@ func parseEventFilter(qs url.Values) (eventFilter, error) {
 	return f, nil
 }
 
-// parseTime reads RFC 3339, and the "2026-11-22T08:00" an HTML datetime-local input sends (UTC).
+// parseTime reads RFC 3339, the "2026-11-22T08:00" an HTML datetime-local input sends (UTC), and
+// a duration back from now ("10m").
 func parseTime(v string) (time.Time, error) {
 	if t, err := time.Parse(time.RFC3339Nano, v); err == nil {
 		return t, nil
+	}
+	if d, err := time.ParseDuration(v); err == nil && d >= 0 {
+		return time.Now().Add(-d), nil
 	}
 	for _, layout := range []string{"2006-01-02T15:04", "2006-01-02T15:04:05"} {
 		if t, err := time.Parse(layout, v); err == nil {

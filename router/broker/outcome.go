@@ -240,7 +240,7 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	case router.StatusDeadLettered:
 		t.stats.deadLettered.Add(1)
 		t.m.deadLettered.Inc()
-		r.logger.Info("event dead-lettered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
+		r.logger.Warn("event dead-lettered", zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID),
 			zap.Int("attempts", o.Attempts), zap.Int("code", o.LastCode), zap.String("error", o.LastError))
 	default:
 		t.stats.failed.Add(1)

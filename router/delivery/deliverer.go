@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 	"go.opentelemetry.io/otel/propagation"
@@ -315,6 +317,9 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 	out.body, _ = io.ReadAll(io.LimitReader(resp.Body, maxErrorData))
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // lets the connection be reused
 	out.err = fmt.Sprintf("subscriber answered %d", resp.StatusCode)
+	if said := bodyExcerpt(out.body); said != "" {
+		out.err += ": " + said
+	}
 	if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 		out.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
 	}
@@ -392,6 +397,30 @@ func (d *Deliverer) readReplyBody(r io.Reader, length int64) (body []byte, held 
 		return nil, held, fmt.Errorf("reply larger than %d bytes", d.maxReplyBytes)
 	}
 	return body, held, nil
+}
+
+// maxExcerpt bounds what of a failing answer's body the failure reason quotes.
+const maxExcerpt = 256
+
+// bodyExcerpt is the start of a failing answer's body as the failure reason quotes it: at most
+// maxExcerpt bytes of text, control characters and invalid UTF-8 as spaces, trimmed; "" for a body
+// that says nothing readable. The whole (first 1024 bytes) goes to the dead-letter sink as
+// knativeerrordata.
+func bodyExcerpt(b []byte) string {
+	if len(b) > maxExcerpt {
+		b = b[:maxExcerpt]
+	}
+	s := strings.Map(func(r rune) rune {
+		if r == utf8.RuneError || r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			return ' '
+		}
+		return r
+	}, string(b))
+	s = strings.Join(strings.Fields(s), " ")
+	if len(b) == maxExcerpt && s != "" {
+		s += "..."
+	}
+	return s
 }
 
 func truncate(b []byte) []byte {

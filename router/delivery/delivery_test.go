@@ -131,6 +131,11 @@ func TestDeliverOutcomes(t *testing.T) {
 		}, fast, true, 3, 200, "", ""},
 		{"retries exhausted", func(_ int32, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(503) }, fast, false, 3, 503, "", "subscriber answered 503"},
 		{"400 is final", func(_ int32, w http.ResponseWriter, _ *http.Request) { w.WriteHeader(400) }, fast, false, 1, 400, "", "400"},
+		// The reason quotes the start of what the subscriber said, on one line.
+		{"reason quotes the body", func(_ int32, w http.ResponseWriter, _ *http.Request) {
+			w.WriteHeader(422)
+			_, _ = w.Write([]byte("order 42:\n\tamount is missing\x00" + strings.Repeat("x", 1000)))
+		}, fast, false, 1, 422, "", "subscriber answered 422: order 42: amount is missing " + strings.Repeat("x", 256-29) + "..."},
 		{"redirect is final", func(_ int32, w http.ResponseWriter, _ *http.Request) {
 			w.Header().Set("Location", "/elsewhere")
 			w.WriteHeader(302)
