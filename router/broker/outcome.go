@@ -93,7 +93,7 @@ type triggerStats struct {
 	// whatever that run's own outcome (counted apart): failed + deadLettered - redriven is what
 	// waits for redrive now.
 	redriven atomic.Uint64
-	inFlight                                     atomic.Int64
+	inFlight atomic.Int64
 }
 
 // finishTask turns a final delivery result into the outcome: reply published, dead-lettered or
