@@ -675,6 +675,7 @@ type deliveryFields struct {
 	delay         *time.Duration
 	timeout       *time.Duration
 	retryAfterMax *time.Duration
+	backoffMax    *time.Duration
 	deadLetter    *string
 	format        *delivery.Format
 }
@@ -727,6 +728,10 @@ func (l *loader) parseDelivery(d *doc, path string, spec *deliverySpec, namespac
 		sink.errAt(d, path+".timeout", "must be longer than zero")
 	}
 	out.retryAfterMax = iso("retryAfterMax", spec.RetryAfterMax)
+	out.backoffMax = iso("backoffMax", spec.BackoffMax)
+	if out.backoffMax != nil && *out.backoffMax == 0 {
+		sink.errAt(d, path+".backoffMax", "must be longer than zero")
+	}
 	if spec.Format != nil {
 		var f delivery.Format
 		switch *spec.Format {
@@ -766,6 +771,9 @@ func resolvePolicy(layers ...deliveryFields) delivery.Policy {
 		}
 		if f.retryAfterMax != nil {
 			p.RetryAfterMax = *f.retryAfterMax
+		}
+		if f.backoffMax != nil {
+			p.BackoffMax = *f.backoffMax
 		}
 		if f.deadLetter != nil {
 			p.DeadLetterSink = *f.deadLetter

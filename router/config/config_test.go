@@ -50,6 +50,7 @@ spec:
       uri: http://dls.example/
     retry: 4
     backoffDelay: PT1S
+    backoffMax: PT30S
 status:
   address:
     url: http://broker-ingress.knative-eventing.svc.cluster.local/ns/default
@@ -121,11 +122,11 @@ spec:
 	}
 	// Field-by-field merge: trigger retry 2 over broker retry 4; broker's dead-letter sink and delay
 	// survive; timeout from the SwitchyardConfig defaults.
-	want := delivery.Policy{Retry: 2, Backoff: delivery.Exponential, Delay: time.Second, Timeout: 10 * time.Second, DeadLetterSink: "http://dls.example/"}
+	want := delivery.Policy{Retry: 2, Backoff: delivery.Exponential, Delay: time.Second, BackoffMax: 30 * time.Second, Timeout: 10 * time.Second, DeadLetterSink: "http://dls.example/"}
 	if orders.Delivery != want {
 		t.Errorf("merged delivery\n got %+v\nwant %+v", orders.Delivery, want)
 	}
-	want = delivery.Policy{Retry: 4, Backoff: delivery.Linear, Delay: time.Second, Timeout: 2 * time.Second, RetryAfterMax: time.Minute, DeadLetterSink: "http://dls.example/", Format: delivery.Structured}
+	want = delivery.Policy{Retry: 4, Backoff: delivery.Linear, Delay: time.Second, BackoffMax: 30 * time.Second, Timeout: 2 * time.Second, RetryAfterMax: time.Minute, DeadLetterSink: "http://dls.example/", Format: delivery.Structured}
 	if ordered.Delivery != want {
 		t.Errorf("merged delivery\n got %+v\nwant %+v", ordered.Delivery, want)
 	}
@@ -752,6 +753,19 @@ func TestArchiveAnnotations(t *testing.T) {
 		_, err := load(c.results, broker(c.class, c.ann))
 		if err == nil || !strings.Contains(err.Error(), "a.yaml:") || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: %v, want %s", name, err, c.want)
+		}
+	}
+}
+
+// delivery.backoffMax (Knative 1.22, alpha) must be a positive ISO 8601 duration.
+func TestBackoffMaxIsADuration(t *testing.T) {
+	for value, want := range map[string]string{
+		"PT0S": "b.yaml:8: spec.delivery.backoffMax: must be longer than zero",
+		"soon": "b.yaml:8: spec.delivery.backoffMax:",
+	} {
+		_, err := Parse("b.yaml", []byte("apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: ns\nspec:\n  delivery:\n    backoffMax: "+value+"\n"))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("backoffMax %s: %v, want %q", value, err, want)
 		}
 	}
 }

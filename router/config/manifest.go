@@ -97,7 +97,9 @@ type deliverySpec struct {
 	BackoffDelay   *string      `yaml:"backoffDelay"`
 	Timeout        *string      `yaml:"timeout"`
 	RetryAfterMax  *string      `yaml:"retryAfterMax"`
-	Format         *string      `yaml:"format"`
+	// BackoffMax caps the backoff's waits (Knative 1.22, alpha: knative/eventing#9278).
+	BackoffMax *string `yaml:"backoffMax"`
+	Format     *string `yaml:"format"`
 }
 
 // settingsManifest is switchyard.dev/v1alpha1 SwitchyardConfig: the router's own settings. At most

@@ -29,6 +29,8 @@ func TestBackoffWaits(t *testing.T) {
 		{"exponential", Policy{Backoff: Exponential, Delay: 200 * time.Millisecond}, []time.Duration{200, 400, 800, 1600}},
 		{"linear", Policy{Backoff: Linear, Delay: 200 * time.Millisecond}, []time.Duration{200, 400, 600, 800}},
 		{"zero delay", Policy{Backoff: Exponential}, []time.Duration{0, 0, 0}},
+		{"exponential to backoffMax", Policy{Backoff: Exponential, Delay: 200 * time.Millisecond, BackoffMax: time.Second}, []time.Duration{200, 400, 800, 1000, 1000}},
+		{"linear to backoffMax", Policy{Backoff: Linear, Delay: 200 * time.Millisecond, BackoffMax: 500 * time.Millisecond}, []time.Duration{200, 400, 500, 500}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -46,6 +46,10 @@ type Policy struct {
 	Retry   int
 	Backoff Backoff
 	Delay   time.Duration
+	// BackoffMax caps the wait Backoff and Delay give a retry (Knative 1.22's alpha
+	// delivery.backoffMax); 0: no cap of its own (maxWait still holds). A Retry-After is capped by
+	// RetryAfterMax instead.
+	BackoffMax time.Duration
 	// Timeout bounds each attempt; 0 means no bound.
 	Timeout time.Duration
 	// RetryAfterMax caps how long a Retry-After header on 429 and 503 may make us wait; 0 ignores
@@ -60,8 +64,16 @@ type Policy struct {
 // events that failed together.
 const maxJitter = 100 * time.Millisecond
 
-// Wait returns how long to wait before retry n (n ≥ 1) without jitter.
+// Wait returns how long to wait before retry n (n ≥ 1) without jitter, at most BackoffMax.
 func (p *Policy) Wait(n int) time.Duration {
+	w := p.uncapped(n)
+	if p.BackoffMax > 0 && w > p.BackoffMax {
+		return p.BackoffMax
+	}
+	return w
+}
+
+func (p *Policy) uncapped(n int) time.Duration {
 	if n < 1 {
 		return 0
 	}
