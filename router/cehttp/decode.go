@@ -209,36 +209,9 @@ func objectMembers(body []byte, each func(key, value []byte) error) error {
 			return nil
 		}
 		i = skipJSONSpace(body, i+1)
-		vs, depth, inString := i, 0, false
-	value:
-		for ; i < len(body); i++ {
-			c := body[i]
-			if inString {
-				switch c {
-				case '\\':
-					i++
-				case '"':
-					inString = false
-				}
-				continue
-			}
-			switch c {
-			case '"':
-				inString = true
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth == 0 {
-					break value
-				}
-				depth--
-			case ',':
-				if depth == 0 {
-					break value
-				}
-			}
-		}
-		if err := each(key, bytes.TrimRight(body[vs:min(i, len(body))], " \t\r\n")); err != nil {
+		vs := i
+		i = valueEnd(body, i)
+		if err := each(key, bytes.TrimRight(body[vs:i], " \t\r\n")); err != nil {
 			return err
 		}
 		if i >= len(body) || body[i] != ',' {
@@ -289,35 +262,8 @@ func batchElements(body []byte, each func(i int, elem []byte) error) (int, error
 		return 0, trailing(body, i+1)
 	}
 	for n := 0; ; n++ {
-		start, depth, inString := i, 0, false
-	element:
-		for ; i < len(body); i++ {
-			c := body[i]
-			if inString {
-				switch c {
-				case '\\':
-					i++
-				case '"':
-					inString = false
-				}
-				continue
-			}
-			switch c {
-			case '"':
-				inString = true
-			case '{', '[':
-				depth++
-			case '}', ']':
-				if depth == 0 {
-					break element
-				}
-				depth--
-			case ',':
-				if depth == 0 {
-					break element
-				}
-			}
-		}
+		start := i
+		i = valueEnd(body, i)
 		if i == len(body) {
 			return n, errors.New("unexpected end of JSON input")
 		}
@@ -338,6 +284,40 @@ func batchElements(body []byte, each func(i int, elem []byte) error) (int, error
 		}
 		i = skipJSONSpace(body, i+1) // past the comma
 	}
+}
+
+// valueEnd is where the JSON value starting at i ends: the index of the comma or closing bracket
+// after it at its own depth, outside strings, or len(body) when there is none.
+func valueEnd(body []byte, i int) int {
+	depth, inString := 0, false
+	for ; i < len(body); i++ {
+		c := body[i]
+		if inString {
+			switch c {
+			case '\\':
+				i++
+			case '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case '"':
+			inString = true
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i
+			}
+			depth--
+		case ',':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return len(body)
 }
 
 func skipJSONSpace(b []byte, i int) int {
