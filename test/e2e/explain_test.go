@@ -122,7 +122,7 @@ func TestPerEventLogs(t *testing.T) {
 		`"msg":"delivery attempt","trigger":"default/flaky","event_id":"traced-1","attempt":1,"code":503`,
 		`"retry_in":`,
 		`"msg":"delivery attempt","trigger":"default/flaky","event_id":"traced-1","attempt":2,"code":503`,
-		`"level":"info"`,
+		`"level":"warn"`, // a dead-lettered event is logged at warn, as every other failure
 		`"msg":"event dead-lettered","trigger":"default/flaky","event_id":"traced-1","attempts":2,"code":503`,
 	} {
 		if !strings.Contains(log, want) {
