@@ -108,6 +108,14 @@ type DurableStore interface {
 	RecordThen(o *Outcome, durable func())
 }
 
+// AttributeStore is a ResultStore that keeps a delivered event's attributes (Outcome.Attributes),
+// so that explaining the event later judges it as it was. The broker copies them only for such a
+// store: the copy is an allocation per delivered outcome that a store which drops it must not cost.
+type AttributeStore interface {
+	ResultStore
+	KeepsAttributes() bool
+}
+
 // DrainingStore is a ResultStore that is told when the process starts to stop, before the router
 // drains: from then on Record must not wait for anything only a running process relieves (the
 // Cassandra store's bounded journal during an outage), or the drain could never end.

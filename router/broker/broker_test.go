@@ -148,6 +148,10 @@ func TestPublishRouteRecordShutdown(t *testing.T) {
 		if want == router.StatusFailed && out[0].Event == nil {
 			t.Errorf("%s: failed outcome does not keep the event for redrive", id)
 		}
+		// The in-memory store keeps a delivered event's attributes, without its data, for explain.
+		if want == router.StatusDelivered && (out[0].Attributes == nil || out[0].Attributes.ID() != id || out[0].Attributes.Data() != nil) {
+			t.Errorf("%s: delivered outcome's attributes %+v, want the event without its data", id, out[0].Attributes)
+		}
 	}
 	// An event no trigger matched is findable (issue #21): one "unmatched" outcome under the
 	// pseudo-trigger unmatched:BROKER, on no failed list.
@@ -166,6 +170,30 @@ func TestPublishRouteRecordShutdown(t *testing.T) {
 		t.Errorf("publish after shutdown: %v", err)
 	}
 }
+
+// A store that keeps no attributes of delivered events (the Cassandra store) is not handed a copy
+// of them: that would be an allocation per delivered outcome for nothing.
+func TestAttributesOnlyForAStoreThatKeepsThem(t *testing.T) {
+	sub := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer sub.Close()
+	results := &plainStore{Store: memstore.New(10)}
+	r := newRouter(results)
+	r.Apply(testConfig(t, sub.URL, ""))
+	if err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev("ok", "wanted", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	r.Shutdown(ctx)
+	if out, _ := results.EventOutcomes(ctx, "ok"); len(out) != 1 || out[0].Status != router.StatusDelivered || out[0].Attributes != nil {
+		t.Errorf("outcomes %+v, want one delivered without attributes", out)
+	}
+}
+
+// plainStore is the in-memory store saying it keeps no attributes, as the Cassandra store does.
+type plainStore struct{ *memstore.Store }
+
+func (p *plainStore) KeepsAttributes() bool { return false }
 
 // TestReloadKeepsCounters: a trigger that survives a reload keeps its counters.
 func TestReloadKeepsCounters(t *testing.T) {

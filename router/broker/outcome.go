@@ -227,7 +227,7 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	o.TraceID = tracing.TraceID(e)
 	if o.Status != router.StatusDelivered {
 		o.Event = e
-	} else {
+	} else if r.keepAttributes {
 		o.Attributes = &event.Event{Context: e.Context.Clone()}
 	}
 	switch o.Status {

@@ -46,6 +46,8 @@ type Options struct {
 type Router struct {
 	o      Options
 	logger *zap.Logger
+	// keepAttributes: the result store keeps delivered events' attributes (router.AttributeStore).
+	keepAttributes bool
 
 	runCtx    context.Context // deliveries run under it; cancelled when the shutdown grace ends
 	cancelRun context.CancelFunc
@@ -74,6 +76,9 @@ func New(o Options) *Router {
 		o.ReplyPublishTimeout = 5 * time.Second
 	}
 	r := &Router{o: o, logger: o.Logger.Named("broker"), unfinishedBytes: router.NewByteBudget(config.DefaultMaxUnfinishedBytes)}
+	if as, ok := o.Results.(router.AttributeStore); ok {
+		r.keepAttributes = as.KeepsAttributes()
+	}
 	r.runCtx, r.cancelRun = context.WithCancel(context.Background())
 	empty := map[router.BrokerRef]*brokerState{}
 	r.brokers.Store(&empty)

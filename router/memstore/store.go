@@ -321,4 +321,10 @@ func (s *Store) RecordThen(o *router.Outcome, durable func()) {
 	durable()
 }
 
-var _ router.DurableStore = (*Store)(nil)
+// KeepsAttributes reports that the store keeps delivered events' attributes, for explain.
+func (s *Store) KeepsAttributes() bool { return true }
+
+var (
+	_ router.DurableStore   = (*Store)(nil)
+	_ router.AttributeStore = (*Store)(nil)
+)
