@@ -35,7 +35,7 @@ func TestCommandLineConventions(t *testing.T) {
 	if code, _, errOut := runCLI("sned"); code != 2 || !strings.Contains(errOut, `unknown command "sned"`) {
 		t.Errorf("a typo: %d %q", code, errOut)
 	}
-	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "replay", "migrate", "events", "triggers"} {
+	for _, cmd := range []string{"serve", "validate", "send", "function", "redrive", "replay", "migrate", "events", "triggers", "trigger"} {
 		if code, out, errOut := runCLI(cmd, "-h"); code != 0 || out == "" || errOut != "" {
 			t.Errorf("%s -h: status %d, stdout %q, stderr %q; want its help on stdout and 0", cmd, code, out, errOut)
 		}
@@ -154,5 +154,59 @@ func TestEventsGet(t *testing.T) {
 	}
 	if code, _, errOut := runCLI("events", "list", "--admin-url", srv.URL, "--since", "yesterday"); code != 2 || !strings.Contains(errOut, "duration back from now") {
 		t.Errorf("--since yesterday: %d %q", code, errOut)
+	}
+}
+
+// TestTriggerPauseResume: `switchyard trigger pause|resume NS/NAME` posts to the admin API with the
+// token and prints its answer; a refusal is status 1 with the API's reason, a usage mistake 2.
+func TestTriggerPauseResume(t *testing.T) {
+	type call struct{ method, path, auth string }
+	calls := make(chan call, 10)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls <- call{r.Method, r.URL.EscapedPath(), r.Header.Get("Authorization")}
+		switch r.URL.EscapedPath() {
+		case "/v1/triggers/shop/orders/pause":
+			_, _ = io.WriteString(w, `{"trigger":"shop/orders","paused":true,"pausedBy":"operator"}`)
+		case "/v1/triggers/shop/orders/resume":
+			_, _ = io.WriteString(w, `{"trigger":"shop/orders","paused":false}`)
+		case "/v1/triggers/shop/held/resume":
+			http.Error(w, "resume: paused by its manifest: remove the switchyard.dev/paused annotation of trigger shop/held to resume it", http.StatusConflict)
+		default:
+			http.Error(w, "pause: trigger not found", http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	if code, out, errOut := runCLI("trigger", "pause", "shop/orders", "--admin-url", srv.URL, "--token", "op"); code != 0 || !strings.Contains(out, `"pausedBy":"operator"`) {
+		t.Errorf("trigger pause: %d %q %q", code, out, errOut)
+	}
+	if c := <-calls; c != (call{"POST", "/v1/triggers/shop/orders/pause", "Bearer op"}) {
+		t.Errorf("trigger pause sent %+v", c)
+	}
+	if code, out, errOut := runCLI("trigger", "resume", "--admin-url", srv.URL, "shop/orders"); code != 0 || !strings.Contains(out, `"paused":false`) {
+		t.Errorf("trigger resume (the name last): %d %q %q", code, out, errOut)
+	}
+	if c := <-calls; c != (call{"POST", "/v1/triggers/shop/orders/resume", ""}) {
+		t.Errorf("trigger resume sent %+v", c)
+	}
+	if code, _, errOut := runCLI("trigger", "resume", "shop/held", "--admin-url", srv.URL); code != 1 || !strings.Contains(errOut, "409 Conflict") || !strings.Contains(errOut, "switchyard.dev/paused") {
+		t.Errorf("resume refused by the manifest: %d %q", code, errOut)
+	}
+	if code, _, errOut := runCLI("trigger", "pause", "shop/nope", "--admin-url", srv.URL); code != 1 || !strings.Contains(errOut, "404 Not Found") {
+		t.Errorf("pause of an unknown trigger: %d %q", code, errOut)
+	}
+	for len(calls) > 0 {
+		<-calls
+	}
+	for _, args := range [][]string{{"trigger"}, {"trigger", "stop", "shop/orders"}, {"trigger", "pause"}, {"trigger", "pause", "orders"},
+		{"trigger", "pause", "shop/orders", "shop/audit"}, {"trigger", "pause", "shop/orders", "--no-such-flag"}} {
+		if code, out, errOut := runCLI(append(args, "--admin-url", srv.URL)...); code != 2 || out != "" || errOut == "" {
+			t.Errorf("%v: %d, stdout %q, stderr %q; want a usage error, status 2", args, code, out, errOut)
+		}
+	}
+	if len(calls) != 0 {
+		t.Errorf("usage errors called the admin API: %+v", <-calls)
+	}
+	if code, out, _ := runCLI("trigger", "pause", "-h"); code != 0 || !strings.Contains(out, "-admin-url") {
+		t.Errorf("trigger pause -h: %d %q", code, out)
 	}
 }

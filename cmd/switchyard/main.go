@@ -8,6 +8,7 @@
 //	switchyard events explain --broker NS/NAME --type T --source S   which triggers match an event, and why not
 //	switchyard triggers [-o json]        every trigger with its counters (asks a running router)
 //	switchyard redrive --trigger NS/NAME re-queue a trigger's failed events (asks a running router)
+//	switchyard trigger pause|resume NS/NAME   hold a trigger's deliveries, or let them go (asks a running router)
 //	switchyard migrate --config PATH     create the Cassandra keyspace and tables
 //	switchyard version
 //
@@ -38,6 +39,7 @@ var commands = map[string]func(args []string, stdout, stderr io.Writer) int{
 	"events":   runEvents,
 	"triggers": runTriggers,
 	"redrive":  runRedrive,
+	"trigger":  runTrigger,
 	"replay":   runReplay,
 	"migrate":  runMigrate,
 	"version": func(_ []string, stdout, _ io.Writer) int {
@@ -82,6 +84,7 @@ commands:
   events     where it went, or why not:       switchyard events get ID | events explain --broker NS/NAME --type T --source S
   triggers   every trigger and its counters:  switchyard triggers [-o json]
   redrive    re-queue failed events:          switchyard redrive --trigger NS/NAME|--broker NS/NAME [--event ID] [--since T] [--until T] [--type T] [--source S] [--status S] [--dry-run]
+  trigger    pause or resume a trigger:       switchyard trigger pause NS/NAME | trigger resume NS/NAME
   replay     replay a broker's archive:       switchyard replay --broker NS/NAME --from T --trigger NS/NAME [--follow] | --dry-run --config FILE | status ID | cancel ID | list
   migrate    create the Cassandra schema:     switchyard migrate --config PATH [--cassandra-hosts H]
   version    print the version (also --version)

@@ -12,6 +12,8 @@
 //	GET /v1/triggers                          every trigger with its counters
 //	GET /v1/triggers/{ns}/{name}/outcomes     a trigger's outcomes, newest first (?failed=true&limit=&page=)
 //	POST /v1/triggers/{ns}/{name}/redrive     re-queue failed events to the trigger (?event=ID or ?since=RFC3339)
+//	POST /v1/triggers/{ns}/{name}/pause       hold the trigger's deliveries (until resumed or the process restarts)
+//	POST /v1/triggers/{ns}/{name}/resume      end an operator's pause (409 while the trigger's manifest pauses it)
 //	POST /v1/brokers/{ns}/{name}/explain      the posted event against every trigger of the broker:
 //	                                          matches or not, and which filter clause refuses it
 //	POST /v1/redrive                          redrive by filter, across triggers (?dryRun=true counts)
@@ -22,10 +24,10 @@
 //	GET /ui/                                  the web console
 //
 // With Auth set, /v1/ and /debug/pprof/ need a bearer token or JWT: a reader's for GET, an
-// operator's for POST (an operator may read too). The probes and /metrics stay open. Cross-origin
-// POSTs from browsers are refused whatever the credentials (CSRF). Every request body the admin
-// listener reads (explain, the dry run's candidate, the console's forms) is read under a byte
-// budget of its own, the size of the ingress's, and bounded before it is parsed.
+// operator's for POST (redrive, pause, resume; an operator may read too). The probes and /metrics
+// stay open. Cross-origin POSTs from browsers are refused whatever the credentials (CSRF). Every
+// request body the admin listener reads (explain, the dry run's candidate, the console's forms) is
+// read under a byte budget of its own, the size of the ingress's, and bounded before it is parsed.
 package admin
 
 import (
@@ -59,6 +61,10 @@ type Routes interface {
 	Triggers() []broker.TriggerStatus
 	Redrive(ctx context.Context, ref router.TriggerRef, q router.RedriveQuery) (int, error)
 	Explain(ref router.BrokerRef, e *event.Event) ([]broker.Verdict, error)
+	// PauseTrigger and ResumeTrigger hold and release a trigger's deliveries; errors wrap
+	// broker.ErrTriggerNotFound, and broker.ErrPausedByManifest for a resume its manifest refuses.
+	PauseTrigger(ref router.TriggerRef) error
+	ResumeTrigger(ref router.TriggerRef) error
 }
 
 // Server is the admin HTTP handler.
@@ -106,7 +112,7 @@ func (s *Server) ConfigRejected(t time.Time, err error) {
 
 // Auth are the credentials of the admin API's roles; a nil role has no members.
 type Auth struct {
-	// Readers may GET; Operators may also POST (redrive).
+	// Readers may GET; Operators may also POST (redrive, pause, resume).
 	Readers, Operators *senderauth.Policy
 }
 
@@ -125,6 +131,8 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
 	s.mux.HandleFunc("GET /v1/triggers/{ns}/{name}/outcomes", s.triggerOutcomes)
 	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/redrive", s.redrive)
+	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/pause", s.pauseTrigger)
+	s.mux.HandleFunc("POST /v1/triggers/{ns}/{name}/resume", s.resumeTrigger)
 	s.mux.HandleFunc("POST /v1/redrive", s.redriveAll)
 	s.mux.HandleFunc("POST /v1/brokers/{ns}/{name}/explain", s.explain)
 	s.mux.HandleFunc("GET /v1/tail", s.tail)

@@ -3,6 +3,7 @@ package admin
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -37,6 +38,41 @@ func (f fixedTriggers) Redrive(_ context.Context, ref router.TriggerRef, q route
 		return 0, broker.ErrTriggerNotFound
 	}
 	return len(q.EventID), nil
+}
+
+// PauseTrigger and ResumeTrigger change the trigger's status in place (the slice's elements are
+// shared, so Triggers shows the change), with the broker's rules: a trigger whose PausedBy is
+// "manifest" stays paused, and refuses a resume.
+func (f fixedTriggers) PauseTrigger(ref router.TriggerRef) error {
+	t := f.find(ref)
+	if t == nil {
+		return fmt.Errorf("%w: %s", broker.ErrTriggerNotFound, ref)
+	}
+	if !t.Paused {
+		t.Paused, t.PausedBy = true, "operator"
+	}
+	return nil
+}
+
+func (f fixedTriggers) ResumeTrigger(ref router.TriggerRef) error {
+	t := f.find(ref)
+	switch {
+	case t == nil:
+		return fmt.Errorf("%w: %s", broker.ErrTriggerNotFound, ref)
+	case t.PausedBy == "manifest":
+		return fmt.Errorf("%w: remove the switchyard.dev/paused annotation of trigger %s to resume it", broker.ErrPausedByManifest, ref)
+	}
+	t.Paused, t.PausedBy = false, ""
+	return nil
+}
+
+func (f fixedTriggers) find(ref router.TriggerRef) *broker.TriggerStatus {
+	for i := range f {
+		if f[i].Namespace == ref.Namespace && f[i].Name == ref.Name {
+			return &f[i]
+		}
+	}
+	return nil
 }
 
 func TestAdminAPI(t *testing.T) {

@@ -94,6 +94,8 @@ func (s *Server) routeConsole() {
 	s.mux.HandleFunc("GET /ui/events/{id}", s.consoleEvent)
 	s.mux.HandleFunc("POST /ui/events/{id}/redrive", s.consoleRedriveEvent)
 	s.mux.HandleFunc("POST /ui/redrive", s.consoleRedrive)
+	s.mux.HandleFunc("POST /ui/triggers/{ns}/{name}/pause", s.consolePause(true))
+	s.mux.HandleFunc("POST /ui/triggers/{ns}/{name}/resume", s.consolePause(false))
 	s.mux.HandleFunc("GET /ui/explain", s.consoleExplain)
 	s.mux.HandleFunc("POST /ui/explain", s.consoleExplain)
 	s.mux.HandleFunc("GET /ui/tail", s.consoleTail)
@@ -149,7 +151,14 @@ func (s *Server) traceLink(id string) string {
 }
 
 func (s *Server) consoleTriggers(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, "triggers", view{Title: "Triggers", Nav: "triggers", Data: s.routes.Triggers()})
+	v := view{Title: "Triggers", Nav: "triggers", Data: s.routes.Triggers()}
+	qs := r.URL.Query()
+	if t := qs.Get("paused"); t != "" {
+		v.Flash = fmt.Sprintf("%s is paused: its deliveries are held until it is resumed (or this process restarts).", t)
+	} else if t := qs.Get("resumed"); t != "" {
+		v.Flash = fmt.Sprintf("%s is resumed: the events held for it are delivered, then the new ones.", t)
+	}
+	s.render(w, r, http.StatusOK, "triggers", v)
 }
 
 // eventsPage is the event log: the filter as given, and one page of outcomes.

@@ -89,7 +89,8 @@ func TestConsolePages(t *testing.T) {
 	now := time.Now()
 	store.Record(failedOutcome("order-1", "orders", now.Add(-2*time.Second)))
 	store.Record(failedOutcome("order-2", "orders", now.Add(-time.Second)))
-	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2, NotDelivered: 2}}}
+	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2, NotDelivered: 2},
+		{Namespace: "ns", Name: "audit", Broker: "default", Paused: true, PausedBy: "operator"}}}
 	s := New(store, routes, metrics.New())
 	s.SetTraceURL("http://jaeger.example/trace/{traceId}")
 	srv := httptest.NewServer(s)
@@ -99,6 +100,9 @@ func TestConsolePages(t *testing.T) {
 	resp, body := c.do("GET", "/ui/", nil, nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, `data-field="delivered">5<`) || !strings.Contains(body, "2 waiting for redrive") {
 		t.Errorf("triggers page: %d\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `<span class="paused">paused (by operator)</span>`) || !strings.Contains(body, `action="/ui/triggers/ns/audit/resume"`) || !strings.Contains(body, `action="/ui/triggers/ns/orders/pause"`) {
+		t.Errorf("triggers page: the paused state or the Pause and Resume buttons are missing:\n%s", body)
 	}
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Errorf("CSP %q", csp)
