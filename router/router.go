@@ -126,6 +126,32 @@ type WindowedLog interface {
 	BoundsUnfinished() bool
 }
 
+// ParkingLog is a WindowedLog that can keep one trigger's copies of events apart from the others'
+// (a Kafka log's park topic per trigger): a trigger that falls behind then waits in the log, not
+// in the shared window, so it holds back no other trigger of the broker, for any backlog.
+// docs/kafka-isolation.md has the design.
+type ParkingLog interface {
+	WindowedLog
+	// Parked reports whether trigger t's copies of partition p's records are being parked now:
+	// once one is, every later one is too until the parked ones are final, which keeps their order.
+	Parked(t TriggerRef, p int32) bool
+	// Park stores env, read from partition p, for trigger t alone, and calls done once it is
+	// stored (that copy is then final for the shared window). It reports false when the log
+	// cannot park now (partition p is not claimed here any more): the caller delivers the copy
+	// itself. A parked copy comes back through the handler's HandleParked.
+	Park(t TriggerRef, env *Envelope, done func()) bool
+	// Window is the number of records of a partition that may be handed out and not final.
+	Window() int
+}
+
+// ParkedHandler is a Handler that also takes back the copies a ParkingLog parked.
+type ParkedHandler interface {
+	Handler
+	// HandleParked delivers env to trigger t only; done as for Handle. A trigger that is no longer
+	// configured gets nothing (done at once): its backlog went with it, as with Knative's.
+	HandleParked(ctx context.Context, t TriggerRef, env *Envelope, done func())
+}
+
 // VolatileLog is a BrokerLog whose accepted events live only in this process until they are final
 // (memqueue.Queue): a crash loses them, and nothing but the broker bounds them. The broker then
 // counts them itself (max-in-flight, the memory bound) and releases each when its fate is final;

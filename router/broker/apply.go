@@ -47,6 +47,9 @@ func (r *Router) Apply(cfg *config.Config) {
 			if w, ok := log.(router.WindowedLog); ok {
 				b.windowed = w.BoundsUnfinished()
 			}
+			if p, ok := log.(router.ParkingLog); ok && b.windowed {
+				b.parking = p
+			}
 			var h router.Handler = b
 			if v, ok := log.(router.VolatileLog); ok && v.Volatile() {
 				b.admit = &admission{}
@@ -120,22 +123,37 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 				ts.lane, ts.parts = p.lane, p.parts // keeps an ordered trigger's order across a reload
 			}
 		} else {
-			ts.stats = &triggerStats{base: b.events.Load()}
+			ts.stats = &triggerStats{base: b.events.Load(), gate: newPauseGate()}
 		}
+		ts.stats.gate.manifest(tc.Paused)
 		if ts.lane == nil {
 			ts.lane = newLane(r.runCtx, tc.Concurrency, tc.Pending, tc.RateLimit, r.runTask)
 			if tc.Ordered {
 				shared := ts.lane.limiter // one rate limit for the trigger, whatever its partitions
+				gate := ts.stats.gate
 				ts.parts = &partitionLanes{lanes: map[int32]*lane{}, make: func() *lane {
 					l := newLane(r.runCtx, tc.Concurrency, tc.Pending, 0, r.runTask)
-					l.limiter = shared
+					l.limiter, l.gate = shared, gate
 					return l
 				}}
 			}
+			ts.lane.gate = ts.stats.gate
 		}
+		ts.parkShare = parkShare(b.parking, len(triggers), tc.Concurrency)
 		rt.triggers[i] = ts
 		filters[i] = tc.Filter
 	}
 	rt.index = filter.NewIndex(filters)
 	return rt
+}
+
+// parkShare is a trigger's share of a partition's window on a parking log: half the window split
+// evenly among the broker's triggers, so that all of them falling behind at once still leaves the
+// partition reading; but never less than twice the trigger's concurrency, so that a trigger
+// merely busy is not parked. Copies past it go to the trigger's park topic.
+func parkShare(p router.ParkingLog, triggers, concurrency int) int {
+	if p == nil {
+		return 0
+	}
+	return max(p.Window()/(2*max(triggers, 1)), 2*concurrency)
 }

@@ -30,6 +30,23 @@ type task struct {
 	// attempt (0 before the first) and res carry a delivery across a parked backoff.
 	attempt int
 	res     delivery.Result
+	// held counts the trigger's copies of the partition's records in memory (see park); nil
+	// unless the broker's log parks.
+	held *atomic.Int64
+}
+
+// release gives tk's event back, and its place among the trigger's held copies.
+func (tk *task) release() {
+	tk.held.Add(-1)
+	tk.f.finish()
+}
+
+// finisher is what releases tk once its outcome is safe.
+func (tk *task) finisher() func() {
+	if tk.held != nil {
+		return tk.release
+	}
+	return tk.f.finish
 }
 
 // fanout counts the triggers an event still waits on; the last to finish releases it.
@@ -87,13 +104,22 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 		t.stats.matched.Add(1)
 		l := b.laneFor(t, env)
 		if b.windowed {
-			l.enqueue(task{b: b, t: t, env: env, f: f})
+			tk := task{b: b, t: t, env: env, f: f}
+			if b.parking != nil && env.Partition >= 0 {
+				held := t.stats.heldOn(env.Partition)
+				if b.park(t, env, f, held) {
+					continue
+				}
+				held.Add(1)
+				tk.held = held
+			}
+			l.enqueue(tk)
 			continue
 		}
-		if !t.cfg.Ordered {
+		if !t.cfg.Ordered || t.stats.gate.paused.Load() {
 			// An unordered trigger that cannot keep up must not stall its broker's others: when
 			// its backlog (concurrency + pending) stays full for PendingWait, what it cannot take
-			// is recorded as failed, kept for redrive.
+			// is recorded as failed, kept for redrive. So must a paused one, ordered or not.
 			if !l.submitOrGiveUp(ctx, task{b: b, t: t, env: env, f: f}, t.cfg.PendingWait) {
 				r.overflow(b, t, env, f)
 			}
@@ -106,6 +132,35 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 	}
 	*bufp = matches
 	matchPool.Put(bufp)
+}
+
+// park hands t's copy of env to the log's park topic of t when t already parks that partition's
+// copies (nothing may overtake them) or holds its share of the partition's window in memory: a
+// trigger that falls behind then waits in Kafka, and the window stays free for the others. It
+// reports false when the copy is t's to deliver now.
+func (b *brokerState) park(t *triggerState, env *router.Envelope, f *fanout, held *atomic.Int64) bool {
+	if held.Load() < int64(t.parkShare) && !t.stats.gate.paused.Load() && !b.parking.Parked(t.cfg.Ref, env.Partition) {
+		return false
+	}
+	if !b.parking.Park(t.cfg.Ref, env, f.finish) {
+		return false
+	}
+	t.stats.parked.Add(1)
+	return true
+}
+
+// HandleParked delivers env, a copy the log parked for trigger ref, to that trigger alone.
+func (b *brokerState) HandleParked(ctx context.Context, ref router.TriggerRef, env *router.Envelope, done func()) {
+	t := b.routes.Load().trigger(ref)
+	if t == nil {
+		b.r.logger.Warn("a parked event's trigger is no longer configured: not delivered", zap.String("trigger", ref.String()), zap.String("event_id", env.Event.ID()))
+		done()
+		return
+	}
+	b.r.pending.Add(1)
+	f := &fanout{done: done, r: b.r, matched: 1}
+	f.remaining.Store(1)
+	b.laneFor(t, env).enqueue(task{b: b, t: t, env: env, f: f})
 }
 
 // attemptSpan starts the client span of one delivery attempt, a child of the span that accepted
@@ -145,6 +200,12 @@ func (b *brokerState) unmatched(env *router.Envelope) {
 // overflow records env as failed at t, whose backlog is full, and releases it there.
 func (r *Router) overflow(b *brokerState, t *triggerState, env *router.Envelope, f *fanout) {
 	t.m.overflowed.Inc()
+	if who := t.stats.gate.who(); who != "" {
+		r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: fmt.Sprintf(
+			"not delivered: the trigger is paused (by its %s) and its backlog (%d events: spec.triggers.concurrency + pending) is full; redrive it after resuming",
+			who, t.cfg.Concurrency+t.cfg.Pending)}, f.finish)
+		return
+	}
 	r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: fmt.Sprintf(
 		"not delivered: the trigger's subscriber is not keeping up: its backlog (%d events: spec.triggers.concurrency + pending) stayed full for %s (spec.triggers.pendingWait); redrive it once the subscriber catches up",
 		t.cfg.Concurrency+t.cfg.Pending, t.cfg.PendingWait)}, f.finish)
@@ -188,7 +249,7 @@ func (r *Router) taskPanicked(tk task, p any, finished bool) {
 	if finished {
 		return // the outcome was recorded and the event released; the panic came after
 	}
-	finish := sync.OnceFunc(tk.f.finish) // once, whether recording completes or panics too
+	finish := sync.OnceFunc(tk.finisher()) // once, whether recording completes or panics too
 	defer func() {
 		if p := recover(); p != nil { // recording itself panicked: the log line above is what is left
 			r.logger.Error("recording a panicked delivery panicked too", zap.Any("panic", p))

@@ -18,6 +18,7 @@ type lane struct {
 	// behind is set when a wait for a slot ran out (see submitOrGiveUp).
 	behind  atomic.Bool
 	limiter *rate.Limiter // nil: unlimited
+	gate    *pauseGate    // holds the lane while its trigger is paused; nil: never paused
 	// run delivers t; it reports true when it parked t to be resumed later (through enqueue,
 	// keeping its slot) rather than finishing it.
 	run func(ctx context.Context, t task) (parked bool)
@@ -138,6 +139,9 @@ func (l *lane) work() {
 		l.queue[0] = task{}
 		l.queue = l.queue[1:]
 		l.mu.Unlock()
+		if l.gate != nil {
+			l.gate.wait(l.ctx) // on shutdown, run still records the event as failed
+		}
 		if l.limiter != nil {
 			_ = l.limiter.Wait(l.ctx) // on shutdown, run still records the event as failed
 		}

@@ -94,6 +94,20 @@ type triggerStats struct {
 	// waits for redrive now.
 	redriven atomic.Uint64
 	inFlight atomic.Int64
+	// held counts, per partition of a parking log, the trigger's copies in memory (queued,
+	// delivering or waiting to retry); parked counts the copies handed to the log's park topic.
+	held   sync.Map // int32 → *atomic.Int64
+	parked atomic.Uint64
+	gate   *pauseGate
+}
+
+// heldOn returns the counter of the trigger's copies of partition p held in memory.
+func (s *triggerStats) heldOn(p int32) *atomic.Int64 {
+	if c, ok := s.held.Load(p); ok {
+		return c.(*atomic.Int64)
+	}
+	c, _ := s.held.LoadOrStore(p, new(atomic.Int64))
+	return c.(*atomic.Int64)
 }
 
 // finishTask turns a final delivery result into the outcome: reply published, dead-lettered or
@@ -137,7 +151,7 @@ func (r *Router) finishTask(ctx context.Context, tk task, req *delivery.Request,
 		o.Status = r.deadLetter(ctx, req, policy, res, t.cfg.Subscriber, o, router.StatusFailed)
 	}
 	*finished = true // from here the event is released by the store, once the outcome is safe
-	r.record(tk.b, t, env, o, tk.f.finish)
+	r.record(tk.b, t, env, o, tk.finisher())
 }
 
 // replyDestination is where tk's reply was to go, as knativeerrordest names it: the trigger's

@@ -93,6 +93,8 @@ type brokerState struct {
 	queue router.BrokerLog
 	// windowed: the log bounds unfinished envelopes itself, so lanes queue without waiting.
 	windowed bool
+	// parking is the log when it can park a trigger's copies apart (a Kafka log); nil otherwise.
+	parking router.ParkingLog
 	// admit counts (and, with a max-in-flight, bounds) an in-memory broker's unfinished events;
 	// nil for a broker on a durable log, which bounds what it hands out itself. releaseOne is
 	// admit.release(1), made once so that no event allocates it.
@@ -132,6 +134,9 @@ type triggerState struct {
 	lane            *lane
 	stats           *triggerStats
 	m               *triggerMetrics
+	// parkShare is how many copies of one partition's records the trigger may hold in memory on
+	// a parking log before the next ones are parked (see brokerState.park).
+	parkShare int
 	// parts are an ordered trigger's lanes per Kafka partition: a partition's events go one at a
 	// time, and partitions do not wait for each other. nil for other triggers.
 	parts *partitionLanes

@@ -45,6 +45,13 @@ type TriggerStatus struct {
 	NotDelivered uint64 `json:"notDelivered"`
 	Retries      uint64 `json:"retries"`
 	InFlight     int64  `json:"inFlight"`
+	// Paused is set while the trigger's deliveries are held; PausedBy says by whom: "manifest"
+	// (the switchyard.dev/paused annotation) or "operator" (the admin API).
+	Paused   bool   `json:"paused"`
+	PausedBy string `json:"pausedBy,omitempty"`
+	// Parked counts the trigger's copies a Kafka-class broker parked in the trigger's own topic
+	// (it was behind, or paused) since this process started.
+	Parked uint64 `json:"parked"`
 }
 
 // Triggers returns every configured trigger's status, by broker and trigger name.
@@ -64,9 +71,11 @@ func (r *Router) Triggers() []TriggerStatus {
 				Ordered: t.cfg.Ordered, Concurrency: t.cfg.Concurrency,
 				Matched: matched, FilteredOut: filtered, Delivered: s.delivered.Load(),
 				DeadLettered: s.deadLettered.Load(), Failed: s.failed.Load(), Retries: s.rs.Load(), InFlight: s.inFlight.Load(),
-				Redriven: s.redriven.Load(),
+				Redriven: s.redriven.Load(), Parked: s.parked.Load(),
 			})
 			st := &out[len(out)-1]
+			st.PausedBy = s.gate.who()
+			st.Paused = st.PausedBy != ""
 			if failures := st.DeadLettered + st.Failed; failures > st.Redriven {
 				st.NotDelivered = failures - st.Redriven
 			}

@@ -31,6 +31,8 @@ const (
 	AnnotationConcurrency   = "switchyard.dev/concurrency"
 	AnnotationRateLimit     = "switchyard.dev/rate-limit"
 	AnnotationMaxInFlight   = "switchyard.dev/max-in-flight"
+	// AnnotationPaused "true" holds a trigger's deliveries without deleting it (docs/admin-api.md#pause-and-resume).
+	AnnotationPaused = "switchyard.dev/paused"
 	// AnnotationArchiveRetention keeps an in-memory broker's accepted events that long, and
 	// AnnotationArchiveFilter (CESQL) narrows what is kept or replayed (docs/archive.md).
 	AnnotationArchiveRetention = "switchyard.dev/archive-retention"
@@ -368,6 +370,13 @@ func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers ma
 	tr.Delivery = resolvePolicy(defaults, brokerDelivery, own)
 
 	ann := t.m.Metadata.Annotations
+	switch ann[AnnotationPaused] {
+	case "", "false":
+	case "true":
+		tr.Paused = true
+	default:
+		l.errAt(t.d, "metadata.annotations", "%s must be \"true\" or \"false\", got %q", AnnotationPaused, ann[AnnotationPaused])
+	}
 	switch ann[AnnotationDeliveryOrder] {
 	case "", "unordered":
 	case "ordered":

@@ -217,6 +217,9 @@ type Trigger struct {
 	Delivery   delivery.Policy
 	// Ordered delivers one event at a time, each after the previous one's final outcome.
 	Ordered bool
+	// Paused holds the trigger's deliveries (switchyard.dev/paused): its events wait, in its
+	// bounded backlog in memory, in its park topic on a Kafka-class broker.
+	Paused bool
 	// Concurrency bounds the trigger's deliveries in flight (1 when Ordered).
 	Concurrency int
 	// Pending bounds events waiting for a free delivery slot; PendingWait is how long the dispatch

@@ -43,13 +43,13 @@ func (l *Log) Run(ctx context.Context, h router.Handler) {
 				router.Sleep(ctx, time.Second)
 				continue
 			}
-			group, err := l.newGroup()
+			group, client, err := l.newGroup()
 			if err != nil {
 				l.logger.Warn("kafka consumer group unavailable; retrying", zap.Error(err))
 				router.Sleep(ctx, time.Second)
 				continue
 			}
-			l.consume(ctx, group, h)
+			l.consume(ctx, group, client, h)
 		}
 	}()
 	<-ctx.Done()
@@ -88,18 +88,34 @@ const (
 	leaveTimeout      = 2 * time.Second
 )
 
-func (l *Log) newGroup() (sarama.ConsumerGroup, error) {
+// newGroup connects a client and joins the broker's consumer group with it; the client also
+// reads the park topics back (park.go).
+func (l *Log) newGroup() (sarama.ConsumerGroup, sarama.Client, error) {
 	sc, err := l.saramaConfig()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return sarama.NewConsumerGroup(l.cfg.Brokers, l.cfg.Group, sc)
+	client, err := sarama.NewClient(l.cfg.Brokers, sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	group, err := sarama.NewConsumerGroupFromClient(l.cfg.Group, client)
+	if err != nil {
+		client.Close()
+		return nil, nil, err
+	}
+	return group, client, nil
 }
 
 // consume runs one consumer group session after another until the group closes or ctx ends.
-func (l *Log) consume(ctx context.Context, group sarama.ConsumerGroup, h router.Handler) {
+func (l *Log) consume(ctx context.Context, group sarama.ConsumerGroup, client sarama.Client, h router.Handler) {
+	defer client.Close()
 	defer group.Close()
-	handler := &groupHandler{l: l, h: h}
+	handler := &groupHandler{l: l, h: h, client: client}
+	if consumer, err := sarama.NewConsumerFromClient(client); err == nil {
+		defer consumer.Close()
+		handler.consumer = consumer
+	}
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{l.cfg.Topic}, handler); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -112,8 +128,10 @@ func (l *Log) consume(ctx context.Context, group sarama.ConsumerGroup, h router.
 }
 
 type groupHandler struct {
-	l *Log
-	h router.Handler
+	l        *Log
+	h        router.Handler
+	client   sarama.Client
+	consumer sarama.Consumer // reads park topics back; nil when it could not be made
 }
 
 func (g *groupHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
@@ -148,6 +166,9 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	// Handling runs under the router's context, not the session's: a rebalance must not cancel
 	// deliveries in flight, only stop reading.
 	ctx := context.WithoutCancel(sess.Context())
+	// A trigger that falls behind on this partition is parked (park.go); a backlog a previous
+	// owner left parked is read back first.
+	parking := g.l.startParking(ctx, claim.Partition(), g.h, g.client, g.consumer)
 	for {
 		// The session's end stops reading at once: the claim's channel closes only once sarama's
 		// partition consumer has, which waits for Kafka.
@@ -182,10 +203,17 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		g.h.Handle(ctx, env, func() { t.done(offset); <-window })
 	}
 	// Give what is in flight a moment to finish, then commit what is final; the next owner of
-	// the partition redelivers the rest (at-least-once).
+	// the partition redelivers the rest (at-least-once). Parked copies keep being stored
+	// meanwhile (they become final so), and readers of park topics drain alongside.
+	if parking != nil {
+		parking.stopReaders()
+	}
 	deadline := time.Now().Add(claimDrainTimeout)
 	for len(window) > 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
+	}
+	if parking != nil {
+		parking.stop()
 	}
 	committed := make(chan struct{})
 	go func() {

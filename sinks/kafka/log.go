@@ -55,6 +55,12 @@ type Log struct {
 	// producer connects; the producer's own limit is set to it.
 	maxRecord int
 
+	// parkProducer writes parked copies into the partition they name (park.go).
+	parkProducer sarama.SyncProducer
+	// parkings are the claimed partitions' parked triggers, by partition.
+	claimsMu sync.RWMutex
+	parkings map[int32]*claimParking
+
 	closing chan struct{}
 	once    sync.Once
 	// claims counts the partition claims consuming now: Run's shutdown waits for them.
@@ -171,6 +177,12 @@ const defaultMaxRecord = 1048588
 
 // ensureTopic creates the topic when missing and returns the largest record it takes.
 func (l *Log) ensureTopic() (int, error) {
+	return l.createTopic(l.cfg.Topic, &sarama.TopicDetail{NumPartitions: l.cfg.Partitions, ReplicationFactor: l.cfg.ReplicationFactor})
+}
+
+// createTopic creates topic as detail says when it is missing, and returns the largest record it
+// takes.
+func (l *Log) createTopic(topic string, detail *sarama.TopicDetail) (int, error) {
 	sc, err := l.saramaConfig()
 	if err != nil {
 		return 0, err
@@ -180,12 +192,12 @@ func (l *Log) ensureTopic() (int, error) {
 		return 0, fmt.Errorf("connecting to kafka %v: %w", l.cfg.Brokers, err)
 	}
 	defer admin.Close()
-	err = admin.CreateTopic(l.cfg.Topic, &sarama.TopicDetail{NumPartitions: l.cfg.Partitions, ReplicationFactor: l.cfg.ReplicationFactor}, false)
+	err = admin.CreateTopic(topic, detail, false)
 	var te *sarama.TopicError
 	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) {
-		return 0, fmt.Errorf("creating topic %s: %w", l.cfg.Topic, err)
+		return 0, fmt.Errorf("creating topic %s: %w", topic, err)
 	}
-	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: l.cfg.Topic, ConfigNames: []string{"max.message.bytes"}}},
+	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"max.message.bytes"}}},
 		sarama.DescribeConfigsOptions{})
 	for _, res := range results {
 		for _, e := range res.Configs {
@@ -225,25 +237,9 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 	}
 	msgs := make([]*sarama.ProducerMessage, len(envs))
 	for i, env := range envs {
-		// The hop count and the arrival time travel in the record as Knative's Kafka broker
-		// keeps them: as CloudEvents extensions.
-		env.Event.SetExtension("knativebrokerttl", strconv.Itoa(int(env.TTL)))
-		env.Event.SetExtension(router.ExtReplyBudget, strconv.Itoa(int(env.ReplyBudget)))
-		msg := &sarama.ProducerMessage{Topic: l.cfg.Topic}
-		if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(env.Event), msg); err != nil {
-			return fmt.Errorf("encoding event %s for kafka: %w", env.Event.ID(), err)
-		}
-		for k, vs := range env.Headers {
-			if len(vs) > 0 {
-				msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(forwardedPrefix + strings.ToLower(k)), Value: []byte(vs[0])})
-			}
-		}
-		if env.Redrive != nil {
-			b, err := json.Marshal(env.Redrive)
-			if err != nil {
-				return fmt.Errorf("encoding the redrive of event %s: %w", env.Event.ID(), err)
-			}
-			msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(redriveHeader), Value: b})
+		msg, err := record(ctx, env, l.cfg.Topic)
+		if err != nil {
+			return err
 		}
 		// An event the topic can never take is the producer's to fix (413), not an outage to
 		// retry (503) for ever.
@@ -261,6 +257,32 @@ func (l *Log) Append(ctx context.Context, envs []*router.Envelope) error {
 		return fmt.Errorf("%w: producing to kafka: %v", router.ErrUnavailable, err)
 	}
 	return nil
+}
+
+// record encodes env as a record of topic: the CloudEvents Kafka binary binding, with the hop
+// count, the reply budget, the forwarded headers and a redrive's address beside it.
+func record(ctx context.Context, env *router.Envelope, topic string) (*sarama.ProducerMessage, error) {
+	// The hop count and the arrival time travel in the record as Knative's Kafka broker keeps
+	// them: as CloudEvents extensions.
+	env.Event.SetExtension("knativebrokerttl", strconv.Itoa(int(env.TTL)))
+	env.Event.SetExtension(router.ExtReplyBudget, strconv.Itoa(int(env.ReplyBudget)))
+	msg := &sarama.ProducerMessage{Topic: topic}
+	if err := kafka_sarama.WriteProducerMessage(ctx, binding.ToMessage(env.Event), msg); err != nil {
+		return nil, fmt.Errorf("encoding event %s for kafka: %w", env.Event.ID(), err)
+	}
+	for k, vs := range env.Headers {
+		if len(vs) > 0 {
+			msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(forwardedPrefix + strings.ToLower(k)), Value: []byte(vs[0])})
+		}
+	}
+	if env.Redrive != nil {
+		b, err := json.Marshal(env.Redrive)
+		if err != nil {
+			return nil, fmt.Errorf("encoding the redrive of event %s: %w", env.Event.ID(), err)
+		}
+		msg.Headers = append(msg.Headers, sarama.RecordHeader{Key: []byte(redriveHeader), Value: b})
+	}
+	return msg, nil
 }
 
 // appendTimeout bounds how long Append waits for Kafka's acknowledgement. sarama's own bounds
@@ -293,8 +315,11 @@ func (l *Log) Close() {
 	l.once.Do(func() {
 		close(l.closing)
 		l.mu.Lock()
-		p := l.producer
+		p, pp := l.producer, l.parkProducer
 		l.mu.Unlock()
+		if pp != nil {
+			defer pp.Close()
+		}
 		if p != nil {
 			closed := make(chan struct{})
 			go func() { _ = p.Close(); close(closed) }()

@@ -1,8 +1,12 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -121,4 +125,207 @@ func TestKafkaOrderedPartitionsDoNotWaitForEachOther(t *testing.T) {
 		}
 		next[key]++
 	}
+}
+
+// TestKafkaHungTriggerPastTheWindow: on a one-partition Kafka-class broker, a trigger whose
+// subscriber holds every request while more events than the partition's window (10,000) arrive
+// holds back no other trigger: the other one receives every event meanwhile, across a kill -9 of
+// the router too. The hung trigger's copies past its share wait in its park topic, not in memory;
+// once its subscriber answers it receives every event, those accepted before the kill included.
+// (Before parking, the partition paused for both triggers once the hung one held 10,000.)
+func TestKafkaHungTriggerPastTheWindow(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	var mu sync.Mutex
+	hungSeen, fastSeen := map[string]bool{}, map[string]bool{}
+	hung := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		<-release
+		if req.Event != nil {
+			mu.Lock()
+			hungSeen[req.Event.ID()] = true // counted once answered: a request cut by the kill is not
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	t.Cleanup(free) // before the subscriber's Close, which waits for its hung handlers
+	fast := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		if req.Event != nil {
+			mu.Lock()
+			fastSeen[req.Event.ID()] = true
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	seen := func(m map[string]bool) int { mu.Lock(); defer mu.Unlock(); return len(m) }
+	waitSeen := func(what string, m map[string]bool, n int, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for seen(m) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of %d distinct events arrived within %s", what, seen(m), n, within)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	topic := fmt.Sprintf("e2e-hung-window-%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	manifests := kafkaBroker("durable", topic) +
+		triggerYAML("hung", "  broker: durable\n  subscriber:\n    uri: "+hung.URL+"\n  delivery:\n    timeout: PT600S\n") +
+		triggerYAML("fast", "  broker: durable\n  subscriber:\n    uri: "+fast.URL+"\n")
+	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 1\n", kafka)
+	const n = 12000 // past the partition's window of 10,000
+	r := startRouterIn(t, dir, manifests, "", spec)
+	sendBatches(t, r, 0, n)
+	waitSeen("the fast trigger while the other hangs", fastSeen, n, 120*time.Second)
+	if got := hung.count(); got > 64 {
+		t.Errorf("the hung subscriber got %d requests at once, more than the trigger's concurrency of 64", got)
+	}
+
+	// kill -9 with the hung trigger's backlog parked and in memory; a new process resumes it.
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+	r2 := startRouterIn(t, dir, manifests, "", spec)
+	sendBatches(t, r2, n, n+1000)
+	waitSeen("the fast trigger after the kill", fastSeen, n+1000, 120*time.Second)
+
+	free()
+	waitSeen("the hung trigger once its subscriber answers", hungSeen, n+1000, 180*time.Second)
+	t.Logf("fast: %d requests for %d events; hung: %d requests for %d events", fast.count(), n+1000, hung.count(), n+1000)
+}
+
+// sendBatches sends the events w-{from} to w-{to-1} to /default/durable, 500 to a batch, each with
+// its number as subject, trying again while the broker answers otherwise than 202.
+func sendBatches(t *testing.T, r *router, from, to int) {
+	t.Helper()
+	for b := from; b < to; b += 500 {
+		var batch strings.Builder
+		batch.WriteString("[")
+		for i := b; i < b+500 && i < to; i++ {
+			if i > b {
+				batch.WriteString(",")
+			}
+			fmt.Fprintf(&batch, `{"specversion":"1.0","id":"w-%05d","source":"/s","type":"t","subject":"%d"}`, i, i)
+		}
+		batch.WriteString("]")
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			code, _, body := r.send(t, "/default/durable", ceRequest{Headers: map[string]string{"Content-Type": "application/cloudevents-batch+json"}, Body: batch.String()})
+			if code == http.StatusAccepted || code == http.StatusOK {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("batch from %d: %d %s", b, code, body)
+			}
+		}
+	}
+}
+
+// TestKafkaPausedTriggerKeepsItsBacklog: an ordered trigger paused by its manifest on a
+// one-partition Kafka-class broker gets nothing while 12,000 events (past the window) arrive and
+// the router is killed with -9 and restarted; its sibling gets every event meanwhile. Once the
+// annotation goes (a reload), it receives the whole backlog in order, then live events.
+func TestKafkaPausedTriggerKeepsItsBacklog(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	var mu sync.Mutex
+	var order []int
+	pausedSeen, otherSeen := map[int]bool{}, map[int]bool{}
+	paused := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		var seq int
+		if req.Event != nil {
+			fmt.Sscan(req.Event.Subject(), &seq)
+			mu.Lock()
+			if !pausedSeen[seq] {
+				order = append(order, seq) // first deliveries only: at-least-once may repeat some
+			}
+			pausedSeen[seq] = true
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	other := newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+		var seq int
+		if req.Event != nil {
+			fmt.Sscan(req.Event.Subject(), &seq)
+			mu.Lock()
+			otherSeen[seq] = true
+			mu.Unlock()
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	count := func(m map[int]bool) int { mu.Lock(); defer mu.Unlock(); return len(m) }
+	waitCount := func(what string, m map[int]bool, n int, within time.Duration) {
+		t.Helper()
+		deadline := time.Now().Add(within)
+		for count(m) < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %d of %d distinct events arrived within %s", what, count(m), n, within)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	topic := fmt.Sprintf("e2e-paused-%d", time.Now().UnixNano())
+	dir := t.TempDir()
+	manifests := kafkaBroker("durable", topic) + fmt.Sprintf(`apiVersion: eventing.knative.dev/v1
+kind: Trigger
+metadata:
+  name: paused
+  namespace: default
+  annotations:
+    kafka.eventing.knative.dev/delivery.order: ordered
+    switchyard.dev/paused: "true"
+spec:
+  broker: durable
+  subscriber:
+    uri: %s
+---
+`, paused.URL) + triggerYAML("other", "  broker: durable\n  subscriber:\n    uri: "+other.URL+"\n")
+	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 1\n", kafka)
+
+	const n = 12000
+	r := startRouterIn(t, dir, manifests, "", spec)
+	sendBatches(t, r, 0, n)
+	waitCount("the other trigger while its sibling is paused", otherSeen, n, 120*time.Second)
+	_ = r.cmd.Process.Kill()
+	<-r.exited
+	r2 := startRouterIn(t, dir, manifests, "", spec)
+	sendBatches(t, r2, n, n+1000)
+	waitCount("the other trigger after the kill", otherSeen, n+1000, 120*time.Second)
+	if got := paused.count(); got != 0 {
+		t.Fatalf("the paused trigger got %d deliveries", got)
+	}
+	var status struct {
+		Triggers []struct {
+			Name     string `json:"name"`
+			Paused   bool   `json:"paused"`
+			PausedBy string `json:"pausedBy"`
+		} `json:"triggers"`
+	}
+	if code, body := r2.get(t, "/v1/triggers"); code != 200 || json.Unmarshal([]byte(body), &status) != nil {
+		t.Fatalf("GET /v1/triggers: %d %s", code, body)
+	}
+	for _, tr := range status.Triggers {
+		if tr.Name == "paused" && (!tr.Paused || tr.PausedBy != "manifest") {
+			t.Errorf("GET /v1/triggers: %+v, want paused by its manifest", tr)
+		}
+	}
+
+	cfg, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	r2.writeConfig(strings.Replace(string(cfg), `switchyard.dev/paused: "true"`, `switchyard.dev/paused: "false"`, 1))
+	waitCount("the resumed trigger", pausedSeen, n+1000, 180*time.Second)
+	took := time.Since(resumed)
+	sendBatches(t, r2, n+1000, n+1500) // live events after the backlog
+	waitCount("the resumed trigger's live events", pausedSeen, n+1500, 60*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	for i := 1; i < len(order); i++ {
+		if order[i] < order[i-1] {
+			t.Fatalf("the resumed ordered trigger got event %d after %d", order[i], order[i-1])
+		}
+	}
+	t.Logf("backlog of %d delivered in order %s after the resume (ordered: one at a time); %d requests in all", n+1000, took.Round(time.Millisecond), paused.count())
 }
