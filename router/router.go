@@ -142,6 +142,10 @@ type ParkingLog interface {
 	Park(t TriggerRef, env *Envelope, done func()) bool
 	// Window is the number of records of a partition that may be handed out and not final.
 	Window() int
+	// Lag is what trigger t owes on the partitions claimed here, besides the copies it holds in
+	// memory: the records not read yet, and its parked copies not final, with the arrival time of
+	// the oldest of those (zero when unknown).
+	Lag(t TriggerRef) (records int64, oldest time.Time)
 }
 
 // ParkedHandler is a Handler that also takes back the copies a ParkingLog parked.
@@ -150,6 +154,9 @@ type ParkedHandler interface {
 	// HandleParked delivers env to trigger t only; done as for Handle. A trigger that is no longer
 	// configured gets nothing (done at once): its backlog went with it, as with Knative's.
 	HandleParked(ctx context.Context, t TriggerRef, env *Envelope, done func())
+	// Holds reports whether trigger t takes no parked copies now (it is paused): they stay in the
+	// log, not in memory, until it does.
+	Holds(t TriggerRef) bool
 }
 
 // VolatileLog is a BrokerLog whose accepted events live only in this process until they are final

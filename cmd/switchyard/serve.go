@@ -197,6 +197,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	var served atomic.Pointer[config.Config] // the configuration applied now
 	served.Store(cfg)
 	m.RegisterQueueDepth(rtr.QueueDepths)
+	m.RegisterTriggerLag(rtr.TriggerLags)
 	bodies := ingress.NewBodyBudget(cfg.Settings.MaxBodyBytesInFlight)
 	m.Registry.MustRegister(
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "switchyard_unfinished_event_bytes",

@@ -90,7 +90,7 @@ func TestConsolePages(t *testing.T) {
 	store.Record(failedOutcome("order-1", "orders", now.Add(-2*time.Second)))
 	store.Record(failedOutcome("order-2", "orders", now.Add(-time.Second)))
 	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2, NotDelivered: 2},
-		{Namespace: "ns", Name: "audit", Broker: "default", Paused: true, PausedBy: "operator"}}}
+		{Namespace: "ns", Name: "audit", Broker: "default", Paused: true, PausedBy: "operator", LagRecords: 1234, LagSeconds: 42.4}}}
 	s := New(store, routes, metrics.New())
 	s.SetTraceURL("http://jaeger.example/trace/{traceId}")
 	srv := httptest.NewServer(s)
@@ -100,6 +100,9 @@ func TestConsolePages(t *testing.T) {
 	resp, body := c.do("GET", "/ui/", nil, nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, `data-field="delivered">5<`) || !strings.Contains(body, "2 waiting for redrive") {
 		t.Errorf("triggers page: %d\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `<td class="n" data-field="lag">1234 (42 s)</td>`) {
+		t.Errorf("triggers page: no lag of the paused trigger")
 	}
 	if !strings.Contains(body, `<span class="paused">paused (by operator)</span>`) || !strings.Contains(body, `action="/ui/triggers/ns/audit/resume"`) || !strings.Contains(body, `action="/ui/triggers/ns/orders/pause"`) {
 		t.Errorf("triggers page: the paused state or the Pause and Resume buttons are missing:\n%s", body)

@@ -30,14 +30,14 @@ type task struct {
 	// attempt (0 before the first) and res carry a delivery across a parked backoff.
 	attempt int
 	res     delivery.Result
-	// held counts the trigger's copies of the partition's records in memory (see park); nil
-	// unless the broker's log parks.
-	held *atomic.Int64
+	// held are the trigger's copies of the partition's records in memory (see park); nil unless
+	// the broker's log parks.
+	held *heldCopies
 }
 
 // release gives tk's event back, and its place among the trigger's held copies.
 func (tk *task) release() {
-	tk.held.Add(-1)
+	tk.held.release(tk.env.Offset)
 	tk.f.finish()
 }
 
@@ -110,7 +110,7 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 				if b.park(t, env, f, held) {
 					continue
 				}
-				held.Add(1)
+				held.add(env)
 				tk.held = held
 			}
 			l.enqueue(tk)
@@ -138,8 +138,8 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 // copies (nothing may overtake them) or holds its share of the partition's window in memory: a
 // trigger that falls behind then waits in Kafka, and the window stays free for the others. It
 // reports false when the copy is t's to deliver now.
-func (b *brokerState) park(t *triggerState, env *router.Envelope, f *fanout, held *atomic.Int64) bool {
-	if held.Load() < int64(t.parkShare) && !t.stats.gate.paused.Load() && !b.parking.Parked(t.cfg.Ref, env.Partition) {
+func (b *brokerState) park(t *triggerState, env *router.Envelope, f *fanout, held *heldCopies) bool {
+	if held.n.Load() < int64(t.parkShare) && !t.stats.gate.paused.Load() && !b.parking.Parked(t.cfg.Ref, env.Partition) {
 		return false
 	}
 	if !b.parking.Park(t.cfg.Ref, env, f.finish) {
@@ -161,6 +161,12 @@ func (b *brokerState) HandleParked(ctx context.Context, ref router.TriggerRef, e
 	f := &fanout{done: done, r: b.r, matched: 1}
 	f.remaining.Store(1)
 	b.laneFor(t, env).enqueue(task{b: b, t: t, env: env, f: f})
+}
+
+// Holds reports whether trigger ref is paused: its parked copies then stay in the log.
+func (b *brokerState) Holds(ref router.TriggerRef) bool {
+	t := b.routes.Load().trigger(ref)
+	return t != nil && t.stats.gate.paused.Load()
 }
 
 // attemptSpan starts the client span of one delivery attempt, a child of the span that accepted

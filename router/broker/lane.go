@@ -124,6 +124,18 @@ func (l *lane) enqueue(t task) {
 	}
 }
 
+// backlog is how many tasks hold a slot of the lane (delivering, waiting to retry, or queued),
+// and when the oldest queued one arrived (zero when none is queued).
+func (l *lane) backlog() (int, time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.slots)
+	if len(l.queue) == 0 {
+		return n, time.Time{}
+	}
+	return max(n, len(l.queue)), l.queue[0].env.Received
+}
+
 func (l *lane) work() {
 	var linger *time.Timer
 	for {

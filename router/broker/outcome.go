@@ -96,18 +96,18 @@ type triggerStats struct {
 	inFlight atomic.Int64
 	// held counts, per partition of a parking log, the trigger's copies in memory (queued,
 	// delivering or waiting to retry); parked counts the copies handed to the log's park topic.
-	held   sync.Map // int32 → *atomic.Int64
+	held   sync.Map // int32 → *heldCopies
 	parked atomic.Uint64
 	gate   *pauseGate
 }
 
-// heldOn returns the counter of the trigger's copies of partition p held in memory.
-func (s *triggerStats) heldOn(p int32) *atomic.Int64 {
+// heldOn returns the trigger's copies of partition p held in memory.
+func (s *triggerStats) heldOn(p int32) *heldCopies {
 	if c, ok := s.held.Load(p); ok {
-		return c.(*atomic.Int64)
+		return c.(*heldCopies)
 	}
-	c, _ := s.held.LoadOrStore(p, new(atomic.Int64))
-	return c.(*atomic.Int64)
+	c, _ := s.held.LoadOrStore(p, &heldCopies{})
+	return c.(*heldCopies)
 }
 
 // finishTask turns a final delivery result into the outcome: reply published, dead-lettered or

@@ -150,3 +150,54 @@ func waitUntil(t *testing.T, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// heldCopies counts what is held and knows the oldest copy still held, whatever order copies
+// finish in.
+func TestHeldCopiesOldest(t *testing.T) {
+	var h heldCopies
+	base := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	for i := range 4 {
+		h.add(&router.Envelope{Offset: int64(10 + i), Received: base.Add(time.Duration(i) * time.Second)})
+	}
+	h.release(11)
+	h.release(13)
+	if n, at := h.n.Load(), h.oldest(); n != 2 || !at.Equal(base) {
+		t.Fatalf("after releasing 11 and 13: %d held, oldest %v; want 2, %v", n, at, base)
+	}
+	h.release(10)
+	if at := h.oldest(); !at.Equal(base.Add(2 * time.Second)) {
+		t.Fatalf("after releasing 10: oldest %v, want the copy of offset 12", at)
+	}
+	h.release(12)
+	if n, at := h.n.Load(), h.oldest(); n != 0 || !at.IsZero() {
+		t.Fatalf("all released: %d held, oldest %v", n, at)
+	}
+}
+
+// An in-memory trigger's lag is its backlog, and its age that of the oldest event waiting.
+func TestPausedTriggerLagInMemory(t *testing.T) {
+	sub := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer sub.Close()
+	r := New(Options{Logger: zap.NewNop(), Deliverer: delivery.New(delivery.Options{}), Results: memstore.New(100), Metrics: metrics.New()})
+	r.Apply(pausedBrokerConfig(t, sub.URL, sub.URL, `, annotations: {switchyard.dev/paused: "true"}`))
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		r.Shutdown(ctx)
+	}()
+	for i := range 3 {
+		if err := r.Publish(context.Background(), router.BrokerRef{Namespace: "ns", Name: "b"}, []*router.Envelope{ev(fmt.Sprint("l", i), "t", nil)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, func() bool { return status(r, "other").Delivered == 3 && status(r, "held").LagRecords == 3 })
+	time.Sleep(1100 * time.Millisecond) // the oldest waiting event is now more than a second old
+	for _, l := range r.TriggerLags() {
+		if l.Trigger == "held" && l.Seconds < 1 {
+			t.Errorf("lag of the paused trigger: %v s, want the age of its oldest waiting event", l.Seconds)
+		}
+		if l.Trigger == "other" && l.Records != 0 {
+			t.Errorf("lag of the running trigger: %d records", l.Records)
+		}
+	}
+}

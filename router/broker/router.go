@@ -149,6 +149,17 @@ type partitionLanes struct {
 	make  func() *lane
 }
 
+// all returns the lanes made so far.
+func (p *partitionLanes) all() []*lane {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]*lane, 0, len(p.lanes))
+	for _, l := range p.lanes {
+		out = append(out, l)
+	}
+	return out
+}
+
 func (p *partitionLanes) get(partition int32) *lane {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/cloudevents/sdk-go/v2/event"
 
@@ -52,6 +53,9 @@ type TriggerStatus struct {
 	// Parked counts the trigger's copies a Kafka-class broker parked in the trigger's own topic
 	// (it was behind, or paused) since this process started.
 	Parked uint64 `json:"parked"`
+	// LagRecords and LagSeconds are how far the trigger is behind (Router.TriggerLags).
+	LagRecords int64   `json:"lagRecords"`
+	LagSeconds float64 `json:"lagSeconds"`
 }
 
 // Triggers returns every configured trigger's status, by broker and trigger name.
@@ -75,6 +79,7 @@ func (r *Router) Triggers() []TriggerStatus {
 			})
 			st := &out[len(out)-1]
 			st.PausedBy = s.gate.who()
+			st.LagRecords, st.LagSeconds = b.lag(t, time.Now())
 			st.Paused = st.PausedBy != ""
 			if failures := st.DeadLettered + st.Failed; failures > st.Redriven {
 				st.NotDelivered = failures - st.Redriven

@@ -327,6 +327,39 @@ type QueueDepth struct {
 	Unfinished        int
 }
 
+// TriggerLag is how far one trigger is behind at scrape time (broker.Router.TriggerLags).
+type TriggerLag struct {
+	Namespace, Broker, Trigger string
+	Records                    int64
+	Seconds                    float64
+}
+
+// triggerLagCollector reads trigger lags when Prometheus scrapes.
+type triggerLagCollector struct {
+	records, seconds *prometheus.Desc
+	lags             func() []TriggerLag
+}
+
+// RegisterTriggerLag exports switchyard_trigger_lag_records and switchyard_trigger_lag_seconds
+// from lags, called at each scrape: what an autoscaler scales the dispatch on.
+func (m *Metrics) RegisterTriggerLag(lags func() []TriggerLag) {
+	labels := []string{"namespace_name", "broker_name", "trigger_name"}
+	m.Registry.MustRegister(&triggerLagCollector{
+		records: prometheus.NewDesc("switchyard_trigger_lag_records", "Records a trigger still owes: on a Kafka-class broker those of the partitions this process claims not read yet plus the trigger's copies not final (in memory or parked); in memory its broker's queue plus its backlog.", labels, nil),
+		seconds: prometheus.NewDesc("switchyard_trigger_lag_seconds", "Age of the oldest event a trigger still owes whose arrival is known (0 when none).", labels, nil),
+		lags:    lags,
+	})
+}
+
+func (c *triggerLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.records; ch <- c.seconds }
+
+func (c *triggerLagCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, l := range c.lags() {
+		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(l.Records), l.Namespace, l.Broker, l.Trigger)
+		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, l.Seconds, l.Namespace, l.Broker, l.Trigger)
+	}
+}
+
 // queueDepthCollector reads queue depths when Prometheus scrapes, so brokers added or removed by a
 // reload need no bookkeeping here.
 type queueDepthCollector struct {

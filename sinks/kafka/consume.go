@@ -168,7 +168,7 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	ctx := context.WithoutCancel(sess.Context())
 	// A trigger that falls behind on this partition is parked (park.go); a backlog a previous
 	// owner left parked is read back first.
-	parking := g.l.startParking(ctx, claim.Partition(), g.h, g.client, g.consumer)
+	parking := g.l.startParking(ctx, claim, g.h, g.client, g.consumer)
 	for {
 		// The session's end stops reading at once: the claim's channel closes only once sarama's
 		// partition consumer has, which waits for Kafka.
@@ -193,6 +193,9 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		}
 		offset := msg.Offset
 		t.add(offset)
+		if parking != nil {
+			parking.next.Store(offset + 1)
+		}
 		env, err := decodeRecord(msg)
 		if err != nil {
 			g.l.logger.Error("record is not a CloudEvent this broker wrote: skipped", zap.Int32("partition", msg.Partition), zap.Int64("offset", offset), zap.Error(err))
@@ -294,16 +297,31 @@ func toString(v any) string {
 type tracker struct {
 	mu      sync.Mutex
 	pending []int64        // offsets read and not yet committable, in order
+	at      []time.Time    // when each of pending arrived, where known (addAt)
 	final   map[int64]bool // which of them are final
 	next    int64          // the offset to commit (one past the last final of the run); -1: none yet
 }
 
 func newTracker() *tracker { return &tracker{final: map[int64]bool{}, next: -1} }
 
-func (t *tracker) add(offset int64) {
+func (t *tracker) add(offset int64) { t.addAt(offset, time.Time{}) }
+
+// addAt is add for a record that arrived at.
+func (t *tracker) addAt(offset int64, at time.Time) {
 	t.mu.Lock()
 	t.pending = append(t.pending, offset)
+	t.at = append(t.at, at)
 	t.mu.Unlock()
+}
+
+// oldest is when the oldest record not yet committable arrived; zero when unknown or none.
+func (t *tracker) oldest() time.Time {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.at) == 0 {
+		return time.Time{}
+	}
+	return t.at[0]
 }
 
 func (t *tracker) done(offset int64) {
@@ -317,6 +335,7 @@ func (t *tracker) done(offset int64) {
 		i++
 	}
 	t.pending = t.pending[i:]
+	t.at = t.at[i:]
 }
 
 // committable returns the offset to commit, if any record became final.

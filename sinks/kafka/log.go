@@ -177,12 +177,12 @@ const defaultMaxRecord = 1048588
 
 // ensureTopic creates the topic when missing and returns the largest record it takes.
 func (l *Log) ensureTopic() (int, error) {
-	return l.createTopic(l.cfg.Topic, &sarama.TopicDetail{NumPartitions: l.cfg.Partitions, ReplicationFactor: l.cfg.ReplicationFactor})
+	return l.createTopic(l.cfg.Topic, &sarama.TopicDetail{NumPartitions: l.cfg.Partitions, ReplicationFactor: l.cfg.ReplicationFactor}, "")
 }
 
-// createTopic creates topic as detail says when it is missing, and returns the largest record it
-// takes.
-func (l *Log) createTopic(topic string, detail *sarama.TopicDetail) (int, error) {
+// createTopic creates topic as detail says when it is missing, with the record size and retention
+// of topic like when one is named, and returns the largest record it takes.
+func (l *Log) createTopic(topic string, detail *sarama.TopicDetail, like string) (int, error) {
 	sc, err := l.saramaConfig()
 	if err != nil {
 		return 0, err
@@ -192,6 +192,24 @@ func (l *Log) createTopic(topic string, detail *sarama.TopicDetail) (int, error)
 		return 0, fmt.Errorf("connecting to kafka %v: %w", l.cfg.Brokers, err)
 	}
 	defer admin.Close()
+	if like != "" {
+		results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: like,
+			ConfigNames: []string{"max.message.bytes", "retention.ms", "retention.bytes"}}}, sarama.DescribeConfigsOptions{})
+		if err != nil {
+			return 0, fmt.Errorf("reading topic %s's configuration: %w", like, err)
+		}
+		if detail.ConfigEntries == nil {
+			detail.ConfigEntries = map[string]*string{}
+		}
+		for _, res := range results {
+			for _, e := range res.Configs {
+				if res.ErrorCode == sarama.ErrNoError {
+					v := e.Value
+					detail.ConfigEntries[e.Name] = &v
+				}
+			}
+		}
+	}
 	err = admin.CreateTopic(topic, detail, false)
 	var te *sarama.TopicError
 	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) {

@@ -66,3 +66,40 @@ func TestEventLargerThanTheTopicTakes(t *testing.T) {
 		t.Errorf("an event over the topic's max.message.bytes: %v (status %d), want ErrTooLarge naming the limit", err, router.HTTPStatus(err))
 	}
 }
+
+// A park topic is created like its broker's topic: the same record size and retention, so a
+// parked backlog is kept as long as the broker's topic keeps its events.
+func TestParkTopicIsLikeTheBrokers(t *testing.T) {
+	brokers := testenv.Kafka(t)
+	topic := fmt.Sprintf("park-like-%d", time.Now().UnixNano())
+	admin, err := sarama.NewClusterAdmin([]string{brokers}, sarama.NewConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	limit, retention := "65536", "3600000"
+	if err := admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1,
+		ConfigEntries: map[string]*string{"max.message.bytes": &limit, "retention.ms": &retention}}, false); err != nil {
+		t.Fatal(err)
+	}
+	log := New(Config{Brokers: []string{brokers}, Topic: topic, Group: topic, Logger: zaptest.NewLogger(t)})
+	defer log.Close()
+	park := parkTopic(topic, router.TriggerRef{Namespace: "ns", Name: "t"})
+	maxRecord, err := log.createTopic(park, &sarama.TopicDetail{NumPartitions: 2, ReplicationFactor: 1}, topic)
+	if err != nil || maxRecord != 65536 {
+		t.Fatalf("createTopic: %d, %v; want 65536", maxRecord, err)
+	}
+	res, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: park, ConfigNames: []string{"max.message.bytes", "retention.ms"}}}, sarama.DescribeConfigsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, r := range res {
+		for _, e := range r.Configs {
+			got[e.Name] = e.Value
+		}
+	}
+	if got["max.message.bytes"] != limit || got["retention.ms"] != retention {
+		t.Errorf("park topic's configuration %v, want the broker topic's max.message.bytes %s and retention.ms %s", got, limit, retention)
+	}
+}

@@ -112,6 +112,53 @@ func (l *Log) Park(t router.TriggerRef, env *router.Envelope, done func()) bool 
 	}
 }
 
+// Lag is what trigger t owes on the partitions claimed here, besides its copies in memory: the
+// records not read yet, and its parked copies not final; with the arrival of the oldest parked
+// copy handed to it and not final.
+func (l *Log) Lag(t router.TriggerRef) (records int64, oldest time.Time) {
+	l.claimsMu.RLock()
+	claims := make([]*claimParking, 0, len(l.parkings))
+	for _, c := range l.parkings {
+		claims = append(claims, c)
+	}
+	l.claimsMu.RUnlock()
+	for _, c := range claims {
+		if c.highWater != nil {
+			if unread := c.highWater() - c.next.Load(); unread > 0 {
+				records += unread
+			}
+		}
+		c.mu.Lock()
+		pt := c.triggers[t]
+		c.mu.Unlock()
+		if pt == nil {
+			continue
+		}
+		n, at := pt.backlog()
+		records += n
+		if !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	return records, oldest
+}
+
+// backlog is how many of the trigger's parked copies are not final, and when the oldest of those
+// handed to it arrived.
+func (pt *parkedTrigger) backlog() (int64, time.Time) {
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	n := int64(pt.writing)
+	if pt.read == nil {
+		return n + max(0, pt.end-pt.from), time.Time{}
+	}
+	read := pt.from
+	if next, ok := pt.read.committable(); ok {
+		read = next
+	}
+	return n + max(0, pt.end-read), pt.read.oldest()
+}
+
 func (l *Log) claimed(p int32) *claimParking {
 	l.claimsMu.RLock()
 	defer l.claimsMu.RUnlock()
@@ -131,7 +178,11 @@ type claimParking struct {
 	stopReading, stopWriting context.Context
 	endReading, endWriting   context.CancelFunc
 	parkedNow                atomic.Int32 // triggers parked now: Parked's fast path
-	wg                       sync.WaitGroup
+	// highWater is the partition's end as the claim last heard it, next the offset it reads next:
+	// the records not read yet, for Lag.
+	highWater func() int64
+	next      atomic.Int64
+	wg        sync.WaitGroup
 
 	mu       sync.Mutex
 	triggers map[router.TriggerRef]*parkedTrigger
@@ -148,6 +199,7 @@ type parkedTrigger struct {
 	parked  bool
 	writing int      // copies given to Park and not yet stored
 	end     int64    // one past the newest offset stored in the park partition
+	from    int64    // where the reader starts
 	read    *tracker // the reader's finished offsets; nil until it runs
 }
 
@@ -158,12 +210,15 @@ type parkWrite struct {
 
 // startParking makes partition p's parking, resuming the backlogs a previous owner left in the
 // broker's park topics. It returns nil when h cannot take parked copies back.
-func (l *Log) startParking(ctx context.Context, p int32, h router.Handler, client sarama.Client, consumer sarama.Consumer) *claimParking {
+func (l *Log) startParking(ctx context.Context, claim sarama.ConsumerGroupClaim, h router.Handler, client sarama.Client, consumer sarama.Consumer) *claimParking {
 	ph, ok := h.(router.ParkedHandler)
 	if !ok || client == nil || consumer == nil {
 		return nil
 	}
-	c := &claimParking{l: l, partition: p, h: ph, client: client, consumer: consumer, ctx: ctx, triggers: map[router.TriggerRef]*parkedTrigger{}}
+	p := claim.Partition()
+	c := &claimParking{l: l, partition: p, h: ph, client: client, consumer: consumer, ctx: ctx, triggers: map[router.TriggerRef]*parkedTrigger{},
+		highWater: claim.HighWaterMarkOffset}
+	c.next.Store(max(0, claim.InitialOffset())) // OffsetOldest (-2) until a commit exists
 	c.stopReading, c.endReading = context.WithCancel(context.Background())
 	c.stopWriting, c.endWriting = context.WithCancel(context.Background())
 	c.resumeBacklogs()
@@ -215,7 +270,7 @@ func (c *claimParking) resumeBacklogs() {
 		}
 		pt := c.trigger(ref)
 		pt.mu.Lock()
-		pt.parked, pt.end = true, end
+		pt.parked, pt.end, pt.from = true, end, from
 		pt.mu.Unlock()
 		c.parkedNow.Add(1)
 		l.logger.Info("parked copies of a trigger found: read back before its new ones", zap.String("trigger", ref.String()),
@@ -309,16 +364,15 @@ func (pt *parkedTrigger) run() {
 	}
 }
 
-// ensureTopic creates the park topic like the broker's: as many partitions, the same record size.
+// ensureTopic creates the park topic like the broker's: as many partitions, the same record size
+// and retention (so a parked backlog is kept as long as the broker's topic keeps its events).
 func (pt *parkedTrigger) ensureTopic() error {
 	l := pt.c.l
 	parts, err := pt.c.client.Partitions(l.cfg.Topic)
 	if err != nil {
 		return err
 	}
-	maxRecord := strconv.Itoa(l.maxRecordSize())
-	_, err = l.createTopic(pt.topic, &sarama.TopicDetail{NumPartitions: int32(len(parts)), ReplicationFactor: l.cfg.ReplicationFactor,
-		ConfigEntries: map[string]*string{"max.message.bytes": &maxRecord}})
+	_, err = l.createTopic(pt.topic, &sarama.TopicDetail{NumPartitions: int32(len(parts)), ReplicationFactor: l.cfg.ReplicationFactor}, l.cfg.Topic)
 	return err
 }
 
@@ -425,6 +479,9 @@ func (pt *parkedTrigger) readBack() {
 	t := newTracker()
 	pt.mu.Lock()
 	pt.read = t
+	if from, _ := pom.NextOffset(); from >= 0 {
+		pt.from = from
+	}
 	pt.mu.Unlock()
 	window := make(chan struct{}, parkReadWindow)
 	stopCommits := make(chan struct{})
@@ -463,13 +520,25 @@ func (pt *parkedTrigger) readBack() {
 			break
 		}
 		offset := msg.Offset
-		t.add(offset)
 		env, err := decodeRecord(msg)
+		if env != nil {
+			t.addAt(offset, env.Received)
+		} else {
+			t.add(offset)
+		}
 		if err != nil {
 			l.logger.Error("parked record is not a CloudEvent this broker wrote: skipped", zap.String("park_topic", pt.topic), zap.Int64("offset", offset), zap.Error(err))
 			t.done(offset)
 			<-window
 			continue
+		}
+		// A paused trigger's copies stay in its park topic, not in memory; the one read (it
+		// dates the trigger's lag) waits here until the trigger takes copies again.
+		for c.h.Holds(pt.ref) && router.Sleep(c.stopReading, 100*time.Millisecond) {
+		}
+		if c.stopReading.Err() != nil {
+			<-window // not handed out: not final, read again by the next reader
+			break
 		}
 		restoreOffset(env, msg)
 		c.h.HandleParked(c.ctx, pt.ref, env, func() { t.done(offset); <-window; pt.settle() })

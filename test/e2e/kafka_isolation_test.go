@@ -294,21 +294,43 @@ spec:
 	if got := paused.count(); got != 0 {
 		t.Fatalf("the paused trigger got %d deliveries", got)
 	}
+	// The paused trigger's lag is its whole backlog (and dated by its oldest parked copy); the
+	// other one's is nothing.
 	var status struct {
 		Triggers []struct {
-			Name     string `json:"name"`
-			Paused   bool   `json:"paused"`
-			PausedBy string `json:"pausedBy"`
+			Name       string  `json:"name"`
+			Paused     bool    `json:"paused"`
+			PausedBy   string  `json:"pausedBy"`
+			LagRecords int64   `json:"lagRecords"`
+			LagSeconds float64 `json:"lagSeconds"`
 		} `json:"triggers"`
 	}
-	if code, body := r2.get(t, "/v1/triggers"); code != 200 || json.Unmarshal([]byte(body), &status) != nil {
-		t.Fatalf("GET /v1/triggers: %d %s", code, body)
-	}
-	for _, tr := range status.Triggers {
-		if tr.Name == "paused" && (!tr.Paused || tr.PausedBy != "manifest") {
-			t.Errorf("GET /v1/triggers: %+v, want paused by its manifest", tr)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if code, body := r2.get(t, "/v1/triggers"); code != 200 || json.Unmarshal([]byte(body), &status) != nil {
+			t.Fatalf("GET /v1/triggers: %d %s", code, body)
+		}
+		lags := map[string]int64{}
+		for _, tr := range status.Triggers {
+			lags[tr.Name] = tr.LagRecords
+		}
+		if lags["paused"] >= n+1000 && lags["other"] == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
+	for _, tr := range status.Triggers {
+		switch {
+		case tr.Name == "paused" && (!tr.Paused || tr.PausedBy != "manifest"):
+			t.Errorf("GET /v1/triggers: %+v, want paused by its manifest", tr)
+		case tr.Name == "paused" && (tr.LagRecords < n+1000 || tr.LagSeconds <= 0):
+			t.Errorf("the paused trigger's lag: %d records, %.1f s; want at least %d records, dated", tr.LagRecords, tr.LagSeconds, n+1000)
+		case tr.Name == "other" && tr.LagRecords != 0:
+			t.Errorf("the running trigger's lag: %d records, want 0", tr.LagRecords)
+		}
+	}
+	if code, body := r2.get(t, "/metrics"); code != 200 || !strings.Contains(body, `switchyard_trigger_lag_records{broker_name="durable",namespace_name="default",trigger_name="paused"}`) {
+		t.Errorf("/metrics: %d, no switchyard_trigger_lag_records of the paused trigger", code)
+	}
+	t.Logf("lag while paused: %+v", status.Triggers)
 
 	cfg, err := os.ReadFile(filepath.Join(dir, "config.yaml"))
 	if err != nil {

@@ -1,0 +1,119 @@
+package broker
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/metrics"
+)
+
+// heldCopies are a trigger's copies of one partition's records held in memory on a parking log
+// (queued, being delivered or waiting to retry): how many, for its share (brokerState.park), and
+// since when the oldest, for its lag.
+type heldCopies struct {
+	n atomic.Int64
+
+	mu      sync.Mutex
+	pending []heldCopy         // in the order they were read; finished ones are dropped from the front
+	done    map[int64]struct{} // finished, not yet at the front
+}
+
+type heldCopy struct {
+	offset   int64
+	received time.Time
+}
+
+func (h *heldCopies) add(env *router.Envelope) {
+	h.n.Add(1)
+	h.mu.Lock()
+	h.pending = append(h.pending, heldCopy{env.Offset, env.Received})
+	h.mu.Unlock()
+}
+
+func (h *heldCopies) release(offset int64) {
+	h.n.Add(-1)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.done == nil {
+		h.done = map[int64]struct{}{}
+	}
+	h.done[offset] = struct{}{}
+	i := 0
+	for i < len(h.pending) {
+		if _, ok := h.done[h.pending[i].offset]; !ok {
+			break
+		}
+		delete(h.done, h.pending[i].offset)
+		i++
+	}
+	h.pending = h.pending[i:]
+	if len(h.pending) == 0 {
+		h.pending = nil // let the backing array go once a backlog has drained
+	}
+}
+
+// oldest is when the oldest copy held arrived; zero when none is.
+func (h *heldCopies) oldest() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.pending) == 0 {
+		return time.Time{}
+	}
+	return h.pending[0].received
+}
+
+// lag is how far trigger t is behind: the records it still owes and the age of the oldest.
+//   - On a parking (Kafka) log: the records of the partitions claimed here not read yet, plus the
+//     trigger's copies read and not final, in memory or parked; the age is that of the oldest of
+//     those copies (records not read yet have no known age).
+//   - In memory: the events waiting in the broker's queue plus the trigger's backlog (delivering
+//     or waiting for a slot); the age is that of the oldest waiting for a slot.
+func (b *brokerState) lag(t *triggerState, now time.Time) (records int64, seconds float64) {
+	var oldest time.Time
+	older := func(at time.Time) {
+		if !at.IsZero() && (oldest.IsZero() || at.Before(oldest)) {
+			oldest = at
+		}
+	}
+	if b.parking != nil {
+		n, at := b.parking.Lag(t.cfg.Ref)
+		records += n
+		older(at)
+		t.stats.held.Range(func(_, v any) bool {
+			h := v.(*heldCopies)
+			records += h.n.Load()
+			older(h.oldest())
+			return true
+		})
+	} else {
+		records = int64(b.queue.Len())
+		lanes := []*lane{t.lane}
+		if t.parts != nil {
+			lanes = t.parts.all()
+		}
+		for _, l := range lanes {
+			n, at := l.backlog()
+			records += int64(n)
+			older(at)
+		}
+	}
+	if !oldest.IsZero() {
+		seconds = now.Sub(oldest).Seconds()
+	}
+	return records, seconds
+}
+
+// TriggerLags reports every trigger's lag, for switchyard_trigger_lag_records and _seconds.
+func (r *Router) TriggerLags() []metrics.TriggerLag {
+	now := time.Now()
+	var out []metrics.TriggerLag
+	for _, b := range *r.brokers.Load() {
+		for _, t := range b.routes.Load().triggers {
+			n, s := b.lag(t, now)
+			out = append(out, metrics.TriggerLag{Namespace: t.cfg.Ref.Namespace, Broker: b.ref.Name, Trigger: t.cfg.Ref.Name, Records: n, Seconds: s})
+		}
+	}
+	return out
+}
