@@ -184,7 +184,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes, MaxResponseHeaderBytes: cfg.Settings.MaxResponseHeaderBytes,
 		MaxReplyBytesInFlight: cfg.Settings.MaxReplyBytesInFlight})
 	deliverer.SetDestinationTLS(destinationTLS(cfg.DestinationTLS, f.secretsDir))
+	dedup, _ := results.(router.Deduplicator) // the Cassandra store: shared by every replica
 	rtr := broker.New(broker.Options{
+		Dedup:     dedup,
 		Logger:    logger,
 		Deliverer: deliverer,
 		Results:   results,
@@ -215,7 +217,6 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	var auth atomic.Pointer[senderauth.Authenticator]
 	auth.Store(senderauth.New(cfg.Auth))
 	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load, Bodies: bodies})
-	dedup, _ := results.(router.Deduplicator) // the Cassandra store: shared by every replica
 	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies, Dedup: dedup})
 	hooks.Apply(cfg.Webhooks)
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, results, logger, f.secretsDir)

@@ -68,6 +68,7 @@ func (r *Router) Apply(cfg *config.Config) {
 		if b.admit != nil {
 			b.admit.configure(bc.MaxInFlight, cfg.Settings.MaxInFlightWait)
 		}
+		b.configureDedup(bc.DedupWindow)
 		b.routes.Store(r.buildRoutes(b, byBroker[bc.Ref]))
 		b.archive.Store(bc.Archive)
 		next[bc.Ref] = b

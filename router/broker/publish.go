@@ -48,6 +48,22 @@ func (r *Router) Publish(ctx context.Context, ref router.BrokerRef, envs []*rout
 		env.Event.SetExtension(router.ExtReplyBudget, nil)
 		env.ReplyBudget = r.replyBudget.Load()
 	}
+	d := b.dedup.Load()
+	if d == nil {
+		return r.admit(ctx, b, envs)
+	}
+	fresh, claims, err := r.reserveEvents(ctx, b, d, envs)
+	if err != nil || len(fresh) == 0 {
+		return err // nil: every event was a duplicate, accepted before
+	}
+	err = r.admit(ctx, b, fresh)
+	r.settleEvents(b, d, claims, err == nil)
+	return err
+}
+
+// admit appends envs to b's log, counting them in first when b is in memory.
+func (r *Router) admit(ctx context.Context, b *brokerState, envs []*router.Envelope) error {
+	ref := b.ref
 	if b.admit == nil {
 		err := r.append(ctx, b, envs)
 		r.logAccepted(err, ref, envs)

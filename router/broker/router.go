@@ -40,6 +40,9 @@ type Options struct {
 	OpenLog func(b *config.Broker, cfg *config.Config) (router.BrokerLog, error)
 	// Archive keeps the accepted events of in-memory brokers with an archive (docs/archive.md).
 	Archive router.Archiver
+	// Dedup, when set, shares brokers' duplicate refusal (switchyard.dev/dedup-window) among
+	// replicas: the Cassandra result store. Without it each process deduplicates alone.
+	Dedup router.Deduplicator
 }
 
 // Router runs every configured broker.
@@ -95,6 +98,10 @@ type brokerState struct {
 	windowed bool
 	// parking is the log when it can park a trigger's copies apart (a Kafka log); nil otherwise.
 	parking router.ParkingLog
+	// dedup refuses events accepted already within switchyard.dev/dedup-window; nil: off. Set by
+	// Apply; dedupCount counts what it refused.
+	dedup      atomic.Pointer[router.LocalDedup]
+	dedupCount prometheus.Counter
 	// admit counts (and, with a max-in-flight, bounds) an in-memory broker's unfinished events;
 	// nil for a broker on a durable log, which bounds what it hands out itself. releaseOne is
 	// admit.release(1), made once so that no event allocates it.

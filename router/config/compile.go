@@ -31,6 +31,9 @@ const (
 	AnnotationConcurrency   = "switchyard.dev/concurrency"
 	AnnotationRateLimit     = "switchyard.dev/rate-limit"
 	AnnotationMaxInFlight   = "switchyard.dev/max-in-flight"
+	// AnnotationDedupWindow on a broker refuses, for that long, an event whose source and id it
+	// accepted already (docs/kafka-isolation.md#duplicates-refused-at-the-door-item-6).
+	AnnotationDedupWindow = "switchyard.dev/dedup-window"
 	// AnnotationPaused "true" holds a trigger's deliveries without deleting it (docs/admin-api.md#pause-and-resume).
 	AnnotationPaused = "switchyard.dev/paused"
 	// AnnotationArchiveRetention keeps an in-memory broker's accepted events that long, and
@@ -41,6 +44,10 @@ const (
 	// presents to its HTTPS subscriber (mTLS).
 	AnnotationTLSClientSecret = "switchyard.dev/tls-client-secret"
 )
+
+// maxDedupWindow bounds switchyard.dev/dedup-window: the keys remembered are bounded in count,
+// and a day covers any producer's retries.
+const maxDedupWindow = 24 * time.Hour
 
 // Broker classes served from memory. Knative's own MT class is accepted so that its manifests work
 // unchanged; Switchyard is our class name.
@@ -103,8 +110,16 @@ func (l *loader) compile(files []string) (*Config, error) {
 				maxInFlight = n
 			}
 		}
+		var dedupWindow time.Duration
+		if v, ok := b.m.Metadata.Annotations[AnnotationDedupWindow]; ok {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 || d > maxDedupWindow {
+				l.errAt(b.d, "metadata.annotations", "%s must be a duration above 0 and up to %s (e.g. 5m), got %q", AnnotationDedupWindow, maxDedupWindow, v)
+			}
+			dedupWindow = d
+		}
 		l.parseDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings, true)
-		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, MaxInFlight: maxInFlight,
+		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, MaxInFlight: maxInFlight, DedupWindow: dedupWindow,
 			Archive: l.compileArchive(b.d, b.m.Metadata.Annotations, class == "Kafka", cfg), File: b.d.file, Line: b.d.line("")})
 	}
 

@@ -198,6 +198,9 @@ type Broker struct {
 	Topic string
 	// MaxInFlight bounds an in-memory broker's unfinished events (0: only the queue bounds them).
 	MaxInFlight int
+	// DedupWindow, when above 0, refuses for that long an event whose source and id the broker
+	// accepted already (switchyard.dev/dedup-window): answered 202, not appended again.
+	DedupWindow time.Duration
 	// Archive, when set, keeps the broker's accepted events for replay (docs/archive.md): an
 	// in-memory broker's in Cassandra; a Kafka-class broker's topic is its archive, and only
 	// Filter applies.

@@ -50,6 +50,8 @@ type Metrics struct {
 
 	// Unmatched counts events that matched no trigger of their broker.
 	Unmatched *prometheus.CounterVec
+	// BrokerDeduplicated counts events a broker refused as duplicates (switchyard.dev/dedup-window).
+	BrokerDeduplicated *prometheus.CounterVec
 
 	// PingTicks counts PingSource ticks, by what became of them (sources/ping).
 	PingTicks *prometheus.CounterVec
@@ -130,6 +132,9 @@ func New() *Metrics {
 	m.Unmatched = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_broker_unmatched_total",
 		Help: "Events that matched no trigger of their broker (recorded as unmatched outcomes at most 100 a second per broker)."},
 		[]string{"namespace_name", "broker_name"})
+	m.BrokerDeduplicated = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_broker_deduplicated_total",
+		Help: "Events a broker answered as accepted without appending them again: the same source and id accepted within its switchyard.dev/dedup-window."},
+		[]string{"namespace_name", "broker_name"})
 	m.PingTicks = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchyard_pingsource_ticks_total",
 		Help: "PingSource ticks by result: sent, sent_late (a tick missed while no replica ran), failed (the sink would not take it: recorded as failed), other_replica (claimed by another replica), not_leader (left to the Lease holder), missed (due while no replica ran and not sent)."},
 		append(bySource, "result"))
@@ -139,7 +144,7 @@ func New() *Metrics {
 	m.maxEventTypes.Store(DefaultMaxEventTypes)
 	m.registerKnative(f)
 	for _, c := range []prometheus.Collector{m.EventTypesOverflowed, m.RepliesOverBudget, m.TriggerOverflow, m.Retries, m.DeadLettered, m.Failed, m.RepliesDropped, m.InFlight, m.ConfigReloads, m.ConfigLastReloadOK,
-		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated, m.PingTicks, m.Unmatched} {
+		m.WebhookReceived, m.WebhookVerified, m.WebhookRejected, m.WebhookDeduplicated, m.PingTicks, m.Unmatched, m.BrokerDeduplicated} {
 		f(c)
 	}
 	return m

@@ -62,7 +62,7 @@ type source struct {
 	cfg      *config.WebhookSource
 	provider provider
 	secrets  []*secret.Watched
-	dedup    *dedup
+	dedup    *router.LocalDedup
 }
 
 // New returns a Handler with no sources; Apply gives it some.
@@ -89,10 +89,10 @@ func (h *Handler) Apply(sources []*config.WebhookSource) {
 		for _, ref := range c.Secrets {
 			s.secrets = append(s.secrets, secret.Watch(ref, h.o.SecretsDir))
 		}
-		if prev := old[key]; prev != nil && prev.dedup != nil && prev.dedup.window == c.DedupWindow {
+		if prev := old[key]; prev != nil && prev.dedup != nil && prev.dedup.Window() == c.DedupWindow {
 			s.dedup = prev.dedup
 		} else if c.DedupWindow > 0 {
-			s.dedup = newDedup(c.DedupWindow)
+			s.dedup = router.NewLocalDedup(c.DedupWindow, 0)
 		}
 		next[key] = s
 	}
@@ -107,21 +107,21 @@ type claim struct {
 
 // reserve claims a delivery key of src: through the shared Deduplicator when there is one (every
 // replica, across restarts), else (or while it cannot answer) in this process.
-func (h *Handler) reserve(ctx context.Context, src *source, key string, now time.Time) (claim, seen) {
+func (h *Handler) reserve(ctx context.Context, src *source, key string, now time.Time) (claim, router.DedupState) {
 	if d := h.o.Dedup; d != nil {
 		state, err := d.Reserve(ctx, sharedKey(src, key), src.cfg.DedupWindow)
 		if err == nil {
-			return claim{key, true}, map[router.DedupState]seen{router.DedupFresh: fresh, router.DedupInFlight: inFlight, router.DedupAccepted: accepted}[state]
+			return claim{key, true}, state
 		}
 		h.logger.Warn("shared webhook deduplication unavailable: deduplicating in this process only", zap.Error(err))
 	}
-	return claim{key, false}, src.dedup.reserve(key, now)
+	return claim{key, false}, src.dedup.Reserve(key, now)
 }
 
 // settle ends a claim where reserve made it.
 func (h *Handler) settle(src *source, c claim, accepted bool) {
 	if !c.shared {
-		src.dedup.done(c.key, accepted, h.o.Now())
+		src.dedup.Settle(c.key, accepted, h.o.Now())
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -204,7 +204,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		for _, k := range keys {
 			c, state := h.reserve(r.Context(), src, k, now)
-			if state == fresh {
+			if state == router.DedupFresh {
 				claims = append(claims, c)
 				continue
 			}
@@ -216,7 +216,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if k == res.bodyKey {
 				what = "a delivery with the same signed body" // a replay under a new delivery id
 			}
-			if state == accepted {
+			if state == router.DedupAccepted {
 				http.Error(w, what+" was already accepted: not routed again", http.StatusOK)
 			} else {
 				http.Error(w, what+" is being routed right now: retry later", http.StatusConflict)

@@ -135,3 +135,39 @@ func TestWebhookDedupAcrossReplicas(t *testing.T) {
 	sub.waitFor(t, 1, 10*time.Second)
 	sub.quiet(t, 1, 500*time.Millisecond)
 }
+
+// TestBrokerDedupAcrossReplicas (issue #29, item 6): a broker with switchyard.dev/dedup-window
+// refuses an event whose source and id it accepted within the window: answered 202, not appended
+// again, whichever replica the retry reaches when the Cassandra result store is shared; an event of
+// the same id from another source is its own.
+func TestBrokerDedupAcrossReplicas(t *testing.T) {
+	cassandraAddr := testenv.Cassandra(t)
+	sub := newSubscriber(t, nil)
+	keyspace := fmt.Sprintf("sy_e2e_bdedup_%d", time.Now().UnixNano())
+	spec := fmt.Sprintf("  results:\n    cassandra:\n      hosts: [%s]\n      keyspace: %s\n      consistency: ONE\n      disableHostLookup: true\n      journal:\n        dir: %%s\n", cassandraAddr, keyspace)
+	manifests := "apiVersion: eventing.knative.dev/v1\nkind: Broker\nmetadata:\n  name: default\n  namespace: default\n  annotations:\n    switchyard.dev/dedup-window: 5m\n---\n" +
+		triggerYAML("all", "  broker: default\n  subscriber:\n    uri: "+sub.URL+"\n")
+	a := startRouterIn(t, t.TempDir(), manifests, "", fmt.Sprintf(spec, t.TempDir()))
+	b := startRouterIn(t, t.TempDir(), manifests, "", fmt.Sprintf(spec, t.TempDir()))
+	for _, r := range []*router{a, b} {
+		waitFor(t, 30*time.Second, func() bool {
+			code, _ := r.get(t, "/v1/events/none")
+			return code == http.StatusNotFound
+		})
+	}
+	for i, r := range []*router{a, b, a} {
+		if code, _, body := r.send(t, "/default/default", binaryEvent("order-1", "t")); code != 202 {
+			t.Fatalf("send %d: %d %s", i, code, body)
+		}
+	}
+	other := binaryEvent("order-1", "t")
+	other.Headers["Ce-Source"] = "/another-source"
+	if code, _, body := b.send(t, "/default/default", other); code != 202 {
+		t.Fatalf("the same id from another source: %d %s", code, body)
+	}
+	sub.waitFor(t, 2, 10*time.Second)
+	sub.quiet(t, 2, time.Second)
+	if code, m := b.get(t, "/metrics"); code != 200 || !strings.Contains(m, `switchyard_broker_deduplicated_total{broker_name="default",namespace_name="default"} 1`) {
+		t.Errorf("replica B's switchyard_broker_deduplicated_total is not 1")
+	}
+}
