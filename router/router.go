@@ -53,6 +53,9 @@ type Envelope struct {
 	// Bytes is what an in-memory broker counted for the envelope against its memory bound
 	// (EnvelopeSize at admission), given back when its fate is final; 0 when not counted.
 	Bytes int64
+	// ReadBytes is the size of the record a durable log read the envelope from, which its window
+	// counts in bytes (ParkingLog.Window); 0 in memory.
+	ReadBytes int64
 	// Redrive, when set, addresses the envelope to one trigger only: it is a redrive of an event
 	// that failed there. A durable log keeps it beside the event (never in it).
 	Redrive *Redrive
@@ -140,8 +143,8 @@ type ParkingLog interface {
 	// cannot park now (partition p is not claimed here any more): the caller delivers the copy
 	// itself. A parked copy comes back through the handler's HandleParked.
 	Park(t TriggerRef, env *Envelope, done func()) bool
-	// Window is the number of records of a partition that may be handed out and not final.
-	Window() int
+	// Window is how much of a partition may be handed out and not final: records and bytes.
+	Window() (records int, bytes int64)
 	// Lag is what trigger t owes on the partitions claimed here, besides the copies it holds in
 	// memory: the records not read yet, and its parked copies not final, with the arrival time of
 	// the oldest of those (zero when unknown).

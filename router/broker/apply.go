@@ -140,7 +140,7 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 			}
 			ts.lane.gate = ts.stats.gate
 		}
-		ts.parkShare = parkShare(b.parking, len(triggers), tc.Concurrency)
+		ts.parkShare, ts.parkShareBytes = parkShare(b.parking, len(triggers), tc.Concurrency)
 		rt.triggers[i] = ts
 		filters[i] = tc.Filter
 	}
@@ -148,13 +148,16 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 	return rt
 }
 
-// parkShare is a trigger's share of a partition's window on a parking log: half the window split
-// evenly among the broker's triggers, so that all of them falling behind at once still leaves the
-// partition reading; but never less than twice the trigger's concurrency, so that a trigger
-// merely busy is not parked. Copies past it go to the trigger's park topic.
-func parkShare(p router.ParkingLog, triggers, concurrency int) int {
+// parkShare is a trigger's share of a partition's window on a parking log, in records and in
+// bytes: half the window split evenly among the broker's triggers, so that all of them falling
+// behind at once still leaves the partition reading; but never less than twice the trigger's
+// concurrency (records) or 1 MiB, so that a trigger merely busy is not parked. Copies past either
+// go to the trigger's park topic.
+func parkShare(p router.ParkingLog, triggers, concurrency int) (int, int64) {
 	if p == nil {
-		return 0
+		return 0, 0
 	}
-	return max(p.Window()/(2*max(triggers, 1)), 2*concurrency)
+	records, bytes := p.Window()
+	n := max(triggers, 1)
+	return max(records/(2*n), 2*concurrency), max(bytes/int64(2*n), 1<<20)
 }

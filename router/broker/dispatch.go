@@ -37,7 +37,7 @@ type task struct {
 
 // release gives tk's event back, and its place among the trigger's held copies.
 func (tk *task) release() {
-	tk.held.release(tk.env.Offset)
+	tk.held.release(tk.env)
 	tk.f.finish()
 }
 
@@ -139,7 +139,7 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 // trigger that falls behind then waits in Kafka, and the window stays free for the others. It
 // reports false when the copy is t's to deliver now.
 func (b *brokerState) park(t *triggerState, env *router.Envelope, f *fanout, held *heldCopies) bool {
-	if held.n.Load() < int64(t.parkShare) && !t.stats.gate.paused.Load() && !b.parking.Parked(t.cfg.Ref, env.Partition) {
+	if held.n.Load() < int64(t.parkShare) && held.bytes.Load() < t.parkShareBytes && !t.stats.gate.paused.Load() && !b.parking.Parked(t.cfg.Ref, env.Partition) {
 		return false
 	}
 	if !b.parking.Park(t.cfg.Ref, env, f.finish) {

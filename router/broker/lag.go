@@ -13,7 +13,7 @@ import (
 // (queued, being delivered or waiting to retry): how many, for its share (brokerState.park), and
 // since when the oldest, for its lag.
 type heldCopies struct {
-	n atomic.Int64
+	n, bytes atomic.Int64 // copies, and the bytes of the records they were read from
 
 	mu      sync.Mutex
 	pending []heldCopy         // in the order they were read; finished ones are dropped from the front
@@ -27,13 +27,16 @@ type heldCopy struct {
 
 func (h *heldCopies) add(env *router.Envelope) {
 	h.n.Add(1)
+	h.bytes.Add(env.ReadBytes)
 	h.mu.Lock()
 	h.pending = append(h.pending, heldCopy{env.Offset, env.Received})
 	h.mu.Unlock()
 }
 
-func (h *heldCopies) release(offset int64) {
+func (h *heldCopies) release(env *router.Envelope) {
+	offset := env.Offset
 	h.n.Add(-1)
+	h.bytes.Add(-env.ReadBytes)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.done == nil {

@@ -159,16 +159,16 @@ func TestHeldCopiesOldest(t *testing.T) {
 	for i := range 4 {
 		h.add(&router.Envelope{Offset: int64(10 + i), Received: base.Add(time.Duration(i) * time.Second)})
 	}
-	h.release(11)
-	h.release(13)
+	h.release(&router.Envelope{Offset: 11})
+	h.release(&router.Envelope{Offset: 13})
 	if n, at := h.n.Load(), h.oldest(); n != 2 || !at.Equal(base) {
 		t.Fatalf("after releasing 11 and 13: %d held, oldest %v; want 2, %v", n, at, base)
 	}
-	h.release(10)
+	h.release(&router.Envelope{Offset: 10})
 	if at := h.oldest(); !at.Equal(base.Add(2 * time.Second)) {
 		t.Fatalf("after releasing 10: oldest %v, want the copy of offset 12", at)
 	}
-	h.release(12)
+	h.release(&router.Envelope{Offset: 12})
 	if n, at := h.n.Load(), h.oldest(); n != 0 || !at.IsZero() {
 		t.Fatalf("all released: %d held, oldest %v", n, at)
 	}

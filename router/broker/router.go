@@ -143,7 +143,8 @@ type triggerState struct {
 	m               *triggerMetrics
 	// parkShare is how many copies of one partition's records the trigger may hold in memory on
 	// a parking log before the next ones are parked (see brokerState.park).
-	parkShare int
+	parkShare      int
+	parkShareBytes int64
 	// parts are an ordered trigger's lanes per Kafka partition: a partition's events go one at a
 	// time, and partitions do not wait for each other. nil for other triggers.
 	parts *partitionLanes

@@ -144,6 +144,7 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	defer g.l.claims.Add(-1)
 	t := newTracker()
 	window := make(chan struct{}, g.l.cfg.Window)
+	bytes := newByteWindow(g.l.cfg.WindowBytes)
 	stopCommits := make(chan struct{})
 	var commits sync.WaitGroup
 	commits.Add(1)
@@ -191,6 +192,11 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		if sess.Context().Err() != nil {
 			break
 		}
+		size := recordBytes(msg)
+		if !bytes.take(sess.Context(), size) {
+			<-window
+			break
+		}
 		offset := msg.Offset
 		t.add(offset)
 		if parking != nil {
@@ -201,9 +207,11 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			g.l.logger.Error("record is not a CloudEvent this broker wrote: skipped", zap.Int32("partition", msg.Partition), zap.Int64("offset", offset), zap.Error(err))
 			t.done(offset)
 			<-window
+			bytes.give(size)
 			continue
 		}
-		g.h.Handle(ctx, env, func() { t.done(offset); <-window })
+		env.ReadBytes = size
+		g.h.Handle(ctx, env, func() { t.done(offset); <-window; bytes.give(size) })
 	}
 	// Give what is in flight a moment to finish, then commit what is final; the next owner of
 	// the partition redelivers the rest (at-least-once). Parked copies keep being stored
@@ -235,6 +243,57 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			zap.Int32("partition", claim.Partition()))
 	}
 	return nil
+}
+
+// recordBytes is what a record read holds in memory, about: its key, value and headers.
+func recordBytes(msg *sarama.ConsumerMessage) int64 {
+	n := len(msg.Key) + len(msg.Value)
+	for _, h := range msg.Headers {
+		n += len(h.Key) + len(h.Value)
+	}
+	return int64(n)
+}
+
+// byteWindow bounds the bytes of records handed out and not final. A record larger than the whole
+// bound is taken alone, once nothing else is held: it waits, it is not refused.
+type byteWindow struct {
+	max int64
+
+	mu    sync.Mutex
+	used  int64
+	freed chan struct{} // closed (and replaced) when bytes are given back
+}
+
+func newByteWindow(max int64) *byteWindow {
+	return &byteWindow{max: max, freed: make(chan struct{})}
+}
+
+// take holds n bytes, waiting while they do not fit; false when ctx ends first.
+func (w *byteWindow) take(ctx context.Context, n int64) bool {
+	for {
+		w.mu.Lock()
+		if w.used == 0 || w.used+n <= w.max {
+			w.used += n
+			w.mu.Unlock()
+			return true
+		}
+		freed := w.freed
+		w.mu.Unlock()
+		select {
+		case <-freed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// give returns n bytes taken before.
+func (w *byteWindow) give(n int64) {
+	w.mu.Lock()
+	w.used -= n
+	close(w.freed)
+	w.freed = make(chan struct{})
+	w.mu.Unlock()
 }
 
 // decodeRecord turns a record written by Append back into an envelope.

@@ -34,14 +34,18 @@ type Config struct {
 	// Partitions and ReplicationFactor are used when the topic has to be created.
 	Partitions        int32
 	ReplicationFactor int16
-	// Window bounds the records read but not final per partition (default 10,000): a crash
-	// redelivers at most that many.
-	Window int
+	// Window bounds the records read but not final per partition (default 10,000); WindowBytes
+	// bounds their bytes (default DefaultWindowBytes; a record larger than it is read alone).
+	Window      int
+	WindowBytes int64
 	// Security and SecretsDir say how to connect (TLS, SASL) and where secretKeyRefs are mounted.
 	Security   kafkaclient.Security
 	SecretsDir string
 	Logger     *zap.Logger
 }
+
+// DefaultWindowBytes bounds a partition's records read and not final, in bytes.
+const DefaultWindowBytes = 64 << 20
 
 // Log is a Kafka topic used as a broker log.
 type Log struct {
@@ -71,6 +75,9 @@ type Log struct {
 func New(cfg Config) *Log {
 	if cfg.Window <= 0 {
 		cfg.Window = 10000
+	}
+	if cfg.WindowBytes <= 0 {
+		cfg.WindowBytes = DefaultWindowBytes
 	}
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = config.DefaultKafkaPartitions

@@ -60,8 +60,8 @@ const (
 	parkReadWindow = 1000
 )
 
-// Window is the number of a partition's records that may be handed out and not be final.
-func (l *Log) Window() int { return l.cfg.Window }
+// Window is how much of a partition may be handed out and not be final: records and bytes.
+func (l *Log) Window() (int, int64) { return l.cfg.Window, l.cfg.WindowBytes }
 
 // Parked reports whether trigger t's copies of partition p are being parked.
 func (l *Log) Parked(t router.TriggerRef, p int32) bool {
@@ -484,6 +484,7 @@ func (pt *parkedTrigger) readBack() {
 	}
 	pt.mu.Unlock()
 	window := make(chan struct{}, parkReadWindow)
+	bytes := newByteWindow(max(1<<20, l.cfg.WindowBytes/8))
 	stopCommits := make(chan struct{})
 	var commits sync.WaitGroup
 	commits.Add(1)
@@ -520,6 +521,11 @@ func (pt *parkedTrigger) readBack() {
 			break
 		}
 		offset := msg.Offset
+		size := recordBytes(msg)
+		if !bytes.take(c.stopReading, size) {
+			<-window
+			break
+		}
 		env, err := decodeRecord(msg)
 		if env != nil {
 			t.addAt(offset, env.Received)
@@ -530,6 +536,7 @@ func (pt *parkedTrigger) readBack() {
 			l.logger.Error("parked record is not a CloudEvent this broker wrote: skipped", zap.String("park_topic", pt.topic), zap.Int64("offset", offset), zap.Error(err))
 			t.done(offset)
 			<-window
+			bytes.give(size)
 			continue
 		}
 		// A paused trigger's copies stay in its park topic, not in memory; the one read (it
@@ -538,10 +545,12 @@ func (pt *parkedTrigger) readBack() {
 		}
 		if c.stopReading.Err() != nil {
 			<-window // not handed out: not final, read again by the next reader
+			bytes.give(size)
 			break
 		}
 		restoreOffset(env, msg)
-		c.h.HandleParked(c.ctx, pt.ref, env, func() { t.done(offset); <-window; pt.settle() })
+		env.ReadBytes = size
+		c.h.HandleParked(c.ctx, pt.ref, env, func() { t.done(offset); <-window; bytes.give(size); pt.settle() })
 	}
 	go func() {
 		for range pc.Messages() { // read ahead, not handed out: the next reader reads them again

@@ -18,10 +18,14 @@ import (
 type Spec struct {
 	BootstrapServers []string `yaml:"bootstrapServers"`
 	// Partitions and ReplicationFactor apply to the topics Switchyard creates.
-	Partitions        int32    `yaml:"partitions"`
-	ReplicationFactor int16    `yaml:"replicationFactor"`
-	TLS               *TLSSpec `yaml:"tls"`
-	SASL              *struct {
+	Partitions        int32 `yaml:"partitions"`
+	ReplicationFactor int16 `yaml:"replicationFactor"`
+	// PartitionWindowBytes bounds the bytes of a claimed partition's records read and not yet
+	// final (beside its 10,000 records): what a pod holds is at most this times the partitions it
+	// claims.
+	PartitionWindowBytes int64    `yaml:"partitionWindowBytes"`
+	TLS                  *TLSSpec `yaml:"tls"`
+	SASL                 *struct {
 		Mechanism string       `yaml:"mechanism"`
 		User      *secret.Spec `yaml:"user"`
 		Password  *secret.Spec `yaml:"password"`
@@ -39,7 +43,7 @@ type TLSSpec struct {
 
 // DefaultSpec is the cluster's settings before the configuration says anything.
 func DefaultSpec() *Spec {
-	return &Spec{Partitions: config.DefaultKafkaPartitions, ReplicationFactor: config.DefaultKafkaReplicationFactor}
+	return &Spec{Partitions: config.DefaultKafkaPartitions, ReplicationFactor: config.DefaultKafkaReplicationFactor, PartitionWindowBytes: DefaultWindowBytes}
 }
 
 // Component registers the cluster's settings with the configuration loader.
@@ -73,6 +77,9 @@ func (Component) Validate(spec any, r config.Reporter) {
 	}
 	if s.ReplicationFactor <= 0 {
 		r.Errorf("replicationFactor", "must be positive, got %d", s.ReplicationFactor)
+	}
+	if s.PartitionWindowBytes < 1<<20 {
+		r.Errorf("partitionWindowBytes", "must be at least 1048576 (1 MiB), got %d", s.PartitionWindowBytes)
 	}
 	check := func(field string, sec *secret.Spec) {
 		if sec == nil {
@@ -126,7 +133,7 @@ func (s *Spec) Security() kafkaclient.Security {
 // LogConfig is the configuration of a Kafka-class broker's log on this cluster.
 func (s *Spec) LogConfig(b *config.Broker, secretsDir string, logger *zap.Logger) Config {
 	return Config{Brokers: s.BootstrapServers, Topic: b.Topic, Group: "switchyard-broker-" + b.Ref.Namespace + "-" + b.Ref.Name,
-		Partitions: s.Partitions, ReplicationFactor: s.ReplicationFactor, Security: s.Security(), SecretsDir: secretsDir, Logger: logger}
+		Partitions: s.Partitions, ReplicationFactor: s.ReplicationFactor, WindowBytes: s.PartitionWindowBytes, Security: s.Security(), SecretsDir: secretsDir, Logger: logger}
 }
 
 var _ config.Component = Component{}

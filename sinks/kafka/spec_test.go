@@ -28,7 +28,7 @@ func TestSpec(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := cfg.Components["kafka"].(*Spec)
-	if s.Partitions != config.DefaultKafkaPartitions || s.ReplicationFactor != config.DefaultKafkaReplicationFactor {
+	if s.Partitions != config.DefaultKafkaPartitions || s.ReplicationFactor != config.DefaultKafkaReplicationFactor || s.PartitionWindowBytes != DefaultWindowBytes {
 		t.Errorf("defaults: %+v", s)
 	}
 	sec := s.Security()
@@ -37,6 +37,7 @@ func TestSpec(t *testing.T) {
 		t.Errorf("security: %+v %+v", sec.TLS, sec.SASL)
 	}
 	_, err = load(t, `    partitions: 0
+    partitionWindowBytes: 1000
     tls:
       cert: {file: /c.pem}
     sasl:
@@ -44,10 +45,11 @@ func TestSpec(t *testing.T) {
       user: {env: U, file: /u}
 `)
 	want := `s.yaml:7: spec.kafka.partitions: must be positive, got 0
-s.yaml:9: spec.kafka.tls: cert and key go together
-s.yaml:11: spec.kafka.sasl.mechanism: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, got "GSSAPI"
-s.yaml:11: spec.kafka.sasl: needs user and password
-s.yaml:12: spec.kafka.sasl.user: set exactly one of secretKeyRef, file, env`
+s.yaml:8: spec.kafka.partitionWindowBytes: must be at least 1048576 (1 MiB), got 1000
+s.yaml:10: spec.kafka.tls: cert and key go together
+s.yaml:12: spec.kafka.sasl.mechanism: must be one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, got "GSSAPI"
+s.yaml:12: spec.kafka.sasl: needs user and password
+s.yaml:13: spec.kafka.sasl.user: set exactly one of secretKeyRef, file, env`
 	if err == nil || err.Error() != want {
 		t.Errorf("errors\n got: %v\nwant: %s", err, want)
 	}

@@ -1,6 +1,10 @@
 package kafka
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+)
 
 func TestTrackerCommitsOnlyTheContiguousRun(t *testing.T) {
 	tr := newTracker()
@@ -25,5 +29,36 @@ func TestTrackerCommitsOnlyTheContiguousRun(t *testing.T) {
 	tr.done(13)
 	if next, _ := tr.committable(); next != 14 || len(tr.pending) != 0 || len(tr.final) != 0 {
 		t.Fatalf("after all: commit %d, %d pending, %d final", next, len(tr.pending), len(tr.final))
+	}
+}
+
+// The byte window holds what fits, makes the rest wait until bytes are given back, and takes a
+// record larger than the whole bound alone rather than never.
+func TestByteWindow(t *testing.T) {
+	w := newByteWindow(100)
+	ctx := context.Background()
+	if !w.take(ctx, 60) || !w.take(ctx, 40) {
+		t.Fatal("100 bytes did not fit a window of 100")
+	}
+	took := make(chan bool)
+	go func() { took <- w.take(ctx, 1) }()
+	select {
+	case <-took:
+		t.Fatal("a byte past the window was taken")
+	case <-time.After(50 * time.Millisecond):
+	}
+	w.give(60)
+	if !<-took {
+		t.Fatal("the waiting byte was not taken once 60 were given back")
+	}
+	w.give(40)
+	w.give(1)
+	if !w.take(ctx, 500) {
+		t.Fatal("a record larger than the window was refused while nothing was held")
+	}
+	short, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
+	defer cancel()
+	if w.take(short, 1) {
+		t.Fatal("a byte was taken past a record that fills the window")
 	}
 }

@@ -351,3 +351,37 @@ spec:
 	}
 	t.Logf("backlog of %d delivered in order %s after the resume (ordered: one at a time); %d requests in all", n+1000, took.Round(time.Millisecond), paused.count())
 }
+
+// TestKafkaHungTriggerBigEvents (issue #29, item 8): the window is bytes as well as records. With
+// 100 KiB events and a 4 MiB window per partition, a hung trigger would fill the window after
+// about 40 events and hold the partition for its sibling; its share is counted in bytes too, so
+// its copies are parked after 1 MiB and its sibling receives all 400 meanwhile.
+func TestKafkaHungTriggerBigEvents(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	release := make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	hung := newSubscriber(t, func(_ int, _ received, w http.ResponseWriter) {
+		<-release
+		w.WriteHeader(http.StatusOK)
+	})
+	t.Cleanup(free)
+	fast := newSubscriber(t, nil)
+	topic := fmt.Sprintf("e2e-big-window-%d", time.Now().UnixNano())
+	r := startRouterIn(t, t.TempDir(), kafkaBroker("durable", topic)+
+		triggerYAML("hung", "  broker: durable\n  subscriber:\n    uri: "+hung.URL+"\n  delivery:\n    timeout: PT600S\n")+
+		triggerYAML("fast", "  broker: durable\n  subscriber:\n    uri: "+fast.URL+"\n"),
+		"", fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 1\n    partitionWindowBytes: 4194304\n", kafka))
+	data := `"` + strings.Repeat("x", 100<<10) + `"`
+	const n = 400
+	for i := range n {
+		req := binaryEvent(fmt.Sprintf("big-%d", i), "t")
+		req.Body = data
+		if code, _, body := r.send(t, "/default/durable", req); code != 202 {
+			t.Fatalf("event %d: %d %s", i, code, body)
+		}
+	}
+	fast.waitFor(t, n, 60*time.Second)
+	free()
+	hung.waitFor(t, n, 120*time.Second)
+}
