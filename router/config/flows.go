@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -35,10 +36,25 @@ type sequenceManifest struct {
 }
 
 type sequenceSpec struct {
-	// ChannelTemplate says which Channel kind Knative makes; Switchyard makes brokers instead.
-	ChannelTemplate yaml.Node      `yaml:"channelTemplate"`
-	Steps           []sequenceStep `yaml:"steps"`
-	Reply           *destination   `yaml:"reply"`
+	// ChannelTemplate says which Channel kind Knative makes; Switchyard makes brokers of the
+	// matching class instead (flowBuilder.channel).
+	ChannelTemplate *channelTemplate `yaml:"channelTemplate"`
+	Steps           []sequenceStep   `yaml:"steps"`
+	Reply           *destination     `yaml:"reply"`
+}
+
+// channelTemplate is Knative's ChannelTemplateSpec: the Channel kind and, for a KafkaChannel, the
+// settings of its topic.
+type channelTemplate struct {
+	typeMeta `yaml:",inline"`
+	// Spec is the Channel's spec, whose fields depend on the kind.
+	Spec yaml.Node `yaml:"spec"`
+}
+
+// kafkaChannelSpec is what Switchyard reads of a KafkaChannel's spec (messaging.knative.dev/v1beta1).
+type kafkaChannelSpec struct {
+	NumPartitions     int32 `yaml:"numPartitions"`
+	ReplicationFactor int16 `yaml:"replicationFactor"`
 }
 
 type sequenceStep struct {
@@ -54,7 +70,7 @@ type parallelManifest struct {
 }
 
 type parallelSpec struct {
-	ChannelTemplate yaml.Node        `yaml:"channelTemplate"`
+	ChannelTemplate *channelTemplate `yaml:"channelTemplate"`
 	Branches        []parallelBranch `yaml:"branches"`
 	Reply           *destination     `yaml:"reply"`
 }
@@ -142,8 +158,56 @@ func (l *loader) compileFlows(cfg *Config, brokers map[router.BrokerRef]*brokerD
 	}
 }
 
-// broker makes the in-memory broker name for d, or reports why it cannot.
-func (fb *flowBuilder) broker(d *doc, ns, name string) (router.BrokerRef, bool) {
+// flowChannel is the kind of broker a flow's channelTemplate asks for.
+type flowChannel struct {
+	// kafka makes Kafka-class brokers (a KafkaChannel), whose events survive the process.
+	kafka bool
+	// partitions and replication, when above 0, size the topics created for them.
+	partitions  int32
+	replication int16
+}
+
+// channel reads a flow's channelTemplate: none or an InMemoryChannel makes in-memory brokers, a
+// KafkaChannel Kafka-class ones; any other Channel kind is refused rather than run in memory
+// against what the manifest asked for.
+func (fb *flowBuilder) channel(d *doc, t *channelTemplate) (flowChannel, bool) {
+	if t == nil {
+		return flowChannel{}, true
+	}
+	if t.APIVersion != "" && !strings.HasPrefix(t.APIVersion, "messaging.knative.dev/") {
+		fb.l.errAt(d, "spec.channelTemplate.apiVersion", "must be messaging.knative.dev/v1 (InMemoryChannel) or messaging.knative.dev/v1beta1 (KafkaChannel), got %q", t.APIVersion)
+		return flowChannel{}, false
+	}
+	switch t.Kind {
+	case "", "InMemoryChannel":
+		return flowChannel{}, true
+	case "KafkaChannel":
+		var spec kafkaChannelSpec
+		if t.Spec.Kind != 0 {
+			if err := t.Spec.Decode(&spec); err != nil {
+				fb.l.errAt(d, "spec.channelTemplate.spec", "%v", err)
+				return flowChannel{}, false
+			}
+		}
+		if spec.NumPartitions < 0 || spec.ReplicationFactor < 0 {
+			fb.l.errAt(d, "spec.channelTemplate.spec", "numPartitions and replicationFactor must be positive, got %d and %d", spec.NumPartitions, spec.ReplicationFactor)
+			return flowChannel{}, false
+		}
+		if fb.cfg.Components[KafkaComponentPath] == nil && !fb.l.routingOnly {
+			fb.l.errAt(d, "spec.channelTemplate.kind", "a KafkaChannel needs a Kafka cluster: set spec.kafka.bootstrapServers in a SwitchyardConfig, or --kafka-bootstrap-servers")
+			return flowChannel{}, false
+		}
+		return flowChannel{kafka: true, partitions: spec.NumPartitions, replication: spec.ReplicationFactor}, true
+	default:
+		fb.l.errAt(d, "spec.channelTemplate.kind", "Switchyard runs flows on InMemoryChannel (in memory) or KafkaChannel (Kafka-class brokers), not %q", t.Kind)
+		return flowChannel{}, false
+	}
+}
+
+// broker makes the broker name for d, of the class ch asks for, or reports why it cannot. A
+// KafkaChannel's broker keeps its events in the topic Knative's KafkaChannel would use,
+// knative-messaging-kafka.{namespace}.{name}.
+func (fb *flowBuilder) broker(d *doc, ns, name string, ch flowChannel) (router.BrokerRef, bool) {
 	ref := router.BrokerRef{Namespace: ns, Name: name}
 	if b, ok := fb.brokers[ref]; ok {
 		fb.l.errAt(d, "metadata.name", "needs a broker named %s, which %s:%d defines already: rename one of them", ref, b.d.file, b.d.line(""))
@@ -154,7 +218,12 @@ func (fb *flowBuilder) broker(d *doc, ns, name string) (router.BrokerRef, bool) 
 		return ref, false
 	}
 	fb.made[ref] = d
-	fb.cfg.Brokers = append(fb.cfg.Brokers, &Broker{Ref: ref, MaxInFlight: fb.cfg.Settings.MaxInFlight, File: d.file, Line: d.line("")})
+	b := &Broker{Ref: ref, MaxInFlight: fb.cfg.Settings.MaxInFlight, File: d.file, Line: d.line("")}
+	if ch.kafka {
+		b.Class, b.Topic, b.MaxInFlight = "Kafka", "knative-messaging-kafka."+ns+"."+name, 0
+		b.Partitions, b.ReplicationFactor = ch.partitions, ch.replication
+	}
+	fb.cfg.Brokers = append(fb.cfg.Brokers, b)
 	return ref, true
 }
 
@@ -206,9 +275,13 @@ func (fb *flowBuilder) sequence(sd *sequenceDoc) {
 		l.errAt(d, "spec.steps", "a Sequence needs at least one step")
 		return
 	}
+	ch, ok := fb.channel(d, sd.m.Spec.ChannelTemplate)
+	if !ok {
+		return
+	}
 	var brokers []router.BrokerRef
 	for i := range steps {
-		b, ok := fb.broker(d, ref.Namespace, SequenceBroker(ref.Name, i))
+		b, ok := fb.broker(d, ref.Namespace, SequenceBroker(ref.Name, i), ch)
 		if !ok {
 			return
 		}
@@ -237,7 +310,11 @@ func (fb *flowBuilder) parallel(pd *parallelDoc) {
 		l.errAt(d, "spec.branches", "a Parallel needs at least one branch")
 		return
 	}
-	entry, ok := fb.broker(d, ref.Namespace, ParallelBroker(ref.Name))
+	ch, ok := fb.channel(d, pd.m.Spec.ChannelTemplate)
+	if !ok {
+		return
+	}
+	entry, ok := fb.broker(d, ref.Namespace, ParallelBroker(ref.Name), ch)
 	if !ok {
 		return
 	}
@@ -253,7 +330,7 @@ func (fb *flowBuilder) parallel(pd *parallelDoc) {
 		on := entry
 		if br.Filter != nil {
 			// The filter's reply is the event that passed: it goes on to the branch's subscriber.
-			b, ok := fb.broker(d, ref.Namespace, name)
+			b, ok := fb.broker(d, ref.Namespace, name, ch)
 			if !ok {
 				return
 			}

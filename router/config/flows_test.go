@@ -184,3 +184,43 @@ func TestFlowMistakes(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaChannelFlows: a flow whose channelTemplate is a KafkaChannel runs on Kafka-class
+// brokers, in the topics Knative's KafkaChannel would use and sized by its spec; a KafkaChannel
+// without a Kafka cluster, or a Channel kind Switchyard does not run, is refused at its line.
+func TestKafkaChannelFlows(t *testing.T) {
+	const kafka = "apiVersion: switchyard.dev/v1alpha1\nkind: SwitchyardConfig\nmetadata: {name: s}\nspec:\n  kafka: {bootstrapServers: [\"127.0.0.1:9092\"]}\n---\n"
+	kafkaChannel := strings.Replace(knativeSequenceSample, "    apiVersion: messaging.knative.dev/v1\n    kind: InMemoryChannel\n",
+		"    apiVersion: messaging.knative.dev/v1beta1\n    kind: KafkaChannel\n    spec: {numPartitions: 3, replicationFactor: 1, retentionDuration: PT168H}\n", 1)
+	load := func(doc string) (*Config, error) {
+		return LoadSources(Sources{Documents: []Document{{Name: "seq.yaml", Data: []byte(doc)}}, Components: []Component{anyBlock("kafka")}})
+	}
+	cfg, err := load(kafka + kafkaChannel)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Brokers) != 3 {
+		t.Fatalf("brokers: %d", len(cfg.Brokers))
+	}
+	for i, b := range cfg.Brokers {
+		if b.Class != "Kafka" || b.Topic != "knative-messaging-kafka.default.sequence-kn-sequence-"+string(rune('0'+i)) ||
+			b.Partitions != 3 || b.ReplicationFactor != 1 || b.MaxInFlight != 0 {
+			t.Errorf("broker %d: %+v", i, b)
+		}
+	}
+	// The sample as written (an InMemoryChannel) stays in memory.
+	cfg, err = load(kafka + knativeSequenceSample)
+	if err != nil || cfg.Brokers[0].Class == "Kafka" || cfg.Brokers[0].Topic != "" {
+		t.Fatalf("InMemoryChannel: %v %+v", err, cfg.Brokers)
+	}
+	for doc, want := range map[string]string{
+		kafkaChannel: "seq.yaml:8: spec.channelTemplate.kind: a KafkaChannel needs a Kafka cluster",
+		kafka + strings.Replace(knativeSequenceSample, "kind: InMemoryChannel", "kind: NatssChannel", 1): "seq.yaml:14: spec.channelTemplate.kind: Switchyard runs flows on InMemoryChannel (in memory) or KafkaChannel (Kafka-class brokers), not \"NatssChannel\"",
+		kafka + strings.Replace(kafkaChannel, "numPartitions: 3", "numPartitions: -1", 1):                "spec.channelTemplate.spec: numPartitions and replicationFactor must be positive",
+		kafka + strings.Replace(knativeParallelSample, "kind: InMemoryChannel", "kind: Foo", 1):          "not \"Foo\"",
+	} {
+		if _, err := load(doc); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error containing %q, got %v", want, err)
+		}
+	}
+}

@@ -194,8 +194,13 @@ type Broker struct {
 	// Class is the value of eventing.knative.dev/broker.class, "" when absent.
 	Class string
 	// Topic is the Kafka topic of a Kafka-class broker: knative-broker-{namespace}-{name}, or the
-	// kafka.eventing.knative.dev/external.topic annotation.
+	// kafka.eventing.knative.dev/external.topic annotation; a KafkaChannel flow's brokers use
+	// knative-messaging-kafka.{namespace}.{name}.
 	Topic string
+	// Partitions and ReplicationFactor, when above 0, size the topic if Switchyard creates it
+	// (a KafkaChannel's numPartitions and replicationFactor); 0 takes spec.kafka's.
+	Partitions        int32
+	ReplicationFactor int16
 	// MaxInFlight bounds an in-memory broker's unfinished events (0: only the queue bounds them).
 	MaxInFlight int
 	// DedupWindow, when above 0, refuses for that long an event whose source and id the broker

@@ -132,8 +132,15 @@ func (s *Spec) Security() kafkaclient.Security {
 
 // LogConfig is the configuration of a Kafka-class broker's log on this cluster.
 func (s *Spec) LogConfig(b *config.Broker, secretsDir string, logger *zap.Logger) Config {
-	return Config{Brokers: s.BootstrapServers, Topic: b.Topic, Group: "switchyard-broker-" + b.Ref.Namespace + "-" + b.Ref.Name,
+	c := Config{Brokers: s.BootstrapServers, Topic: b.Topic, Group: "switchyard-broker-" + b.Ref.Namespace + "-" + b.Ref.Name,
 		Partitions: s.Partitions, ReplicationFactor: s.ReplicationFactor, WindowBytes: s.PartitionWindowBytes, Security: s.Security(), SecretsDir: secretsDir, Logger: logger}
+	if b.Partitions > 0 {
+		c.Partitions = b.Partitions
+	}
+	if b.ReplicationFactor > 0 {
+		c.ReplicationFactor = b.ReplicationFactor
+	}
+	return c
 }
 
 var _ config.Component = Component{}
