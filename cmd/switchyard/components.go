@@ -20,6 +20,7 @@ func components() []config.Component {
 func kinds() []config.KindComponent {
 	return []config.KindComponent{
 		cassandra.SinkKind{}, // CassandraSink: events as rows of a table (docs/cassandra-sink.md)
+		kafka.SinkKind{},     // KafkaSink: events as records of a topic (docs/kafka-sink.md)
 	}
 }
 

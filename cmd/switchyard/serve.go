@@ -230,6 +230,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	tableSinks := cassandra.NewSinks(logger, maxBody.Load, m.Registry)
 	tableSinks.Apply(cfg.Objects[cassandra.SinkKind{}.Kind()], cassandraSpec(cfg))
 	defer tableSinks.Close() // after the drain: triggers deliver to sinks through the ingress
+	topicSinks := kafka.NewSinks(logger, maxBody.Load, f.secretsDir, m.Registry)
+	topicSinks.Apply(cfg.Objects[kafka.SinkKind{}.Kind()], kafkaSpec(cfg))
+	defer topicSinks.Close()
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources, pingSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	adm.SetTraceURL(cfg.Settings.AdminTraceURL)
@@ -263,6 +266,10 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		}
 		if cassandra.Owns(r.URL.Path) {
 			tableSinks.ServeHTTP(w, r)
+			return
+		}
+		if kafka.OwnsSinkPath(r.URL.Path) {
+			topicSinks.ServeHTTP(w, r)
 			return
 		}
 		in.ServeHTTP(w, r)
@@ -305,6 +312,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		kafkaSources.Apply(next.KafkaSources)
 		pingSources.Apply(next.PingSources)
 		tableSinks.Apply(next.Objects[cassandra.SinkKind{}.Kind()], cassandraSpec(next))
+		topicSinks.Apply(next.Objects[kafka.SinkKind{}.Kind()], kafkaSpec(next))
 		maxBody.Store(next.Settings.MaxBodyBytes)
 		bodies.SetMax(next.Settings.MaxBodyBytesInFlight)
 		adm.SetMaxBodyBytesInFlight(next.Settings.MaxBodyBytesInFlight)

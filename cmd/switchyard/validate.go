@@ -35,8 +35,14 @@ func runValidate(args []string, stdout, stderr io.Writer) int {
 	for _, s := range cfg.Skipped {
 		fmt.Fprintln(stdout, "left alone:", s.String())
 	}
-	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s), %d KafkaSource(s), %d PingSource(s), %d webhook source(s) served; %d object(s) left alone; in %d file(s)\n",
-		f.config, len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources), len(cfg.PingSources), len(cfg.Webhooks), len(cfg.Skipped), len(cfg.Files))
+	var objects string // the components' kinds, as served: ", 1 KafkaSink(s)"
+	for _, k := range kinds() {
+		if n := len(cfg.Objects[k.Kind()]); n > 0 {
+			objects += fmt.Sprintf(", %d %s(s)", n, k.Kind())
+		}
+	}
+	fmt.Fprintf(stdout, "%s: valid: %d broker(s), %d trigger(s), %d KafkaSource(s), %d PingSource(s), %d webhook source(s)%s served; %d object(s) left alone; in %d file(s)\n",
+		f.config, len(cfg.Brokers), len(cfg.Triggers), len(cfg.KafkaSources), len(cfg.PingSources), len(cfg.Webhooks), objects, len(cfg.Skipped), len(cfg.Files))
 	return 0
 }
 

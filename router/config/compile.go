@@ -616,6 +616,13 @@ func (l *loader) resolveDestinationURL(d *doc, path string, dst *destination, na
 			// An object a component serves on this router's ingress (a CassandraSink).
 			base = selfIngressURL(s, "", "")
 			base.Path = l.kindRef(r, ns).Path(ns, r.Name)
+		case l.kindFor(typeMeta{APIVersion: r.APIVersion, Kind: r.Kind}) != nil && l.routingOnly:
+			// A dry run's candidate reads no such objects, and needs only the address to compare routes.
+			base = selfIngressURL(s, "", "")
+			base.Path = l.kindFor(typeMeta{APIVersion: r.APIVersion, Kind: r.Kind}).Path(ns, r.Name)
+		case l.kindFor(typeMeta{APIVersion: r.APIVersion, Kind: r.Kind}) != nil:
+			l.errAt(d, path+".ref", "%s %s/%s is not in this configuration: define it, or use the uri of what serves it", r.Kind, ns, r.Name)
+			return ""
 		case r.APIVersion == flowsV1 && flowEntry(r.Kind, r.Name) != "":
 			// A Sequence or Parallel of this configuration: its address is its first broker's.
 			if !l.hasFlow(r.Kind, ns, r.Name) {

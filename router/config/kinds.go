@@ -69,6 +69,14 @@ func (l *loader) sortOut(d *doc, top *yaml.Node, tm typeMeta) {
 		l.skipped = append(l.skipped, Skipped{File: d.file, Line: d.line(""), APIVersion: tm.APIVersion, Kind: tm.Kind,
 			Namespace: meta.Metadata.Namespace, Name: meta.Metadata.Name, Why: why})
 	}
+	for _, k := range l.kinds {
+		// A component's kind under another apiVersion (KafkaSink written eventing.kafka.knative.dev,
+		// say) would otherwise be skipped as not eventing, and its events would go nowhere.
+		if k.Kind() == tm.Kind {
+			l.errAt(d, "apiVersion", "%s %s: Switchyard reads %s as %s", tm.APIVersion, tm.Kind, k.Kind(), k.APIVersion())
+			return
+		}
+	}
 	eventing := false
 	for _, g := range eventingGroups {
 		eventing = eventing || group == g
