@@ -247,3 +247,48 @@ spec: {topic: t, bootstrapServers: [kafka-0:9092]}
 		t.Errorf("after the topic was made: %d %s", code, body)
 	}
 }
+
+// TestKafkaSinkOutage: with its Kafka stopped, a KafkaSink answers 503 with Retry-After (never a
+// 202 it cannot keep), so a trigger's delivery retries; once Kafka is back the sink writes again
+// without a restart, and the event the trigger kept retrying is in the topic.
+func TestKafkaSinkOutage(t *testing.T) {
+	kafka := startPrivateKafka(t)
+	topic := "e2e-sink-outage"
+	r := startRouter(t, brokerYAML("default")+fmt.Sprintf(`apiVersion: eventing.knative.dev/v1alpha1
+kind: KafkaSink
+metadata: {name: orders, namespace: default}
+spec: {topic: %s, bootstrapServers: [%s], numPartitions: 1, replicationFactor: 1}
+---
+`, topic, kafka.Kafka)+triggerYAML("to-topic", "  broker: default\n  subscriber:\n    ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: orders}\n"+
+		"  delivery:\n    retry: 100\n    backoffPolicy: linear\n    backoffDelay: PT0.5S\n    backoffMax: PT1S\n"), "")
+	if code, _, body := r.send(t, "/sinks/kafka/default/orders", binaryEvent("before", "t")); code != http.StatusAccepted {
+		t.Fatalf("before the outage: %d %s", code, body)
+	}
+
+	kafka.infra("stop")
+	start := time.Now()
+	code, h, body := r.send(t, "/sinks/kafka/default/orders", binaryEvent("during", "t"))
+	if code != http.StatusServiceUnavailable || h.Get("Retry-After") != "1" || !strings.Contains(body, "topic "+topic) {
+		t.Errorf("during the outage: %d %v %s, want 503 naming the topic", code, h, body)
+	}
+	if took := time.Since(start); took > 15*time.Second {
+		t.Errorf("the 503 took %s", took)
+	}
+	// A trigger's event meanwhile: the sink's 503s make its delivery retry, not give up.
+	if code, _, body := r.send(t, "/default/default", binaryEvent("retried", "t")); code != http.StatusAccepted {
+		t.Fatalf("broker: %d %s", code, body)
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		_, m := r.get(t, "/metrics")
+		return metricValue(m, `switchyard_kafka_sink_records_total{namespace_name="default",result="failed",sink_name="orders"}`) >= 2
+	})
+
+	kafka.infra("start")
+	recs := readTopicUntil(t, kafka.Kafka, topic, 60*time.Second, "before", "retried")
+	if recs["retried"].event.Type() != "t" {
+		t.Errorf("the retried event's record: %s", recs["retried"].event)
+	}
+	if code, _, body := r.send(t, "/sinks/kafka/default/orders", binaryEvent("after", "t")); code != http.StatusAccepted {
+		t.Errorf("after the outage: %d %s", code, body)
+	}
+}
