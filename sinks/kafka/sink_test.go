@@ -17,6 +17,7 @@ import (
 	"github.com/cloudevents/sdk-go/protocol/kafka_sarama/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/switchyard-events/switchyard/router/config"
@@ -257,4 +258,44 @@ func TestKafkaSinkOverSASLSSL(t *testing.T) {
 	if e := toEvent(t, readRecords(t, plain, topic, 1)[0]); e.ID() != "s-1" {
 		t.Errorf("record %s", e)
 	}
+}
+
+// TestKafkaSinkReconfigured: a changed manifest reconnects the sink to what it says now, a removed
+// one is 404, and stopping leaves no producer behind.
+func TestKafkaSinkReconfigured(t *testing.T) {
+	defer goleak.VerifyNone(t, goleak.IgnoreTopFunction("github.com/rcrowley/go-metrics.(*meterArbiter).tick"),
+		goleak.IgnoreCurrent())
+	brokers := testenv.Kafka(t)
+	stamp := time.Now().UnixNano()
+	first, second := fmt.Sprintf("sink-first-%d", stamp), fmt.Sprintf("sink-second-%d", stamp)
+	sinks := NewSinks(zaptest.NewLogger(t), func() int64 { return 1 << 20 }, "", nil)
+	srv := httptest.NewServer(sinks)
+	defer srv.Close()
+	apply := func(topic string) {
+		s := &SinkSpec{Topic: topic, BootstrapServers: []string{brokers}, ContentMode: ModeBinary, NumPartitions: one[int32](1), ReplicationFactor: one[int16](1)}
+		sinks.Apply([]*config.Object{{Namespace: "default", Name: "s", Spec: s, File: "s.yaml", Line: 1}}, nil)
+	}
+	h := map[string]string{"Ce-Specversion": "1.0", "Ce-Source": "/s", "Ce-Type": "t"}
+	send := func(id string) int {
+		h["Ce-Id"] = id
+		code, _ := post(t, srv.URL+"/sinks/kafka/default/s", h, "")
+		return code
+	}
+	apply(first)
+	if code := send("one"); code != http.StatusAccepted {
+		t.Fatalf("first topic: %d", code)
+	}
+	apply(second)
+	if code := send("two"); code != http.StatusAccepted {
+		t.Fatalf("second topic: %d", code)
+	}
+	if a, b := readRecords(t, brokers, first, 1), readRecords(t, brokers, second, 1); header(a[0], "ce_id") != "one" || header(b[0], "ce_id") != "two" {
+		t.Errorf("records %v %v", a[0].Headers, b[0].Headers)
+	}
+	sinks.Apply(nil, nil)
+	if code := send("three"); code != http.StatusNotFound {
+		t.Errorf("a removed sink: %d, want 404", code)
+	}
+	sinks.Close()
+	srv.Close() // VerifyNone then waits a while for the first sink, closed in the background
 }
