@@ -160,6 +160,29 @@ type ParkedHandler interface {
 	// Holds reports whether trigger t takes no parked copies now (it is paused): they stay in the
 	// log, not in memory, until it does.
 	Holds(t TriggerRef) bool
+	// Starts lists the broker's triggers with where each starts reading the log when it is new
+	// there; version changes whenever the list may have (a reload), and is never 0.
+	Starts() (version uint64, starts []TriggerStart)
+	// HandleEarlier delivers env, a record from before trigger t was first seen on its partition,
+	// to t alone if it matches t's filter (its start-from reaches back); done as for Handle.
+	HandleEarlier(ctx context.Context, t TriggerRef, env *Envelope, done func())
+}
+
+// StartFrom is where a trigger new to a durable log starts reading it: its oldest record
+// (Earliest), the first one stored at or after At, or (the zero value) the records that come after
+// the trigger, as Knative's triggers do.
+type StartFrom struct {
+	Earliest bool
+	At       time.Time
+}
+
+// Latest reports whether s starts at the records after the trigger.
+func (s StartFrom) Latest() bool { return !s.Earliest && s.At.IsZero() }
+
+// TriggerStart is one trigger of a broker and where it starts when new to the broker's log.
+type TriggerStart struct {
+	Trigger TriggerRef
+	From    StartFrom
 }
 
 // VolatileLog is a BrokerLog whose accepted events live only in this process until they are final

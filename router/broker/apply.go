@@ -114,7 +114,7 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 			prev[t.cfg.Ref] = t
 		}
 	}
-	rt := &routes{triggers: make([]*triggerState, len(triggers))}
+	rt := &routes{triggers: make([]*triggerState, len(triggers)), version: routesVersion.Add(1), starts: make([]router.TriggerStart, len(triggers))}
 	filters := make([]filter.Filter, len(triggers))
 	for i, tc := range triggers {
 		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref, filter.ExactType(tc.Filter)), shownSubscriber: router.RedactURL(tc.Subscriber)}
@@ -142,6 +142,7 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 		}
 		ts.parkShare, ts.parkShareBytes = parkShare(b.parking, len(triggers), tc.Concurrency)
 		rt.triggers[i] = ts
+		rt.starts[i] = router.TriggerStart{Trigger: tc.Ref, From: tc.StartFrom}
 		filters[i] = tc.Filter
 	}
 	rt.index = filter.NewIndex(filters)

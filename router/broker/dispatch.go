@@ -163,6 +163,24 @@ func (b *brokerState) HandleParked(ctx context.Context, ref router.TriggerRef, e
 	b.laneFor(t, env).enqueue(task{b: b, t: t, env: env, f: f})
 }
 
+// HandleEarlier delivers env, read from before trigger ref was first seen on its partition, to
+// that trigger alone when its filter matches (a start-from that reaches back).
+func (b *brokerState) HandleEarlier(ctx context.Context, ref router.TriggerRef, env *router.Envelope, done func()) {
+	t := b.routes.Load().trigger(ref)
+	if t == nil || env.Redrive != nil || !t.cfg.Filter.Match(env.Event) {
+		done() // a redrive was addressed to another trigger, when it was appended
+		return
+	}
+	t.stats.matched.Add(1)
+	b.HandleParked(ctx, ref, env, done)
+}
+
+// Starts lists the broker's triggers and their start-from, with the routes' version.
+func (b *brokerState) Starts() (uint64, []router.TriggerStart) {
+	rt := b.routes.Load()
+	return rt.version, rt.starts
+}
+
 // Holds reports whether trigger ref is paused: its parked copies then stay in the log.
 func (b *brokerState) Holds(ref router.TriggerRef) bool {
 	t := b.routes.Load().trigger(ref)

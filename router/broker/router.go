@@ -121,7 +121,14 @@ type brokerState struct {
 type routes struct {
 	index    *filter.Index
 	triggers []*triggerState
+	// version numbers this set of routes among all the router's, and starts lists its triggers'
+	// start-from: what a parking log needs to find a trigger new to it (ParkedHandler.Starts).
+	version uint64
+	starts  []router.TriggerStart
 }
+
+// routesVersion numbers the routes built, from 1.
+var routesVersion atomic.Uint64
 
 // trigger returns the trigger named ref, or nil.
 func (rt *routes) trigger(ref router.TriggerRef) *triggerState {

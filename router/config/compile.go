@@ -36,6 +36,9 @@ const (
 	AnnotationDedupWindow = "switchyard.dev/dedup-window"
 	// AnnotationPaused "true" holds a trigger's deliveries without deleting it (docs/admin-api.md#pause-and-resume).
 	AnnotationPaused = "switchyard.dev/paused"
+	// AnnotationStartFrom says where a trigger new to a Kafka-class broker starts reading its
+	// topic: latest (Knative's default), earliest, or an RFC 3339 time (docs/kafka.md#where-a-new-trigger-starts).
+	AnnotationStartFrom = "switchyard.dev/start-from"
 	// AnnotationArchiveRetention keeps an in-memory broker's accepted events that long, and
 	// AnnotationArchiveFilter (CESQL) narrows what is kept or replayed (docs/archive.md).
 	AnnotationArchiveRetention = "switchyard.dev/archive-retention"
@@ -44,6 +47,30 @@ const (
 	// presents to its HTTPS subscriber (mTLS).
 	AnnotationTLSClientSecret = "switchyard.dev/tls-client-secret"
 )
+
+// startFrom parses a trigger's switchyard.dev/start-from. Only a Kafka-class broker has a
+// history to start from: on an in-memory broker anything but latest is refused (replay from its
+// archive instead, docs/archive.md).
+func (l *loader) startFrom(d *doc, v string, b *brokerDoc) router.StartFrom {
+	var from router.StartFrom
+	switch v {
+	case "", "latest":
+		return from
+	case "earliest":
+		from.Earliest = true
+	default:
+		at, err := time.Parse(time.RFC3339, v)
+		if err != nil {
+			l.errAt(d, "metadata.annotations", "%s must be latest, earliest or an RFC 3339 time (2026-12-01T00:00:00Z), got %q", AnnotationStartFrom, v)
+			return from
+		}
+		from.At = at
+	}
+	if b != nil && b.m.Metadata.Annotations[AnnotationBrokerClass] != "Kafka" {
+		l.errAt(d, "metadata.annotations", "%s: %s needs a Kafka-class broker, whose topic keeps the events to start from; an in-memory broker starts every trigger at latest (switchyard replay re-sends an archived broker's events)", AnnotationStartFrom, v)
+	}
+	return from
+}
 
 // maxDedupWindow bounds switchyard.dev/dedup-window: the keys remembered are bounded in count,
 // and a day covers any producer's retries.
@@ -391,6 +418,9 @@ func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers ma
 		tr.Paused = true
 	default:
 		l.errAt(t.d, "metadata.annotations", "%s must be \"true\" or \"false\", got %q", AnnotationPaused, ann[AnnotationPaused])
+	}
+	if v, ok := ann[AnnotationStartFrom]; ok {
+		tr.StartFrom = l.startFrom(t.d, v, brokers[tr.Broker])
 	}
 	switch ann[AnnotationDeliveryOrder] {
 	case "", "unordered":

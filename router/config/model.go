@@ -228,6 +228,9 @@ type Trigger struct {
 	// Paused holds the trigger's deliveries (switchyard.dev/paused): its events wait, in its
 	// bounded backlog in memory, in its park topic on a Kafka-class broker.
 	Paused bool
+	// StartFrom is where the trigger starts reading its Kafka-class broker's topic the first time
+	// it is seen there (switchyard.dev/start-from); the zero value is latest.
+	StartFrom router.StartFrom
 	// Concurrency bounds the trigger's deliveries in flight (1 when Ordered).
 	Concurrency int
 	// Pending bounds events waiting for a free delivery slot; PendingWait is how long the dispatch

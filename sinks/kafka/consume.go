@@ -170,6 +170,10 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 	// A trigger that falls behind on this partition is parked (park.go); a backlog a previous
 	// owner left parked is read back first.
 	parking := g.l.startParking(ctx, claim, g.h, g.client, g.consumer)
+	// Triggers new to the partition are looked for before each record and, while none comes, every
+	// second (start.go).
+	idle := time.NewTicker(time.Second)
+	defer idle.Stop()
 	for {
 		// The session's end stops reading at once: the claim's channel closes only once sarama's
 		// partition consumer has, which waits for Kafka.
@@ -180,6 +184,11 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 			if !ok {
 				msg = nil
 			}
+		case <-idle.C:
+			if parking != nil {
+				parking.beginNew(parking.next.Load())
+			}
+			continue
 		case <-sess.Context().Done():
 		}
 		if msg == nil {
@@ -200,6 +209,7 @@ func (g *groupHandler) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sara
 		offset := msg.Offset
 		t.add(offset)
 		if parking != nil {
+			parking.beginNew(offset)
 			parking.next.Store(offset + 1)
 		}
 		env, err := decodeRecord(msg)

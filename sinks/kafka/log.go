@@ -61,6 +61,9 @@ type Log struct {
 
 	// parkProducer writes parked copies into the partition they name (park.go).
 	parkProducer sarama.SyncProducer
+	// known are the triggers known to have a position on a partition (startKey), as far as this
+	// process found or recorded it (start.go).
+	known sync.Map
 	// parkings are the claimed partitions' parked triggers, by partition.
 	claimsMu sync.RWMutex
 	parkings map[int32]*claimParking

@@ -148,7 +148,7 @@ func (l *Log) Lag(t router.TriggerRef) (records int64, oldest time.Time) {
 func (pt *parkedTrigger) backlog() (int64, time.Time) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	n := int64(pt.writing)
+	n := int64(pt.writing) + max(0, pt.earlierUntil-pt.earlierNext)
 	if pt.read == nil {
 		return n + max(0, pt.end-pt.from), time.Time{}
 	}
@@ -184,6 +184,11 @@ type claimParking struct {
 	next      atomic.Int64
 	wg        sync.WaitGroup
 
+	// version is the handler's routes version beginNew last looked at, begun the triggers it
+	// found there (start.go); both only on the claim's reading goroutine.
+	version uint64
+	begun   map[startKey]bool
+
 	mu       sync.Mutex
 	triggers map[router.TriggerRef]*parkedTrigger
 }
@@ -201,6 +206,10 @@ type parkedTrigger struct {
 	end     int64    // one past the newest offset stored in the park partition
 	from    int64    // where the reader starts
 	read    *tracker // the reader's finished offsets; nil until it runs
+	// earlier, when set, is the trigger's start-from to look up (and its earlier records to read)
+	// before its park topic (start.go); earlierNext and earlierUntil are those records left.
+	earlier                   *earlier
+	earlierNext, earlierUntil int64
 }
 
 type parkWrite struct {
@@ -217,11 +226,13 @@ func (l *Log) startParking(ctx context.Context, claim sarama.ConsumerGroupClaim,
 	}
 	p := claim.Partition()
 	c := &claimParking{l: l, partition: p, h: ph, client: client, consumer: consumer, ctx: ctx, triggers: map[router.TriggerRef]*parkedTrigger{},
-		highWater: claim.HighWaterMarkOffset}
+		highWater: claim.HighWaterMarkOffset, begun: map[startKey]bool{}}
 	c.next.Store(max(0, claim.InitialOffset())) // OffsetOldest (-2) until a commit exists
 	c.stopReading, c.endReading = context.WithCancel(context.Background())
 	c.stopWriting, c.endWriting = context.WithCancel(context.Background())
 	c.resumeBacklogs()
+	c.wg.Add(1)
+	go c.refreshKnown()
 	l.claimsMu.Lock()
 	if l.parkings == nil {
 		l.parkings = map[int32]*claimParking{}
@@ -292,13 +303,17 @@ func (c *claimParking) committed(admin sarama.ClusterAdmin, ref router.TriggerRe
 }
 
 // trigger returns ref's park partition on this claim, starting its writer and reader.
-func (c *claimParking) trigger(ref router.TriggerRef) *parkedTrigger {
+func (c *claimParking) trigger(ref router.TriggerRef) *parkedTrigger { return c.newTrigger(ref, nil) }
+
+// newTrigger is trigger for a trigger whose start-from e its reader looks up first, when it is
+// new to the claim.
+func (c *claimParking) newTrigger(ref router.TriggerRef, e *earlier) *parkedTrigger {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if pt := c.triggers[ref]; pt != nil {
 		return pt
 	}
-	pt := &parkedTrigger{c: c, ref: ref, topic: parkTopic(c.l.cfg.Topic, ref), writes: make(chan parkWrite, parkBatch)}
+	pt := &parkedTrigger{c: c, ref: ref, topic: parkTopic(c.l.cfg.Topic, ref), writes: make(chan parkWrite, parkBatch), earlier: e}
 	c.triggers[ref] = pt
 	c.wg.Add(1)
 	go pt.run()
@@ -430,7 +445,7 @@ func (pt *parkedTrigger) store(batch []parkWrite) bool {
 func (pt *parkedTrigger) settle() {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	if !pt.parked || pt.writing > 0 || pt.read == nil {
+	if !pt.parked || pt.writing > 0 || pt.read == nil || pt.earlier != nil {
 		return
 	}
 	if next, ok := pt.read.committable(); ok && next >= pt.end {
@@ -450,10 +465,20 @@ func (pt *parkedTrigger) readBack() {
 	var om sarama.OffsetManager
 	var pom sarama.PartitionOffsetManager
 	var pc sarama.PartitionConsumer
+	pt.mu.Lock()
+	e := pt.earlier
+	pt.mu.Unlock()
 	for {
 		var err error
 		if om == nil {
 			om, err = sarama.NewOffsetManagerFromClient(l.parkGroup(pt.ref), c.client)
+		}
+		if err == nil && e != nil { // a new trigger's earlier records come before its parked ones
+			if !pt.readEarlier(om, e) {
+				l.closeOffsets(om, pom, pt.topic)
+				return
+			}
+			e = nil
 		}
 		if err == nil && pom == nil {
 			pom, err = om.ManagePartition(pt.topic, c.partition)
@@ -472,7 +497,7 @@ func (pt *parkedTrigger) readBack() {
 		}
 		l.logger.Warn("parked copies not read back yet; retrying", zap.String("park_topic", pt.topic), zap.Error(err))
 		if !router.Sleep(c.stopReading, time.Second) {
-			pt.closeOffsets(om, pom)
+			l.closeOffsets(om, pom, pt.topic)
 			return
 		}
 	}
@@ -566,17 +591,19 @@ func (pt *parkedTrigger) readBack() {
 	if next, ok := t.committable(); ok {
 		pom.MarkOffset(next, "")
 	}
-	pt.closeOffsets(om, pom)
+	l.closeOffsets(om, pom, pt.topic)
 }
 
-// closeOffsets commits what was marked and lets go of the offset managers, within commitTimeout.
-func (pt *parkedTrigger) closeOffsets(om sarama.OffsetManager, pom sarama.PartitionOffsetManager) {
+// closeOffsets commits what was marked on topic and lets go of the offset managers, within
+// commitTimeout. (Offsets are committed by hand here: closing does not commit what was marked.)
+func (l *Log) closeOffsets(om sarama.OffsetManager, pom sarama.PartitionOffsetManager, topic string) {
 	if om == nil {
 		return
 	}
 	closed := make(chan struct{})
 	go func() {
 		defer close(closed)
+		om.Commit()
 		if pom != nil {
 			pom.AsyncClose()
 		}
@@ -585,8 +612,8 @@ func (pt *parkedTrigger) closeOffsets(om sarama.OffsetManager, pom sarama.Partit
 	select {
 	case <-closed:
 	case <-time.After(commitTimeout):
-		pt.c.l.logger.Warn("parked trigger's last position not confirmed: kafka does not answer; its copies after the last committed offset will be delivered again",
-			zap.String("park_topic", pt.topic))
+		l.logger.Warn("a trigger's last position not confirmed: kafka does not answer; its copies after the last committed offset will be delivered again",
+			zap.String("topic", topic))
 	}
 }
 
