@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -181,8 +183,17 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	}
 	brokerBase := scheme + "://" + hostForURL(ingressLn.Addr())
 
+	// The token of this process's deliveries to its own ingress (a trigger's ref to a sink or a
+	// broker of the configuration): the event passed sender authentication where it entered, and
+	// a token per process never leaves it, so it is good for nothing anywhere else.
+	selfToken := make([]byte, 32)
+	if _, err := rand.Read(selfToken); err != nil {
+		return fmt.Errorf("a token for the router's own deliveries: %w", err)
+	}
+	internal := base64.RawURLEncoding.EncodeToString(selfToken)
 	deliverer := delivery.New(delivery.Options{MaxReplyBytes: cfg.Settings.MaxBodyBytes, MaxResponseHeaderBytes: cfg.Settings.MaxResponseHeaderBytes,
-		MaxReplyBytesInFlight: cfg.Settings.MaxReplyBytesInFlight})
+		MaxReplyBytesInFlight: cfg.Settings.MaxReplyBytesInFlight,
+		SelfOrigins:           selfOrigins(scheme, cfg.Settings.Addr, ingressLn.Addr()), SelfAuthorization: "Bearer " + internal})
 	deliverer.SetDestinationTLS(destinationTLS(cfg.DestinationTLS, f.secretsDir))
 	dedup, _ := results.(router.Deduplicator) // the Cassandra store: shared by every replica
 	rtr := broker.New(broker.Options{
@@ -216,7 +227,7 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	maxBody.Store(cfg.Settings.MaxBodyBytes)
 	var auth atomic.Pointer[senderauth.Authenticator]
 	auth.Store(senderauth.New(cfg.Auth))
-	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load, Bodies: bodies})
+	in := ingress.New(ingress.Options{Publisher: rtr, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Auth: auth.Load, Bodies: bodies, Internal: internal})
 	hooks := webhook.New(webhook.Options{Publisher: rtr, Deliverer: deliverer, SecretsDir: f.secretsDir, Logger: logger, Metrics: m, MaxBodyBytes: maxBody.Load, Bodies: bodies, Dedup: dedup})
 	hooks.Apply(cfg.Webhooks)
 	kafkaSources := kafkasource.NewManager(rtr, deliverer, results, logger, f.secretsDir)
@@ -258,18 +269,22 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 		adm.EnableProfiling()
 	}
 
-	// One listener for producers: webhook sources under /webhooks/{ns}/{name}, brokers elsewhere.
+	// One listener for producers: webhook sources under /webhooks/{ns}/{name} (vouched for by
+	// their own verification), sinks under /sinks/ behind the brokers' sender authentication,
+	// brokers elsewhere.
+	tableSinksIn := in.Guard(cassandra.SinkPathPrefix, "CassandraSink", tableSinks)
+	topicSinksIn := in.Guard(kafka.SinkPathPrefix, "KafkaSink", topicSinks)
 	front := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if webhook.Owns(r.URL.Path) {
 			hooks.ServeHTTP(w, r)
 			return
 		}
 		if cassandra.Owns(r.URL.Path) {
-			tableSinks.ServeHTTP(w, r)
+			tableSinksIn.ServeHTTP(w, r)
 			return
 		}
 		if kafka.OwnsSinkPath(r.URL.Path) {
-			topicSinks.ServeHTTP(w, r)
+			topicSinksIn.ServeHTTP(w, r)
 			return
 		}
 		in.ServeHTTP(w, r)
@@ -511,6 +526,33 @@ func hostForURL(a net.Addr) string {
 		host = "localhost"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// selfOrigins are the origins at which URLs reach the ingress listening on ln (configured as
+// addr): its address, the host it was configured with, and the loopback names when it listens on
+// every interface (a ref to the configuration's own sink or broker resolves to 127.0.0.1).
+func selfOrigins(scheme, addr string, ln net.Addr) []string {
+	_, port, err := net.SplitHostPort(ln.String())
+	if err != nil {
+		return nil
+	}
+	hosts := []string{}
+	for _, a := range []string{ln.String(), addr} {
+		host, _, err := net.SplitHostPort(a)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			hosts = append(hosts, "127.0.0.1", "localhost", "::1")
+			continue
+		}
+		hosts = append(hosts, host)
+	}
+	out := make([]string, len(hosts))
+	for i, h := range hosts {
+		out[i] = scheme + "://" + net.JoinHostPort(h, port)
+	}
+	return out
 }
 
 // archiver is the archive of in-memory brokers: the Cassandra store when it is the result store.

@@ -49,6 +49,10 @@ type Deliverer struct {
 	destTLS       atomic.Pointer[map[string]tlsfiles.Client]
 	tlsTransports sync.Map
 	urls          subscriberURLs
+	// self are the origins (scheme://host:port) of the router's own ingress, and selfAuth the
+	// Authorization its deliveries there carry.
+	self     map[string]bool
+	selfAuth []string
 }
 
 // Options configure a Deliverer.
@@ -63,6 +67,12 @@ type Options struct {
 	// MaxReplyBytesInFlight bounds the bytes of reply bodies being read at once; an attempt
 	// whose reply does not fit fails (and is retried). Default DefaultMaxReplyBytesInFlight.
 	MaxReplyBytesInFlight int64
+	// SelfOrigins are the origins (scheme://host:port) at which this router's own ingress listens;
+	// deliveries to them (a trigger's ref to a sink or broker of the configuration) carry
+	// SelfAuthorization, so that sender authentication lets the router's own events in. Nothing
+	// else is sent it.
+	SelfOrigins       []string
+	SelfAuthorization string
 }
 
 // New returns a Deliverer.
@@ -82,7 +92,15 @@ func New(o Options) *Deliverer {
 	if o.MaxResponseHeaderBytes <= 0 {
 		o.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
-	return &Deliverer{transport: o.Transport, maxReplyBytes: o.MaxReplyBytes, replies: router.NewByteBudget(o.MaxReplyBytesInFlight), maxHead: o.MaxResponseHeaderBytes}
+	d := &Deliverer{transport: o.Transport, maxReplyBytes: o.MaxReplyBytes, replies: router.NewByteBudget(o.MaxReplyBytesInFlight), maxHead: o.MaxResponseHeaderBytes}
+	if o.SelfAuthorization != "" && len(o.SelfOrigins) > 0 {
+		d.self = map[string]bool{}
+		for _, origin := range o.SelfOrigins {
+			d.self[origin] = true
+		}
+		d.selfAuth = []string{o.SelfAuthorization}
+	}
+	return d
 }
 
 // DefaultMaxReplyBytesInFlight bounds the reply bodies read at once by default.
@@ -279,6 +297,9 @@ func (d *Deliverer) attempt(ctx context.Context, req *Request, p *Policy) attemp
 		body = cehttp.WriteBinary(hreq.Header, req.Event)
 	}
 	hreq.Header["Prefer"] = []string{"reply"}
+	if d.self != nil && d.self[u.Scheme+"://"+u.Host] {
+		hreq.Header["Authorization"] = d.selfAuth
+	}
 	if tracing.Active() {
 		// The delivery span's context, replacing the producer's forwarded traceparent: the
 		// subscriber's span is a child of this attempt.

@@ -5,6 +5,7 @@ package ingress
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/http"
@@ -40,6 +41,10 @@ type Options struct {
 	// Bodies bounds the bytes of bodies being read at once (shared with webhook sources); nil:
 	// a budget of its own with the default bound.
 	Bodies *BodyBudget
+	// Internal is the bearer token of the router's own deliveries to its ingress (a trigger's ref
+	// to a sink or broker of its configuration): they pass sender authentication, since the
+	// event was authenticated where it entered. Empty: none.
+	Internal string
 }
 
 // Handler serves broker ingress.
@@ -137,24 +142,20 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !h.o.Publisher.HasBroker(ref) {
-		if h.o.Auth != nil {
-			if d := h.o.Auth().CheckUnknown(ref.Namespace, r.Header); d.Status != 0 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
-				http.Error(w, d.Reason, d.Status)
-				return
-			}
+		if d := h.checkUnknown(ref.Namespace, r.Header); d.Status != 0 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+			http.Error(w, d.Reason, d.Status)
+			return
 		}
 		http.Error(w, fmt.Sprintf("broker %s not found", ref), http.StatusNotFound)
 		return
 	}
-	if h.o.Auth != nil {
-		if d := h.o.Auth().Check(ref, r.Header); d.Status != 0 {
-			if d.Status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
-			}
-			h.fail(w, ref, "", d.Status, d.Reason)
-			return
+	if d := h.check(ref, "broker "+ref.String(), r.Header); d.Status != 0 {
+		if d.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
 		}
+		h.fail(w, ref, "", d.Status, d.Reason)
+		return
 	}
 	body, berr := h.o.Bodies.Read(r, h.o.MaxBodyBytes())
 	if berr != nil {
@@ -213,6 +214,69 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 		http.Error(w, err.Error(), code)
 	}
+}
+
+// internal reports whether hd carries the token of the router's own deliveries.
+func (h *Handler) internal(hd http.Header) bool {
+	if h.o.Internal == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(hd.Get("Authorization")), []byte("Bearer "+h.o.Internal)) == 1
+}
+
+// check is the sender authentication of a request to the address ref, named what in reasons.
+func (h *Handler) check(ref router.BrokerRef, what string, hd http.Header) senderauth.Decision {
+	if h.o.Auth == nil || h.internal(hd) {
+		return senderauth.Decision{}
+	}
+	return h.o.Auth().CheckAddress(ref, what, hd)
+}
+
+// checkUnknown is the sender authentication of a request to an address of namespace ns that does
+// not exist: as for a protected one, so that 404 and 401 do not tell outsiders what exists.
+func (h *Handler) checkUnknown(ns string, hd http.Header) senderauth.Decision {
+	if h.o.Auth == nil || h.internal(hd) {
+		return senderauth.Decision{}
+	}
+	return h.o.Auth().CheckUnknown(ns, hd)
+}
+
+// Addresses is what a component serves on the ingress at {prefix}{namespace}/{name} (CassandraSinks,
+// KafkaSinks).
+type Addresses interface {
+	http.Handler
+	// Has reports whether the address namespace/name is configured.
+	Has(namespace, name string) bool
+}
+
+// Guard puts the component addresses under prefix behind the brokers' sender authentication: a
+// policy covering namespace/name covers the address of that namespace and name (its reasons name
+// it as kind namespace/name), and an address that does not exist answers as for a broker that does
+// not exist. Only POSTs are checked: what else the component answers (405) says nothing of what
+// exists. Requests that pass, and every one without sender authentication, go on to a.
+func (h *Handler) Guard(prefix, kind string, a Addresses) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || h.o.Auth == nil {
+			a.ServeHTTP(w, r)
+			return
+		}
+		ns, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
+		ref := router.BrokerRef{Namespace: ns, Name: name}
+		var d senderauth.Decision
+		if a.Has(ns, name) {
+			d = h.check(ref, kind+" "+ref.String(), r.Header)
+		} else {
+			d = h.checkUnknown(ns, r.Header)
+		}
+		if d.Status != 0 {
+			if d.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+			}
+			http.Error(w, d.Reason, d.Status)
+			return
+		}
+		a.ServeHTTP(w, r)
+	})
 }
 
 // batchEventCost is what decoding one event of a batch holds beyond the body's bytes: its

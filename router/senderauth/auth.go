@@ -91,6 +91,14 @@ func (p *Policy) covers(ref router.BrokerRef) bool {
 
 // Check decides whether the request h may publish to ref.
 func (a *Authenticator) Check(ref router.BrokerRef, h http.Header) Decision {
+	return a.CheckAddress(ref, "broker "+ref.String(), h)
+}
+
+// CheckAddress decides whether the request h may publish to the address namespace/name of
+// something other than a broker that the ingress serves (a CassandraSink, a KafkaSink): a policy
+// naming "namespace/name" or "namespace/*" covers it as it covers the broker of that name, so that
+// protecting a namespace protects every address in it. what names it in the reasons.
+func (a *Authenticator) CheckAddress(ref router.BrokerRef, what string, h http.Header) Decision {
 	var p *Policy
 	for i := range a.policies {
 		if a.policies[i].covers(ref) {
@@ -101,7 +109,7 @@ func (a *Authenticator) Check(ref router.BrokerRef, h http.Header) Decision {
 	if p == nil {
 		return Decision{}
 	}
-	return p.Verify(h, "broker "+ref.String(), a.now())
+	return p.Verify(h, what, a.now())
 }
 
 // CheckUnknown decides a request for a broker of namespace ns that does not exist. Where policies

@@ -85,6 +85,14 @@ func (s *Sinks) Apply(objects []*config.Object, store *Spec) {
 	}
 }
 
+// Has reports whether the CassandraSink namespace/name is configured: the ingress's sender
+// authentication answers for an unknown one as for an unknown broker.
+func (s *Sinks) Has(namespace, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sinks[namespace+"/"+name] != nil
+}
+
 // Close stops every sink.
 func (s *Sinks) Close() { s.Apply(nil, nil) }
 

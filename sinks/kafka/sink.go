@@ -93,6 +93,14 @@ func (s *Sinks) Apply(objects []*config.Object, cluster *Spec) {
 	}
 }
 
+// Has reports whether the KafkaSink namespace/name is configured: the ingress's sender
+// authentication answers for an unknown one as for an unknown broker.
+func (s *Sinks) Has(namespace, name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sinks[namespace+"/"+name] != nil
+}
+
 // Close stops every sink.
 func (s *Sinks) Close() {
 	s.mu.Lock()

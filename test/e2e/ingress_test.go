@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard-events/switchyard/test/testenv"
 )
 
 // TestIngressStatusCodes checks every row of the ingress table of the semantics doc that answers
@@ -269,4 +271,63 @@ func TestSenderAuth(t *testing.T) {
 		}
 	}
 	sub.waitFor(t, 2, 5*time.Second)
+}
+
+// TestSenderAuthCoversSinks: with sender authentication on, a sink's address is protected as a
+// broker's by the policy covering its namespace/name: a KafkaSink and a CassandraSink answer 401
+// (with WWW-Authenticate) without valid credentials, an unknown sink of the namespace 401 too and
+// 404 only with credentials, a sink of an unprotected namespace stays open. A trigger's ref to the
+// protected KafkaSink still delivers (the router's own deliveries carry its token), and only the
+// authenticated events reach the topic.
+func TestSenderAuthCoversSinks(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	t.Setenv("SY_TEST_TOKEN", "let-me-in")
+	topic := fmt.Sprintf("e2e-sink-auth-%d", time.Now().UnixNano())
+	sink := func(ns, name string) string {
+		return fmt.Sprintf("apiVersion: eventing.knative.dev/v1alpha1\nkind: KafkaSink\nmetadata: {name: %s, namespace: %s}\n"+
+			"spec:\n  topic: %s\n  bootstrapServers: [%s]\n  numPartitions: 1\n  replicationFactor: 1\n---\n", name, ns, topic, kafka)
+	}
+	// Cassandra need not be there: the answers checked are given before the sink is.
+	table := "apiVersion: switchyard.dev/v1alpha1\nkind: CassandraSink\nmetadata: {name: rows, namespace: default}\n" +
+		"spec:\n  hosts: [127.0.0.1:1]\n  keyspace: nowhere\n  table: rows\n  columns: {id: id}\n---\n"
+	r := startRouter(t, brokerYAML("secure")+sink("default", "archive")+sink("open", "archive")+table+
+		triggerYAML("to-archive", "  broker: secure\n  subscriber:\n    ref: {apiVersion: eventing.knative.dev/v1alpha1, kind: KafkaSink, name: archive}\n"),
+		"    auth:\n      - brokers: [default/*]\n        tokens:\n          - env: SY_TEST_TOKEN\n")
+	run := fmt.Sprint(time.Now().UnixNano())
+	for _, c := range []struct {
+		name, path, auth string
+		want             int
+	}{
+		{"no token", "/sinks/kafka/default/archive", "", 401},
+		{"wrong token", "/sinks/kafka/default/archive", "Bearer nope", 401},
+		{"token", "/sinks/kafka/default/archive", "Bearer let-me-in", 202},
+		{"cassandra, no token", "/sinks/cassandra/default/rows", "", 401},
+		{"cassandra, wrong token", "/sinks/cassandra/default/rows", "Bearer nope", 401},
+		{"unknown sink, no token", "/sinks/kafka/default/nosuch", "", 401},
+		{"unknown sink, token", "/sinks/kafka/default/nosuch", "Bearer let-me-in", 404},
+		{"unprotected namespace", "/sinks/kafka/open/archive", "", 202},
+		{"broker, token", "/default/secure", "Bearer let-me-in", 202},
+	} {
+		req := binaryEvent(run+"-"+c.name, "t")
+		if c.auth != "" {
+			req.Headers["Authorization"] = c.auth
+		}
+		code, h, body := r.send(t, c.path, req)
+		if code != c.want {
+			t.Errorf("%s: %d %q, want %d", c.name, code, body, c.want)
+		}
+		if code == 401 && (h.Get("WWW-Authenticate") == "" || !strings.Contains(body, "Bearer token") && !strings.Contains(body, "accepts")) {
+			t.Errorf("%s: 401 %q with WWW-Authenticate %q", c.name, body, h.Get("WWW-Authenticate"))
+		}
+	}
+	// The trigger's copy of the broker's event went through the protected sink's address.
+	readTopicUntil(t, kafka, topic, 30*time.Second, run+"-token", run+"-unprotected namespace", run+"-broker, token")
+	waitFor(t, 10*time.Second, func() bool {
+		_, m := r.get(t, "/metrics")
+		return metricValue(m, `switchyard_kafka_sink_records_total{namespace_name="default",result="written",sink_name="archive"}`) == 2
+	})
+	_, m := r.get(t, "/metrics")
+	if n := metricValue(m, `switchyard_kafka_sink_records_total{namespace_name="default",result="written",sink_name="archive"}`); n != 2 {
+		t.Errorf("the protected sink wrote %v records, want 2 (the token's and the trigger's)", n)
+	}
 }
