@@ -134,9 +134,10 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 				gate := ts.stats.gate
 				ts.parts = &partitionLanes{lanes: map[int32]*lane{}, make: func() *lane {
 					l := newLane(r.runCtx, tc.Concurrency, tc.Pending, 0, r.runTask)
-					l.limiter, l.gate = shared, gate
+					l.limiter, l.gate, l.keys = shared, gate, newKeyOrder()
 					return l
 				}}
+				ts.lane.keys = newKeyOrder()
 			}
 			ts.lane.gate = ts.stats.gate
 		}

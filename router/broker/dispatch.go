@@ -33,6 +33,22 @@ type task struct {
 	// held are the trigger's copies of the partition's records in memory (see park); nil unless
 	// the broker's log parks.
 	held *heldCopies
+	// key is the event's partition key and holdsKey is set while the task holds it, on an
+	// ordered trigger's lane (keyOrder).
+	key      string
+	holdsKey bool
+}
+
+// partitionKey is what an ordered trigger keeps the order of: the event's partitionkey
+// extension, "" when it has none.
+func partitionKey(env *router.Envelope) string {
+	if v, ok := env.Event.Extensions()["partitionkey"]; ok {
+		if s, ok := v.(string); ok {
+			return s
+		}
+		return fmt.Sprint(v)
+	}
+	return ""
 }
 
 // release gives tk's event back, and its place among the trigger's held copies.
@@ -125,7 +141,8 @@ func (b *brokerState) Handle(ctx context.Context, env *router.Envelope, done fun
 			}
 			continue
 		}
-		// An ordered trigger's next event must wait for the ones before it: the dispatch waits.
+		// An ordered trigger's events wait for the earlier ones of their key (keyOrder), within
+		// the lane's slots: when those are full, the dispatch waits.
 		if err := l.submit(ctx, task{b: b, t: t, env: env, f: f}); err != nil {
 			r.record(b, t, env, &router.Outcome{Status: router.StatusFailed, LastError: "router shut down before delivery: " + err.Error()}, f.finish)
 		}
@@ -284,8 +301,8 @@ func (r *Router) taskPanicked(tk task, p any, finished bool) {
 		LastError: fmt.Sprintf("internal error (a bug in Switchyard): delivery panicked: %v", p)}, finish)
 }
 
-// attempts delivers until the result is final, or parks the task for its backoff (unordered
-// triggers) and reports true.
+// attempts makes the task's next delivery attempt; when the result is to be retried it parks the
+// task for its backoff and reports true.
 func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) (parked bool) {
 	t := tk.t
 	t.stats.inFlight.Add(1)
@@ -294,45 +311,40 @@ func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) 
 		t.stats.inFlight.Add(-1)
 		t.m.inFlight.Dec()
 	}()
-	for {
-		tk.attempt++
-		started := time.Now()
-		tryCtx, span := ctx, trace.Span(nil)
-		if tracing.Active() {
-			tryCtx, span = r.attemptSpan(ctx, t, req, tk.attempt)
-		}
-		wait, again := r.o.Deliverer.Try(tryCtx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
-		if span != nil {
-			span.SetAttributes(attribute.Int("http.response.status_code", tk.res.Code))
-			if tk.res.Err != nil {
-				span.SetStatus(codes.Error, tk.res.Err.Error())
-			}
-			span.End()
-		}
-		t.m.attempt(tk.res.Code, time.Since(started), started.Sub(tk.env.Received))
-		// Checked first: a disabled level costs no fields, no allocation.
-		if ce := r.logger.Check(zap.DebugLevel, "delivery attempt"); ce != nil {
-			fields := []zap.Field{zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", req.Event.ID()),
-				zap.Int("attempt", tk.attempt), zap.Int("code", tk.res.Code), zap.Duration("took", time.Since(started))}
-			if again {
-				fields = append(fields, zap.Duration("retry_in", wait))
-			}
-			if tk.res.Err != nil {
-				fields = append(fields, zap.String("error", tk.res.Err.Error()))
-			}
-			ce.Write(fields...)
-		}
-		switch {
-		case !again:
-			return false
-		case !t.cfg.Ordered:
-			r.park(ctx, *tk, wait)
-			return true
-		case !router.Sleep(ctx, wait):
-			tk.res.GiveUp(ctx.Err())
-			return false
-		}
+	tk.attempt++
+	started := time.Now()
+	tryCtx, span := ctx, trace.Span(nil)
+	if tracing.Active() {
+		tryCtx, span = r.attemptSpan(ctx, t, req, tk.attempt)
 	}
+	wait, again := r.o.Deliverer.Try(tryCtx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
+	if span != nil {
+		span.SetAttributes(attribute.Int("http.response.status_code", tk.res.Code))
+		if tk.res.Err != nil {
+			span.SetStatus(codes.Error, tk.res.Err.Error())
+		}
+		span.End()
+	}
+	t.m.attempt(tk.res.Code, time.Since(started), started.Sub(tk.env.Received))
+	// Checked first: a disabled level costs no fields, no allocation.
+	if ce := r.logger.Check(zap.DebugLevel, "delivery attempt"); ce != nil {
+		fields := []zap.Field{zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", req.Event.ID()),
+			zap.Int("attempt", tk.attempt), zap.Int("code", tk.res.Code), zap.Duration("took", time.Since(started))}
+		if again {
+			fields = append(fields, zap.Duration("retry_in", wait))
+		}
+		if tk.res.Err != nil {
+			fields = append(fields, zap.String("error", tk.res.Err.Error()))
+		}
+		ce.Write(fields...)
+	}
+	if !again {
+		return false
+	}
+	// The backoff waits off the lane: an ordered trigger's task keeps its key meanwhile, so
+	// only the later events of that key wait for it.
+	r.park(ctx, *tk, wait)
+	return true
 }
 
 // park resumes tk in its lane after wait, or at once when ctx ends (shutdown), whichever is first.

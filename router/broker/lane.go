@@ -22,6 +22,10 @@ type lane struct {
 	// run delivers t; it reports true when it parked t to be resumed later (through enqueue,
 	// keeping its slot) rather than finishing it.
 	run func(ctx context.Context, t task) (parked bool)
+	// keys, when set, keeps the order of each partition key (an ordered trigger's lane): a task
+	// waits for the earlier tasks of its key only, so one key retrying or stuck holds back no
+	// other key.
+	keys *keyOrder
 
 	// wake hands queued work to idle workers: a worker whose queue ran dry waits on it for up
 	// to workerLinger before it exits. Keeping workers for a moment saves starting (and growing
@@ -106,6 +110,11 @@ func (l *lane) submitOrGiveUp(ctx context.Context, t task, wait time.Duration) b
 // where waiting for a slot would stall every other trigger of the broker.
 func (l *lane) enqueue(t task) {
 	t.l = l
+	if l.keys != nil && !t.holdsKey {
+		if !l.keys.admit(&t) {
+			return // queued behind the earlier tasks of its key: it comes back through next
+		}
+	}
 	l.mu.Lock()
 	l.queue = append(l.queue, t)
 	start := false
@@ -130,6 +139,9 @@ func (l *lane) backlog() (int, time.Time) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := len(l.slots)
+	if l.keys != nil {
+		n = max(n, len(l.queue)+l.keys.count())
+	}
 	if len(l.queue) == 0 {
 		return n, time.Time{}
 	}
@@ -159,8 +171,16 @@ func (l *lane) work() {
 		}
 		// A task gives back the slot it took (submit), whichever broker it belongs to: redrives
 		// of a Kafka-class broker's events take slots although its dispatch does not.
-		if !l.run(l.ctx, t) && t.slotted {
+		if l.run(l.ctx, t) {
+			continue // parked; it comes back through enqueue, holding its slot and its key
+		}
+		if t.slotted {
 			<-l.slots
+		}
+		if t.holdsKey {
+			if next, ok := l.keys.next(t.key); ok {
+				l.enqueue(next)
+			}
 		}
 	}
 }
@@ -194,4 +214,61 @@ func (l *lane) waitForWork(linger **time.Timer) bool {
 	l.idle--
 	l.running--
 	return false
+}
+
+// keyOrder orders a lane's tasks per partition key: at most one task of a key is in the lane
+// (queued, delivering, or parked for a retry's backoff), the later ones wait here in order. Events
+// without a partitionkey share the key "", which keeps their order per partition. What waits here
+// is bounded by what the lane is given: an in-memory broker's slots, a Kafka-class broker's share
+// of the partition's window (past it the trigger's copies are parked in Kafka).
+type keyOrder struct {
+	mu      sync.Mutex
+	waiting map[string][]task // per key with a task in the lane: its later tasks; present (even empty) while the key is busy
+	n       int               // tasks waiting, all keys
+}
+
+func newKeyOrder() *keyOrder { return &keyOrder{waiting: map[string][]task{}} }
+
+// admit reports whether t may go into the lane now (its key is free), taking the key for it;
+// otherwise t waits behind its key.
+func (k *keyOrder) admit(t *task) bool {
+	t.key = partitionKey(t.env)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if q, busy := k.waiting[t.key]; busy {
+		k.waiting[t.key] = append(q, *t)
+		k.n++
+		return false
+	}
+	k.waiting[t.key] = nil
+	t.holdsKey = true
+	return true
+}
+
+// next is the task after a finished one of key, now holding the key; false frees the key.
+func (k *keyOrder) next(key string) (task, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	q := k.waiting[key]
+	if len(q) == 0 {
+		delete(k.waiting, key)
+		return task{}, false
+	}
+	t := q[0]
+	q[0] = task{}
+	if len(q) == 1 {
+		k.waiting[key] = q[:0]
+	} else {
+		k.waiting[key] = q[1:]
+	}
+	k.n--
+	t.holdsKey = true
+	return t, true
+}
+
+// count is how many tasks wait behind their keys.
+func (k *keyOrder) count() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.n
 }

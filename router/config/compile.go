@@ -425,7 +425,7 @@ func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers ma
 	switch ann[AnnotationDeliveryOrder] {
 	case "", "unordered":
 	case "ordered":
-		tr.Ordered, tr.Concurrency = true, 1
+		tr.Ordered = true
 	default:
 		l.errAt(t.d, "metadata.annotations", "%s must be ordered or unordered, got %q", AnnotationDeliveryOrder, ann[AnnotationDeliveryOrder])
 	}
@@ -434,8 +434,6 @@ func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers ma
 		switch {
 		case err != nil || n <= 0:
 			l.errAt(t.d, "metadata.annotations", "%s must be a positive integer, got %q", AnnotationConcurrency, v)
-		case tr.Ordered && n != 1:
-			l.errAt(t.d, "metadata.annotations", "%s must be 1 (or absent) on an ordered trigger", AnnotationConcurrency)
 		default:
 			tr.Concurrency = n
 		}

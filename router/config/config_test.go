@@ -130,7 +130,7 @@ spec:
 	if ordered.Delivery != want {
 		t.Errorf("merged delivery\n got %+v\nwant %+v", ordered.Delivery, want)
 	}
-	if !ordered.Ordered || ordered.Concurrency != 1 || ordered.RateLimit != 50 {
+	if !ordered.Ordered || ordered.Concurrency != DefaultTriggerConcurrency || ordered.RateLimit != 50 { // keys at once per partition
 		t.Errorf("ordered trigger: %+v", ordered)
 	}
 	e := event.New()

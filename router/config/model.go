@@ -223,7 +223,9 @@ type Trigger struct {
 	Filter     filter.Filter
 	Subscriber string
 	Delivery   delivery.Policy
-	// Ordered delivers one event at a time, each after the previous one's final outcome.
+	// Ordered delivers each event after the final outcome of the earlier ones with its partition
+	// key (the partitionkey extension; events without one share a key): one key's retries hold
+	// back no other key.
 	Ordered bool
 	// Paused holds the trigger's deliveries (switchyard.dev/paused): its events wait, in its
 	// bounded backlog in memory, in its park topic on a Kafka-class broker.
@@ -231,7 +233,8 @@ type Trigger struct {
 	// StartFrom is where the trigger starts reading its Kafka-class broker's topic the first time
 	// it is seen there (switchyard.dev/start-from); the zero value is latest.
 	StartFrom router.StartFrom
-	// Concurrency bounds the trigger's deliveries in flight (1 when Ordered).
+	// Concurrency bounds the trigger's deliveries in flight (per partition, one per key, when
+	// Ordered).
 	Concurrency int
 	// Pending bounds events waiting for a free delivery slot; PendingWait is how long the dispatch
 	// waits for room when they are all taken (unordered triggers).
