@@ -237,6 +237,56 @@ func checkDeployment(t *testing.T, d *appsv1.Deployment) {
 	}
 }
 
+// TestPerPodResultsAreRefused (issue #33, item 6): more than one pod with results in memory would
+// answer `events get` from one pod's history, 404 for an event another pod routed; the chart
+// refuses it (replicaCount, or autoscaling's maxReplicas) with a message naming the way out, unless
+// results are in Cassandra or results.perPodAcknowledged accepts per-pod answers.
+func TestPerPodResultsAreRefused(t *testing.T) {
+	helm := tool(t, "HELM")
+	for _, c := range []struct {
+		sets     []string
+		replicas int32 // 0: refused; -1: rendered, the HPA decides
+	}{
+		{nil, 1},
+		{[]string{"replicaCount=2"}, 0},
+		{[]string{"autoscaling.enabled=true"}, 0},
+		{[]string{"replicaCount=2", "results.perPodAcknowledged=true"}, 2},
+		{[]string{"replicaCount=3", "cassandra.hosts={cassandra-0.db:9042}"}, 3},
+		{[]string{"autoscaling.enabled=true", "cassandra.hosts={cassandra-0.db:9042}"}, -1},
+		{[]string{"autoscaling.enabled=true", "autoscaling.minReplicas=1", "autoscaling.maxReplicas=1"}, -1},
+		{[]string{"autoscaling.enabled=true", "results.perPodAcknowledged=true"}, -1},
+	} {
+		args := []string{"template", "sy", chartDir}
+		for _, set := range c.sets {
+			args = append(args, "--set", set)
+		}
+		out, err := exec.Command(helm, args...).CombinedOutput()
+		if c.replicas == 0 {
+			if err == nil || !strings.Contains(string(out), "would keep delivery results in memory") ||
+				!strings.Contains(string(out), "cassandra.hosts") || !strings.Contains(string(out), "results.perPodAcknowledged=true") {
+				t.Errorf("%v: not refused with the way out: %v\n%s", c.sets, err, out)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: refused: %v\n%s", c.sets, err, out)
+			continue
+		}
+		for _, doc := range splitDocs(out) {
+			var d appsv1.Deployment
+			if yaml.Unmarshal(doc, &d) != nil || d.Kind != "Deployment" {
+				continue
+			}
+			switch {
+			case c.replicas < 0 && d.Spec.Replicas != nil:
+				t.Errorf("%v: replicas %d set beside the HPA", c.sets, *d.Spec.Replicas)
+			case c.replicas > 0 && (d.Spec.Replicas == nil || *d.Spec.Replicas != c.replicas):
+				t.Errorf("%v: replicas %v, want %d", c.sets, d.Spec.Replicas, c.replicas)
+			}
+		}
+	}
+}
+
 // TestRenderedConfigValidates extracts the configuration each rendering gives the router and runs
 // `switchyard validate` on it, with the Secrets the chart would mount laid out in a temp dir.
 func TestRenderedConfigValidates(t *testing.T) {

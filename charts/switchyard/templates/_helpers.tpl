@@ -162,3 +162,14 @@ spec:
 {{ toYaml . }}
 {{- end }}
 {{- end -}}
+
+{{/* Refuses values that install something that does not do what it seems to: more than one pod
+with results in memory answers `events get` from one pod's history only (issue #33, item 6), unless
+results.perPodAcknowledged says the user knows. */}}
+{{- define "switchyard.refusals" -}}
+{{- $pods := int .Values.replicaCount -}}
+{{- if .Values.autoscaling.enabled }}{{ $pods = int .Values.autoscaling.maxReplicas }}{{ end -}}
+{{- if and (gt $pods 1) (not .Values.cassandra.hosts) (not .Values.results.perPodAcknowledged) -}}
+{{- fail (printf "%d replicas (%s) would keep delivery results in memory, each pod only the events it routed: `switchyard events get` and GET /v1/events would answer 404 for an event another pod routed. Set cassandra.hosts so that every pod answers for every event, or replicaCount=1 (and autoscaling.maxReplicas=1), or results.perPodAcknowledged=true to accept per-pod results (docs/kubernetes.md#results-with-more-than-one-replica)" $pods (ternary "autoscaling.maxReplicas" "replicaCount" .Values.autoscaling.enabled)) -}}
+{{- end -}}
+{{- end -}}
