@@ -20,6 +20,48 @@ type heldCopies struct {
 	done    map[int64]struct{} // finished, not yet at the front
 }
 
+// heldByPartition is a trigger's heldCopies per partition: looked up for every copy the dispatch
+// hands it, so a copy-on-write slice indexed by partition rather than a map.
+type heldByPartition struct {
+	mu    sync.Mutex // taken only to add a partition
+	parts atomic.Pointer[[]*heldCopies]
+}
+
+func (h *heldByPartition) get(p int32) *heldCopies {
+	if ps := h.parts.Load(); ps != nil && int(p) < len(*ps) && (*ps)[p] != nil {
+		return (*ps)[p]
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var cur []*heldCopies
+	if ps := h.parts.Load(); ps != nil {
+		cur = *ps
+	}
+	if int(p) < len(cur) && cur[p] != nil {
+		return cur[p]
+	}
+	next := make([]*heldCopies, max(len(cur), int(p)+1))
+	copy(next, cur)
+	next[p] = &heldCopies{}
+	h.parts.Store(&next)
+	return next[p]
+}
+
+// all are the partitions' heldCopies made so far.
+func (h *heldByPartition) all() []*heldCopies {
+	ps := h.parts.Load()
+	if ps == nil {
+		return nil
+	}
+	out := make([]*heldCopies, 0, len(*ps))
+	for _, c := range *ps {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 type heldCopy struct {
 	offset   int64
 	received time.Time
@@ -39,6 +81,14 @@ func (h *heldCopies) release(env *router.Envelope) {
 	h.bytes.Add(-env.ReadBytes)
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if len(h.done) == 0 && len(h.pending) > 0 && h.pending[0].offset == offset { // the oldest: most often
+		h.pending[0] = heldCopy{}
+		h.pending = h.pending[1:]
+		if len(h.pending) == 0 {
+			h.pending = nil
+		}
+		return
+	}
 	if h.done == nil {
 		h.done = map[int64]struct{}{}
 	}
@@ -84,12 +134,10 @@ func (b *brokerState) lag(t *triggerState, now time.Time) (records int64, second
 		n, at := b.parking.Lag(t.cfg.Ref)
 		records += n
 		older(at)
-		t.stats.held.Range(func(_, v any) bool {
-			h := v.(*heldCopies)
+		for _, h := range t.stats.held.all() {
 			records += h.n.Load()
 			older(h.oldest())
-			return true
-		})
+		}
 	} else {
 		records = int64(b.queue.Len())
 		lanes := []*lane{t.lane}

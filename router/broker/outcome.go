@@ -96,19 +96,13 @@ type triggerStats struct {
 	inFlight atomic.Int64
 	// held counts, per partition of a parking log, the trigger's copies in memory (queued,
 	// delivering or waiting to retry); parked counts the copies handed to the log's park topic.
-	held   sync.Map // int32 → *heldCopies
+	held   heldByPartition
 	parked atomic.Uint64
 	gate   *pauseGate
 }
 
 // heldOn returns the trigger's copies of partition p held in memory.
-func (s *triggerStats) heldOn(p int32) *heldCopies {
-	if c, ok := s.held.Load(p); ok {
-		return c.(*heldCopies)
-	}
-	c, _ := s.held.LoadOrStore(p, &heldCopies{})
-	return c.(*heldCopies)
-}
+func (s *triggerStats) heldOn(p int32) *heldCopies { return s.held.get(p) }
 
 // finishTask turns a final delivery result into the outcome: reply published, dead-lettered or
 // failed; records it and releases the event for this trigger.

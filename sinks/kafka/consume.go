@@ -269,9 +269,10 @@ func recordBytes(msg *sarama.ConsumerMessage) int64 {
 type byteWindow struct {
 	max int64
 
-	mu    sync.Mutex
-	used  int64
-	freed chan struct{} // closed (and replaced) when bytes are given back
+	mu      sync.Mutex
+	used    int64
+	waiting bool          // someone waits on freed
+	freed   chan struct{} // closed (and replaced) when bytes are given back to a waiter
 }
 
 func newByteWindow(max int64) *byteWindow {
@@ -288,6 +289,7 @@ func (w *byteWindow) take(ctx context.Context, n int64) bool {
 			return true
 		}
 		freed := w.freed
+		w.waiting = true
 		w.mu.Unlock()
 		select {
 		case <-freed:
@@ -301,8 +303,11 @@ func (w *byteWindow) take(ctx context.Context, n int64) bool {
 func (w *byteWindow) give(n int64) {
 	w.mu.Lock()
 	w.used -= n
-	close(w.freed)
-	w.freed = make(chan struct{})
+	if w.waiting { // only then: a channel per record given back would be garbage per record
+		close(w.freed)
+		w.freed = make(chan struct{})
+		w.waiting = false
+	}
 	w.mu.Unlock()
 }
 

@@ -166,6 +166,13 @@ func run(o *options) error {
 	}})
 	// The durable variants, 100 exact triggers: the broker's events in a Kafka topic (acks=all, read
 	// back through the consumer group), or every outcome written to Cassandra.
+	// What N triggers cost a Kafka-class broker per event (issue #29): each record is read once
+	// and fanned out through the filter index, whatever N; every event matches one trigger.
+	for _, n := range []int{1, 10} {
+		scenarios = append(scenarios, scenario{name: fmt.Sprintf("switchyard-kafka-exact-%d", n), start: func(o *options, s string) (string, *os.Process, func(), error) {
+			return startKafkaBrokerWith(o, s, n)
+		}})
+	}
 	scenarios = append(scenarios,
 		scenario{name: "switchyard-kafka-exact-100", start: startKafkaBroker},
 		scenario{name: "switchyard-cassandra-exact-100", start: func(o *options, s string) (string, *os.Process, func(), error) {
@@ -310,11 +317,16 @@ func durable(scenario string) bool {
 // startKafkaBroker runs Switchyard with 100 exact triggers on a Kafka-class broker (acks=all, read
 // back through the consumer group) on a topic of its own.
 func startKafkaBroker(o *options, s string) (string, *os.Process, func(), error) {
+	return startKafkaBrokerWith(o, s, 100)
+}
+
+// startKafkaBrokerWith is startKafkaBroker with n triggers.
+func startKafkaBrokerWith(o *options, s string, n int) (string, *os.Process, func(), error) {
 	if o.kafka == "" {
 		return "", nil, nil, errors.New("needs -kafka (make bench starts Kafka)")
 	}
 	topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
-	return startSwitchyardWith(o, s, 100, "exact", fmt.Sprintf("  kafka: {bootstrapServers: [%s], partitions: 4}\n", o.kafka),
+	return startSwitchyardWith(o, s, n, "exact", fmt.Sprintf("  kafka: {bootstrapServers: [%s], partitions: 4}\n", o.kafka),
 		"  annotations: {eventing.knative.dev/broker.class: Kafka, kafka.eventing.knative.dev/external.topic: "+topic+"}\n")
 }
 
