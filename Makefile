@@ -17,7 +17,7 @@ INFRA_ENV := SWITCHYARD_TEST_KAFKA=127.0.0.1:$${KAFKA_PORT:-9092} SWITCHYARD_TES
   SWITCHYARD_TEST_KAFKA_SECURE=127.0.0.1:$${KAFKA_SECURE_PORT:-9094} \
   SWITCHYARD_TEST_KAFKA_CA=$${SWITCHYARD_INFRA_DIR:-$${TMPDIR:-/tmp}/switchyard-infra}/kafka/tls/ca.pem
 
-.PHONY: soak build test unit lint tools image image-tools browser screenshots infra-up infra-down demo fuzz bench bench-tools clean chart-golden
+.PHONY: soak build test unit lint tools image release image-tools browser screenshots infra-up infra-down demo fuzz bench bench-tools clean chart-golden
 
 build:
 	CGO_ENABLED=0 $(GO) build $(BUILD_FLAGS) -o $(BIN) ./cmd/switchyard
@@ -36,6 +36,18 @@ tools: $(STATICCHECK) $(HELM)
 IMAGE_DIR ?= bin/image
 image: build
 	cd test/deploy && $(GO) run ./cmd/switchyard-image -out $(CURDIR)/$(IMAGE_DIR) -binary $(CURDIR)/$(BIN) -license $(CURDIR)/LICENSE -version $(VERSION)
+
+# A release, in dist/: the binary built with VERSION (what --version says), its OCI image as make
+# image builds it, an SPDX SBOM read from the binary's own build information, and SHA256SUMS. With
+# REGISTRY=host/path the image is pushed there, tagged VERSION without its v (the chart's
+# appVersion form: v0.1.0 is 0.1.0), and latest with LATEST=1; credentials are docker login's or
+# REGISTRY_USERNAME/REGISTRY_PASSWORD. Without REGISTRY it builds and stops before pushing.
+DIST ?= dist
+REGISTRY ?=
+release:
+	$(MAKE) build VERSION=$(VERSION) BIN=bin/release/switchyard
+	cd test/deploy && $(GO) run ./cmd/switchyard-release -dist $(abspath $(DIST)) -binary $(CURDIR)/bin/release/switchyard \
+	  -license $(CURDIR)/LICENSE -version $(VERSION) -arch $$($(GO) env GOARCH) $(if $(REGISTRY),-registry $(REGISTRY)) $(if $(LATEST),-latest)
 
 # Debian's umoci and runc, with which make test unpacks the image and runs it.
 image-tools:
