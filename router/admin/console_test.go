@@ -89,7 +89,7 @@ func TestConsolePages(t *testing.T) {
 	now := time.Now()
 	store.Record(failedOutcome("order-1", "orders", now.Add(-2*time.Second)))
 	store.Record(failedOutcome("order-2", "orders", now.Add(-time.Second)))
-	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2, NotDelivered: 2},
+	routes := &redriveLog{fixedTriggers: fixedTriggers{{Namespace: "ns", Name: "orders", Broker: "default", Delivered: 5, Failed: 2, NotDelivered: 2, Circuit: "open", CircuitOpened: 3},
 		{Namespace: "ns", Name: "audit", Broker: "default", Paused: true, PausedBy: "operator", LagRecords: 1234, LagSeconds: 42.4}}}
 	s := New(store, routes, metrics.New())
 	s.SetTraceURL("http://jaeger.example/trace/{traceId}")
@@ -100,6 +100,9 @@ func TestConsolePages(t *testing.T) {
 	resp, body := c.do("GET", "/ui/", nil, nil)
 	if resp.StatusCode != 200 || !strings.Contains(body, `data-field="delivered">5<`) || !strings.Contains(body, "2 waiting for redrive") {
 		t.Errorf("triggers page: %d\n%s", resp.StatusCode, body)
+	}
+	if !strings.Contains(body, `title="circuit breaker (switchyard.dev/circuit-breaker); opened 3 times">circuit open</span>`) || strings.Count(body, "circuit breaker (") != 1 {
+		t.Errorf("triggers page: the open circuit breaker is not shown (only for the trigger that has one)")
 	}
 	if !strings.Contains(body, `<td class="n" data-field="lag">1234 (42 s)</td>`) {
 		t.Errorf("triggers page: no lag of the paused trigger")

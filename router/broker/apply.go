@@ -127,6 +127,12 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 			ts.stats = &triggerStats{base: b.events.Load(), gate: newPauseGate()}
 		}
 		ts.stats.gate.manifest(tc.Paused)
+		switch old := ts.stats.breaker.Load(); {
+		case tc.CircuitBreaker == nil:
+			ts.stats.breaker.Store(nil)
+		case old == nil || old.spec != *tc.CircuitBreaker:
+			ts.stats.breaker.Store(newBreaker(*tc.CircuitBreaker, tc.Ref.String(), r.logger))
+		}
 		if ts.lane == nil {
 			ts.lane = newLane(r.runCtx, tc.Concurrency, tc.Pending, tc.RateLimit, r.runTask)
 			if tc.Ordered {

@@ -305,6 +305,11 @@ func (r *Router) taskPanicked(tk task, p any, finished bool) {
 // task for its backoff and reports true.
 func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) (parked bool) {
 	t := tk.t
+	br := t.stats.breaker.Load()
+	probe := false
+	if br != nil {
+		probe = br.enter(ctx) // an open breaker holds the attempt (and the lane's worker) here
+	}
 	t.stats.inFlight.Add(1)
 	t.m.inFlight.Inc()
 	defer func() {
@@ -318,6 +323,9 @@ func (r *Router) attempts(ctx context.Context, tk *task, req *delivery.Request) 
 		tryCtx, span = r.attemptSpan(ctx, t, req, tk.attempt)
 	}
 	wait, again := r.o.Deliverer.Try(tryCtx, req, &t.cfg.Delivery, tk.attempt, &tk.res)
+	if br != nil {
+		br.observe(probe, tk.res.Code)
+	}
 	if span != nil {
 		span.SetAttributes(attribute.Int("http.response.status_code", tk.res.Code))
 		if tk.res.Err != nil {

@@ -163,7 +163,11 @@ func (r *Router) TriggerLags() []metrics.TriggerLag {
 	for _, b := range *r.brokers.Load() {
 		for _, t := range b.routes.Load().triggers {
 			n, s := b.lag(t, now)
-			out = append(out, metrics.TriggerLag{Namespace: t.cfg.Ref.Namespace, Broker: b.ref.Name, Trigger: t.cfg.Ref.Name, Records: n, Seconds: s})
+			l := metrics.TriggerLag{Namespace: t.cfg.Ref.Namespace, Broker: b.ref.Name, Trigger: t.cfg.Ref.Name, Records: n, Seconds: s}
+			if br := t.stats.breaker.Load(); br != nil {
+				l.Circuit, _ = br.status()
+			}
+			out = append(out, l)
 		}
 	}
 	return out

@@ -98,7 +98,10 @@ type triggerStats struct {
 	// delivering or waiting to retry); parked counts the copies handed to the log's park topic.
 	held   heldByPartition
 	parked atomic.Uint64
-	gate   *pauseGate
+	// breaker is the trigger's circuit breaker, nil without one; a reload keeps it (and its
+	// state) while its settings stay the same.
+	breaker atomic.Pointer[breaker]
+	gate    *pauseGate
 }
 
 // heldOn returns the trigger's copies of partition p held in memory.

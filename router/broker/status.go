@@ -56,6 +56,10 @@ type TriggerStatus struct {
 	// LagRecords and LagSeconds are how far the trigger is behind (Router.TriggerLags).
 	LagRecords int64   `json:"lagRecords"`
 	LagSeconds float64 `json:"lagSeconds"`
+	// Circuit is the trigger's circuit breaker state, closed, open or half-open ("" without
+	// one); CircuitOpened counts the times it opened since this process started.
+	Circuit       string `json:"circuit,omitempty"`
+	CircuitOpened uint64 `json:"circuitOpened,omitempty"`
 }
 
 // Triggers returns every configured trigger's status, by broker and trigger name.
@@ -81,6 +85,9 @@ func (r *Router) Triggers() []TriggerStatus {
 			st.PausedBy = s.gate.who()
 			st.LagRecords, st.LagSeconds = b.lag(t, time.Now())
 			st.Paused = st.PausedBy != ""
+			if br := s.breaker.Load(); br != nil {
+				st.Circuit, st.CircuitOpened = br.status()
+			}
 			if failures := st.DeadLettered + st.Failed; failures > st.Redriven {
 				st.NotDelivered = failures - st.Redriven
 			}

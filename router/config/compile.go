@@ -39,6 +39,9 @@ const (
 	// AnnotationStartFrom says where a trigger new to a Kafka-class broker starts reading its
 	// topic: latest (Knative's default), earliest, or an RFC 3339 time (docs/kafka.md#where-a-new-trigger-starts).
 	AnnotationStartFrom = "switchyard.dev/start-from"
+	// AnnotationCircuitBreaker stops a trigger's deliveries for a cool-down after its subscriber
+	// failed that many attempts in a row: "failures=5,cooldown=30s" (docs/config.md#circuit-breaker).
+	AnnotationCircuitBreaker = "switchyard.dev/circuit-breaker"
 	// AnnotationArchiveRetention keeps an in-memory broker's accepted events that long, and
 	// AnnotationArchiveFilter (CESQL) narrows what is kept or replayed (docs/archive.md).
 	AnnotationArchiveRetention = "switchyard.dev/archive-retention"
@@ -47,6 +50,35 @@ const (
 	// presents to its HTTPS subscriber (mTLS).
 	AnnotationTLSClientSecret = "switchyard.dev/tls-client-secret"
 )
+
+// circuitBreaker parses switchyard.dev/circuit-breaker: "failures=N,cooldown=D", either part
+// optional ("" or "on" takes both defaults: 5 failures, 30s).
+func (l *loader) circuitBreaker(d *doc, v string) *CircuitBreaker {
+	cb := &CircuitBreaker{Failures: DefaultBreakerFailures, Cooldown: DefaultBreakerCooldown}
+	if v == "" || v == "on" {
+		return cb
+	}
+	for _, part := range strings.Split(v, ",") {
+		key, val, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch key {
+		case "failures":
+			n, err := strconv.Atoi(val)
+			if err != nil || n < 1 {
+				l.errAt(d, "metadata.annotations", "%s: failures must be a whole number of attempts from 1, got %q", AnnotationCircuitBreaker, val)
+			}
+			cb.Failures = n
+		case "cooldown":
+			c, err := time.ParseDuration(val)
+			if err != nil || c <= 0 {
+				l.errAt(d, "metadata.annotations", "%s: cooldown must be a duration above 0 (30s), got %q", AnnotationCircuitBreaker, val)
+			}
+			cb.Cooldown = c
+		default:
+			l.errAt(d, "metadata.annotations", "%s takes failures=N and cooldown=DURATION (failures=5,cooldown=30s), got %q", AnnotationCircuitBreaker, part)
+		}
+	}
+	return cb
+}
 
 // startFrom parses a trigger's switchyard.dev/start-from. Only a Kafka-class broker has a
 // history to start from: on an in-memory broker anything but latest is refused (replay from its
@@ -418,6 +450,9 @@ func (l *loader) compileTrigger(t *triggerDoc, ref router.TriggerRef, brokers ma
 		tr.Paused = true
 	default:
 		l.errAt(t.d, "metadata.annotations", "%s must be \"true\" or \"false\", got %q", AnnotationPaused, ann[AnnotationPaused])
+	}
+	if v, ok := ann[AnnotationCircuitBreaker]; ok {
+		tr.CircuitBreaker = l.circuitBreaker(t.d, v)
 	}
 	if v, ok := ann[AnnotationStartFrom]; ok {
 		tr.StartFrom = l.startFrom(t.d, v, brokers[tr.Broker])

@@ -188,6 +188,19 @@ const (
 	DefaultTimeout            = 30 * time.Second
 )
 
+// CircuitBreaker is a trigger's breaker: Failures attempts in a row failing open it for Cooldown,
+// then one attempt probes the subscriber.
+type CircuitBreaker struct {
+	Failures int
+	Cooldown time.Duration
+}
+
+// The circuit breaker's defaults.
+const (
+	DefaultBreakerFailures = 5
+	DefaultBreakerCooldown = 30 * time.Second
+)
+
 // Broker is one configured broker.
 type Broker struct {
 	Ref router.BrokerRef
@@ -230,6 +243,9 @@ type Trigger struct {
 	// Paused holds the trigger's deliveries (switchyard.dev/paused): its events wait, in its
 	// bounded backlog in memory, in its park topic on a Kafka-class broker.
 	Paused bool
+	// CircuitBreaker, when set, stops the trigger's deliveries for a cool-down after its
+	// subscriber failed that many attempts in a row (switchyard.dev/circuit-breaker).
+	CircuitBreaker *CircuitBreaker
 	// StartFrom is where the trigger starts reading its Kafka-class broker's topic the first time
 	// it is seen there (switchyard.dev/start-from); the zero value is latest.
 	StartFrom router.StartFrom

@@ -337,12 +337,14 @@ type TriggerLag struct {
 	Namespace, Broker, Trigger string
 	Records                    int64
 	Seconds                    float64
+	// Circuit is the trigger's circuit breaker state (closed, open, half-open), "" without one.
+	Circuit string
 }
 
 // triggerLagCollector reads trigger lags when Prometheus scrapes.
 type triggerLagCollector struct {
-	records, seconds *prometheus.Desc
-	lags             func() []TriggerLag
+	records, seconds, circuit *prometheus.Desc
+	lags                      func() []TriggerLag
 }
 
 // RegisterTriggerLag exports switchyard_trigger_lag_records and switchyard_trigger_lag_seconds
@@ -352,16 +354,28 @@ func (m *Metrics) RegisterTriggerLag(lags func() []TriggerLag) {
 	m.Registry.MustRegister(&triggerLagCollector{
 		records: prometheus.NewDesc("switchyard_trigger_lag_records", "Records a trigger still owes: on a Kafka-class broker those of the partitions this process claims not read yet plus the trigger's copies not final (in memory or parked); in memory its broker's queue plus its backlog.", labels, nil),
 		seconds: prometheus.NewDesc("switchyard_trigger_lag_seconds", "Age of the oldest event a trigger still owes whose arrival is known (0 when none).", labels, nil),
+		circuit: prometheus.NewDesc("switchyard_trigger_circuit_open", "1 while a trigger's circuit breaker is open or half-open (its deliveries held), 0 while closed; only triggers with a breaker.", labels, nil),
 		lags:    lags,
 	})
 }
 
-func (c *triggerLagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.records; ch <- c.seconds }
+func (c *triggerLagCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.records
+	ch <- c.seconds
+	ch <- c.circuit
+}
 
 func (c *triggerLagCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range c.lags() {
 		ch <- prometheus.MustNewConstMetric(c.records, prometheus.GaugeValue, float64(l.Records), l.Namespace, l.Broker, l.Trigger)
 		ch <- prometheus.MustNewConstMetric(c.seconds, prometheus.GaugeValue, l.Seconds, l.Namespace, l.Broker, l.Trigger)
+		if l.Circuit != "" {
+			open := 0.0
+			if l.Circuit != "closed" {
+				open = 1
+			}
+			ch <- prometheus.MustNewConstMetric(c.circuit, prometheus.GaugeValue, open, l.Namespace, l.Broker, l.Trigger)
+		}
 	}
 }
 
