@@ -145,3 +145,19 @@ func (s *scramClient) Begin(user, password, authzID string) error {
 func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
 
 func (s *scramClient) Done() bool { return s.conv.Done() }
+
+// DurableProducer sets c up for producers whose acknowledgement is a promise: acks=all (every
+// in-sync replica has the record), idempotent (a retry inside the producer does not write it
+// twice), and short bounds on metadata lookups, retries and the broker's wait, so that an
+// unavailable Kafka is answered within seconds rather than held.
+func DurableProducer(c *sarama.Config) {
+	c.Metadata.Retry.Max = 1
+	c.Metadata.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Idempotent = true
+	c.Net.MaxOpenRequests = 1
+	c.Producer.Return.Successes = true
+	c.Producer.Retry.Max = 3
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	c.Producer.Timeout = 5 * time.Second
+}

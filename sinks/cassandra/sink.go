@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"reflect"
 	"strings"
@@ -110,14 +109,8 @@ func (s *Sinks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no CassandraSink "+key+" is configured", http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			http.Error(w, fmt.Sprintf("the request is larger than %d bytes (spec.ingress.maxBodyBytes)", tooLarge.Limit), http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+	body, ok := cehttp.ReadBody(w, r, s.maxBody())
+	if !ok {
 		return
 	}
 	events, err := cehttp.Decode(r.Header, body)

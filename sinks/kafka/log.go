@@ -99,15 +99,7 @@ func (l *Log) saramaConfig() (*sarama.Config, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.Metadata.Retry.Max = 1
-	c.Metadata.Retry.Backoff = 100 * time.Millisecond
-	c.Producer.RequiredAcks = sarama.WaitForAll
-	c.Producer.Idempotent = true
-	c.Net.MaxOpenRequests = 1
-	c.Producer.Return.Successes = true
-	c.Producer.Retry.Max = 3
-	c.Producer.Retry.Backoff = 100 * time.Millisecond
-	c.Producer.Timeout = 5 * time.Second
+	kafkaclient.DurableProducer(c)
 	c.Consumer.Offsets.AutoCommit.Enable = false
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRoundRobin()}

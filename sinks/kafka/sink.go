@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"reflect"
@@ -129,14 +128,8 @@ func (s *Sinks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "no KafkaSink "+key+" is configured", http.StatusNotFound)
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody()))
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			http.Error(w, fmt.Sprintf("the request is larger than %d bytes (spec.ingress.maxBodyBytes)", tooLarge.Limit), http.StatusRequestEntityTooLarge)
-			return
-		}
-		http.Error(w, "reading the request: "+err.Error(), http.StatusBadRequest)
+	body, ok := cehttp.ReadBody(w, r, s.maxBody())
+	if !ok {
 		return
 	}
 	events, err := cehttp.Decode(r.Header, body)
@@ -274,17 +267,7 @@ func (k *sink) dial() (sarama.SyncProducer, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("%s: %v", k.at("auth"), err)
 	}
-	sc.Metadata.Retry.Max = 1
-	sc.Metadata.Retry.Backoff = 100 * time.Millisecond
-	// acks=all and idempotence: a record is acknowledged once every in-sync replica has it, and a
-	// retry inside the producer does not write it twice.
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Idempotent = true
-	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Return.Successes = true
-	sc.Producer.Retry.Max = 3
-	sc.Producer.Retry.Backoff = 100 * time.Millisecond
-	sc.Producer.Timeout = 5 * time.Second
+	kafkaclient.DurableProducer(sc) // a 202 is a record every in-sync replica has
 	maxRecord, err := k.checkTopic(servers, sc)
 	if err != nil {
 		return nil, 0, err

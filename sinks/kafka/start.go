@@ -1,6 +1,7 @@
 package kafka
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -257,27 +258,43 @@ func (pt *parkedTrigger) finishEarlier() {
 
 // deliverEarlier hands the broker topic's records [from, until) to the trigger (those its filter
 // matches), at most parkReadWindow not final, committing its progress every second. It returns
-// once all are final, or false when the claim stopped first (the progress is committed then).
+// once all are final, or false when the claim stopped first (the progress is committed then). A
+// read that fails is tried again from the progress made: the trigger's park topic waits for it.
 func (pt *parkedTrigger) deliverEarlier(om sarama.OffsetManager, pom sarama.PartitionOffsetManager, from, until int64) bool {
 	c := pt.c
 	l := c.l
-	consumer, err := sarama.NewConsumerFromClient(c.client)
-	for err == nil {
-		var pc sarama.PartitionConsumer
-		pc, err = consumer.ConsumePartition(l.cfg.Topic, c.partition, from)
-		if err == sarama.ErrOffsetOutOfRange {
-			l.logger.Error("a new trigger's earlier records were deleted by the topic's retention: it starts at the oldest kept",
-				zap.String("trigger", pt.ref.String()), zap.Int64("from", from))
-			pc, err = consumer.ConsumePartition(l.cfg.Topic, c.partition, sarama.OffsetOldest)
-		}
+	for {
+		consumer, err := sarama.NewConsumerFromClient(c.client)
 		if err == nil {
-			defer consumer.Close()
-			return pt.handEarlier(om, pom, pc, until)
+			var pc sarama.PartitionConsumer
+			pc, err = consumer.ConsumePartition(l.cfg.Topic, c.partition, from)
+			if err == sarama.ErrOffsetOutOfRange {
+				l.logger.Error("a new trigger's earlier records were deleted by the topic's retention: it starts at the oldest kept",
+					zap.String("trigger", pt.ref.String()), zap.Int64("from", from))
+				pc, err = consumer.ConsumePartition(l.cfg.Topic, c.partition, sarama.OffsetOldest)
+			}
+			if err == nil {
+				done := pt.handEarlier(om, pom, pc, until)
+				consumer.Close()
+				if done {
+					return true
+				}
+				if c.stopReading.Err() != nil {
+					return false
+				}
+				err = errors.New("the partition's read ended early")
+			} else {
+				consumer.Close()
+			}
+		}
+		l.logger.Warn("a new trigger's earlier records not read yet; retrying", zap.String("trigger", pt.ref.String()), zap.Error(err))
+		if !router.Sleep(c.stopReading, time.Second) {
+			return false
+		}
+		if next, _ := pom.NextOffset(); next > from {
+			from = next // what was final is not read again
 		}
 	}
-	l.logger.Warn("a new trigger's earlier records not read yet; retrying at the next claim", zap.String("trigger", pt.ref.String()), zap.Error(err))
-	router.Sleep(c.stopReading, time.Second)
-	return false
 }
 
 func (pt *parkedTrigger) handEarlier(om sarama.OffsetManager, pom sarama.PartitionOffsetManager, pc sarama.PartitionConsumer, until int64) bool {
