@@ -195,21 +195,15 @@ func (l *Log) createTopic(topic string, detail *sarama.TopicDetail, like string)
 	}
 	defer admin.Close()
 	if like != "" {
-		results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: like,
-			ConfigNames: []string{"max.message.bytes", "retention.ms", "retention.bytes"}}}, sarama.DescribeConfigsOptions{})
-		if err != nil {
-			return 0, fmt.Errorf("reading topic %s's configuration: %w", like, err)
+		configs, err := describeTopic(admin, like, "max.message.bytes", "retention.ms", "retention.bytes")
+		if err != nil { // made without them, the copy could refuse what like takes: the caller retries
+			return 0, err
 		}
 		if detail.ConfigEntries == nil {
 			detail.ConfigEntries = map[string]*string{}
 		}
-		for _, res := range results {
-			for _, e := range res.Configs {
-				if res.ErrorCode == sarama.ErrNoError {
-					v := e.Value
-					detail.ConfigEntries[e.Name] = &v
-				}
-			}
+		for name, v := range configs {
+			detail.ConfigEntries[name] = &v
 		}
 	}
 	err = admin.CreateTopic(topic, detail, false)
@@ -217,17 +211,42 @@ func (l *Log) createTopic(topic string, detail *sarama.TopicDetail, like string)
 	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) {
 		return 0, fmt.Errorf("creating topic %s: %w", topic, err)
 	}
-	results, err := admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: []string{"max.message.bytes"}}},
-		sarama.DescribeConfigsOptions{})
-	for _, res := range results {
-		for _, e := range res.Configs {
-			if n, perr := strconv.Atoi(e.Value); res.ErrorCode == sarama.ErrNoError && e.Name == "max.message.bytes" && perr == nil && n > 0 {
-				return n, nil
+	configs, err := describeTopic(admin, topic, "max.message.bytes")
+	if n, perr := strconv.Atoi(configs["max.message.bytes"]); err == nil && perr == nil && n > 0 {
+		return n, nil
+	}
+	l.logger.Warn("the topic's max.message.bytes could not be read: assuming Kafka's default", zap.String("topic", topic), zap.Error(err))
+	return defaultMaxRecord, nil
+}
+
+// describeTopic reads the named configuration entries of topic. A topic created a moment ago
+// may not be known to the broker that answers yet: that answer is waited out for about 2 s.
+func describeTopic(admin sarama.ClusterAdmin, topic string, names ...string) (map[string]string, error) {
+	var err error
+	for attempt := 0; attempt < 10; attempt++ {
+		if attempt > 0 {
+			time.Sleep(200 * time.Millisecond)
+		}
+		var results []*sarama.ConfigResourceResult
+		results, err = admin.DescribeConfigs([]*sarama.ConfigResource{{Type: sarama.TopicResource, Name: topic, ConfigNames: names}}, sarama.DescribeConfigsOptions{})
+		if err != nil {
+			continue
+		}
+		out := map[string]string{}
+		for _, res := range results {
+			if res.ErrorCode != sarama.ErrNoError {
+				err = fmt.Errorf("reading topic %s's configuration: %s", topic, res.ErrorMsg)
+				break
+			}
+			for _, e := range res.Configs {
+				out[e.Name] = e.Value
 			}
 		}
+		if err == nil {
+			return out, nil
+		}
 	}
-	l.logger.Warn("the topic's max.message.bytes could not be read: assuming Kafka's default", zap.Error(err))
-	return defaultMaxRecord, nil
+	return nil, fmt.Errorf("reading topic %s's configuration: %w", topic, err)
 }
 
 // Header names beside the CloudEvents binding: forwarded HTTP headers, and a redrive's address
