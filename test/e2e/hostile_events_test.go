@@ -112,9 +112,12 @@ func structuredEvent(id, extra string) ceRequest {
 // accepted at a gauge of 265 MB, RSS 2.19 GB). Now the broker's 256 MiB bound refuses them with 429
 // once their real bytes reach it, and the router's peak stays near the bound.
 func TestAttributesCountAtTheirCost(t *testing.T) {
-	// A subscriber that never answers: every accepted event stays unfinished.
+	// A subscriber that never answers: every accepted event stays unfinished. The attempt's timeout
+	// outlasts the test: at the default 30 s, a run slowed by the rest of the suite saw its first
+	// events fail and leave (their outcome, event and all, in the result store's memory), and more
+	// accepted than the bound holds at once.
 	hung := newRawSubscriber(t, "")
-	r := startRouter(t, brokerYAML("default")+triggerYAML("stalled", "  broker: default\n  subscriber:\n    uri: "+hung.URL+"\n  delivery:\n    retry: 0\n"), "", "--profiling")
+	r := startRouter(t, brokerYAML("default")+triggerYAML("stalled", "  broker: default\n  subscriber:\n    uri: "+hung.URL+"\n  delivery:\n    retry: 0\n    timeout: PT600S\n"), "", "--profiling")
 	_ = liveHeapMB(t, r)
 	big := strings.Repeat("a", 3<<20)
 	shapes := []func(i int) ceRequest{
@@ -170,7 +173,7 @@ func TestAttributesCountAtTheirCost(t *testing.T) {
 	}
 
 	// The same with 200,000 empty extensions per event, on a router of its own.
-	r = startRouter(t, brokerYAML("default")+triggerYAML("stalled", "  broker: default\n  subscriber:\n    uri: "+hung.URL+"\n  delivery:\n    retry: 0\n"), "", "--profiling")
+	r = startRouter(t, brokerYAML("default")+triggerYAML("stalled", "  broker: default\n  subscriber:\n    uri: "+hung.URL+"\n  delivery:\n    retry: 0\n    timeout: PT600S\n"), "", "--profiling")
 	var ext strings.Builder
 	for i := range 200000 {
 		fmt.Fprintf(&ext, `,"a%d":""`, i)
