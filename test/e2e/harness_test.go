@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -79,14 +80,24 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// freePort returns a 127.0.0.1 address nothing listens on. It is taken below Linux's ephemeral
+// range (32768-60999), because a port the kernel handed out and we closed again can be taken
+// back at once as the local port of any outgoing connection (the suite opens thousands to Kafka
+// and Cassandra), and the router then fails to bind it: CI saw "address already in use" so.
 func freePort(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 200 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			continue
+		}
+		addr := l.Addr().String()
+		l.Close()
+		return addr
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port between 20000 and 32000 after 200 tries")
+	return ""
 }
 
 // settings is a SwitchyardConfig document prepended to every test configuration; %s are the
