@@ -149,8 +149,10 @@ func (s *scramClient) Done() bool { return s.conv.Done() }
 // DurableProducer sets c up for producers whose acknowledgement is a promise: acks=all (every
 // in-sync replica has the record), idempotent (a retry inside the producer does not write it
 // twice), and short bounds on metadata lookups, retries and the broker's wait, so that an
-// unavailable Kafka is answered within seconds rather than held.
+// unavailable Kafka is answered within seconds rather than held. Keyless records stick to a
+// partition for a moment (NewStickyPartitioner), so that concurrent requests reach Kafka batched.
 func DurableProducer(c *sarama.Config) {
+	c.Producer.Partitioner = NewStickyPartitioner
 	c.Metadata.Retry.Max = 1
 	c.Metadata.Retry.Backoff = 100 * time.Millisecond
 	c.Producer.RequiredAcks = sarama.WaitForAll

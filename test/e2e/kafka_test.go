@@ -259,6 +259,123 @@ func TestKafkaBrokerTwoRouters(t *testing.T) {
 	}
 }
 
+// TestKafkaThreeRoutersScaleOut (issue #30's scale test): three routers share a Kafka-class broker
+// of 12 partitions as one router would serve it: every event is delivered, none twice while no
+// router fails, and each partition key's events arrive (first) in the order they were sent. When
+// one router is killed with SIGKILL mid-load, the other two take its partitions and deliver
+// everything, what it had not committed at least once, still in order per key.
+func TestKafkaThreeRoutersScaleOut(t *testing.T) {
+	kafka := testenv.Kafka(t)
+	topic := fmt.Sprintf("e2e-three-%d", time.Now().UnixNano())
+	var mu sync.Mutex
+	var order []string // "key/seq" in arrival order
+	sub := newSubscriber(t, func(n int, req received, w http.ResponseWriter) {
+		mu.Lock()
+		order = append(order, fmt.Sprint(req.Event.Extensions()["partitionkey"])+"/"+req.Event.Subject())
+		mu.Unlock()
+		time.Sleep(time.Duration(n%3) * time.Millisecond) // a backlog builds, so the kill finds work in flight
+	})
+	manifests := kafkaBroker("durable", topic) + orderedTrigger("durable", sub.URL, "")
+	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 12\n", kafka)
+	routers := []*router{
+		startRouterIn(t, t.TempDir(), manifests, "", spec),
+		startRouterIn(t, t.TempDir(), manifests, "", spec),
+		startRouterIn(t, t.TempDir(), manifests, "", spec),
+	}
+	waitGroupMembers(t, kafka, "switchyard-broker-default-durable", 3)
+	// 36 keys over 12 partitions: each router owns some keys (a router with none: p < 1e-6).
+	const keys, perKey = 36, 40
+	sendRange := func(rs []*router, from, to int) {
+		i := 0
+		for seq := from; seq < to; seq++ {
+			for k := 0; k < keys; k++ {
+				req := binaryEvent(fmt.Sprintf("three-%d-%d", k, seq), "t")
+				req.Headers["Ce-Partitionkey"] = fmt.Sprintf("key%d", k)
+				req.Headers["Ce-Subject"] = fmt.Sprintf("%03d", seq)
+				// Any router takes any event: the ingress appends, the partition's owner delivers.
+				if code, _, body := rs[i%len(rs)].send(t, "/default/durable", req); code != 202 {
+					t.Fatalf("send: %d %s", code, body)
+				}
+				i++
+			}
+		}
+	}
+	// firsts reads the arrivals: each event's first arrival per key in order, and how many came twice.
+	firsts := func() (map[string][]string, int, int) {
+		mu.Lock()
+		defer mu.Unlock()
+		byKey := map[string][]string{}
+		seen := map[string]bool{}
+		dups := 0
+		for _, ks := range order {
+			if seen[ks] {
+				dups++
+				continue
+			}
+			seen[ks] = true
+			key, seq, _ := strings.Cut(ks, "/")
+			byKey[key] = append(byKey[key], seq)
+		}
+		return byKey, len(seen), dups
+	}
+	checkOrder := func(byKey map[string][]string) {
+		t.Helper()
+		for key, seqs := range byKey {
+			for i := 1; i < len(seqs); i++ {
+				if seqs[i] < seqs[i-1] {
+					t.Fatalf("%s: event %s arrived (first) after %s", key, seqs[i], seqs[i-1])
+				}
+			}
+		}
+	}
+	waitAll := func(n int) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			if _, got, _ := firsts(); got == n {
+				return
+			}
+			if time.Now().After(deadline) {
+				_, got, _ := firsts()
+				t.Fatalf("%d of %d events delivered", got, n)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+
+	// Three routers, no failure: everything once, in order, and every router delivers a share.
+	sendRange(routers, 0, perKey/2)
+	waitAll(keys * perKey / 2)
+	sub.quiet(t, sub.count(), 500*time.Millisecond)
+	byKey, _, dups := firsts()
+	checkOrder(byKey)
+	if dups != 0 {
+		t.Errorf("%d events delivered twice while no router failed", dups)
+	}
+	for i, r := range routers {
+		if _, body := r.get(t, "/v1/triggers"); strings.Contains(body, `"delivered": 0,`) {
+			t.Errorf("router %d delivered nothing: the partitions were not shared\n%s", i, body)
+		}
+	}
+
+	// Kill one mid-load: the other two take its partitions and nothing is lost.
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		time.Sleep(300 * time.Millisecond)
+		_ = routers[2].cmd.Process.Kill()
+	}()
+	sendRange(routers[:2], perKey/2, perKey*3/4)
+	<-done
+	<-routers[2].exited
+	sendRange(routers[:2], perKey*3/4, perKey)
+	waitGroupMembers(t, kafka, "switchyard-broker-default-durable", 2)
+	waitAll(keys * perKey)
+	byKey, _, dups = firsts()
+	checkOrder(byKey)
+	t.Logf("after the kill: every one of %d events delivered, %d of them again (uncommitted on the killed router)", keys*perKey, dups)
+}
+
 // TestKafkaOrderedTriggerAcrossRestart: an ordered trigger receives each partition key's events
 // in the order they were sent, also when the router is killed and restarted in between (the
 // events after the last commit come again, in order; their first arrivals never go backwards).
