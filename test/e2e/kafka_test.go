@@ -259,6 +259,49 @@ func TestKafkaBrokerTwoRouters(t *testing.T) {
 	}
 }
 
+// keyedArrivals records what an ordered trigger's subscriber receives as "partitionkey/subject".
+type keyedArrivals struct {
+	mu    sync.Mutex
+	order []string
+}
+
+func (a *keyedArrivals) add(req received) {
+	a.mu.Lock()
+	a.order = append(a.order, fmt.Sprint(req.Event.Extensions()["partitionkey"])+"/"+req.Event.Subject())
+	a.mu.Unlock()
+}
+
+// firsts reads the arrivals: each key's subjects in order of first arrival, how many distinct
+// events arrived, and how many arrivals were repeats.
+func (a *keyedArrivals) firsts() (byKey map[string][]string, distinct, dups int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	byKey = map[string][]string{}
+	seen := map[string]bool{}
+	for _, ks := range a.order {
+		if seen[ks] {
+			dups++
+			continue
+		}
+		seen[ks] = true
+		key, seq, _ := strings.Cut(ks, "/")
+		byKey[key] = append(byKey[key], seq)
+	}
+	return byKey, len(seen), dups
+}
+
+// checkKeyOrder fails when a key's first arrivals go backwards (subjects are zero-padded numbers).
+func checkKeyOrder(t *testing.T, byKey map[string][]string) {
+	t.Helper()
+	for key, seqs := range byKey {
+		for i := 1; i < len(seqs); i++ {
+			if seqs[i] < seqs[i-1] {
+				t.Fatalf("%s: event %s arrived (first) after %s", key, seqs[i], seqs[i-1])
+			}
+		}
+	}
+}
+
 // TestKafkaThreeRoutersScaleOut (issue #30's scale test): three routers share a Kafka-class broker
 // of 12 partitions as one router would serve it: every event is delivered, none twice while no
 // router fails, and each partition key's events arrive (first) in the order they were sent. When
@@ -267,12 +310,9 @@ func TestKafkaBrokerTwoRouters(t *testing.T) {
 func TestKafkaThreeRoutersScaleOut(t *testing.T) {
 	kafka := testenv.Kafka(t)
 	topic := fmt.Sprintf("e2e-three-%d", time.Now().UnixNano())
-	var mu sync.Mutex
-	var order []string // "key/seq" in arrival order
+	arrivals := &keyedArrivals{}
 	sub := newSubscriber(t, func(n int, req received, w http.ResponseWriter) {
-		mu.Lock()
-		order = append(order, fmt.Sprint(req.Event.Extensions()["partitionkey"])+"/"+req.Event.Subject())
-		mu.Unlock()
+		arrivals.add(req)
 		time.Sleep(time.Duration(n%3) * time.Millisecond) // a backlog builds, so the kill finds work in flight
 	})
 	manifests := kafkaBroker("durable", topic) + orderedTrigger("durable", sub.URL, "")
@@ -300,43 +340,15 @@ func TestKafkaThreeRoutersScaleOut(t *testing.T) {
 			}
 		}
 	}
-	// firsts reads the arrivals: each event's first arrival per key in order, and how many came twice.
-	firsts := func() (map[string][]string, int, int) {
-		mu.Lock()
-		defer mu.Unlock()
-		byKey := map[string][]string{}
-		seen := map[string]bool{}
-		dups := 0
-		for _, ks := range order {
-			if seen[ks] {
-				dups++
-				continue
-			}
-			seen[ks] = true
-			key, seq, _ := strings.Cut(ks, "/")
-			byKey[key] = append(byKey[key], seq)
-		}
-		return byKey, len(seen), dups
-	}
-	checkOrder := func(byKey map[string][]string) {
-		t.Helper()
-		for key, seqs := range byKey {
-			for i := 1; i < len(seqs); i++ {
-				if seqs[i] < seqs[i-1] {
-					t.Fatalf("%s: event %s arrived (first) after %s", key, seqs[i], seqs[i-1])
-				}
-			}
-		}
-	}
 	waitAll := func(n int) {
 		t.Helper()
 		deadline := time.Now().Add(90 * time.Second)
 		for {
-			if _, got, _ := firsts(); got == n {
+			if _, got, _ := arrivals.firsts(); got == n {
 				return
 			}
 			if time.Now().After(deadline) {
-				_, got, _ := firsts()
+				_, got, _ := arrivals.firsts()
 				t.Fatalf("%d of %d events delivered", got, n)
 			}
 			time.Sleep(100 * time.Millisecond)
@@ -347,8 +359,8 @@ func TestKafkaThreeRoutersScaleOut(t *testing.T) {
 	sendRange(routers, 0, perKey/2)
 	waitAll(keys * perKey / 2)
 	sub.quiet(t, sub.count(), 500*time.Millisecond)
-	byKey, _, dups := firsts()
-	checkOrder(byKey)
+	byKey, _, dups := arrivals.firsts()
+	checkKeyOrder(t, byKey)
 	if dups != 0 {
 		t.Errorf("%d events delivered twice while no router failed", dups)
 	}
@@ -371,8 +383,8 @@ func TestKafkaThreeRoutersScaleOut(t *testing.T) {
 	sendRange(routers[:2], perKey*3/4, perKey)
 	waitGroupMembers(t, kafka, "switchyard-broker-default-durable", 2)
 	waitAll(keys * perKey)
-	byKey, _, dups = firsts()
-	checkOrder(byKey)
+	byKey, _, dups = arrivals.firsts()
+	checkKeyOrder(t, byKey)
 	t.Logf("after the kill: every one of %d events delivered, %d of them again (uncommitted on the killed router)", keys*perKey, dups)
 }
 
@@ -382,12 +394,9 @@ func TestKafkaThreeRoutersScaleOut(t *testing.T) {
 func TestKafkaOrderedTriggerAcrossRestart(t *testing.T) {
 	kafka := testenv.Kafka(t)
 	topic := fmt.Sprintf("e2e-ordered-%d", time.Now().UnixNano())
-	var mu sync.Mutex
-	var order []string // "key/seq" in arrival order
+	arrivals := &keyedArrivals{}
 	sub := newSubscriber(t, func(n int, req received, w http.ResponseWriter) {
-		mu.Lock()
-		order = append(order, fmt.Sprint(req.Event.Extensions()["partitionkey"])+"/"+req.Event.Subject())
-		mu.Unlock()
+		arrivals.add(req)
 		// Uneven answer times: concurrent deliveries would overtake each other.
 		time.Sleep(time.Duration(n%4) * time.Millisecond)
 	})
@@ -415,30 +424,13 @@ func TestKafkaOrderedTriggerAcrossRestart(t *testing.T) {
 	sendRange(r2, perKey/2, perKey)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
-		mu.Lock()
-		firsts := map[string][]string{} // key -> seqs in order of first arrival
-		seen := map[string]bool{}
-		for _, ks := range order {
-			if seen[ks] {
-				continue
-			}
-			seen[ks] = true
-			key, seq, _ := strings.Cut(ks, "/")
-			firsts[key] = append(firsts[key], seq)
-		}
-		mu.Unlock()
-		if len(seen) == keys*perKey {
-			for key, seqs := range firsts {
-				for i := 1; i < len(seqs); i++ {
-					if seqs[i] < seqs[i-1] {
-						t.Fatalf("%s: event %s arrived (first) after %s", key, seqs[i], seqs[i-1])
-					}
-				}
-			}
+		firsts, distinct, _ := arrivals.firsts()
+		if distinct == keys*perKey {
+			checkKeyOrder(t, firsts)
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d events delivered", len(seen), keys*perKey)
+			t.Fatalf("%d of %d events delivered", distinct, keys*perKey)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
