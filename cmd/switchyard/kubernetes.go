@@ -27,7 +27,7 @@ type kubeFlags struct {
 	kubeconfig, class, ingressURL            string
 	leaseNamespace, leaseName, leaseIdentity string
 	leaseDuration, crdRecheck                time.Duration
-	pingSources, flows                       bool
+	pingSources, flows, kafkaClasses         bool
 }
 
 func (k *kubeFlags) register(fs *flag.FlagSet) {
@@ -41,6 +41,7 @@ func (k *kubeFlags) register(fs *flag.FlagSet) {
 	fs.DurationVar(&k.leaseDuration, "lease-duration", 15*time.Second, "how long a silent status writer keeps the Lease (env SWITCHYARD_LEASE_DURATION)")
 	fs.DurationVar(&k.crdRecheck, "crd-recheck-interval", 30*time.Second, "how often to look again for a source's CRD (KafkaSource, PingSource) when the cluster did not serve it at start (env SWITCHYARD_CRD_RECHECK_INTERVAL)")
 	fs.BoolVar(&k.flows, "run-flows", false, "with --kubernetes, run the cluster's Sequences and Parallels and write their status; leave off where Knative Eventing runs them (docs/flows.md) (env SWITCHYARD_RUN_FLOWS)")
+	fs.BoolVar(&k.kafkaClasses, "serve-kafka-classes", false, "with --kubernetes, also serve Brokers of Knative's Kafka and KafkaNamespaced classes, with the bootstrap.servers and topic settings of the ConfigMap each one's spec.config names; leave off where Knative's Kafka broker runs (docs/kubernetes.md) (env SWITCHYARD_SERVE_KAFKA_CLASSES)")
 	fs.BoolVar(&k.pingSources, "run-ping-sources", false, "with --kubernetes, run the PingSources that sink into our Brokers; leave off where Knative Eventing runs them (docs/pingsource.md) (env SWITCHYARD_RUN_PING_SOURCES)")
 }
 
@@ -94,14 +95,15 @@ func runServeKubernetes(f *serveFlags, stderr io.Writer) int {
 		return 2
 	}
 	ctl, err := kubernetes.New(kubernetes.Options{
-		Config:      rc,
-		Class:       f.kube.class,
-		Build:       f.load,
-		Lease:       f.kube.lease(),
-		CRDRecheck:  f.kube.crdRecheck,
-		PingSources: f.kube.pingSources,
-		Flows:       f.kube.flows,
-		Logger:      logger,
+		Config:       rc,
+		Class:        f.kube.class,
+		Build:        f.load,
+		Lease:        f.kube.lease(),
+		CRDRecheck:   f.kube.crdRecheck,
+		PingSources:  f.kube.pingSources,
+		Flows:        f.kube.flows,
+		KafkaClasses: f.kube.kafkaClasses,
+		Logger:       logger,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, "serve:", err)

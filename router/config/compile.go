@@ -98,7 +98,7 @@ func (l *loader) startFrom(d *doc, v string, b *brokerDoc) router.StartFrom {
 		}
 		from.At = at
 	}
-	if b != nil && b.m.Metadata.Annotations[AnnotationBrokerClass] != "Kafka" {
+	if b != nil && !kafkaClasses[b.m.Metadata.Annotations[AnnotationBrokerClass]] {
 		l.errAt(d, "metadata.annotations", "%s: %s needs a Kafka-class broker, whose topic keeps the events to start from; an in-memory broker starts every trigger at latest (switchyard replay re-sends an archived broker's events)", AnnotationStartFrom, v)
 	}
 	return from
@@ -119,6 +119,7 @@ var (
 
 // compile validates everything parsed and builds the Config, or returns every error found.
 func (l *loader) compile(files []string) (*Config, error) {
+	kafkaConfigs := l.readKafkaBrokerConfigs()
 	cfg := &Config{Files: files, Skipped: l.skipped}
 	l.destTLS = map[string]*destTLSDoc{}
 	defaults := l.compileSettings(&cfg.Settings)
@@ -141,6 +142,9 @@ func (l *loader) compile(files []string) (*Config, error) {
 		}
 		brokers[ref] = b
 		class := b.m.Metadata.Annotations[AnnotationBrokerClass]
+		if kafkaClasses[class] {
+			class = "Kafka"
+		}
 		topic := ""
 		switch {
 		case class == "Kafka":
@@ -152,7 +156,7 @@ func (l *loader) compile(files []string) (*Config, error) {
 				topic = t
 			}
 		case !memoryClasses[class]:
-			l.errAt(b.d, "metadata.annotations", "unknown broker class %q (Switchyard serves Switchyard, MTChannelBasedBroker and Kafka)", class)
+			l.errAt(b.d, "metadata.annotations", "unknown broker class %q (Switchyard serves Switchyard, MTChannelBasedBroker, Kafka and KafkaNamespaced)", class)
 		}
 		if _, ok := b.m.Metadata.Annotations[AnnotationExternalTopic]; ok && class != "Kafka" {
 			l.errAt(b.d, "metadata.annotations", "%s applies to Kafka-class brokers only", AnnotationExternalTopic)
@@ -178,7 +182,9 @@ func (l *loader) compile(files []string) (*Config, error) {
 			dedupWindow = d
 		}
 		l.parseDelivery(b.d, "spec.delivery", b.m.Spec.Delivery, ref.Namespace, &cfg.Settings, true)
+		kc := kafkaConfigs[b]
 		cfg.Brokers = append(cfg.Brokers, &Broker{Ref: ref, Class: class, Topic: topic, MaxInFlight: maxInFlight, DedupWindow: dedupWindow,
+			Partitions: kc.partitions, ReplicationFactor: kc.replication,
 			Archive: l.compileArchive(b.d, b.m.Metadata.Annotations, class == "Kafka", cfg), File: b.d.file, Line: b.d.line("")})
 	}
 

@@ -84,6 +84,9 @@ func (l *loader) sortOut(d *doc, top *yaml.Node, tm typeMeta) {
 	switch {
 	case !eventing:
 		skip("not eventing: skipped (it stays with Kubernetes)")
+		if tm.APIVersion == "v1" && tm.Kind == "ConfigMap" {
+			l.keepConfigMap(d, top, meta.Metadata.Namespace, meta.Metadata.Name)
+		}
 	case group == "sources.knative.dev":
 		why := "a Knative source: left to Knative, which runs it"
 		if sink := meta.Spec.Sink; sink != nil && sink.Ref != nil && sink.Ref.Kind == "Broker" {

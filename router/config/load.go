@@ -95,6 +95,10 @@ type Sources struct {
 	// candidate reads nothing of the host's, so its errors cannot tell whether a file exists.
 	// A Kafka-class broker needs no cluster then, nor an archive Cassandra.
 	RoutingOnly bool
+	// ConfigMapsComplete says Documents hold every ConfigMap there is (controller mode passes the
+	// cluster's): a Kafka-class Broker whose spec.config names a missing one is then in error. In
+	// files, such a ConfigMap may live in the cluster only, and the router's own settings apply.
+	ConfigMapsComplete bool
 }
 
 // LoadSources reads and validates a configuration made of files and documents. Without a path and
@@ -113,6 +117,7 @@ func LoadSources(src Sources) (*Config, error) {
 	l.components = src.Components
 	l.kinds = src.Kinds
 	l.routingOnly = src.RoutingOnly
+	l.configMapsComplete = src.ConfigMapsComplete
 	for _, f := range files {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -157,7 +162,11 @@ type loader struct {
 	sequences  []sequenceDoc
 	parallels  []parallelDoc
 	skipped    []Skipped
-	overrides  *Overrides
+	// configMaps are the v1 ConfigMap documents by namespace/name, for Kafka-class Brokers'
+	// spec.config; configMapsComplete: Sources.ConfigMapsComplete.
+	configMaps         map[string]*configMapDoc
+	configMapsComplete bool
+	overrides          *Overrides
 	// components are the registered components; blocks their blocks taken from the
 	// SwitchyardConfig document.
 	components []Component

@@ -16,6 +16,7 @@ import (
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	"gopkg.in/yaml.v3"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -60,6 +61,11 @@ type Options struct {
 	// Flows makes this router run every Sequence and Parallel of the cluster (docs/flows.md),
 	// where Switchyard replaces Knative Eventing (whose Channels run them otherwise).
 	Flows bool
+	// KafkaClasses makes this router also serve the Brokers of Knative's Kafka and KafkaNamespaced
+	// classes, with the cluster and topic settings of the ConfigMap each one's spec.config names
+	// (so it watches ConfigMaps). Off where Knative's Kafka broker runs; on where Switchyard
+	// replaces it.
+	KafkaClasses bool
 }
 
 // Controller watches the cluster and keeps the router's configuration and the resources' status
@@ -72,7 +78,13 @@ type Controller struct {
 	listers map[schema.GroupVersionResource]cache.GenericLister
 	kick    chan struct{}
 	leader  atomic.Bool
-	logger  *zap.Logger
+	// classes are the broker classes served: Options.Class, and Knative's Kafka ones with
+	// Options.KafkaClasses.
+	classes map[string]bool
+	// configMapsNamed are the "ns/name" of the ConfigMaps the Brokers of the last build name in
+	// spec.config, so that a change to one of them rebuilds and a change to another does not.
+	configMapsNamed atomic.Pointer[map[string]bool]
+	logger          *zap.Logger
 	// ingressURL is the base of the Broker addresses written to status, e.g.
 	// http://switchyard.switchyard.svc.cluster.local; a Broker's URL is {ingressURL}/{ns}/{name}.
 	ingressURL string
@@ -118,6 +130,10 @@ func New(opts Options) (*Controller, error) {
 		listers: map[schema.GroupVersionResource]cache.GenericLister{},
 		kick:    make(chan struct{}, 1),
 		logger:  opts.Logger.Named("kubernetes"),
+		classes: map[string]bool{opts.Class: true},
+	}
+	if opts.KafkaClasses {
+		c.classes["Kafka"], c.classes["KafkaNamespaced"] = true, true
 	}
 	c.sources = [][]schema.GroupVersionResource{kafkaSourceVersions}
 	if opts.PingSources {
@@ -151,6 +167,9 @@ func (c *Controller) Start(ctx, wait context.Context) (*config.Config, error) {
 			return nil, fmt.Errorf("the cluster does not serve %s: install Knative Eventing's CRDs (or Switchyard's, test/kubernetes/crds)", gvr.GroupResource())
 		}
 		c.watch(gvr)
+	}
+	if c.opts.KafkaClasses {
+		c.watchConfigMaps()
 	}
 	for _, versions := range c.sources {
 		gvr, known, err := c.servedVersion(versions)
@@ -188,6 +207,28 @@ func (c *Controller) watch(gvr schema.GroupVersionResource) cache.SharedIndexInf
 	})
 	c.listers[gvr] = inf.Lister()
 	return inf.Informer()
+}
+
+// watchConfigMaps lists ConfigMaps for the Kafka-class Brokers' spec.config. Only a change to one
+// that a Broker of the last build names kicks a rebuild: a cluster's other ConfigMaps change all
+// the time.
+func (c *Controller) watchConfigMaps() {
+	inf := c.factory.ForResource(configMapsGVR)
+	kick := func(obj any) {
+		if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = d.Obj
+		}
+		u, ok := obj.(*unstructured.Unstructured)
+		if m := c.configMapsNamed.Load(); ok && m != nil && (*m)[u.GetNamespace()+"/"+u.GetName()] {
+			c.Kick()
+		}
+	}
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    kick,
+		UpdateFunc: func(_, next any) { kick(next) },
+		DeleteFunc: kick,
+	})
+	c.listers[configMapsGVR] = inf.Lister()
 }
 
 // watchMissingIfServed starts watching the missing sources whose CRD the cluster serves now, and
@@ -324,8 +365,17 @@ func (c *Controller) build() (*config.Config, error) {
 	for _, r := range rs {
 		byName[r.name] = r
 	}
+	named := map[string]bool{}
+	for _, r := range rs {
+		if cm := c.brokerConfigMap(r); cm != "" {
+			named[cm] = true
+		}
+	}
+	c.configMapsNamed.Store(&named)
 	for {
 		var docs []config.Document
+		// readers are the Brokers that read each ConfigMap document, to be blamed for its problems.
+		readers := map[string][]*resource{}
 		failedBrokers := map[string]bool{}
 		for _, r := range rs {
 			if r.gvr == brokersGVR && r.excluded() {
@@ -344,8 +394,17 @@ func (c *Controller) build() (*config.Config, error) {
 				return nil, err
 			}
 			docs = append(docs, d)
+			if cm := c.brokerConfigMap(r); cm != "" {
+				name := "ConfigMap " + cm
+				if readers[name] == nil {
+					if d, ok := c.configMapDocument(cm); ok {
+						docs = append(docs, d)
+					}
+				}
+				readers[name] = append(readers[name], r)
+			}
 		}
-		cfg, err := c.opts.Build(config.Sources{Documents: docs, ResolveRef: c.addrs.resolve})
+		cfg, err := c.opts.Build(config.Sources{Documents: docs, ResolveRef: c.addrs.resolve, ConfigMapsComplete: c.opts.KafkaClasses})
 		if err == nil {
 			c.last, c.resolved = cfg, rs
 			return cfg, nil
@@ -360,6 +419,12 @@ func (c *Controller) build() (*config.Config, error) {
 			if r, ok := byName[e.File]; ok {
 				r.problems = append(r.problems, e)
 				blamed = true
+			} else if brokers := readers[e.File]; len(brokers) > 0 {
+				// A problem in a ConfigMap is each reading Broker's, at its spec.config.
+				for _, r := range brokers {
+					r.problems = append(r.problems, &config.Error{File: r.name, Path: "spec.config", Msg: e.File + ": " + e.Path + ": " + e.Msg})
+				}
+				blamed = true
 			} else {
 				others = append(others, e)
 			}
@@ -368,6 +433,40 @@ func (c *Controller) build() (*config.Config, error) {
 			return nil, others
 		}
 	}
+}
+
+// brokerConfigMap is the "ns/name" of the ConfigMap a Kafka-class Broker's spec.config names, or
+// "" (another class, or no ConfigMap named).
+func (c *Controller) brokerConfigMap(r *resource) string {
+	if r.gvr != brokersGVR || !c.opts.KafkaClasses || !isKafkaClass(r.obj.GetAnnotations()[AnnotationBrokerClass]) {
+		return ""
+	}
+	ref, ok, _ := unstructured.NestedStringMap(r.obj.Object, "spec", "config")
+	if !ok || ref["kind"] != "ConfigMap" || ref["name"] == "" {
+		return ""
+	}
+	ns := ref["namespace"]
+	if ns == "" {
+		ns = r.obj.GetNamespace()
+	}
+	return ns + "/" + ref["name"]
+}
+
+// configMapDocument is ConfigMap ns/name as the loader reads it, or false when the cluster has none.
+func (c *Controller) configMapDocument(key string) (config.Document, bool) {
+	ns, name, _ := strings.Cut(key, "/")
+	obj, err := c.listers[configMapsGVR].ByNamespace(ns).Get(name)
+	u, ok := obj.(*unstructured.Unstructured)
+	if err != nil || !ok {
+		return config.Document{}, false
+	}
+	data, _, _ := unstructured.NestedStringMap(u.Object, "data")
+	doc, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "ConfigMap",
+		"metadata": map[string]any{"name": name, "namespace": ns}, "data": data})
+	if err != nil {
+		return config.Document{}, false
+	}
+	return config.Document{Name: "ConfigMap " + key, Data: doc}, true
 }
 
 // ours lists the Brokers of our class and the Triggers and sources that point at them, in a
@@ -400,7 +499,7 @@ func (c *Controller) ours() ([]*resource, error) {
 	var rs []*resource
 	mine := map[string]bool{}
 	for _, b := range brokers {
-		if b.GetAnnotations()[AnnotationBrokerClass] != c.opts.Class {
+		if !c.classes[b.GetAnnotations()[AnnotationBrokerClass]] {
 			continue
 		}
 		r := newResource(b, brokersGVR)

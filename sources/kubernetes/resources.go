@@ -34,6 +34,12 @@ var (
 	parallelVersions = []schema.GroupVersionResource{{Group: "flows.knative.dev", Version: "v1", Resource: "parallels"}}
 )
 
+// configMapsGVR: a Kafka-class Broker's spec.config names one (Options.KafkaClasses).
+var configMapsGVR = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
+
+// isKafkaClass reports whether a broker class is one of Knative's Kafka ones.
+func isKafkaClass(class string) bool { return class == "Kafka" || class == "KafkaNamespaced" }
+
 // isFlow reports whether gvr is a Sequence or a Parallel.
 func isFlow(gvr schema.GroupVersionResource) bool { return gvr.Group == "flows.knative.dev" }
 

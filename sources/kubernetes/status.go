@@ -101,6 +101,8 @@ func reasonFor(p *config.Error) string {
 		return "InvalidFilter"
 	case strings.HasPrefix(path, "spec.sink"):
 		return "SinkUnresolved"
+	case strings.HasPrefix(path, "spec.config"):
+		return "InvalidConfig" // a Kafka-class Broker's ConfigMap: missing, or a bad value in it
 	case path == "metadata.name":
 		return "Conflict"
 	case strings.HasPrefix(path, "metadata.annotations"):
