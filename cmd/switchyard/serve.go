@@ -247,6 +247,9 @@ func serve(f *serveFlags, cfg *config.Config, fingerprint string, ctl *kubernete
 	adm := admin.New(results, redriveRoutes{rtr, kafkaSources, pingSources}, m)
 	adm.SetAuth(adminAuth(cfg.Settings.AdminAuth))
 	adm.SetTraceURL(cfg.Settings.AdminTraceURL)
+	sampling, stopSampling := context.WithCancel(context.Background())
+	defer stopSampling()
+	adm.StartSampling(sampling)
 	replays := newReplays(logger, rtr, results, served.Load, f.secretsDir)
 	// A dry run's candidate is read for its brokers and triggers only: nothing else it names (key,
 	// certificate and secret files, environment variables, JWKS URLs) is read, so an operator

@@ -65,6 +65,8 @@ type Routes interface {
 	// broker.ErrTriggerNotFound, and broker.ErrPausedByManifest for a resume its manifest refuses.
 	PauseTrigger(ref router.TriggerRef) error
 	ResumeTrigger(ref router.TriggerRef) error
+	// QueueDepths is each broker's backlog, for the console.
+	QueueDepths() []metrics.QueueDepth
 }
 
 // Server is the admin HTTP handler.
@@ -78,8 +80,10 @@ type Server struct {
 	config  atomic.Pointer[ConfigState]
 	// traceURL links a trace id to a trace viewer in the console ("" shows the id alone).
 	traceURL atomic.Pointer[string]
-	tails    atomic.Int32
-	pages    map[string]*template.Template
+	// series are the console's charts (StartSampling).
+	series *series
+	tails  atomic.Int32
+	pages  map[string]*template.Template
 	// replays and loadCandidate serve replays (SetReplays before serving); nil: none.
 	replays       *replay.Manager
 	loadCandidate func(name string, data []byte) (*config.Config, error)
@@ -121,7 +125,7 @@ func (s *Server) SetAuth(a *Auth) { s.auth.Store(a) }
 
 // New returns the admin handler; it reports not ready until SetReady(true).
 func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Server {
-	s := &Server{mux: http.NewServeMux(), results: results, routes: triggers, bodies: ingress.NewBodyBudget(0)}
+	s := &Server{mux: http.NewServeMux(), results: results, routes: triggers, bodies: ingress.NewBodyBudget(0), series: newSeries()}
 	s.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))

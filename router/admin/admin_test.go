@@ -24,6 +24,8 @@ type fixedTriggers []broker.TriggerStatus
 
 func (f fixedTriggers) Triggers() []broker.TriggerStatus { return f }
 
+func (f fixedTriggers) QueueDepths() []metrics.QueueDepth { return nil }
+
 // Explain judges every event by one trigger, "t", passing type a.
 func (f fixedTriggers) Explain(ref router.BrokerRef, e *event.Event) ([]broker.Verdict, error) {
 	if ref.Name != "default" {

@@ -80,10 +80,13 @@ func (s *Server) routeConsole() {
 		"query":  url.QueryEscape,
 		"trace":  s.traceLink,
 		"plural": plural,
+		"ms":     func(d time.Duration) string { return fmt.Sprintf("%.1f", ms(d)) },
+		"rate":   func(v float64) string { return fmt.Sprintf("%.1f", v) },
+		"clip":   clip,
 	}
 	layout := template.Must(template.New("layout.html").Funcs(funcs).ParseFS(consoleFiles, "ui/layout.html"))
 	s.pages = map[string]*template.Template{}
-	for _, name := range []string{"triggers", "events", "event", "explain", "tail", "confirm", "login", "message"} {
+	for _, name := range []string{"triggers", "trigger", "events", "event", "explain", "tail", "confirm", "login", "message"} {
 		s.pages[name] = template.Must(template.Must(layout.Clone()).ParseFS(consoleFiles, "ui/"+name+".html"))
 	}
 	static, _ := fs.Sub(consoleFiles, "ui/static")
@@ -91,6 +94,8 @@ func (s *Server) routeConsole() {
 	s.mux.HandleFunc("GET /ui/{$}", s.consoleTriggers)
 	s.mux.HandleFunc("GET /ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusMovedPermanently) })
 	s.mux.HandleFunc("GET /ui/events", s.consoleEvents)
+	s.mux.HandleFunc("GET /ui/search", s.consoleSearch)
+	s.mux.HandleFunc("GET /ui/triggers/{ns}/{name}", s.consoleTrigger)
 	s.mux.HandleFunc("GET /ui/events/{id}", s.consoleEvent)
 	s.mux.HandleFunc("POST /ui/events/{id}/redrive", s.consoleRedriveEvent)
 	s.mux.HandleFunc("POST /ui/redrive", s.consoleRedrive)
@@ -150,8 +155,55 @@ func (s *Server) traceLink(id string) string {
 	return ""
 }
 
+// triggersPage is the console's front page: every broker with its backlog, then every trigger.
+type triggersPage struct {
+	Brokers  []brokerRow
+	Triggers []triggerRow
+}
+
+type brokerRow struct {
+	Namespace, Name string
+	Triggers        int
+	// Queued is the broker's dispatch queue; Unfinished its accepted events not yet final at
+	// every trigger (in memory; -1 on a Kafka-class broker, whose backlog is its triggers' lag).
+	Queued, Unfinished int
+	Lag                int64
+	Last               point
+	Chart              template.HTML
+}
+
+type triggerRow struct {
+	broker.TriggerStatus
+	Chart template.HTML
+}
+
 func (s *Server) consoleTriggers(w http.ResponseWriter, r *http.Request) {
-	v := view{Title: "Triggers", Nav: "triggers", Data: s.routes.Triggers()}
+	ts := s.routes.Triggers()
+	page := triggersPage{Triggers: make([]triggerRow, len(ts))}
+	rows := map[string]*brokerRow{}
+	for _, d := range s.routes.QueueDepths() {
+		rows[d.Namespace+"/"+d.Broker] = &brokerRow{Namespace: d.Namespace, Name: d.Broker, Queued: d.Depth, Unfinished: d.Unfinished}
+	}
+	for i, t := range ts {
+		page.Triggers[i] = triggerRow{TriggerStatus: t, Chart: chartSVG(s.series.trigger(t.Namespace+"/"+t.Name), rateLines, 160, 28, "events/s")}
+		if b := rows[t.Namespace+"/"+t.Broker]; b != nil {
+			b.Triggers++
+			b.Lag += t.LagRecords
+		}
+	}
+	for _, b := range rows {
+		points := s.series.broker(b.Namespace + "/" + b.Name)
+		if len(points) > 0 {
+			b.Last = points[len(points)-1]
+		}
+		b.Chart = chartSVG(points, rateLines, 160, 28, "events/s")
+		page.Brokers = append(page.Brokers, *b)
+	}
+	sort.Slice(page.Brokers, func(i, j int) bool {
+		x, y := page.Brokers[i], page.Brokers[j]
+		return x.Namespace+"/"+x.Name < y.Namespace+"/"+y.Name
+	})
+	v := view{Title: "Triggers", Nav: "triggers", Data: page}
 	qs := r.URL.Query()
 	if t := qs.Get("paused"); t != "" {
 		v.Flash = fmt.Sprintf("%s is paused: its deliveries are held until it is resumed (or this process restarts).", t)
@@ -159,6 +211,53 @@ func (s *Server) consoleTriggers(w http.ResponseWriter, r *http.Request) {
 		v.Flash = fmt.Sprintf("%s is resumed: the events held for it are delivered, then the new ones.", t)
 	}
 	s.render(w, r, http.StatusOK, "triggers", v)
+}
+
+// triggerPage is one trigger: its settings, counters and charts.
+type triggerPage struct {
+	broker.TriggerStatus
+	Rate, Latency, Backlog template.HTML
+	Last                   point
+	// Latest is the last interval with deliveries, for their latency.
+	Latest point
+	Every  time.Duration
+}
+
+func (s *Server) consoleTrigger(w http.ResponseWriter, r *http.Request) {
+	ns, name := r.PathValue("ns"), r.PathValue("name")
+	for _, t := range s.routes.Triggers() {
+		if t.Namespace != ns || t.Name != name {
+			continue
+		}
+		points := s.series.trigger(ns + "/" + name)
+		p := triggerPage{TriggerStatus: t, Every: seriesEvery,
+			Rate:    chartSVG(points, rateLines, 640, 140, "events/s"),
+			Latency: chartSVG(points, latencyLines, 640, 140, "latency ms"),
+			Backlog: chartSVG(points, backlogLines, 640, 100, "in flight and lag"),
+		}
+		if len(points) > 0 {
+			p.Last = points[len(points)-1]
+		}
+		for i := len(points) - 1; i >= 0; i-- {
+			if points[i].Delivered > 0 {
+				p.Latest = points[i]
+				break
+			}
+		}
+		s.render(w, r, http.StatusOK, "trigger", view{Title: "Trigger " + ns + "/" + name, Nav: "triggers", Data: p})
+		return
+	}
+	s.render(w, r, http.StatusNotFound, "message", view{Title: "Not found", Error: fmt.Sprintf("No trigger %s/%s is configured.", ns, name)})
+}
+
+// consoleSearch goes to the page of the event whose id was typed in the header's search box.
+func (s *Server) consoleSearch(w http.ResponseWriter, r *http.Request) {
+	id := strings.TrimSpace(r.URL.Query().Get("id"))
+	if id == "" {
+		http.Redirect(w, r, "/ui/events", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/ui/events/"+url.PathEscape(id), http.StatusSeeOther)
 }
 
 // eventsPage is the event log: the filter as given, and one page of outcomes.
@@ -314,6 +413,17 @@ func describe(e *event.Event) (attrs [][2]string, payload, format string) {
 		return attrs, string(shown), format
 	}
 	return attrs, base64.StdEncoding.EncodeToString(shown), format + ", binary: base64"
+}
+
+// clip shortens a long text (a subscriber's error) for a table cell; the full text is in the
+// cell's title and on the event's page.
+func clip(s string) string {
+	const most = 140
+	if utf8.RuneCountInString(s) <= most {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:most]) + "…"
 }
 
 func plural(n int, noun string) string {

@@ -117,7 +117,7 @@ func (r *Router) buildRoutes(b *brokerState, triggers []*config.Trigger) *routes
 	rt := &routes{triggers: make([]*triggerState, len(triggers)), version: routesVersion.Add(1), starts: make([]router.TriggerStart, len(triggers))}
 	filters := make([]filter.Filter, len(triggers))
 	for i, tc := range triggers {
-		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref, filter.ExactType(tc.Filter)), shownSubscriber: router.RedactURL(tc.Subscriber)}
+		ts := &triggerState{cfg: tc, m: newTriggerMetrics(r.o.Metrics, b.ref, tc.Ref, filter.ExactType(tc.Filter)), shownSubscriber: router.RedactURL(tc.Subscriber), settings: settingsOf(tc)}
 		if p := prev[tc.Ref]; p != nil {
 			ts.stats = p.stats
 			if p.cfg.Concurrency == tc.Concurrency && p.cfg.Pending == tc.Pending && p.cfg.RateLimit == tc.RateLimit && p.cfg.Ordered == tc.Ordered {

@@ -94,6 +94,8 @@ type triggerStats struct {
 	// waits for redrive now.
 	redriven atomic.Uint64
 	inFlight atomic.Int64
+	// latency is how long the delivered events took, from acceptance to their final outcome.
+	latency LatencyHistogram
 	// held counts, per partition of a parking log, the trigger's copies in memory (queued,
 	// delivering or waiting to retry); parked counts the copies handed to the log's park topic.
 	held   heldByPartition
@@ -244,6 +246,7 @@ func (r *Router) record(b *brokerState, t *triggerState, env *router.Envelope, o
 	switch o.Status {
 	case router.StatusDelivered:
 		t.stats.delivered.Add(1)
+		t.stats.latency.observe(o.Finished.Sub(o.Received))
 		if ce := r.logger.Check(zap.DebugLevel, "event delivered"); ce != nil {
 			ce.Write(zap.String("trigger", t.cfg.Ref.String()), zap.String("event_id", o.EventID), zap.Int("attempts", o.Attempts),
 				zap.Int("code", o.LastCode), zap.String("reply_id", o.ReplyID))

@@ -145,9 +145,11 @@ type triggerState struct {
 	// shownSubscriber is the subscriber URL with its credentials redacted: what outcomes, the
 	// admin API and logs show.
 	shownSubscriber string
-	lane            *lane
-	stats           *triggerStats
-	m               *triggerMetrics
+	// settings are the filter and delivery as the admin API shows them (computed once).
+	settings TriggerSettings
+	lane     *lane
+	stats    *triggerStats
+	m        *triggerMetrics
 	// parkShare is how many copies of one partition's records the trigger may hold in memory on
 	// a parking log before the next ones are parked (see brokerState.park).
 	parkShare      int

@@ -8,6 +8,8 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 
 	"github.com/switchyard-events/switchyard/router"
+	"github.com/switchyard-events/switchyard/router/config"
+	"github.com/switchyard-events/switchyard/router/delivery"
 	"github.com/switchyard-events/switchyard/router/filter"
 	"github.com/switchyard-events/switchyard/router/metrics"
 )
@@ -60,6 +62,47 @@ type TriggerStatus struct {
 	// one); CircuitOpened counts the times it opened since this process started.
 	Circuit       string `json:"circuit,omitempty"`
 	CircuitOpened uint64 `json:"circuitOpened,omitempty"`
+	TriggerSettings
+	// Latency counts the delivered events by how long each took from acceptance to its final
+	// outcome (the console's latency chart takes its quantiles from the changes between reads).
+	Latency LatencyCounts `json:"-"`
+}
+
+// TriggerSettings are what a trigger was configured with, as GET /v1/triggers and the console
+// show them: its filter in the manifest's terms, and its delivery.
+type TriggerSettings struct {
+	Filter   string           `json:"filter"`
+	Delivery DeliverySettings `json:"delivery"`
+}
+
+// DeliverySettings are a trigger's delivery policy; durations in Go's notation ("200ms"), "" for
+// none.
+type DeliverySettings struct {
+	Retry          int     `json:"retry"`
+	BackoffPolicy  string  `json:"backoffPolicy"`
+	BackoffDelay   string  `json:"backoffDelay"`
+	BackoffMax     string  `json:"backoffMax,omitempty"`
+	Timeout        string  `json:"timeout,omitempty"`
+	DeadLetterSink string  `json:"deadLetterSink,omitempty"`
+	RateLimit      float64 `json:"rateLimit,omitempty"`
+}
+
+func settingsOf(tc *config.Trigger) TriggerSettings {
+	p := &tc.Delivery
+	d := func(v time.Duration) string {
+		if v <= 0 {
+			return ""
+		}
+		return v.String()
+	}
+	policy := "exponential"
+	if p.Backoff == delivery.Linear {
+		policy = "linear"
+	}
+	return TriggerSettings{Filter: filter.Describe(tc.Filter), Delivery: DeliverySettings{
+		Retry: p.Retry, BackoffPolicy: policy, BackoffDelay: d(p.Delay), BackoffMax: d(p.BackoffMax), Timeout: d(p.Timeout),
+		DeadLetterSink: router.RedactURL(p.DeadLetterSink), RateLimit: tc.RateLimit,
+	}}
 }
 
 // Triggers returns every configured trigger's status, by broker and trigger name.
@@ -79,7 +122,7 @@ func (r *Router) Triggers() []TriggerStatus {
 				Ordered: t.cfg.Ordered, Concurrency: t.cfg.Concurrency,
 				Matched: matched, FilteredOut: filtered, Delivered: s.delivered.Load(),
 				DeadLettered: s.deadLettered.Load(), Failed: s.failed.Load(), Retries: s.rs.Load(), InFlight: s.inFlight.Load(),
-				Redriven: s.redriven.Load(), Parked: s.parked.Load(),
+				Redriven: s.redriven.Load(), Parked: s.parked.Load(), TriggerSettings: t.settings, Latency: s.latency.counts(),
 			})
 			st := &out[len(out)-1]
 			st.PausedBy = s.gate.who()

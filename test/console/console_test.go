@@ -301,7 +301,40 @@ func TestConsoleInBrowser(t *testing.T) {
 	if h := text(ctx, `tr[data-trigger="shop/orders"] td[data-field="health"]`); h != "3 waiting for redrive" {
 		t.Errorf("shop/orders health %q, want 3 waiting for redrive", h)
 	}
+	// The charts take a point every 4 s: the broker's row draws its line once it has two.
+	send(t, ingress, "payment-2", "payment.captured")
+	do(ctx, "broker chart", until(`!!document.querySelector('tr[data-broker="shop/default"] svg.chart polyline')`))
+	if q := text(ctx, `tr[data-broker="shop/default"] td[data-field="unfinished"]`); q != "0" {
+		t.Errorf("shop/default unfinished %q, want 0", q)
+	}
 	screenshot(ctx, "triggers")
+
+	// A trigger's page: its filter and delivery as configured, and its charts.
+	do(ctx, "open a trigger", submit(`tr[data-trigger="shop/orders"] a.trigger-link`, `!!document.getElementById("trigger-settings")`))
+	if f := text(ctx, "#trigger-filter"); f != `attributes: {type: "order.created"}` {
+		t.Errorf("trigger filter %q", f)
+	}
+	if st := text(ctx, "#trigger-settings"); !strings.Contains(st, "exponential") || !strings.Contains(st, "unordered") || !strings.Contains(st, subSrv.URL) {
+		t.Errorf("trigger settings:\n%s", st)
+	}
+	do(ctx, "trigger charts", until(`document.querySelectorAll("#chart-rate svg polyline").length === 2 && document.querySelectorAll("#chart-latency svg polyline").length === 2`))
+	// A few intervals of payments for shop/audit's charts (shop/orders' counters stay as they are).
+	for i := 0; i < 40; i++ {
+		send(t, ingress, fmt.Sprintf("payment-burst-%d", i), "payment.captured")
+		time.Sleep(time.Duration(100+i*7) * time.Millisecond)
+	}
+	time.Sleep(5 * time.Second) // the last interval is sampled
+	do(ctx, "open a busy trigger", chromedp.Navigate(admin+"/ui/triggers/shop/audit"), chromedp.WaitVisible(css("#chart-rate")))
+	if p := text(ctx, "#trigger-now"); !strings.Contains(p, "p99 ") || strings.Contains(p, "no delivery measured yet") {
+		t.Errorf("shop/audit now: no latency measured for its deliveries:\n%s", p)
+	}
+	screenshot(ctx, "trigger")
+
+	// The header's search goes to an event by its id.
+	do(ctx, "search by id", chromedp.SendKeys(css("#search-id"), "order-2"), submit("form.search button", `document.querySelectorAll("#outcomes tbody tr").length === 2`))
+	if loc, err := chromedp.Run(ctx, chromedp.Location()); err != nil || !strings.HasSuffix(loc, "/ui/events/order-2") {
+		t.Errorf("search went to %s (%v)", loc, err)
+	}
 
 	// The event log, filtered in its form.
 	do(ctx, "filter the event log", chromedp.Navigate(admin+"/ui/events"), chromedp.WaitVisible(css("#apply-filter")),
@@ -310,6 +343,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		submit("#apply-filter", `location.search.includes("status=failed") && document.querySelectorAll("#events tbody tr").length === 3`))
 	if n := count(ctx, "#events tbody span.status.failed"); n != 3 {
 		t.Errorf("filtered event log: %d failed rows, want 3", n)
+	}
+	if e := text(ctx, "#events tbody td.error"); !strings.Contains(e, "500") {
+		t.Errorf("the event log's last error %q, want the subscriber's 500", e)
 	}
 	screenshot(ctx, "events")
 
