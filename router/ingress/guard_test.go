@@ -2,6 +2,7 @@ package ingress
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -110,11 +111,64 @@ func TestSinksAreBehindSenderAuth(t *testing.T) {
 		t.Errorf("the broker published %d requests, want 2", pub.published)
 	}
 
-	// Without sender authentication the guard is a no-op: anyone reaches every sink.
+	// Without sender authentication anyone reaches every sink.
 	open := New(Options{Publisher: pub, Logger: zap.NewNop(), Metrics: metrics.New(), MaxBodyBytes: func() int64 { return 1 << 20 }})
 	rec := httptest.NewRecorder()
 	open.Guard("/sinks/kafka/", "KafkaSink", sinks).ServeHTTP(rec, httptest.NewRequest("POST", "/sinks/kafka/shop/archive", nil))
 	if rec.Code != 202 {
 		t.Errorf("without sender authentication: %d %q", rec.Code, rec.Body)
 	}
+}
+
+// TestSinkBodiesWithinTheBudget (issue #32): a sink's request body is read as a broker's: over
+// maxBodyBytes it is 413, while the in-flight body budget is spent it is 503 with Retry-After, and
+// nothing of either reaches the sink; a body that fits reaches it whole.
+func TestSinkBodiesWithinTheBudget(t *testing.T) {
+	budget := NewBodyBudget(64 << 10)
+	h := New(Options{Publisher: &onePublisher{}, Logger: zap.NewNop(), Metrics: metrics.New(), MaxBodyBytes: func() int64 { return 32 << 10 },
+		Bodies: budget, RetryAfterSeconds: 2})
+	var got []byte
+	sink := &bodySink{have: map[string]bool{"shop/archive": true}, got: &got}
+	guarded := h.Guard("/sinks/kafka/", "KafkaSink", sink)
+	post := func(body string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		guarded.ServeHTTP(rec, httptest.NewRequest("POST", "/sinks/kafka/shop/archive", strings.NewReader(body)))
+		return rec
+	}
+	if rec := post(`{"ok":true}`); rec.Code != 202 || string(got) != `{"ok":true}` {
+		t.Errorf("a small body: %d, the sink read %q", rec.Code, got)
+	}
+	got = nil
+	if rec := post(strings.Repeat("x", 33<<10)); rec.Code != http.StatusRequestEntityTooLarge || got != nil {
+		t.Errorf("over maxBodyBytes: %d %q, the sink read %d bytes", rec.Code, rec.Body, len(got))
+	}
+	if !budget.Take(60 << 10) { // the other requests in flight
+		t.Fatal("taking the budget")
+	}
+	rec := post(strings.Repeat("x", 20<<10))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != "2" || got != nil {
+		t.Errorf("budget spent: %d Retry-After %q, the sink read %d bytes", rec.Code, rec.Header().Get("Retry-After"), len(got))
+	}
+	budget.Release(60 << 10)
+	if rec := post(strings.Repeat("y", 20<<10)); rec.Code != 202 || len(got) != 20<<10 {
+		t.Errorf("budget back: %d, the sink read %d bytes", rec.Code, len(got))
+	}
+}
+
+// bodySink is a sink that reads the whole body, as the real ones do.
+type bodySink struct {
+	have map[string]bool
+	got  *[]byte
+}
+
+func (s *bodySink) Has(ns, name string) bool { return s.have[ns+"/"+name] }
+
+func (s *bodySink) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	*s.got = b
+	w.WriteHeader(http.StatusAccepted)
 }

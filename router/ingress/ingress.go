@@ -4,10 +4,12 @@
 package ingress
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -249,32 +251,47 @@ type Addresses interface {
 	Has(namespace, name string) bool
 }
 
-// Guard puts the component addresses under prefix behind the brokers' sender authentication: a
-// policy covering namespace/name covers the address of that namespace and name (its reasons name
-// it as kind namespace/name), and an address that does not exist answers as for a broker that does
-// not exist. Only POSTs are checked: what else the component answers (405) says nothing of what
-// exists. Requests that pass, and every one without sender authentication, go on to a.
+// Guard puts the component addresses under prefix behind the brokers' intake: sender
+// authentication, where a policy covering namespace/name covers the address of that namespace and
+// name (its reasons name it as kind namespace/name) and an address that does not exist answers as
+// for a broker that does not exist; then the body's size limit and the in-flight body budget, as a
+// broker's (413, and 503 with Retry-After when the budget is spent), so that a flood of large
+// requests to a sink cannot hold more memory than one to a broker. The body read is handed on to a
+// in r.Body, held against the budget until a returns. Only POSTs are checked: what else the
+// component answers (405) says nothing of what exists.
 func (h *Handler) Guard(prefix, kind string, a Addresses) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost || h.o.Auth == nil {
+		if r.Method != http.MethodPost {
 			a.ServeHTTP(w, r)
 			return
 		}
-		ns, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
-		ref := router.BrokerRef{Namespace: ns, Name: name}
-		var d senderauth.Decision
-		if a.Has(ns, name) {
-			d = h.check(ref, kind+" "+ref.String(), r.Header)
-		} else {
-			d = h.checkUnknown(ns, r.Header)
-		}
-		if d.Status != 0 {
-			if d.Status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+		if h.o.Auth != nil {
+			ns, name, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, prefix), "/")
+			ref := router.BrokerRef{Namespace: ns, Name: name}
+			var d senderauth.Decision
+			if a.Has(ns, name) {
+				d = h.check(ref, kind+" "+ref.String(), r.Header)
+			} else {
+				d = h.checkUnknown(ns, r.Header)
 			}
-			http.Error(w, d.Reason, d.Status)
+			if d.Status != 0 {
+				if d.Status == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", `Bearer realm="switchyard"`)
+				}
+				http.Error(w, d.Reason, d.Status)
+				return
+			}
+		}
+		body, berr := h.o.Bodies.Read(r, h.o.MaxBodyBytes())
+		if berr != nil {
+			if berr.Status == http.StatusServiceUnavailable {
+				w.Header().Set("Retry-After", strconv.Itoa(h.o.RetryAfterSeconds))
+			}
+			http.Error(w, berr.Msg, berr.Status)
 			return
 		}
+		defer body.Release()
+		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body.Data)), int64(len(body.Data))
 		a.ServeHTTP(w, r)
 	})
 }

@@ -45,9 +45,11 @@ type Manager struct {
 	// redriving holds the event ids whose redrive is under way, per source, so that asking twice
 	// does not send twice.
 	redriving router.RedrivesUnderWay
-	// stopped ends redrives under way when the manager stops.
-	stopped context.Context
-	stop    context.CancelFunc
+	// stopped ends redrives under way when the manager stops; redrives counts their goroutines,
+	// which Stop waits for (the result store they record into is closed after it).
+	stopped  context.Context
+	stop     context.CancelFunc
+	redrives sync.WaitGroup
 }
 
 type running struct {
@@ -104,8 +106,11 @@ func (m *Manager) Apply(sources []*config.KafkaSource) {
 // Stop stops every source, committing what was final, and ends redrives under way (what they had
 // not finished stays on the failed list).
 func (m *Manager) Stop() {
-	m.stop()
+	m.mu.Lock()
+	m.stop() // under mu: a Redrive either started its goroutine before, or sees the stop
+	m.mu.Unlock()
 	m.Apply(nil)
+	m.redrives.Wait()
 }
 
 type source struct {
@@ -312,17 +317,26 @@ func (m *Manager) Redrive(ctx context.Context, ref router.TriggerRef, q router.R
 	name, _ := strings.CutPrefix(ref.Name, OutcomePrefix)
 	m.mu.Lock()
 	r := m.running[ref.Namespace+"/"+name]
+	stopping := m.stopped.Err() != nil
+	if r != nil && !stopping {
+		m.redrives.Add(1)
+	}
 	m.mu.Unlock()
-	if r == nil {
+	switch {
+	case stopping:
+		return 0, fmt.Errorf("KafkaSource %s/%s: the router is stopping", ref.Namespace, name)
+	case r == nil:
 		return 0, fmt.Errorf("%w: %s/%s", ErrSourceNotFound, ref.Namespace, name)
 	}
 	candidates, err := router.RedriveCandidates(ctx, m.results, ref, q, maxRedrive)
 	if err != nil {
+		m.redrives.Done()
 		return 0, err
 	}
 	queued := m.redriving.Claim(ref, candidates)
 	src := &source{cfg: r.cfg, m: m, logger: m.logger.With(zap.String("source", ref.Namespace+"/"+name))}
 	go func() {
+		defer m.redrives.Done()
 		for i := range queued {
 			o := &queued[i]
 			e := o.Event.Clone()

@@ -205,3 +205,60 @@ func TestRefusedRecordsAreRecorded(t *testing.T) {
 		t.Errorf("redrive of an unknown source: %v", err)
 	}
 }
+
+// blockingStore holds the first RecordThen until released, to catch whoever still records after Stop.
+type blockingStore struct {
+	*memstore.Store
+	entered chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (b *blockingStore) RecordThen(o *router.Outcome, durable func()) {
+	b.once.Do(func() { close(b.entered); <-b.release })
+	b.Store.RecordThen(o, durable)
+}
+
+// TestStopWaitsForRedrives (issue #32): Stop returns only after the redrives under way have
+// ended, so nothing records into a result store the caller closes next.
+func TestStopWaitsForRedrives(t *testing.T) {
+	sink := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusUnprocessableEntity) }))
+	defer sink.Close()
+	store := &blockingStore{Store: memstore.New(100), entered: make(chan struct{}), release: make(chan struct{})}
+	m := NewManager(nil, delivery.New(delivery.Options{}), store, zap.NewNop(), "")
+	ref := OutcomeRef("ns", "orders")
+	e := event.New()
+	e.SetID("r-1")
+	e.SetSource("/kafka")
+	e.SetType("t")
+	store.Store.Record(&router.Outcome{EventID: "r-1", Trigger: ref, Status: router.StatusFailed, Event: &e, Received: time.Now(), Finished: time.Now()})
+	m.mu.Lock()
+	m.running["ns/orders"] = &running{cfg: &config.KafkaSource{Namespace: "ns", Name: "orders", Sink: config.Sink{URI: sink.URL}}, cancel: func() {}, done: closedChan()}
+	m.mu.Unlock()
+	if n, err := m.Redrive(context.Background(), ref, router.RedriveQuery{}); err != nil || n != 1 {
+		t.Fatalf("redrive: %d %v", n, err)
+	}
+	<-store.entered // the redrive's new outcome is being recorded
+	stopped := make(chan struct{})
+	go func() { m.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while a redrive was still recording")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(store.release)
+	select {
+	case <-stopped:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Stop did not return after the redrive ended")
+	}
+	if _, err := m.Redrive(context.Background(), ref, router.RedriveQuery{}); err == nil {
+		t.Error("a redrive after Stop was accepted")
+	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}

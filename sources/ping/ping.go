@@ -122,7 +122,7 @@ func (m *Manager) Apply(sources []*config.PingSource) {
 	}
 	for key, r := range m.running {
 		w, ok := want[key]
-		if !ok || !reflect.DeepEqual(w, r.cfg) {
+		if !ok || !sameSchedule(w, r.cfg) {
 			r.cancel()
 			<-r.done
 			delete(m.running, key)
@@ -147,6 +147,15 @@ func (m *Manager) Apply(sources []*config.PingSource) {
 		}
 		go func() { defer close(r.done); src.run(ctx) }()
 	}
+}
+
+// sameSchedule reports whether a PingSource's reloaded configuration sends what the running one
+// does: where it was read from (its file and line) does not matter, so moving it in its file
+// does not restart its schedule (and lose a tick due meanwhile).
+func sameSchedule(a, b *config.PingSource) bool {
+	x, y := *a, *b
+	x.File, x.Line, y.File, y.Line = "", 0, "", 0
+	return reflect.DeepEqual(x, y)
 }
 
 // stopGrace is how long Stop lets ticks being sent finish before cutting them short.

@@ -407,3 +407,33 @@ func TestATickTheSinkRefusesIsRecordedFailed(t *testing.T) {
 		t.Errorf("an unknown source: %v", err)
 	}
 }
+
+// TestMovedInItsFileKeepsRunning (issue #32): a reload in which a PingSource only moved in its
+// file (another line) leaves its schedule running; a change of what it sends restarts it.
+func TestMovedInItsFileKeepsRunning(t *testing.T) {
+	r := newRig()
+	m := r.manager(Options{})
+	defer m.Stop()
+	src := pingSource(t, "*/5 * * * *")
+	src.File, src.Line = "sources.yaml", 3
+	m.Apply([]*config.PingSource{src})
+	r.clock.waitSleepers(t, 1)
+	running := func() *running {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.running["shop/every-five"]
+	}
+	before := running()
+	moved := *src
+	moved.Line = 40
+	m.Apply([]*config.PingSource{&moved})
+	if running() != before {
+		t.Error("a PingSource that only moved in its file was restarted")
+	}
+	changed := moved
+	changed.Data = []byte(`{"tick":2}`)
+	m.Apply([]*config.PingSource{&changed})
+	if running() == before {
+		t.Error("a PingSource whose data changed kept running as it was")
+	}
+}
