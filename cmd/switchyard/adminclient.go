@@ -25,6 +25,7 @@ import (
 const eventsUsage = `usage: switchyard events get ID [--admin-url URL] [-o json|yaml|table]
        switchyard events list [--broker NS/NAME] [--trigger NS/NAME] [--status S] [--type T] [--source S] [--since T] [--until T] [--limit N] [-o table|json]
        switchyard events tail [the same filters] [--for D]
+       switchyard events trace ID [--admin-url URL] [-o text|json]
        switchyard events explain --broker NS/NAME --type T --source S [--subject S] [--ext k=v]... [--data JSON|@FILE|@-] [-o table|json]`
 
 // runEvents is `switchyard events get ID` (where did the event go) and `switchyard events
@@ -37,6 +38,9 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(args) >= 1 && args[0] == "explain" {
 		return runExplain(args[1:], os.Stdin, stdout, stderr)
+	}
+	if len(args) >= 1 && args[0] == "trace" {
+		return runTrace(args[1:], stdout, stderr)
 	}
 	if len(args) >= 1 && (args[0] == "list" || args[0] == "tail") {
 		return runList(args[0], args[1:], stdout, stderr)
@@ -60,19 +64,9 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	output := fs.String("o", "json", "json, yaml or table")
 	var cred adminCredentials
 	cred.register(fs.FlagSet)
-	var id string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
-	}
-	if _, err := parseWithEnv(fs, args); err != nil {
-		return exitCode(err)
-	}
-	if rest := fs.Args(); id == "" && len(rest) > 0 {
-		id, rest = rest[0], rest[1:]
-		if len(rest) > 0 {
-			fmt.Fprintf(stderr, "events get: one event id, not %q too\n", rest)
-			return 2
-		}
+	id, code, ok := eventIDArg(fs, "get", args, stderr)
+	if !ok {
+		return code
 	}
 	switch {
 	case id == "":
@@ -122,6 +116,27 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(body)
 	}
 	return 0
+}
+
+// eventIDArg parses the flags of `events get` and `events trace`, with the event's id before or
+// after them; the id is "" when none was given. !ok: the command ends with code (bad flags, -h,
+// or a second id).
+func eventIDArg(fs *cmdFlags, verb string, args []string, stderr io.Writer) (id string, code int, ok bool) {
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		id, args = args[0], args[1:]
+	}
+	if _, err := parseWithEnv(fs, args); err != nil {
+		return "", exitCode(err), false
+	}
+	rest := fs.Args()
+	if id == "" && len(rest) > 0 {
+		id, rest = rest[0], rest[1:]
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(stderr, "events %s: one event id, not %q too\n", verb, rest)
+		return "", 2, false
+	}
+	return id, 0, true
 }
 
 // runList is `switchyard events list` (one page of outcomes, newest first) and `switchyard

@@ -210,3 +210,28 @@ func TestTriggerPauseResume(t *testing.T) {
 		t.Errorf("trigger pause -h: %d %q", code, out)
 	}
 }
+
+// TestDrawPath (issue #35): `events trace` draws the path as a tree: siblings with ├── and └──,
+// the lines under a delivery continued with │, sinks and the next arrival under their delivery.
+func TestDrawPath(t *testing.T) {
+	at := time.Date(2026, 12, 8, 10, 2, 11, 481e6, time.UTC)
+	root := &pathNode{EventID: "e-1", Type: "order.created", Source: "/shop", Broker: "shop/default", Received: at, Deliveries: []pathDelivery{
+		{Trigger: "shop/enrich", Status: "delivered", Attempts: 1, LastCode: 200, Subscriber: "http://fn", Finished: at,
+			Next: &pathNode{Via: "reply", EventID: "e-1", Type: "order.enriched", Source: "/fn", Broker: "shop/default", Received: at,
+				Deliveries: []pathDelivery{{Trigger: "shop/store", Status: "delivered", Attempts: 2, LastCode: 202, Subscriber: "http://r/sinks/cassandra/shop/orders", Finished: at, Sink: "CassandraSink shop/orders"}}}},
+		{Trigger: "shop/audit", Status: "dead-lettered", Attempts: 3, LastCode: 500, Subscriber: "http://audit", Finished: at, LastError: "HTTP 500", Sink: "dead-letter sink http://dls"},
+	}}
+	var b strings.Builder
+	drawPath(&b, root, "", "")
+	want := `e-1  order.created  /shop  at shop/default  10:02:11.481
+├── shop/enrich  delivered  1 attempt, 200  → http://fn  10:02:11.481
+│   └── reply e-1  order.enriched  /fn  at shop/default  10:02:11.481
+│       └── shop/store  delivered  2 attempts, 202  → http://r/sinks/cassandra/shop/orders  10:02:11.481
+│           └── CassandraSink shop/orders
+└── shop/audit  dead-lettered  3 attempts, 500  → http://audit  10:02:11.481  HTTP 500
+    └── dead-letter sink http://dls
+`
+	if b.String() != want {
+		t.Errorf("got\n%s\nwant\n%s", b.String(), want)
+	}
+}

@@ -130,6 +130,7 @@ func New(results router.ResultStore, triggers Routes, m *metrics.Metrics) *Serve
 	s.mux.HandleFunc("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry}))
 	s.mux.HandleFunc("GET /v1/events/{id}", s.event)
+	s.mux.HandleFunc("GET /v1/events/{id}/path", s.path)
 	s.mux.HandleFunc("GET /v1/events", s.listEvents)
 	s.mux.HandleFunc("GET /v1/config", s.configState)
 	s.mux.HandleFunc("GET /v1/triggers", s.triggers)
@@ -324,6 +325,20 @@ func (s *Server) event(w http.ResponseWriter, r *http.Request) {
 		out.Outcomes[i] = toJSON(&outcomes[i])
 	}
 	writeJSON(w, out)
+}
+
+// path answers the event's path (path.go): where it went and what it caused.
+func (s *Server) path(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	root, err := s.eventPath(r.Context(), id)
+	switch {
+	case err != nil:
+		http.Error(w, "reading outcomes: "+err.Error(), http.StatusServiceUnavailable)
+	case root == nil:
+		http.Error(w, "no outcome recorded for event "+strconv.Quote(id)+": its path starts at its first outcome", http.StatusNotFound)
+	default:
+		writeJSON(w, root)
+	}
 }
 
 func (s *Server) triggers(w http.ResponseWriter, _ *http.Request) {

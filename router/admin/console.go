@@ -322,6 +322,8 @@ type eventPage struct {
 	Kept       bool
 	Outcomes   []eventOutcome
 	Explain    string
+	// Path is where the event went and what it caused (path.go).
+	Path *PathNode
 }
 
 // eventOutcome is one row of an event's page; Redrivable marks a trigger's newest outcome when it
@@ -364,6 +366,9 @@ func (s *Server) consoleEvent(w http.ResponseWriter, r *http.Request) {
 		if kept == nil && outcomes[i].Event != nil {
 			kept = outcomes[i].Event
 		}
+	}
+	if path, err := s.eventPath(r.Context(), id); err == nil {
+		p.Path = path
 	}
 	first := &outcomes[0]
 	p.Explain = "/ui/explain?event=" + url.QueryEscape(id) + "&broker=" + url.QueryEscape(first.Broker.String())

@@ -73,6 +73,9 @@ type TriggerStatus struct {
 type TriggerSettings struct {
 	Filter   string           `json:"filter"`
 	Delivery DeliverySettings `json:"delivery"`
+	// Reply is where the subscriber's replies go: "" into the trigger's own broker, "broker
+	// ns/name" (a Sequence's or Parallel's next step), "uri URL", or "discarded".
+	Reply string `json:"reply,omitempty"`
 }
 
 // DeliverySettings are a trigger's delivery policy; durations in Go's notation ("200ms"), "" for
@@ -99,7 +102,17 @@ func settingsOf(tc *config.Trigger) TriggerSettings {
 	if p.Backoff == delivery.Linear {
 		policy = "linear"
 	}
-	return TriggerSettings{Filter: filter.Describe(tc.Filter), Delivery: DeliverySettings{
+	reply := ""
+	switch to := tc.Reply; {
+	case to == nil:
+	case to.Discard:
+		reply = "discarded"
+	case to.Broker != nil:
+		reply = "broker " + to.Broker.String()
+	default:
+		reply = "uri " + router.RedactURL(to.URI)
+	}
+	return TriggerSettings{Filter: filter.Describe(tc.Filter), Reply: reply, Delivery: DeliverySettings{
 		Retry: p.Retry, BackoffPolicy: policy, BackoffDelay: d(p.Delay), BackoffMax: d(p.BackoffMax), Timeout: d(p.Timeout),
 		DeadLetterSink: router.RedactURL(p.DeadLetterSink), RateLimit: tc.RateLimit,
 	}}

@@ -354,6 +354,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	if o := text(ctx, "#outcomes"); !strings.Contains(o, "failed") || !strings.Contains(o, "500") || !strings.Contains(o, "delivered") {
 		t.Errorf("event page outcomes:\n%s", o)
 	}
+	if p := text(ctx, "#path"); !strings.Contains(p, "order-1 order.created") || !strings.Contains(p, "shop/orders failed") || !strings.Contains(p, "shop/audit delivered") {
+		t.Errorf("event page path:\n%s", p)
+	}
 	if p := text(ctx, "#payload"); !strings.Contains(p, `"total":42`) {
 		t.Errorf("payload %q", p)
 	}

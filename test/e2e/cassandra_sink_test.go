@@ -57,19 +57,7 @@ func TestCassandraSinkPipeline(t *testing.T) {
 	t.Cleanup(func() { _ = fn.Process.Kill(); _ = fn.Wait() })
 	dls := newSubscriber(t, nil)
 
-	manifests := brokerYAML("default") + `apiVersion: switchyard.dev/v1alpha1
-kind: WebhookSource
-metadata: {name: shop, namespace: default}
-spec:
-  provider: generic
-  generic:
-    verification: none
-    type: {json: kind}
-    id: {header: X-Delivery-Id}
-  sink:
-    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
----
-` + triggerYAML("process", "  broker: default\n  filter:\n    attributes: {type: order.created}\n  subscriber:\n    uri: http://"+function+"/\n") +
+	manifests := brokerYAML("default") + shopWebhookYAML + triggerYAML("process", "  broker: default\n  filter:\n    attributes: {type: order.created}\n  subscriber:\n    uri: http://"+function+"/\n") +
 		triggerYAML("store", "  broker: default\n  filter:\n    attributes: {type: order.stored}\n  subscriber:\n    ref: {apiVersion: switchyard.dev/v1alpha1, kind: CassandraSink, name: orders}\n  delivery:\n    retry: 1\n    backoffDelay: PT0.1S\n    deadLetterSink: {uri: \""+dls.URL+"\"}\n") +
 		fmt.Sprintf(`apiVersion: switchyard.dev/v1alpha1
 kind: CassandraSink

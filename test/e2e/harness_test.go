@@ -345,6 +345,22 @@ func triggerYAML(name, spec string) string {
 	return fmt.Sprintf("apiVersion: eventing.knative.dev/v1\nkind: Trigger\nmetadata:\n  name: %s\n  namespace: default\nspec:\n%s---\n", name, spec)
 }
 
+// shopWebhookYAML is the generic WebhookSource default/shop, unverified, feeding the default
+// broker: the event's type from the JSON body's "kind", its id from X-Delivery-Id.
+const shopWebhookYAML = `apiVersion: switchyard.dev/v1alpha1
+kind: WebhookSource
+metadata: {name: shop, namespace: default}
+spec:
+  provider: generic
+  generic:
+    verification: none
+    type: {json: kind}
+    id: {header: X-Delivery-Id}
+  sink:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+---
+`
+
 // webhookSourceYAML is a WebhookSource of the given provider, verified with the secret in
 // secretFile, feeding the default broker.
 func webhookSourceYAML(name, provider, secretFile string) string {

@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,84 +89,42 @@ func TestKafkaBrokerSurvivesKill9(t *testing.T) {
 	spec := fmt.Sprintf("  kafka:\n    bootstrapServers: [%s]\n    partitions: 4\n", kafka)
 	scale := soakScale(t)
 	n := int64(20000 * scale)
-	var accepted sync.Map
-	var next atomic.Int64
-	send := func(r *router, upTo int64) {
-		var wg sync.WaitGroup
-		for w := 0; w < 16; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				client := &http.Client{Timeout: 10 * time.Second}
-				for {
-					i := next.Add(1) - 1
-					if i >= upTo {
-						return
-					}
-					id := fmt.Sprintf("kill-%05d", i)
-					hreq, _ := http.NewRequest(http.MethodPost, r.Ingress+"/default/durable", strings.NewReader(`{}`))
-					for k, v := range map[string]string{"Ce-Specversion": "1.0", "Ce-Id": id, "Ce-Source": "/kill", "Ce-Type": "t", "Content-Type": "application/json"} {
-						hreq.Header.Set(k, v)
-					}
-					resp, err := client.Do(hreq)
-					if err != nil {
-						continue // the router is being killed: not accepted
-					}
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusAccepted {
-						accepted.Store(id, true)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	load := &loadSender{path: "/default/durable", workers: 16, event: func(i int64) ceRequest {
+		return ceRequest{Headers: map[string]string{"Ce-Specversion": "1.0", "Ce-Id": fmt.Sprintf("kill-%05d", i), "Ce-Source": "/kill", "Ce-Type": "t",
+			"Content-Type": "application/json"}, Body: `{}`}
+	}}
 	r := startRouterIn(t, dir, manifests, "", spec)
 	// Kill while events are being sent and delivered: no drain, no final commit.
 	killed := make(chan struct{})
 	go func() {
-		for next.Load() < n/2 {
+		for load.taken() < n/2 {
 			time.Sleep(time.Millisecond)
 		}
 		_ = r.cmd.Process.Kill()
 		close(killed)
 	}()
-	send(r, n/2+2000) // the senders run into the dead router for a while
+	load.sendUpTo(r, n/2+2000) // the senders run into the dead router for a while
 	<-killed
 	<-r.exited
 	r2 := startRouterIn(t, dir, manifests, "", spec)
-	send(r2, n)
-	want := int64(0)
-	accepted.Range(func(any, any) bool { want++; return true })
-	if want < n*8/10 { // the sends that ran into the killed router were refused, not accepted
+	load.sendUpTo(r2, n)
+	want := load.accepted()
+	if int64(want) < n*8/10 { // the sends that ran into the killed router were refused, not accepted
 		t.Fatalf("only %d of %d events were accepted", want, n)
 	}
-	deadline := time.Now().Add(time.Duration(scale) * 120 * time.Second)
-	for {
-		missing, dups, distinct := 0, 0, 0
+	load.waitDelivered(t, time.Duration(scale)*120*time.Second, func(id string) bool {
 		mu.Lock()
-		distinct = len(seen)
-		accepted.Range(func(k, _ any) bool {
-			if seen[k.(string)] == 0 {
-				missing++
-			}
-			return true
-		})
-		for _, c := range seen {
-			if c > 1 {
-				dups += c - 1
-			}
-		}
-		mu.Unlock()
-		if missing == 0 {
-			t.Logf("%d accepted events all delivered; %d duplicate deliveries after the kill (%d requests for %d distinct events: a few were written to Kafka but killed before their 202)", want, dups, len(sub.requests()), distinct)
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d accepted events never reached the subscriber", missing, want)
-		}
-		time.Sleep(200 * time.Millisecond)
+		defer mu.Unlock()
+		return seen[id] > 0
+	})
+	mu.Lock()
+	dups := 0
+	for _, c := range seen {
+		dups += c - 1
 	}
+	distinct := len(seen)
+	mu.Unlock()
+	t.Logf("%d accepted events all delivered; %d duplicate deliveries after the kill (%d requests for %d distinct events: a few were written to Kafka but killed before their 202)", want, dups, len(sub.requests()), distinct)
 }
 
 // TestKafkaUnavailableAnswers503: when the broker's Kafka cannot take the event, ingress answers

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -126,38 +125,18 @@ data:
 
 	// kill -9 halfway through: what was accepted is in Kafka, and the next router delivers it.
 	const n = 2000
-	var accepted sync.Map
-	var next atomic.Int64
-	send := func(r *router, upTo int64) {
-		var wg sync.WaitGroup
-		for w := 0; w < 8; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= upTo {
-						return
-					}
-					id := fmt.Sprintf("k8s-kill-%05d", i)
-					code, _, _, err := r.trySend("/"+ns+"/"+name, binaryEvent(id, "order.created"))
-					if err == nil && code == http.StatusAccepted {
-						accepted.Store(id, true)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-	}
+	load := &loadSender{path: "/" + ns + "/" + name, workers: 8, event: func(i int64) ceRequest {
+		return binaryEvent(fmt.Sprintf("k8s-kill-%05d", i), "order.created")
+	}}
 	killed := make(chan struct{})
 	go func() {
-		for next.Load() < n/2 {
+		for load.taken() < n/2 {
 			time.Sleep(time.Millisecond)
 		}
 		_ = r.cmd.Process.Kill()
 		close(killed)
 	}()
-	send(r, n/2+200)
+	load.sendUpTo(r, n/2+200)
 	<-killed
 	<-r.exited
 	r2 := startRouterIn(t, dir, "", "", "", "--kubernetes", "--kubeconfig", c.kubeconfig, "--lease-namespace", "default",
@@ -167,31 +146,18 @@ data:
 		url, _, _ := unstructured.NestedString(o.Object, "status", "address", "url")
 		return url == r2.Ingress+"/"+ns+"/"+name
 	})
-	send(r2, n)
-	want := 0
-	accepted.Range(func(any, any) bool { want++; return true })
+	load.sendUpTo(r2, n)
+	want := load.accepted()
 	if want < n*8/10 {
 		t.Fatalf("only %d of %d events were accepted", want, n)
 	}
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		missing := 0
+	load.waitDelivered(t, 60*time.Second, func(id string) bool {
 		mu.Lock()
-		accepted.Range(func(k, _ any) bool {
-			if seen[k.(string)] == 0 {
-				missing++
-			}
-			return true
-		})
-		delivered := len(seen)
-		mu.Unlock()
-		if missing == 0 {
-			t.Logf("%d accepted events, all delivered across the kill -9 (%d distinct delivered, %d requests)", want, delivered, len(sub.requests()))
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d accepted events never reached the subscriber", missing, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return seen[id] > 0
+	})
+	mu.Lock()
+	delivered := len(seen)
+	mu.Unlock()
+	t.Logf("%d accepted events, all delivered across the kill -9 (%d distinct delivered, %d requests)", want, delivered, len(sub.requests()))
 }

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// pathNode and pathDelivery are the admin API's event path (GET /v1/events/{id}/path), as the
+// terminal shows it.
+type pathNode struct {
+	Via        string         `json:"via"`
+	EventID    string         `json:"eventId"`
+	Type       string         `json:"type"`
+	Source     string         `json:"source"`
+	Broker     string         `json:"broker"`
+	Received   time.Time      `json:"received"`
+	Deliveries []pathDelivery `json:"deliveries"`
+	Note       string         `json:"note"`
+}
+
+type pathDelivery struct {
+	Trigger    string    `json:"trigger"`
+	Subscriber string    `json:"subscriber"`
+	Status     string    `json:"status"`
+	Attempts   int       `json:"attempts"`
+	LastCode   int       `json:"lastCode"`
+	LastError  string    `json:"lastError"`
+	Finished   time.Time `json:"finished"`
+	TraceID    string    `json:"traceId"`
+	Sink       string    `json:"sink"`
+	Next       *pathNode `json:"next"`
+}
+
+// runTrace is `switchyard events trace ID`: the event's whole path, drawn as a tree (or the
+// API's JSON with -o json).
+func runTrace(args []string, stdout, stderr io.Writer) int {
+	if helpAsked(args) {
+		fmt.Fprintln(stdout, eventsUsage)
+		return 0
+	}
+	fs := newFlagSet("events trace", stdout, stderr)
+	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	output := fs.String("o", "text", "text or json")
+	var cred adminCredentials
+	cred.register(fs.FlagSet)
+	id, code, ok := eventIDArg(fs, "trace", args, stderr)
+	if !ok {
+		return code
+	}
+	switch {
+	case id == "":
+		fmt.Fprintln(stderr, eventsUsage)
+		return 2
+	case *output != "text" && *output != "json":
+		fmt.Fprintf(stderr, "events trace: -o %q: want text or json\n", *output)
+		return 2
+	}
+	body, code := cred.fetch(stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id)+"/path")
+	if code != 0 {
+		return code
+	}
+	if *output == "json" {
+		_, _ = stdout.Write(body)
+		return 0
+	}
+	var root pathNode
+	if err := json.Unmarshal(body, &root); err != nil {
+		fmt.Fprintln(stderr, "events trace: the admin API answered something else than a path:", err)
+		return 1
+	}
+	drawPath(stdout, &root, "", "")
+	return 0
+}
+
+// drawPath writes n and what follows from it, one line each, with the tree's branches: first is
+// the prefix of n's own line, rest that of the lines under it.
+func drawPath(w io.Writer, n *pathNode, first, rest string) {
+	line := n.EventID
+	if n.Type != "" {
+		line += fmt.Sprintf("  %s  %s  at %s  %s", n.Type, n.Source, n.Broker, n.Received.UTC().Format("15:04:05.000"))
+	}
+	if n.Note != "" {
+		line += "  (" + n.Note + ")"
+	}
+	fmt.Fprintln(w, first+line)
+	for i, d := range n.Deliveries {
+		branch, under := "├── ", "│   "
+		if i == len(n.Deliveries)-1 {
+			branch, under = "└── ", "    "
+		}
+		what := fmt.Sprintf("%s  %s  %d attempt", d.Trigger, d.Status, d.Attempts)
+		if d.Attempts != 1 {
+			what += "s"
+		}
+		if d.LastCode != 0 {
+			what += fmt.Sprintf(", %d", d.LastCode)
+		}
+		what += "  → " + d.Subscriber + "  " + d.Finished.UTC().Format("15:04:05.000")
+		if d.LastError != "" && d.Status != "delivered" {
+			what += "  " + d.LastError
+		}
+		if d.TraceID != "" {
+			what += "  trace " + d.TraceID
+		}
+		fmt.Fprintln(w, rest+branch+what)
+		below := rest + under
+		if d.Sink != "" {
+			tail := "└── "
+			if d.Next != nil {
+				tail = "├── "
+			}
+			fmt.Fprintln(w, below+tail+d.Sink)
+		}
+		if d.Next != nil {
+			drawPath(w, d.Next, below+"└── "+d.Next.Via+" ", below+"    ")
+		}
+	}
+}
