@@ -37,6 +37,7 @@ func TestEventPathTree(t *testing.T) {
 	rec("e-1", "order.created", "default", "enrich", "http://fn", router.StatusDelivered, 0, 3, "e-1")
 	rec("e-1", "order.created", "default", "audit", "http://audit", router.StatusDeadLettered, 0, 9, "")
 	rec("e-1", "order.created", "default", "archive", "http://router:8080/sinks/cassandra/shop/orders", router.StatusDelivered, 0, 4, "")
+	rec("e-1", "order.created", "default", "log", "http://router:8080/sinks/kafka/shop/audit-log", router.StatusDelivered, 0, 8, "")
 	rec("e-1", "order.enriched", "default", "to-seq", "http://router:8080/shop/seq-0", router.StatusDelivered, 2, 5, "")
 	rec("e-1", "order.enriched", "seq-0", "seq-0", "http://step", router.StatusDelivered, 4, 7, "e-1")
 	// A dropped reply, and a reply chain of another id deeper than the bound.
@@ -76,6 +77,7 @@ func TestEventPathTree(t *testing.T) {
 		"      reply e-1  @shop/seq-1 no outcome recorded for it here: it matched no trigger, is not final yet, or was forgotten",
 		"- shop/archive delivered CassandraSink shop/orders",
 		"- shop/ttl delivered ",
+		"- shop/log delivered KafkaSink shop/audit-log",
 		"- shop/audit dead-lettered dead-letter sink http://dls",
 	}
 	if got := strings.Join(lines, "\n"); got != strings.Join(want, "\n") {
