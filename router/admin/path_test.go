@@ -2,6 +2,9 @@ package admin
 
 import (
 	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +97,21 @@ func TestEventPathTree(t *testing.T) {
 	}
 	if none, err := s.eventPath(context.Background(), "nope"); none != nil || err != nil {
 		t.Errorf("unknown event: %v %v", none, err)
+	}
+
+	// Over HTTP, an id with a slash in it (escaped), and 404 for none.
+	rec("a/b", "t", "default", "enrich", "http://fn", router.StatusDelivered, 200, 201, "")
+	srv := httptest.NewServer(s)
+	defer srv.Close()
+	for path, want := range map[string]int{"/v1/events/a%2Fb/path": 200, "/v1/events/nope/path": 404} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && !strings.Contains(string(body), `"eventId": "a/b"`) {
+			t.Errorf("GET %s: %d %s", path, resp.StatusCode, body)
+		}
 	}
 }
