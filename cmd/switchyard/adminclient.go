@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -55,32 +56,15 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 // runGet is `switchyard events get ID`: every trigger's outcome for the event, as the admin API's
 // JSON (the default), YAML or a table. The id may come before or after the flags; `-h` is help.
 func runGet(args []string, stdout, stderr io.Writer) int {
-	if helpAsked(args) {
-		fmt.Fprintln(stdout, eventsUsage)
-		return 0
-	}
-	fs := newFlagSet("events get", stdout, stderr)
-	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
-	output := fs.String("o", "json", "json, yaml or table")
-	var cred adminCredentials
-	cred.register(fs.FlagSet)
-	id, code, ok := eventIDArg(fs, "get", args, stderr)
+	ea, code, ok := parseEventArgs("get", []string{"json", "yaml", "table"}, args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	switch {
-	case id == "":
-		fmt.Fprintln(stderr, eventsUsage)
-		return 2
-	case *output != "json" && *output != "yaml" && *output != "table":
-		fmt.Fprintf(stderr, "events get: -o %q: want json, yaml or table\n", *output)
-		return 2
-	}
-	body, code := cred.fetch(stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id))
+	body, code := ea.fetch(stderr, "")
 	if code != 0 {
 		return code
 	}
-	switch *output {
+	switch ea.output {
 	case "yaml":
 		var doc any
 		if err := json.Unmarshal(body, &doc); err != nil {
@@ -118,25 +102,53 @@ func runGet(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// eventIDArg parses the flags of `events get` and `events trace`, with the event's id before or
-// after them; the id is "" when none was given. !ok: the command ends with code (bad flags, -h,
-// or a second id).
-func eventIDArg(fs *cmdFlags, verb string, args []string, stderr io.Writer) (id string, code int, ok bool) {
+// eventArgs are the parsed arguments of `events get` and `events trace`: the event's id (before
+// or after the flags), the admin URL and credentials, and -o.
+type eventArgs struct {
+	admin, output, id string
+	cred              adminCredentials
+}
+
+// parseEventArgs parses them; outputs are the values -o takes, the first the default. !ok: the
+// command ends with code (-h, bad flags, no id or a second one, another -o).
+func parseEventArgs(verb string, outputs, args []string, stdout, stderr io.Writer) (*eventArgs, int, bool) {
+	if helpAsked(args) {
+		fmt.Fprintln(stdout, eventsUsage)
+		return nil, 0, false
+	}
+	fs := newFlagSet("events "+verb, stdout, stderr)
+	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
+	output := fs.String("o", outputs[0], strings.Join(outputs[:len(outputs)-1], ", ")+" or "+outputs[len(outputs)-1])
+	ea := &eventArgs{}
+	ea.cred.register(fs.FlagSet)
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		id, args = args[0], args[1:]
+		ea.id, args = args[0], args[1:]
 	}
 	if _, err := parseWithEnv(fs, args); err != nil {
-		return "", exitCode(err), false
+		return nil, exitCode(err), false
 	}
 	rest := fs.Args()
-	if id == "" && len(rest) > 0 {
-		id, rest = rest[0], rest[1:]
+	if ea.id == "" && len(rest) > 0 {
+		ea.id, rest = rest[0], rest[1:]
 	}
-	if len(rest) > 0 {
+	switch {
+	case len(rest) > 0:
 		fmt.Fprintf(stderr, "events %s: one event id, not %q too\n", verb, rest)
-		return "", 2, false
+		return nil, 2, false
+	case ea.id == "":
+		fmt.Fprintln(stderr, eventsUsage)
+		return nil, 2, false
+	case !slices.Contains(outputs, *output):
+		fmt.Fprintf(stderr, "events %s: -o %q: want %s or %s\n", verb, *output, strings.Join(outputs[:len(outputs)-1], ", "), outputs[len(outputs)-1])
+		return nil, 2, false
 	}
-	return id, 0, true
+	ea.admin, ea.output = *admin, *output
+	return ea, 0, true
+}
+
+// fetch GETs the event's resource under /v1/events/{id} (suffix "" or "/path").
+func (ea *eventArgs) fetch(stderr io.Writer, suffix string) ([]byte, int) {
+	return ea.cred.fetch(stderr, http.MethodGet, strings.TrimRight(ea.admin, "/")+"/v1/events/"+url.PathEscape(ea.id)+suffix)
 }
 
 // runList is `switchyard events list` (one page of outcomes, newest first) and `switchyard

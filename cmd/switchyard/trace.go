@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
-	"strings"
 	"time"
 )
 
@@ -39,32 +36,15 @@ type pathDelivery struct {
 // runTrace is `switchyard events trace ID`: the event's whole path, drawn as a tree (or the
 // API's JSON with -o json).
 func runTrace(args []string, stdout, stderr io.Writer) int {
-	if helpAsked(args) {
-		fmt.Fprintln(stdout, eventsUsage)
-		return 0
-	}
-	fs := newFlagSet("events trace", stdout, stderr)
-	admin := fs.String("admin-url", "http://127.0.0.1:9090", "the router's admin URL (env SWITCHYARD_ADMIN_URL)")
-	output := fs.String("o", "text", "text or json")
-	var cred adminCredentials
-	cred.register(fs.FlagSet)
-	id, code, ok := eventIDArg(fs, "trace", args, stderr)
+	ea, code, ok := parseEventArgs("trace", []string{"text", "json"}, args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	switch {
-	case id == "":
-		fmt.Fprintln(stderr, eventsUsage)
-		return 2
-	case *output != "text" && *output != "json":
-		fmt.Fprintf(stderr, "events trace: -o %q: want text or json\n", *output)
-		return 2
-	}
-	body, code := cred.fetch(stderr, http.MethodGet, strings.TrimRight(*admin, "/")+"/v1/events/"+url.PathEscape(id)+"/path")
+	body, code := ea.fetch(stderr, "/path")
 	if code != 0 {
 		return code
 	}
-	if *output == "json" {
+	if ea.output == "json" {
 		_, _ = stdout.Write(body)
 		return 0
 	}

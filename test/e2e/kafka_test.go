@@ -95,14 +95,7 @@ func TestKafkaBrokerSurvivesKill9(t *testing.T) {
 	}}
 	r := startRouterIn(t, dir, manifests, "", spec)
 	// Kill while events are being sent and delivered: no drain, no final commit.
-	killed := make(chan struct{})
-	go func() {
-		for load.taken() < n/2 {
-			time.Sleep(time.Millisecond)
-		}
-		_ = r.cmd.Process.Kill()
-		close(killed)
-	}()
+	killed := load.killAt(r, n/2)
 	load.sendUpTo(r, n/2+2000) // the senders run into the dead router for a while
 	<-killed
 	<-r.exited

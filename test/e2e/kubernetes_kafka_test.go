@@ -128,14 +128,7 @@ data:
 	load := &loadSender{path: "/" + ns + "/" + name, workers: 8, event: func(i int64) ceRequest {
 		return binaryEvent(fmt.Sprintf("k8s-kill-%05d", i), "order.created")
 	}}
-	killed := make(chan struct{})
-	go func() {
-		for load.taken() < n/2 {
-			time.Sleep(time.Millisecond)
-		}
-		_ = r.cmd.Process.Kill()
-		close(killed)
-	}()
+	killed := load.killAt(r, n/2)
 	load.sendUpTo(r, n/2+200)
 	<-killed
 	<-r.exited

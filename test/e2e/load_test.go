@@ -41,6 +41,20 @@ func (l *loadSender) sendUpTo(r *router, upTo int64) {
 	wg.Wait()
 }
 
+// killAt kills r with SIGKILL (no drain, no final commit) once at events have been handed to the
+// senders; the channel is closed when it has.
+func (l *loadSender) killAt(r *router, at int64) <-chan struct{} {
+	killed := make(chan struct{})
+	go func() {
+		for l.taken() < at {
+			time.Sleep(time.Millisecond)
+		}
+		_ = r.cmd.Process.Kill()
+		close(killed)
+	}()
+	return killed
+}
+
 // taken is how many events have been handed to the senders so far.
 func (l *loadSender) taken() int64 { return l.next.Load() }
 
