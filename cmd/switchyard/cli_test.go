@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard-events/switchyard/router/admin"
 )
 
 func runCLI(args ...string) (code int, stdout, stderr string) {
@@ -215,11 +217,14 @@ func TestTriggerPauseResume(t *testing.T) {
 // the lines under a delivery continued with │, sinks and the next arrival under their delivery.
 func TestDrawPath(t *testing.T) {
 	at := time.Date(2026, 12, 8, 10, 2, 11, 481e6, time.UTC)
-	root := &pathNode{EventID: "e-1", Type: "order.created", Source: "/shop", Broker: "shop/default", Received: at, Deliveries: []pathDelivery{
-		{Trigger: "shop/enrich", Status: "delivered", Attempts: 1, LastCode: 200, Subscriber: "http://fn", Finished: at,
-			Next: &pathNode{Via: "reply", EventID: "e-1", Type: "order.enriched", Source: "/fn", Broker: "shop/default", Received: at,
-				Deliveries: []pathDelivery{{Trigger: "shop/store", Status: "delivered", Attempts: 2, LastCode: 202, Subscriber: "http://r/sinks/cassandra/shop/orders", Finished: at, Sink: "CassandraSink shop/orders"}}}},
-		{Trigger: "shop/audit", Status: "dead-lettered", Attempts: 3, LastCode: 500, Subscriber: "http://audit", Finished: at, LastError: "HTTP 500", Sink: "dead-letter sink http://dls"},
+	outcome := func(trigger, status string, attempts, code int, subscriber, lastError string) admin.OutcomeJSON {
+		return admin.OutcomeJSON{Trigger: trigger, Status: status, Attempts: attempts, LastCode: code, Subscriber: subscriber, Finished: at, LastError: lastError}
+	}
+	root := &admin.PathNode{EventID: "e-1", Type: "order.created", Source: "/shop", Broker: "shop/default", Received: at, Deliveries: []admin.PathDelivery{
+		{OutcomeJSON: outcome("shop/enrich", "delivered", 1, 200, "http://fn", ""),
+			Next: &admin.PathNode{Via: "reply", EventID: "e-1", Type: "order.enriched", Source: "/fn", Broker: "shop/default", Received: at,
+				Deliveries: []admin.PathDelivery{{OutcomeJSON: outcome("shop/store", "delivered", 2, 202, "http://r/sinks/cassandra/shop/orders", ""), Sink: "CassandraSink shop/orders"}}}},
+		{OutcomeJSON: outcome("shop/audit", "dead-lettered", 3, 500, "http://audit", "HTTP 500"), Sink: "dead-letter sink http://dls"},
 	}}
 	var b strings.Builder
 	drawPath(&b, root, "", "")

@@ -4,34 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"time"
+
+	"github.com/switchyard-events/switchyard/router/admin"
 )
-
-// pathNode and pathDelivery are the admin API's event path (GET /v1/events/{id}/path), as the
-// terminal shows it.
-type pathNode struct {
-	Via        string         `json:"via"`
-	EventID    string         `json:"eventId"`
-	Type       string         `json:"type"`
-	Source     string         `json:"source"`
-	Broker     string         `json:"broker"`
-	Received   time.Time      `json:"received"`
-	Deliveries []pathDelivery `json:"deliveries"`
-	Note       string         `json:"note"`
-}
-
-type pathDelivery struct {
-	Trigger    string    `json:"trigger"`
-	Subscriber string    `json:"subscriber"`
-	Status     string    `json:"status"`
-	Attempts   int       `json:"attempts"`
-	LastCode   int       `json:"lastCode"`
-	LastError  string    `json:"lastError"`
-	Finished   time.Time `json:"finished"`
-	TraceID    string    `json:"traceId"`
-	Sink       string    `json:"sink"`
-	Next       *pathNode `json:"next"`
-}
 
 // runTrace is `switchyard events trace ID`: the event's whole path, drawn as a tree (or the
 // API's JSON with -o json).
@@ -48,7 +23,7 @@ func runTrace(args []string, stdout, stderr io.Writer) int {
 		_, _ = stdout.Write(body)
 		return 0
 	}
-	var root pathNode
+	var root admin.PathNode
 	if err := json.Unmarshal(body, &root); err != nil {
 		fmt.Fprintln(stderr, "events trace: the admin API answered something else than a path:", err)
 		return 1
@@ -59,7 +34,7 @@ func runTrace(args []string, stdout, stderr io.Writer) int {
 
 // drawPath writes n and what follows from it, one line each, with the tree's branches: first is
 // the prefix of n's own line, rest that of the lines under it.
-func drawPath(w io.Writer, n *pathNode, first, rest string) {
+func drawPath(w io.Writer, n *admin.PathNode, first, rest string) {
 	line := n.EventID
 	if n.Type != "" {
 		line += fmt.Sprintf("  %s  %s  at %s  %s", n.Type, n.Source, n.Broker, n.Received.UTC().Format("15:04:05.000"))
