@@ -76,19 +76,38 @@ func (s *Server) eventPath(ctx context.Context, id string) (*PathNode, error) {
 	for _, t := range s.routes.Triggers() {
 		b.triggers[t.Namespace+"/"+t.Name] = triggerPathSettings{reply: t.Reply, deadLetterSink: t.Delivery.DeadLetterSink}
 	}
-	return b.arrival(id, outcomes, "", time.Time{}, 0), nil
+	return b.arrival(id, outcomes, "", nil, 0), nil
 }
 
-// arrival is the first arrival of event id after after, at broker ("" for any), among outcomes
-// (the event's recorded outcomes): those of its outcomes that share the earliest received time.
-func (b *pathBuilder) arrival(id string, outcomes []router.Outcome, broker string, after time.Time, depth int) *PathNode {
+// arrival is an arrival of event id at broker ("" for any) among outcomes (the event's recorded
+// outcomes): the outcomes there that share one received time. For the event asked about (from
+// nil) it is the first one. For what a delivery from caused (its reply, or the event forwarded to
+// a broker) it is the latest one received while that delivery ran: a reply is published, and a
+// broker's 202 given, before the delivery's outcome is final. So two branches of a Parallel whose
+// same-id replies meet in one broker are told apart. Should the clocks disagree (no arrival in
+// that window), it is the first one received after the delivery started.
+func (b *pathBuilder) arrival(id string, outcomes []router.Outcome, broker string, from *router.Outcome, depth int) *PathNode {
 	n := &PathNode{EventID: id, Broker: broker}
-	var first time.Time
+	var first, latest time.Time
 	for i := range outcomes {
 		o := &outcomes[i]
-		if (broker == "" || o.Broker.String() == broker) && o.Received.After(after) && (first.IsZero() || o.Received.Before(first)) {
-			first = o.Received
+		if broker != "" && o.Broker.String() != broker {
+			continue
 		}
+		// After the delivery started; at the same time too in another broker than the delivery's
+		// own (the Cassandra store keeps milliseconds, and a forward can be accepted within the
+		// millisecond its delivery started).
+		if from == nil || o.Received.After(from.Received) || o.Received.Equal(from.Received) && o.Broker != from.Broker {
+			if first.IsZero() || o.Received.Before(first) {
+				first = o.Received
+			}
+			if from != nil && !o.Received.After(from.Finished) && o.Received.After(latest) {
+				latest = o.Received
+			}
+		}
+	}
+	if !latest.IsZero() {
+		first = latest
 	}
 	if first.IsZero() {
 		n.Note = "no outcome recorded for it here: it matched no trigger, is not final yet, or was forgotten"
@@ -121,7 +140,7 @@ func (b *pathBuilder) arrival(id string, outcomes []router.Outcome, broker strin
 		case o.ReplyID != "":
 			d.Next = b.reply(o, settings, outcomes, depth)
 		case to != "" && o.Status == router.StatusDelivered:
-			d.Next = b.next(o.EventID, outcomes, to, o.Received, depth)
+			d.Next = b.next(o.EventID, outcomes, to, o, depth)
 			d.Next.Via = "forwarded"
 		}
 		n.Deliveries = append(n.Deliveries, d)
@@ -157,17 +176,17 @@ func (b *pathBuilder) reply(o *router.Outcome, settings triggerPathSettings, par
 			return n
 		}
 	}
-	next := b.next(o.ReplyID, outcomes, to, o.Received, depth)
+	next := b.next(o.ReplyID, outcomes, to, o, depth)
 	next.Via = "reply"
 	return next
 }
 
 // next is the arrival one step further down, unless the path is too deep already.
-func (b *pathBuilder) next(id string, outcomes []router.Outcome, broker string, after time.Time, depth int) *PathNode {
+func (b *pathBuilder) next(id string, outcomes []router.Outcome, broker string, from *router.Outcome, depth int) *PathNode {
 	if depth+1 >= pathMaxDepth {
 		return &PathNode{EventID: id, Broker: broker, Note: fmt.Sprintf("cut: the path is more than %d steps deep", pathMaxDepth)}
 	}
-	return b.arrival(id, outcomes, broker, after, depth+1)
+	return b.arrival(id, outcomes, broker, from, depth+1)
 }
 
 // brokerAt is the broker ("ns/name") a subscriber URL addresses on this router's ingress, or "".

@@ -99,6 +99,24 @@ func TestEventPathTree(t *testing.T) {
 		t.Errorf("unknown event: %v %v", none, err)
 	}
 
+	// A Parallel's two branches reply with the event's id into one broker: each reply is the
+	// arrival received while its own branch's delivery ran.
+	rec("p-1", "order.created", "fan", "b0", "http://zero", router.StatusDelivered, 300, 310, "p-1")
+	rec("p-1", "order.created", "fan", "b1", "http://one", router.StatusDelivered, 300, 305, "p-1")
+	rec("p-1", "branch.one", "default", "collect", "http://c", router.StatusDelivered, 304, 306, "")
+	rec("p-1", "branch.zero", "default", "collect", "http://c", router.StatusDelivered, 309, 311, "")
+	routes.fixedTriggers = append(routes.fixedTriggers,
+		broker.TriggerStatus{Namespace: "shop", Name: "b0", TriggerSettings: broker.TriggerSettings{Reply: "broker shop/default"}},
+		broker.TriggerStatus{Namespace: "shop", Name: "b1", TriggerSettings: broker.TriggerSettings{Reply: "broker shop/default"}})
+	s = New(store, routes, metrics.New())
+	par, _ := s.eventPath(context.Background(), "p-1")
+	for _, d := range par.Deliveries {
+		want := map[string]string{"shop/b0": "branch.zero", "shop/b1": "branch.one"}[d.Trigger]
+		if d.Next == nil || d.Next.Type != want {
+			t.Errorf("branch %s led to %+v, want its own reply, %s", d.Trigger, d.Next, want)
+		}
+	}
+
 	// Over HTTP, an id with a slash in it (escaped), and 404 for none.
 	rec("a/b", "t", "default", "enrich", "http://fn", router.StatusDelivered, 200, 201, "")
 	srv := httptest.NewServer(s)

@@ -157,3 +157,73 @@ spec:
 		t.Errorf("the path of an unknown event: %d", code)
 	}
 }
+
+// TestEventPathThroughAParallel: an event sent to a Parallel of two branches (the first with a
+// filter) whose replies keep its id and meet in the default broker; each branch's path leads to
+// its own reply, though both are the same id in the same broker, and the slow branch's reply
+// arrives after the fast one's.
+func TestEventPathThroughAParallel(t *testing.T) {
+	reply := func(typ string, after time.Duration) *subscriber {
+		return newSubscriber(t, func(_ int, req received, w http.ResponseWriter) {
+			time.Sleep(after)
+			h := w.Header()
+			h.Set("Ce-Specversion", "1.0")
+			h.Set("Ce-Id", req.Event.ID())
+			h.Set("Ce-Type", typ)
+			h.Set("Ce-Source", "/branches")
+			w.WriteHeader(http.StatusOK)
+		})
+	}
+	filter, zero, one := reply("order.created", time.Millisecond), reply("branch.zero", time.Millisecond), reply("branch.one", 60*time.Millisecond)
+	display := newSubscriber(t, nil)
+	manifests := brokerYAML("default") + triggerYAML("collect", "  broker: default\n  subscriber:\n    uri: "+display.URL+"\n") + fmt.Sprintf(`apiVersion: flows.knative.dev/v1
+kind: Parallel
+metadata: {name: fan, namespace: default}
+spec:
+  channelTemplate: {apiVersion: messaging.knative.dev/v1, kind: InMemoryChannel}
+  branches:
+    - filter: {uri: %s}
+      subscriber: {uri: %s}
+    - subscriber: {uri: %s}
+  reply:
+    ref: {apiVersion: eventing.knative.dev/v1, kind: Broker, name: default}
+---
+`, filter.URL, zero.URL, one.URL)
+	r := startRouter(t, manifests, "")
+	if code, _, body := r.send(t, "/default/fan-kn-parallel", binaryEvent("par-1", "order.created")); code != http.StatusAccepted {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	display.waitFor(t, 2, 10*time.Second)
+	next := map[string]string{}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := r.get(t, "/v1/events/par-1/path")
+		var root pathNode
+		var lines []string
+		if code == 200 && json.Unmarshal([]byte(body), &root) == nil {
+			root.flatten(&lines)
+		}
+		// Complete once both replies' outcomes are recorded (until then a branch's reply may
+		// show as the sibling's, the only arrival there yet).
+		joined := strings.Join(lines, "\n")
+		if len(lines) == 5 && strings.Contains(joined, "branch.zero") && strings.Contains(joined, "branch.one") {
+			for i := 0; i+1 < len(lines); i++ {
+				next[lines[i]] = lines[i+1]
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the Parallel's path:\n%s\nAPI: %d %s", strings.Join(lines, "\n"), code, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for from, want := range map[string]string{
+		"order.created@default/fan-kn-parallel > default/fan-kn-parallel-filter-0 delivered":  "reply order.created@default/fan-kn-parallel-0 > default/fan-kn-parallel-0 delivered",
+		"reply order.created@default/fan-kn-parallel-0 > default/fan-kn-parallel-0 delivered": "reply branch.zero@default/default > default/collect delivered",
+		"order.created@default/fan-kn-parallel > default/fan-kn-parallel-1 delivered":         "reply branch.one@default/default > default/collect delivered",
+	} {
+		if next[from] != want {
+			t.Errorf("after %q: %q, want %q", from, next[from], want)
+		}
+	}
+}
