@@ -367,9 +367,7 @@ func (s *Server) consoleEvent(w http.ResponseWriter, r *http.Request) {
 			kept = outcomes[i].Event
 		}
 	}
-	if path, err := s.eventPath(r.Context(), id); err == nil {
-		p.Path = path
-	}
+	p.Path = s.pathFrom(r.Context(), id, outcomes)
 	first := &outcomes[0]
 	p.Explain = "/ui/explain?event=" + url.QueryEscape(id) + "&broker=" + url.QueryEscape(first.Broker.String())
 	if kept == nil {

@@ -66,8 +66,17 @@ type triggerPathSettings struct{ reply, deadLetterSink string }
 // eventPath builds the path of event id from its first arrival; nil when nothing is recorded.
 func (s *Server) eventPath(ctx context.Context, id string) (*PathNode, error) {
 	outcomes, err := s.results.EventOutcomes(ctx, id)
-	if err != nil || len(outcomes) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	return s.pathFrom(ctx, id, outcomes), nil
+}
+
+// pathFrom builds the path of event id from its recorded outcomes (a caller that has read them
+// already need not read them again); nil when there are none.
+func (s *Server) pathFrom(ctx context.Context, id string, outcomes []router.Outcome) *PathNode {
+	if len(outcomes) == 0 {
+		return nil
 	}
 	b := &pathBuilder{s: s, ctx: ctx, triggers: map[string]triggerPathSettings{}, brokers: map[string]string{}, left: pathMaxDeliveries}
 	for _, d := range s.routes.QueueDepths() {
@@ -76,7 +85,7 @@ func (s *Server) eventPath(ctx context.Context, id string) (*PathNode, error) {
 	for _, t := range s.routes.Triggers() {
 		b.triggers[t.Namespace+"/"+t.Name] = triggerPathSettings{reply: t.Reply, deadLetterSink: t.Delivery.DeadLetterSink}
 	}
-	return b.arrival(id, outcomes, "", nil, 0), nil
+	return b.arrival(id, outcomes, "", nil, 0)
 }
 
 // arrival is an arrival of event id at broker ("" for any) among outcomes (the event's recorded
