@@ -103,7 +103,8 @@ func TestPauseHoldsOneTriggerOnly(t *testing.T) {
 	if err := r.ResumeTrigger(ref); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, func() bool { return heldHits.Load() == 5 })
+	// The subscriber's fifth answer comes before its outcome is recorded: wait for both.
+	waitUntil(t, func() bool { return heldHits.Load() == 5 && status(r, "held").Delivered == 5 })
 	if s := status(r, "held"); s.Paused || s.Delivered != 5 {
 		t.Fatalf("after resume: paused %v, delivered %d; want running, 5", s.Paused, s.Delivered)
 	}
